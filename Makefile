@@ -1,0 +1,39 @@
+# thanos-rs: the two commands a user types are `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
+
+.PHONY: run test test-deps build lint bench fuzz fmt clean
+
+## run: build the release binaries and start the local stack on a filesystem bucket
+run:
+	@scripts/run-local.sh
+
+## test: install what the tests need, then build everything and run every test
+test: test-deps
+	$(CARGO) fmt --all --check
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --no-fail-fast
+
+## test-deps: install the real programs the tests start (prometheus, moto, azurite, ...)
+test-deps:
+	@scripts/install-test-deps.sh
+
+## lint: formatting and clippy, warnings as errors
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## bench: run the benchmarks and print their figures
+bench: test-deps
+	$(CARGO) bench --workspace
+
+## fuzz: run every fuzz target for a bounded time (FUZZ_SECONDS each, default 60)
+fuzz:
+	@scripts/fuzz.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,22 @@
+//! Prometheus' data model, shared by every thanos-rs crate.
+//!
+//! This crate is the bottom layer of the workspace: it knows nothing about files, the network or
+//! async runtimes. It holds the few types every other crate speaks:
+//!
+//! - [`Label`] and [`Labels`]: a series' identity, always kept sorted by label name;
+//! - [`Matcher`]: a label matcher (`=`, `!=`, `=~`, `!~`) with Prometheus' fully anchored regex
+//!   semantics and empty-value rules;
+//! - [`Sample`] and the staleness marker ([`STALE_NAN_BITS`], [`is_stale_nan`]).
+//!
+//! **Invariant:** a [`Labels`] value is sorted by name and holds no duplicate names; every
+//! constructor enforces it, so code that compares or merges label sets may rely on it.
+
+mod error;
+mod labels;
+mod matcher;
+mod sample;
+
+pub use error::{Error, Result};
+pub use labels::{Label, Labels, METRIC_NAME};
+pub use matcher::{MatchType, Matcher};
+pub use sample::{STALE_NAN_BITS, Sample, is_stale_nan, stale_nan};

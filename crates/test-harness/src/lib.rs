@@ -1,0 +1,15 @@
+//! Test harness: starts real programs on 127.0.0.1 for thanos-rs tests.
+//!
+//! Every program runs as a [`Process`]: started on free ports, with its stdout and stderr captured
+//! to a log file that is printed when a test fails, and killed when the handle is dropped (so a
+//! panicking test still cleans up). Programs are found on `PATH` or in the project's tool folder
+//! (`.tools/bin`, filled by `scripts/install-test-deps.sh`); a missing program is a test
+//! **failure** with a message saying how to install it, never a silent skip.
+//!
+//! Modules: [`process`] (spawn, wait, kill), [`prometheus`] (Prometheus server and promtool).
+
+pub mod process;
+pub mod prometheus;
+
+pub use process::{Process, free_port, http_get, require_program, wait_until};
+pub use prometheus::{Prometheus, PrometheusConfig, promtool};
