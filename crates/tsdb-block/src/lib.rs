@@ -1,0 +1,20 @@
+//! Prometheus TSDB blocks, read and written byte-for-byte as Prometheus does.
+//!
+//! A block is a folder named by its ULID holding `meta.json`, `index`, `chunks/NNNNNN` segment files
+//! and `tombstones`. This crate is synchronous and knows nothing about object storage or async
+//! runtimes: readers work over an abstract byte source so the same code reads a local file or byte
+//! ranges fetched from a bucket.
+//!
+//! **Invariants**
+//! - Every length, count and offset read from a file is checked against the bytes that are there
+//!   before it is used: bad input gives an [`Error`] naming the file, the section and the offset,
+//!   never a panic, an endless loop or a huge allocation.
+//! - A block being written lives under `<ulid>.tmp-for-creation` and is renamed into place only when
+//!   complete, so a crash never leaves a half block that looks whole.
+//!
+//! Modules: [`encoding`] (bounds-checked decoding and encoding of the on-disk integers).
+
+pub mod encoding;
+mod error;
+
+pub use error::{Error, Result};
