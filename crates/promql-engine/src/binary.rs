@@ -1,0 +1,431 @@
+//! Binary operators: arithmetic, comparisons, set operators and vector matching.
+
+use std::collections::{HashMap, HashSet};
+
+use prom_model::{Label, Labels, METRIC_NAME};
+use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+
+use crate::engine::drop_metadata_labels;
+use crate::error::{Error, Result};
+use crate::eval::{Evaluator, StepValue};
+use crate::value::Element;
+
+/// The binary operators PromQL knows, by their token text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Pow,
+    Atan2,
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    And,
+    Or,
+    Unless,
+}
+
+impl Op {
+    fn parse(token: &str) -> Result<Self> {
+        Ok(match token {
+            "+" => Op::Add,
+            "-" => Op::Sub,
+            "*" => Op::Mul,
+            "/" => Op::Div,
+            "%" => Op::Mod,
+            "^" => Op::Pow,
+            "atan2" => Op::Atan2,
+            "==" => Op::Eq,
+            "!=" => Op::Ne,
+            ">" => Op::Gt,
+            "<" => Op::Lt,
+            ">=" => Op::Ge,
+            "<=" => Op::Le,
+            "and" => Op::And,
+            "or" => Op::Or,
+            "unless" => Op::Unless,
+            other => return Err(Error::exec(format!("operator {other:?} is not supported"))),
+        })
+    }
+
+    fn is_comparison(self) -> bool {
+        matches!(self, Op::Eq | Op::Ne | Op::Gt | Op::Lt | Op::Ge | Op::Le)
+    }
+
+    fn is_set(self) -> bool {
+        matches!(self, Op::And | Op::Or | Op::Unless)
+    }
+}
+
+/// Applies `op` to two floats: the arithmetic result, or for comparisons the left value and
+/// whether the comparison holds.
+pub(crate) fn apply(op: Op, lhs: f64, rhs: f64) -> (f64, bool) {
+    match op {
+        Op::Add => (lhs + rhs, true),
+        Op::Sub => (lhs - rhs, true),
+        Op::Mul => (lhs * rhs, true),
+        Op::Div => (lhs / rhs, true),
+        Op::Mod => (go_mod(lhs, rhs), true),
+        Op::Pow => (go_pow(lhs, rhs), true),
+        Op::Atan2 => (lhs.atan2(rhs), true),
+        Op::Eq => (lhs, lhs == rhs),
+        Op::Ne => (lhs, lhs != rhs),
+        Op::Gt => (lhs, lhs > rhs),
+        Op::Lt => (lhs, lhs < rhs),
+        Op::Ge => (lhs, lhs >= rhs),
+        Op::Le => (lhs, lhs <= rhs),
+        Op::And | Op::Or | Op::Unless => (lhs, true),
+    }
+}
+
+/// Go's `math.Mod`: the result has the sign of `x`; NaN for `y == 0` or infinite `x`.
+fn go_mod(x: f64, y: f64) -> f64 {
+    if y == 0.0 || x.is_infinite() || x.is_nan() || y.is_nan() {
+        return f64::NAN;
+    }
+    x % y
+}
+
+/// Go's `math.Pow` special cases differ from `powf` only for `1^NaN` and `(-1)^±Inf`.
+fn go_pow(x: f64, y: f64) -> f64 {
+    if x == 1.0 {
+        return 1.0;
+    }
+    if y.is_nan() || x.is_nan() {
+        return f64::NAN;
+    }
+    if x == -1.0 && y.is_infinite() {
+        return 1.0;
+    }
+    x.powf(y)
+}
+
+fn changes_metric_schema(op: Op) -> bool {
+    matches!(op, Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Mod | Op::Pow | Op::Atan2)
+}
+
+pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &BinaryExpr, ts: i64) -> Result<StepValue> {
+    let op = Op::parse(&expr.op.to_string())?;
+    let return_bool = expr.return_bool();
+    let lhs = ev.eval(&expr.lhs, ts)?;
+    let rhs = ev.eval(&expr.rhs, ts)?;
+    match (lhs, rhs) {
+        (StepValue::Scalar(l), StepValue::Scalar(r)) => {
+            let (value, keep) = apply(op, l, r);
+            let value = if op.is_comparison() { if keep { 1.0 } else { 0.0 } } else { value };
+            Ok(StepValue::Scalar(value))
+        }
+        (StepValue::Vector(vector), StepValue::Scalar(scalar)) => {
+            Ok(StepValue::Vector(vector_scalar(op, vector, scalar, false, return_bool, ts)))
+        }
+        (StepValue::Scalar(scalar), StepValue::Vector(vector)) => {
+            Ok(StepValue::Vector(vector_scalar(op, vector, scalar, true, return_bool, ts)))
+        }
+        (StepValue::Vector(lhs), StepValue::Vector(rhs)) => {
+            let matching = Matching::from_expr(expr);
+            let result = if op.is_set() {
+                set_operation(op, lhs, rhs, &matching)
+            } else {
+                vector_vector(op, lhs, rhs, &matching, return_bool, ts)?
+            };
+            Ok(StepValue::Vector(result))
+        }
+        (l, r) => Err(Error::exec(format!(
+            "binary expression must contain only scalar and instant vector types, got {} and {}",
+            l.type_name(),
+            r.type_name()
+        ))),
+    }
+}
+
+fn vector_scalar(op: Op, vector: Vec<Element>, scalar: f64, swap: bool, return_bool: bool, ts: i64) -> Vec<Element> {
+    let mut out = Vec::with_capacity(vector.len());
+    for mut element in vector {
+        let (l, r) = if swap { (scalar, element.v) } else { (element.v, scalar) };
+        let (mut value, mut keep) = apply(op, l, r);
+        if op.is_comparison() && swap {
+            value = r;
+        }
+        if return_bool {
+            value = if keep { 1.0 } else { 0.0 };
+            keep = true;
+        }
+        if !keep {
+            continue;
+        }
+        element.v = value;
+        element.t = ts;
+        if changes_metric_schema(op) || return_bool {
+            element.drop_name = true;
+        }
+        out.push(element);
+    }
+    out
+}
+
+/// How two vectors are matched: `on`/`ignoring` labels, cardinality, `group_*` labels, fill.
+#[derive(Debug)]
+struct Matching {
+    on: bool,
+    labels: Vec<String>,
+    card: Card,
+    include: Vec<String>,
+    fill_lhs: Option<f64>,
+    fill_rhs: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Card {
+    OneToOne,
+    ManyToOne,
+    OneToMany,
+    ManyToMany,
+}
+
+impl Matching {
+    fn from_expr(expr: &BinaryExpr) -> Self {
+        let mut matching = Matching {
+            on: false,
+            labels: Vec::new(),
+            card: Card::OneToOne,
+            include: Vec::new(),
+            fill_lhs: None,
+            fill_rhs: None,
+        };
+        if let Some(modifier) = &expr.modifier {
+            match &modifier.matching {
+                Some(LabelModifier::Include(labels)) => {
+                    matching.on = true;
+                    matching.labels = labels.labels.clone();
+                }
+                Some(LabelModifier::Exclude(labels)) => matching.labels = labels.labels.clone(),
+                None => {}
+            }
+            match &modifier.card {
+                VectorMatchCardinality::OneToOne => {}
+                VectorMatchCardinality::ManyToOne(labels) => {
+                    matching.card = Card::ManyToOne;
+                    matching.include = labels.labels.clone();
+                }
+                VectorMatchCardinality::OneToMany(labels) => {
+                    matching.card = Card::OneToMany;
+                    matching.include = labels.labels.clone();
+                }
+                VectorMatchCardinality::ManyToMany => matching.card = Card::ManyToMany,
+            }
+            matching.fill_lhs = modifier.fill_values.lhs;
+            matching.fill_rhs = modifier.fill_values.rhs;
+        }
+        matching
+    }
+
+    /// The labels two elements must agree on.
+    fn signature(&self, labels: &Labels) -> Labels {
+        if self.on {
+            let kept: Vec<Label> = labels
+                .iter()
+                .filter(|label| self.labels.contains(&label.name))
+                .cloned()
+                .collect();
+            Labels::from_sorted(kept)
+        } else {
+            let kept: Vec<Label> = labels
+                .iter()
+                .filter(|label| label.name != METRIC_NAME && !self.labels.contains(&label.name))
+                .cloned()
+                .collect();
+            Labels::from_sorted(kept)
+        }
+    }
+}
+
+fn set_operation(op: Op, lhs: Vec<Element>, rhs: Vec<Element>, matching: &Matching) -> Vec<Element> {
+    match op {
+        Op::And => {
+            let right: HashSet<Labels> = rhs.iter().map(|e| matching.signature(&e.labels)).collect();
+            lhs.into_iter()
+                .filter(|e| right.contains(&matching.signature(&e.labels)))
+                .collect()
+        }
+        Op::Unless => {
+            let right: HashSet<Labels> = rhs.iter().map(|e| matching.signature(&e.labels)).collect();
+            lhs.into_iter()
+                .filter(|e| !right.contains(&matching.signature(&e.labels)))
+                .collect()
+        }
+        _ => {
+            let left: HashSet<Labels> = lhs.iter().map(|e| matching.signature(&e.labels)).collect();
+            let mut out = lhs;
+            out.extend(rhs.into_iter().filter(|e| !left.contains(&matching.signature(&e.labels))));
+            out
+        }
+    }
+}
+
+fn vector_vector(op: Op, lhs: Vec<Element>, rhs: Vec<Element>, matching: &Matching, return_bool: bool, ts: i64) -> Result<Vec<Element>> {
+    let has_fill = matching.fill_lhs.is_some() || matching.fill_rhs.is_some();
+    if (lhs.is_empty() && rhs.is_empty()) || ((lhs.is_empty() || rhs.is_empty()) && !has_fill) {
+        return Ok(Vec::new());
+    }
+    let swapped = matching.card == Card::OneToMany;
+    let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
+    let (fill_many, fill_one) = if swapped {
+        (matching.fill_rhs, matching.fill_lhs)
+    } else {
+        (matching.fill_lhs, matching.fill_rhs)
+    };
+
+    let mut one_by_signature: HashMap<Labels, usize> = HashMap::new();
+    for (index, element) in one.iter().enumerate() {
+        let signature = matching.signature(&element.labels);
+        if let Some(&previous) = one_by_signature.get(&signature) {
+            let side = if swapped { "left" } else { "right" };
+            let mut pair = [element.labels.to_string(), one[previous].labels.to_string()];
+            pair.sort();
+            return Err(Error::exec(format!(
+                "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                match_labels_display(&element.labels, matching),
+                pair[0],
+                pair[1]
+            )));
+        }
+        one_by_signature.insert(signature, index);
+    }
+
+    let mut state = MatchState {
+        op,
+        matching,
+        swapped,
+        return_bool,
+        ts,
+        matched_one_to_one: HashSet::new(),
+        matched_many: HashMap::new(),
+        out: Vec::new(),
+    };
+    for many_el in &many {
+        let signature = matching.signature(&many_el.labels);
+        match one_by_signature.get(&signature) {
+            Some(&index) => state.apply_pair(many_el, &one[index], &signature)?,
+            None => {
+                let Some(fill) = fill_one else { continue };
+                let filler = Element {
+                    labels: match_labels(&many_el.labels, matching),
+                    t: ts,
+                    v: fill,
+                    drop_name: false,
+                };
+                state.apply_pair(many_el, &filler, &signature)?;
+            }
+        }
+    }
+    if let Some(fill) = fill_many {
+        for one_el in &one {
+            let signature = matching.signature(&one_el.labels);
+            let already = if matching.card == Card::OneToOne {
+                state.matched_one_to_one.contains(&signature)
+            } else {
+                state.matched_many.get(&signature).is_some_and(|set| !set.is_empty())
+            };
+            if already {
+                continue;
+            }
+            let filler = Element {
+                labels: match_labels(&one_el.labels, matching),
+                t: ts,
+                v: fill,
+                drop_name: false,
+            };
+            state.apply_pair(&filler, one_el, &signature)?;
+        }
+    }
+    Ok(state.out)
+}
+
+/// Bookkeeping of one vector-vector operation.
+struct MatchState<'m> {
+    op: Op,
+    matching: &'m Matching,
+    swapped: bool,
+    return_bool: bool,
+    ts: i64,
+    matched_one_to_one: HashSet<Labels>,
+    matched_many: HashMap<Labels, HashSet<Labels>>,
+    out: Vec<Element>,
+}
+
+impl MatchState<'_> {
+    fn apply_pair(&mut self, many_el: &Element, one_el: &Element, signature: &Labels) -> Result<()> {
+        let (l, r) = if self.swapped { (one_el.v, many_el.v) } else { (many_el.v, one_el.v) };
+        let (mut value, keep) = apply(self.op, l, r);
+        if self.return_bool {
+            value = if keep { 1.0 } else { 0.0 };
+        }
+        let labels = result_labels(&many_el.labels, &one_el.labels, self.op, self.matching);
+        if self.matching.card == Card::OneToOne {
+            if !self.matched_one_to_one.insert(signature.clone()) {
+                return Err(Error::exec(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+                ));
+            }
+        } else {
+            let inserted = self.matched_many.entry(signature.clone()).or_default();
+            if !inserted.insert(labels.clone()) {
+                return Err(Error::exec("multiple matches for labels: grouping labels must ensure unique matches"));
+            }
+        }
+        if !keep && !self.return_bool {
+            return Ok(());
+        }
+        self.out.push(Element {
+            labels,
+            t: self.ts,
+            v: value,
+            drop_name: self.return_bool,
+        });
+        Ok(())
+    }
+}
+
+/// `MatchLabels` of Prometheus: the `on` labels, or everything but the ignored labels and the name.
+fn match_labels(labels: &Labels, matching: &Matching) -> Labels {
+    matching.signature(labels)
+}
+
+fn match_labels_display(labels: &Labels, matching: &Matching) -> String {
+    match_labels(labels, matching).to_string()
+}
+
+fn result_labels(many: &Labels, one: &Labels, op: Op, matching: &Matching) -> Labels {
+    let mut labels = many.clone();
+    if changes_metric_schema(op) {
+        labels = drop_metadata_labels(&labels);
+    }
+    if matching.card == Card::OneToOne {
+        if matching.on {
+            let kept: Vec<Label> = labels
+                .iter()
+                .filter(|label| matching.labels.contains(&label.name))
+                .cloned()
+                .collect();
+            labels = Labels::from_sorted(kept);
+        } else {
+            let names: Vec<&str> = matching.labels.iter().map(String::as_str).collect();
+            labels = labels.without(&names);
+        }
+    }
+    for name in &matching.include {
+        match one.get(name) {
+            Some(value) => labels.set(name.clone(), value.to_string()),
+            None => {
+                labels.remove(name);
+            }
+        }
+    }
+    labels
+}

@@ -1,0 +1,243 @@
+//! The public entry points: [`Engine`], its options, instant and range queries.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use prom_model::{Labels, METRIC_NAME};
+use promql_parser::parser::Expr;
+
+use crate::error::{Error, Result};
+use crate::eval::{Evaluator, StepValue};
+use crate::parse::parse_expr;
+use crate::storage::Queryable;
+use crate::value::{Element, Point, QueryResult, Series, Value};
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for a sample (default 5m).
+    pub lookback_delta: Duration,
+    /// Most samples a query may hold at once (default 50,000,000).
+    pub max_samples: usize,
+    /// Longest a query may run (default 2m).
+    pub timeout: Duration,
+    /// Step of subqueries written without one (default 1m).
+    pub default_subquery_step: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            lookback_delta: Duration::from_secs(300),
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            default_subquery_step: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Per-query settings.
+#[derive(Debug, Clone, Default)]
+pub struct QueryOptions {
+    /// Overrides the engine's lookback delta.
+    pub lookback_delta: Option<Duration>,
+    /// Overrides the engine's timeout (the shorter of the two wins).
+    pub timeout: Option<Duration>,
+    /// Set to `true` (from any thread) to cancel the query.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// Settings resolved for one evaluation.
+#[derive(Debug)]
+pub(crate) struct EvalSettings {
+    pub(crate) lookback_delta: i64,
+    pub(crate) max_samples: usize,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) cancel: Option<Arc<AtomicBool>>,
+    pub(crate) default_subquery_step: i64,
+}
+
+/// A PromQL engine: stateless apart from its options; queries run synchronously.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    options: EngineOptions,
+}
+
+fn to_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Engine {
+    /// An engine with `options`.
+    pub fn new(options: EngineOptions) -> Self {
+        Self { options }
+    }
+
+    /// The engine's options.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    fn settings(&self, query: &QueryOptions) -> EvalSettings {
+        let timeout = match query.timeout {
+            Some(timeout) => timeout.min(self.options.timeout),
+            None => self.options.timeout,
+        };
+        EvalSettings {
+            lookback_delta: to_ms(query.lookback_delta.unwrap_or(self.options.lookback_delta)),
+            max_samples: self.options.max_samples,
+            deadline: Instant::now().checked_add(timeout),
+            cancel: query.cancel.clone(),
+            default_subquery_step: to_ms(self.options.default_subquery_step).max(1),
+        }
+    }
+
+    /// Evaluates `query` at `time` (ms since the epoch).
+    pub fn instant_query(&self, storage: &dyn Queryable, query: &str, time: i64, options: &QueryOptions) -> Result<QueryResult> {
+        let expr = parse_expr(query)?;
+        let settings = self.settings(options);
+        let mut ev = Evaluator::new(storage, &settings, time, time, 0);
+        ev.prefetch(&expr)?;
+        ev.check_interrupt("query execution")?;
+        let value = match ev.eval(&expr, time)? {
+            StepValue::Scalar(v) => Value::Scalar { t: time, v },
+            StepValue::String(v) => Value::String { t: time, v },
+            StepValue::Vector(vector) => Value::Vector(finish_vector(vector, time)?),
+            StepValue::Matrix(matrix) => Value::Matrix(finish_matrix(matrix.series)?),
+        };
+        let (warnings, infos) = ev.annotations.render(query);
+        Ok(QueryResult { value, warnings, infos })
+    }
+
+    /// Evaluates `query` at every `start + k*step <= end` (ms); the result is a matrix sorted by
+    /// labels.
+    pub fn range_query(&self, storage: &dyn Queryable, query: &str, start: i64, end: i64, step: i64, options: &QueryOptions) -> Result<QueryResult> {
+        if step <= 0 {
+            return Err(Error::BadParameter {
+                message: "zero or negative query resolution step widths are not accepted. Try a positive integer".to_string(),
+            });
+        }
+        if end < start {
+            return Err(Error::BadParameter {
+                message: "end timestamp must not be before start time".to_string(),
+            });
+        }
+        let expr = parse_expr(query)?;
+        check_range_query_type(&expr)?;
+        let settings = self.settings(options);
+        let mut ev = Evaluator::new(storage, &settings, start, end, step);
+        ev.prefetch(&expr)?;
+        let mut series: BTreeMap<Labels, Series> = BTreeMap::new();
+        let mut ts = start;
+        while ts <= end {
+            ev.check_interrupt("query execution")?;
+            ev.step_samples = 0;
+            let value = ev.eval(&expr, ts)?;
+            let elements = match value {
+                StepValue::Scalar(v) => vec![Element {
+                    labels: Labels::empty(),
+                    t: ts,
+                    v,
+                    drop_name: false,
+                }],
+                StepValue::Vector(vector) => vector,
+                other => {
+                    return Err(Error::exec(format!(
+                        "invalid expression type {:?} for range query, must be Scalar or instant Vector",
+                        other.type_name()
+                    )));
+                }
+            };
+            ev.result_samples += elements.len();
+            for element in elements {
+                let entry = series.entry(element.labels.clone()).or_insert_with(|| Series {
+                    labels: element.labels.clone(),
+                    points: Vec::new(),
+                    drop_name: element.drop_name,
+                });
+                entry.drop_name |= element.drop_name;
+                if entry.points.last().is_some_and(|p| p.t == ts) {
+                    return Err(Error::exec("vector cannot contain metrics with the same labelset"));
+                }
+                entry.points.push(Point { t: ts, v: element.v });
+            }
+            ev.step_samples = 0;
+            ev.add_samples(0)?;
+            ts = match ts.checked_add(step) {
+                Some(next) => next,
+                None => break,
+            };
+        }
+        let value = Value::Matrix(finish_matrix(series.into_values().collect())?);
+        let (warnings, infos) = ev.annotations.render(query);
+        Ok(QueryResult { value, warnings, infos })
+    }
+}
+
+fn check_range_query_type(expr: &Expr) -> Result<()> {
+    let value_type = expr.value_type();
+    let name = value_type.to_string();
+    if name == "vector" || name == "scalar" {
+        return Ok(());
+    }
+    Err(Error::Parse {
+        message: format!("invalid expression type \"{}\" for range query, must be Scalar or instant Vector", expr_type_word(&name)),
+    })
+}
+
+fn expr_type_word(name: &str) -> &str {
+    match name {
+        "matrix" => "range vector",
+        other => other,
+    }
+}
+
+/// Removes `__name__` and the other metadata labels (`__type__`, `__unit__`).
+pub(crate) fn drop_metadata_labels(labels: &Labels) -> Labels {
+    labels.without(&[METRIC_NAME, "__type__", "__unit__"])
+}
+
+/// Applies delayed name removal to an instant vector and rejects duplicate label sets.
+fn finish_vector(mut vector: Vec<Element>, time: i64) -> Result<Vec<Element>> {
+    for element in &mut vector {
+        if element.drop_name {
+            element.labels = drop_metadata_labels(&element.labels);
+            element.drop_name = false;
+        }
+        element.t = time;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(vector.len());
+    for element in &vector {
+        if !seen.insert(&element.labels) {
+            return Err(Error::exec("vector cannot contain metrics with the same labelset"));
+        }
+    }
+    Ok(vector)
+}
+
+/// Applies delayed name removal to a matrix, merges series that now share labels (failing when
+/// they overlap in time) and sorts by labels.
+fn finish_matrix(series: Vec<Series>) -> Result<Vec<Series>> {
+    let mut merged: BTreeMap<Labels, Series> = BTreeMap::new();
+    for mut one in series {
+        if one.drop_name {
+            one.labels = drop_metadata_labels(&one.labels);
+            one.drop_name = false;
+        }
+        match merged.get_mut(&one.labels) {
+            None => {
+                merged.insert(one.labels.clone(), one);
+            }
+            Some(existing) => {
+                existing.points.extend(one.points);
+                existing.points.sort_by_key(|p| p.t);
+                if existing.points.windows(2).any(|pair| pair[0].t == pair[1].t) {
+                    return Err(Error::exec("vector cannot contain metrics with the same labelset"));
+                }
+            }
+        }
+    }
+    Ok(merged.into_values().collect())
+}

@@ -1,0 +1,449 @@
+//! The evaluator: walks the AST at one evaluation timestamp at a time.
+//!
+//! Range queries call [`Evaluator::eval`] once per step; subqueries call it once per inner step.
+//! Selector data is loaded from the [`Queryable`] once per query (see [`Evaluator::prefetch`]) and
+//! then sliced per step, so the per-step walk never touches storage.
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use prom_model::{Labels, Matcher, is_stale_nan};
+use promql_parser::parser::{Expr, SubqueryExpr, UnaryExpr, VectorSelector};
+
+use crate::annotations::Annotations;
+use crate::engine::EvalSettings;
+use crate::error::{Error, Result};
+use crate::parse::{at_ms, duration_ms, matcher_sets, offset_ms};
+use crate::storage::{Queryable, SelectHints};
+use crate::value::{Element, Point, Series};
+
+/// A range vector at one evaluation step: series with the points of their window.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RangeVector {
+    pub(crate) series: Vec<Series>,
+    /// Window length in ms.
+    pub(crate) range: i64,
+    /// End of the window (inclusive), i.e. evaluation time minus offset, or the `@` time.
+    pub(crate) window_end: i64,
+}
+
+/// A value at one evaluation step.
+#[derive(Debug, Clone)]
+pub(crate) enum StepValue {
+    Scalar(f64),
+    String(String),
+    Vector(Vec<Element>),
+    Matrix(RangeVector),
+}
+
+impl StepValue {
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self {
+            StepValue::Scalar(_) => "scalar",
+            StepValue::String(_) => "string",
+            StepValue::Vector(_) => "vector",
+            StepValue::Matrix(_) => "matrix",
+        }
+    }
+}
+
+/// Raw series of one selector, points in time order (stale markers included).
+#[derive(Debug)]
+pub(crate) struct LoadedSeries {
+    pub(crate) labels: Labels,
+    pub(crate) points: Vec<Point>,
+}
+
+/// Per-query evaluation state.
+pub(crate) struct Evaluator<'a> {
+    pub(crate) storage: &'a dyn Queryable,
+    pub(crate) settings: &'a EvalSettings,
+    /// Query start and end (ms); `@ start()` / `@ end()` refer to them.
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    /// Query step in ms (0 for instant queries).
+    pub(crate) step: i64,
+    pub(crate) annotations: Annotations,
+    selectors: HashMap<usize, Rc<Vec<LoadedSeries>>>,
+    /// Samples held by the step currently being evaluated.
+    pub(crate) step_samples: usize,
+    /// Samples held by the accumulated result of a range query.
+    pub(crate) result_samples: usize,
+}
+
+impl std::fmt::Debug for Evaluator<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evaluator")
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .field("step", &self.step)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Context a selector inherits from the enclosing nodes while planning its time range.
+#[derive(Debug, Clone, Default)]
+struct PlanPath {
+    subquery_offset: i64,
+    subquery_range: i64,
+    subquery_at: Option<i64>,
+    func: Option<String>,
+    grouping: Vec<String>,
+    by: bool,
+}
+
+impl<'a> Evaluator<'a> {
+    pub(crate) fn new(storage: &'a dyn Queryable, settings: &'a EvalSettings, start: i64, end: i64, step: i64) -> Self {
+        Self {
+            storage,
+            settings,
+            start,
+            end,
+            step,
+            annotations: Annotations::default(),
+            selectors: HashMap::new(),
+            step_samples: 0,
+            result_samples: 0,
+        }
+    }
+
+    /// Loads the data of every selector in `expr` for the whole query.
+    pub(crate) fn prefetch(&mut self, expr: &Expr) -> Result<()> {
+        self.plan(expr, &PlanPath::default(), 0)
+    }
+
+    fn plan(&mut self, expr: &Expr, path: &PlanPath, range: i64) -> Result<()> {
+        match expr {
+            Expr::VectorSelector(selector) => self.load(selector, path, range),
+            Expr::MatrixSelector(matrix) => self.load(&matrix.vs, path, duration_ms(&matrix.range)),
+            Expr::Paren(paren) => self.plan(&paren.expr, path, range),
+            Expr::Unary(unary) => self.plan(&unary.expr, path, range),
+            Expr::Binary(binary) => {
+                let mut inner = path.clone();
+                inner.func = None;
+                self.plan(&binary.lhs, &inner, 0)?;
+                self.plan(&binary.rhs, &inner, 0)
+            }
+            Expr::Aggregate(aggregate) => {
+                let mut inner = path.clone();
+                inner.func = Some(aggregate.op.to_string());
+                match &aggregate.modifier {
+                    Some(modifier) => {
+                        inner.grouping = modifier.labels().labels.clone();
+                        inner.by = modifier.is_include();
+                    }
+                    None => {
+                        inner.grouping = Vec::new();
+                        inner.by = true;
+                    }
+                }
+                if let Some(param) = &aggregate.param {
+                    self.plan(param, path, 0)?;
+                }
+                self.plan(&aggregate.expr, &inner, 0)
+            }
+            Expr::Call(call) => {
+                let mut inner = path.clone();
+                inner.func = Some(call.func.name.to_string());
+                for arg in &call.args.args {
+                    self.plan(arg, &inner, 0)?;
+                }
+                Ok(())
+            }
+            Expr::Subquery(subquery) => {
+                let mut inner = path.clone();
+                inner.subquery_offset += offset_ms(subquery.offset.as_ref());
+                inner.subquery_range += duration_ms(&subquery.range);
+                if let Some(at) = at_ms(subquery.at.as_ref(), self.start, self.end) {
+                    inner.subquery_offset = offset_ms(subquery.offset.as_ref());
+                    inner.subquery_range = duration_ms(&subquery.range);
+                    inner.subquery_at = Some(at);
+                }
+                inner.func = None;
+                self.plan(&subquery.expr, &inner, 0)
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => Ok(()),
+        }
+    }
+
+    fn load(&mut self, selector: &VectorSelector, path: &PlanPath, range: i64) -> Result<()> {
+        let key = selector as *const VectorSelector as usize;
+        let (mut start, mut end) = (self.start, self.end);
+        if let Some(at) = path.subquery_at {
+            start = at;
+            end = at;
+        }
+        if let Some(at) = at_ms(selector.at.as_ref(), self.start, self.end) {
+            start = at;
+            end = at;
+        }
+        start -= if range == 0 { self.settings.lookback_delta } else { range };
+        let offset = offset_ms(selector.offset.as_ref());
+        start = start - offset - path.subquery_range - path.subquery_offset;
+        end -= offset + path.subquery_offset;
+        let hints = SelectHints {
+            start: start + 1,
+            end,
+            step: self.step,
+            func: path.func.clone(),
+            range,
+            grouping: path.grouping.clone(),
+            by: path.by,
+        };
+        let mut by_labels: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
+        for matchers in matcher_sets(selector)? {
+            self.select_into(&matchers, &hints, &mut by_labels)?;
+        }
+        let loaded: Vec<LoadedSeries> = by_labels
+            .into_iter()
+            .map(|(labels, points)| LoadedSeries { labels, points })
+            .collect();
+        self.selectors.insert(key, Rc::new(loaded));
+        Ok(())
+    }
+
+    fn select_into(&self, matchers: &[Matcher], hints: &SelectHints, out: &mut BTreeMap<Labels, Vec<Point>>) -> Result<()> {
+        let stream = self.storage.select(matchers, hints)?;
+        for series in stream {
+            self.check_interrupt("query preparation")?;
+            let series = series?;
+            let points = out.entry(series.labels).or_default();
+            if !points.is_empty() {
+                continue;
+            }
+            for sample in series.samples {
+                let sample = sample?;
+                points.push(Point {
+                    t: sample.t,
+                    v: sample.v,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails if the query was cancelled or ran past its deadline.
+    pub(crate) fn check_interrupt(&self, phase: &'static str) -> Result<()> {
+        if let Some(cancel) = &self.settings.cancel
+            && cancel.load(Ordering::Relaxed)
+        {
+            return Err(Error::Canceled { phase });
+        }
+        if let Some(deadline) = self.settings.deadline
+            && std::time::Instant::now() >= deadline
+        {
+            return Err(Error::Timeout { phase });
+        }
+        Ok(())
+    }
+
+    /// Accounts for `count` more samples held by the current step.
+    pub(crate) fn add_samples(&mut self, count: usize) -> Result<()> {
+        self.step_samples += count;
+        if self.step_samples + self.result_samples > self.settings.max_samples {
+            return Err(Error::TooManySamples {
+                phase: "query execution",
+            });
+        }
+        Ok(())
+    }
+
+    /// Evaluates `expr` at `ts` (ms).
+    pub(crate) fn eval(&mut self, expr: &Expr, ts: i64) -> Result<StepValue> {
+        match expr {
+            Expr::NumberLiteral(number) => Ok(StepValue::Scalar(number.val)),
+            Expr::StringLiteral(string) => Ok(StepValue::String(string.val.clone())),
+            Expr::Paren(paren) => self.eval(&paren.expr, ts),
+            Expr::Unary(unary) => self.eval_unary(unary, ts),
+            Expr::VectorSelector(selector) => self.eval_vector_selector(selector, ts).map(StepValue::Vector),
+            Expr::MatrixSelector(matrix) => {
+                let range = duration_ms(&matrix.range);
+                self.eval_range_selector(&matrix.vs, range, ts).map(StepValue::Matrix)
+            }
+            Expr::Subquery(subquery) => self.eval_subquery(subquery, ts).map(StepValue::Matrix),
+            Expr::Aggregate(aggregate) => crate::aggregate::eval(self, aggregate, ts),
+            Expr::Binary(binary) => crate::binary::eval(self, binary, ts),
+            Expr::Call(call) => crate::functions::eval(self, call, ts),
+            Expr::Extension(_) => Err(Error::exec("extension expressions are not supported")),
+        }
+    }
+
+    /// Evaluates an expression that must yield an instant vector.
+    pub(crate) fn eval_vector(&mut self, expr: &Expr, ts: i64) -> Result<Vec<Element>> {
+        match self.eval(expr, ts)? {
+            StepValue::Vector(vector) => Ok(vector),
+            other => Err(Error::exec(format!("expected instant vector, got {}", other.type_name()))),
+        }
+    }
+
+    /// Evaluates an expression that must yield a scalar.
+    pub(crate) fn eval_scalar(&mut self, expr: &Expr, ts: i64) -> Result<f64> {
+        match self.eval(expr, ts)? {
+            StepValue::Scalar(value) => Ok(value),
+            other => Err(Error::exec(format!("expected scalar, got {}", other.type_name()))),
+        }
+    }
+
+    /// Evaluates an expression that must yield a range vector.
+    pub(crate) fn eval_matrix(&mut self, expr: &Expr, ts: i64) -> Result<RangeVector> {
+        match self.eval(expr, ts)? {
+            StepValue::Matrix(matrix) => Ok(matrix),
+            other => Err(Error::exec(format!("expected range vector, got {}", other.type_name()))),
+        }
+    }
+
+    fn eval_unary(&mut self, unary: &UnaryExpr, ts: i64) -> Result<StepValue> {
+        match self.eval(&unary.expr, ts)? {
+            StepValue::Scalar(value) => Ok(StepValue::Scalar(-value)),
+            StepValue::Vector(mut vector) => {
+                for element in &mut vector {
+                    element.v = -element.v;
+                    element.drop_name = true;
+                    element.t = ts;
+                }
+                Ok(StepValue::Vector(vector))
+            }
+            other => Err(Error::exec(format!(
+                "unary expression only allowed on expressions of type scalar or instant vector, got {}",
+                other.type_name()
+            ))),
+        }
+    }
+
+    fn loaded(&self, selector: &VectorSelector) -> Result<Rc<Vec<LoadedSeries>>> {
+        let key = selector as *const VectorSelector as usize;
+        self.selectors
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| Error::exec("selector evaluated without prefetched data"))
+    }
+
+    /// The reference time of a selector at `ts`: the `@` time or `ts`, minus the offset.
+    pub(crate) fn reference_time(&self, at: Option<&promql_parser::parser::AtModifier>, offset: Option<&promql_parser::parser::Offset>, ts: i64) -> i64 {
+        at_ms(at, self.start, self.end).unwrap_or(ts) - offset_ms(offset)
+    }
+
+    fn eval_vector_selector(&mut self, selector: &VectorSelector, ts: i64) -> Result<Vec<Element>> {
+        let loaded = self.loaded(selector)?;
+        let reference = self.reference_time(selector.at.as_ref(), selector.offset.as_ref(), ts);
+        let lookback_start = reference - self.settings.lookback_delta;
+        let mut out = Vec::new();
+        for series in loaded.iter() {
+            let end = series.points.partition_point(|p| p.t <= reference);
+            if end == 0 {
+                continue;
+            }
+            let point = series.points[end - 1];
+            if point.t <= lookback_start || is_stale_nan(point.v) {
+                continue;
+            }
+            out.push(Element {
+                labels: series.labels.clone(),
+                t: point.t,
+                v: point.v,
+                drop_name: false,
+            });
+        }
+        self.add_samples(out.len())?;
+        Ok(out)
+    }
+
+    fn eval_range_selector(&mut self, selector: &VectorSelector, range: i64, ts: i64) -> Result<RangeVector> {
+        let loaded = self.loaded(selector)?;
+        let window_end = self.reference_time(selector.at.as_ref(), selector.offset.as_ref(), ts);
+        let window_start = window_end - range;
+        let mut series_out = Vec::new();
+        let mut total = 0;
+        for series in loaded.iter() {
+            let from = series.points.partition_point(|p| p.t <= window_start);
+            let to = series.points.partition_point(|p| p.t <= window_end);
+            let points: Vec<Point> = series.points[from..to]
+                .iter()
+                .filter(|p| !is_stale_nan(p.v))
+                .copied()
+                .collect();
+            if points.is_empty() {
+                continue;
+            }
+            total += points.len();
+            series_out.push(Series {
+                labels: series.labels.clone(),
+                points,
+                drop_name: false,
+            });
+        }
+        self.add_samples(total)?;
+        Ok(RangeVector {
+            series: series_out,
+            range,
+            window_end,
+        })
+    }
+
+    fn eval_subquery(&mut self, subquery: &SubqueryExpr, ts: i64) -> Result<RangeVector> {
+        let range = duration_ms(&subquery.range);
+        let step = subquery
+            .step
+            .as_ref()
+            .map(duration_ms)
+            .filter(|step| *step > 0)
+            .unwrap_or(self.settings.default_subquery_step);
+        let window_end = self.reference_time(subquery.at.as_ref(), subquery.offset.as_ref(), ts);
+        let window_start = window_end - range;
+        let mut first = step * (window_start / step);
+        if first <= window_start {
+            first += step;
+        }
+        let mut by_labels: BTreeMap<Labels, Series> = BTreeMap::new();
+        let saved_samples = self.step_samples;
+        let mut inner_ts = first;
+        let mut total = 0;
+        while inner_ts <= window_end {
+            self.check_interrupt("expression evaluation")?;
+            let before = self.step_samples;
+            let value = self.eval(&subquery.expr, inner_ts)?;
+            self.step_samples = before;
+            match value {
+                StepValue::Scalar(v) => {
+                    total += 1;
+                    by_labels
+                        .entry(Labels::empty())
+                        .or_insert_with(|| Series {
+                            labels: Labels::empty(),
+                            points: Vec::new(),
+                            drop_name: false,
+                        })
+                        .points
+                        .push(Point { t: inner_ts, v });
+                }
+                StepValue::Vector(vector) => {
+                    for element in vector {
+                        total += 1;
+                        let entry = by_labels.entry(element.labels.clone()).or_insert_with(|| Series {
+                            labels: element.labels.clone(),
+                            points: Vec::new(),
+                            drop_name: element.drop_name,
+                        });
+                        entry.drop_name |= element.drop_name;
+                        entry.points.push(Point { t: inner_ts, v: element.v });
+                    }
+                }
+                other => {
+                    return Err(Error::exec(format!(
+                        "subquery is only allowed on instant vector, got {}",
+                        other.type_name()
+                    )));
+                }
+            }
+            inner_ts += step;
+        }
+        self.step_samples = saved_samples;
+        self.add_samples(total)?;
+        Ok(RangeVector {
+            series: by_labels.into_values().collect(),
+            range,
+            window_end,
+        })
+    }
+}

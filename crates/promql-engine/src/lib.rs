@@ -1,0 +1,77 @@
+//! PromQL evaluation with Prometheus 3 semantics.
+//!
+//! **Mission.** Turn a PromQL query string plus a source of series into the values Prometheus 3
+//! would return: instant queries ([`Engine::instant_query`]) and range queries
+//! ([`Engine::range_query`]), with Prometheus' error wording and classification
+//! ([`Error::kind`]) and its warning/info annotations where they are cheap to produce. The crate
+//! knows nothing about HTTP or gRPC; services wrap it.
+//!
+//! Queries are parsed with the `promql-parser` crate and its AST is evaluated directly. Series
+//! come from a [`Queryable`]: a synchronous trait returning lazy streams of series and samples,
+//! so a chunk-backed store can decode while the engine consumes. [`MemoryStorage`] is the
+//! in-memory implementation used by tests and the conformance runner
+//! (`tests/conformance.rs`, which replays Prometheus' own `.test` scripts).
+//!
+//! # Invariants
+//!
+//! - Windows are left-open: a range selector `x[d]` at `t` sees samples in `(t-d, t]`, an instant
+//!   selector the newest sample in `(t-lookback, t]`. A stale marker (bit pattern
+//!   [`prom_model::STALE_NAN_BITS`]) ends a series' lookback and never appears in range windows.
+//! - `__name__` removal is delayed: functions and operators only *mark* a result for name
+//!   removal ([`value::Element::drop_name`]); the name is removed, and duplicate label sets are
+//!   rejected, once at the end of the query. So `label_replace(rate(x[1m]), ...)` still sees
+//!   the name, as in Prometheus with `--enable-feature=promql-delayed-name-removal`.
+//! - Range queries evaluate the expression independently at each step and key the result by
+//!   label set, so instant and range evaluation share one code path and always agree.
+//! - Selector data is fetched once per query for the whole time range it can touch
+//!   (offsets, `@`, subqueries included); the per-step walk only slices it.
+//! - Library code never panics on input: every malformed query or value becomes an [`Error`].
+//!
+//! # Module map
+//!
+//! - [`engine`]: [`Engine`], options, instant/range entry points, final name removal.
+//! - `eval`: the per-timestamp evaluator, selectors, subqueries, sample accounting.
+//! - `binary`: arithmetic, comparison and set operators, vector matching, `fill` modifiers.
+//! - `aggregate`: aggregation operators.
+//! - `functions`, `range_functions`, `histogram`, `date`: the function library.
+//! - `parse`: glue to `promql-parser` (durations, `@`, offsets, matchers).
+//! - `annotations`, `format`, `hash`: annotation texts, Go-compatible number formatting,
+//!   Prometheus' label hash (for `limit_ratio`).
+//! - [`storage`]: [`Queryable`], [`SelectHints`], [`MemoryStorage`].
+//! - [`value`]: result types.
+//!
+//! # Where Prometheus 2 differs
+//!
+//! Prometheus 2.x used closed windows `[t-d, t]` for range and lookback selection, removed
+//! `__name__` eagerly, applied the rate zero-point clamp before the 1.1×-average-gap check, summed
+//! without Kahan compensation before 2.54, and had no `limitk`/`limit_ratio`, `fill` modifiers,
+//! `first_over_time`, `ts_of_*_over_time`, `mad_over_time` or `start()`/`end()` functions. Results
+//! on window boundaries therefore differ from a 2.x server; this crate follows 3.x only.
+//!
+//! # Not supported yet
+//!
+//! Native histograms (samples are floats only), `info()` joins (returns its input), the
+//! `anchored`/`smoothed` range modifiers and duration arithmetic (the parser cannot read them),
+//! and start timestamps.
+
+mod aggregate;
+mod annotations;
+mod binary;
+mod date;
+pub mod engine;
+mod error;
+mod eval;
+mod format;
+mod functions;
+mod hash;
+mod histogram;
+mod parse;
+mod range_functions;
+pub mod storage;
+pub mod value;
+
+pub use engine::{Engine, EngineOptions, QueryOptions};
+pub use error::{Error, ErrorKind, Result};
+pub use parse::{parse_expr, selector_matchers};
+pub use storage::{MemoryStorage, Queryable, SampleStream, SelectHints, SelectedSeries, SeriesStream, StorageError};
+pub use value::{Element, Point, QueryResult, Series, Value};

@@ -1,0 +1,369 @@
+//! Functions over range vectors: `rate` and friends, `*_over_time`, `deriv`, `predict_linear`,
+//! `changes`, `resets`, `double_exponential_smoothing`, `absent_over_time`.
+
+use promql_parser::parser::Expr;
+
+use crate::annotations;
+use crate::error::{Error, Result};
+use crate::eval::{Evaluator, RangeVector};
+use crate::functions::{absent_labels, kahan_inc, quantile, scalar_arg};
+use crate::parse::unwrap_parens;
+use crate::value::{Element, Point};
+
+const NAMES: &[&str] = &[
+    "rate",
+    "increase",
+    "delta",
+    "irate",
+    "idelta",
+    "avg_over_time",
+    "sum_over_time",
+    "count_over_time",
+    "min_over_time",
+    "max_over_time",
+    "last_over_time",
+    "first_over_time",
+    "present_over_time",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "quantile_over_time",
+    "mad_over_time",
+    "ts_of_min_over_time",
+    "ts_of_max_over_time",
+    "ts_of_first_over_time",
+    "ts_of_last_over_time",
+    "absent_over_time",
+    "changes",
+    "resets",
+    "deriv",
+    "predict_linear",
+    "double_exponential_smoothing",
+    "holt_winters",
+];
+
+pub(crate) fn handles(name: &str) -> bool {
+    NAMES.contains(&name)
+}
+
+/// The index of the range-vector argument.
+fn matrix_index(name: &str) -> usize {
+    match name {
+        "quantile_over_time" => 1,
+        _ => 0,
+    }
+}
+
+pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], ts: i64) -> Result<Vec<Element>> {
+    let index = matrix_index(name);
+    let arg = args
+        .get(index)
+        .ok_or_else(|| Error::exec(format!("missing range vector argument for {name}")))?;
+    let scalars: Vec<f64> = match name {
+        "quantile_over_time" => vec![scalar_arg(ev, args, 0, ts)?],
+        "predict_linear" => vec![scalar_arg(ev, args, 1, ts)?],
+        "double_exponential_smoothing" | "holt_winters" => {
+            vec![scalar_arg(ev, args, 1, ts)?, scalar_arg(ev, args, 2, ts)?]
+        }
+        _ => Vec::new(),
+    };
+    let matrix = ev.eval_matrix(arg, ts)?;
+    if name == "absent_over_time" {
+        if matrix.series.iter().any(|series| !series.points.is_empty()) {
+            return Ok(Vec::new());
+        }
+        return Ok(vec![Element {
+            labels: absent_labels(unwrap_parens(arg)),
+            t: ts,
+            v: 1.0,
+            drop_name: true,
+        }]);
+    }
+    if name == "quantile_over_time" && let Some(&q) = scalars.first() && (q.is_nan() || !(0.0..=1.0).contains(&q)) && !matrix.series.is_empty() {
+        ev.annotations.warn(annotations::invalid_quantile(q), None);
+    }
+    if name == "double_exponential_smoothing" || name == "holt_winters" {
+        check_smoothing_factors(&scalars, &matrix)?;
+    }
+    let from_selector = matches!(unwrap_parens(arg), Expr::MatrixSelector(_));
+    let keeps_name = name == "last_over_time" || name == "first_over_time";
+    let mut out = Vec::with_capacity(matrix.series.len());
+    for series in &matrix.series {
+        let Some(value) = compute(name, &series.points, &matrix, &scalars, ts) else {
+            continue;
+        };
+        if from_selector && (name == "rate" || name == "increase") {
+            note_possible_non_counter(ev, series.labels.metric_name());
+        }
+        out.push(Element {
+            labels: series.labels.clone(),
+            t: ts,
+            v: value,
+            drop_name: !keeps_name || series.drop_name,
+        });
+    }
+    Ok(out)
+}
+
+fn note_possible_non_counter(ev: &mut Evaluator<'_>, metric: Option<&str>) {
+    let Some(metric) = metric else { return };
+    if ["_total", "_sum", "_count", "_bucket"].iter().any(|suffix| metric.ends_with(suffix)) {
+        return;
+    }
+    ev.annotations.info(annotations::possible_non_counter(metric), Some(metric));
+}
+
+fn check_smoothing_factors(scalars: &[f64], matrix: &RangeVector) -> Result<()> {
+    if matrix.series.is_empty() {
+        return Ok(());
+    }
+    let (sf, tf) = (scalars[0], scalars[1]);
+    if sf <= 0.0 || sf >= 1.0 || sf.is_nan() {
+        return Err(Error::exec(format!(
+            "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+        )));
+    }
+    if tf <= 0.0 || tf >= 1.0 || tf.is_nan() {
+        return Err(Error::exec(format!(
+            "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+        )));
+    }
+    Ok(())
+}
+
+fn compute(name: &str, points: &[Point], matrix: &RangeVector, scalars: &[f64], ts: i64) -> Option<f64> {
+    let first = points.first()?;
+    let last = points.last()?;
+    Some(match name {
+        "rate" => extrapolated_rate(points, matrix, true, true)?,
+        "increase" => extrapolated_rate(points, matrix, true, false)?,
+        "delta" => extrapolated_rate(points, matrix, false, false)?,
+        "irate" => instant_value(points, true)?,
+        "idelta" => instant_value(points, false)?,
+        "avg_over_time" => average(points),
+        "sum_over_time" => {
+            let (mut sum, mut c) = (0.0, 0.0);
+            for point in points {
+                (sum, c) = kahan_inc(point.v, sum, c);
+            }
+            if sum.is_infinite() { sum } else { sum + c }
+        }
+        "count_over_time" => points.len() as f64,
+        "min_over_time" => compare(points, |cur, best| cur < best || best.is_nan()).v,
+        "max_over_time" => compare(points, |cur, best| cur > best || best.is_nan()).v,
+        "ts_of_min_over_time" => compare(points, |cur, best| cur <= best || best.is_nan()).t as f64 / 1000.0,
+        "ts_of_max_over_time" => compare(points, |cur, best| cur >= best || best.is_nan()).t as f64 / 1000.0,
+        "last_over_time" => last.v,
+        "first_over_time" => first.v,
+        "ts_of_first_over_time" => first.t as f64 / 1000.0,
+        "ts_of_last_over_time" => last.t as f64 / 1000.0,
+        "present_over_time" => 1.0,
+        "stddev_over_time" => variance(points).sqrt(),
+        "stdvar_over_time" => variance(points),
+        "quantile_over_time" => {
+            let mut values: Vec<f64> = points.iter().map(|p| p.v).collect();
+            quantile(scalars[0], &mut values)
+        }
+        "mad_over_time" => {
+            let mut values: Vec<f64> = points.iter().map(|p| p.v).collect();
+            if values.iter().any(|v| v.is_nan()) {
+                f64::NAN
+            } else {
+                let median = quantile(0.5, &mut values);
+                let mut deviations: Vec<f64> = values.iter().map(|v| (v - median).abs()).collect();
+                quantile(0.5, &mut deviations)
+            }
+        }
+        "changes" => {
+            let mut changes = 0;
+            for pair in points.windows(2) {
+                let (prev, cur) = (pair[0].v, pair[1].v);
+                if cur != prev && !(cur.is_nan() && prev.is_nan()) {
+                    changes += 1;
+                }
+            }
+            f64::from(changes)
+        }
+        "resets" => {
+            let resets = points.windows(2).filter(|pair| pair[1].v < pair[0].v).count();
+            resets as f64
+        }
+        "deriv" => {
+            if points.len() < 2 {
+                return None;
+            }
+            linear_regression(points, first.t).0
+        }
+        "predict_linear" => {
+            if points.len() < 2 {
+                return None;
+            }
+            let (slope, intercept) = linear_regression(points, ts);
+            slope * scalars[0] + intercept
+        }
+        "double_exponential_smoothing" | "holt_winters" => smoothing(points, scalars[0], scalars[1])?,
+        _ => return None,
+    })
+}
+
+fn compare(points: &[Point], better: impl Fn(f64, f64) -> bool) -> Point {
+    let mut best = points[0];
+    for point in points {
+        if better(point.v, best.v) {
+            best = *point;
+        }
+    }
+    best
+}
+
+fn average(points: &[Point]) -> f64 {
+    let (mut sum, mut count) = (points[0].v, 1.0);
+    let (mut mean, mut c) = (0.0, 0.0);
+    let mut incremental = false;
+    for point in &points[1..] {
+        count += 1.0;
+        if !incremental {
+            let (new_sum, new_c) = kahan_inc(point.v, sum, c);
+            if !new_sum.is_infinite() {
+                sum = new_sum;
+                c = new_c;
+                continue;
+            }
+            incremental = true;
+            mean = sum / (count - 1.0);
+            c /= count - 1.0;
+        }
+        let q = (count - 1.0) / count;
+        (mean, c) = kahan_inc(point.v / count, q * mean, q * c);
+    }
+    if incremental { mean + c } else { sum / count + c / count }
+}
+
+fn variance(points: &[Point]) -> f64 {
+    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for point in points {
+        count += 1.0;
+        let delta = point.v - (mean + c_mean);
+        (mean, c_mean) = kahan_inc(delta / count, mean, c_mean);
+        (aux, c_aux) = kahan_inc(delta * (point.v - (mean + c_mean)), aux, c_aux);
+    }
+    (aux + c_aux) / count
+}
+
+/// `rate`, `increase` and `delta` with Prometheus' extrapolation to the window boundaries.
+fn extrapolated_rate(points: &[Point], matrix: &RangeVector, is_counter: bool, is_rate: bool) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let range_start = matrix.window_end - matrix.range;
+    let range_end = matrix.window_end;
+    let first = points[0];
+    let last = points[points.len() - 1];
+    let mut result = last.v - first.v;
+    if is_counter {
+        for pair in points.windows(2) {
+            if pair[1].v < pair[0].v {
+                result += pair[0].v;
+            }
+        }
+    }
+    let mut to_start = (first.t - range_start) as f64 / 1000.0;
+    let mut to_end = (range_end - last.t) as f64 / 1000.0;
+    let sampled = (last.t - first.t) as f64 / 1000.0;
+    let average_gap = sampled / (points.len() - 1) as f64;
+    let threshold = average_gap * 1.1;
+    if to_start >= threshold {
+        to_start = average_gap / 2.0;
+    }
+    if is_counter {
+        let mut to_zero = to_start;
+        if result > 0.0 && first.v >= 0.0 {
+            to_zero = sampled * (first.v / result);
+        }
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = average_gap / 2.0;
+    }
+    let mut factor = if sampled != 0.0 { (sampled + to_start + to_end) / sampled } else { 1.0 };
+    if is_rate {
+        factor /= matrix.range as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+/// `irate` / `idelta`: the last two samples.
+fn instant_value(points: &[Point], is_rate: bool) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let previous = points[points.len() - 2];
+    let last = points[points.len() - 1];
+    let interval = last.t - previous.t;
+    if interval == 0 {
+        return None;
+    }
+    let mut value = last.v;
+    if !is_rate || last.v >= previous.v {
+        value = last.v - previous.v;
+    }
+    if is_rate {
+        value /= interval as f64 / 1000.0;
+    }
+    Some(value)
+}
+
+/// Least-squares slope and intercept, with times relative to `intercept_time` in seconds.
+pub(crate) fn linear_regression(points: &[Point], intercept_time: i64) -> (f64, f64) {
+    let (mut n, mut sum_x, mut c_x, mut sum_y, mut c_y) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut sum_xy, mut c_xy, mut sum_x2, mut c_x2) = (0.0, 0.0, 0.0, 0.0);
+    let initial = points[0].v;
+    let mut constant = true;
+    for (index, point) in points.iter().enumerate() {
+        if constant && index > 0 && point.v != initial {
+            constant = false;
+        }
+        n += 1.0;
+        let x = (point.t - intercept_time) as f64 / 1000.0;
+        (sum_x, c_x) = kahan_inc(x, sum_x, c_x);
+        (sum_y, c_y) = kahan_inc(point.v, sum_y, c_y);
+        (sum_xy, c_xy) = kahan_inc(x * point.v, sum_xy, c_xy);
+        (sum_x2, c_x2) = kahan_inc(x * x, sum_x2, c_x2);
+    }
+    if constant {
+        if initial.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, initial);
+    }
+    sum_x += c_x;
+    sum_y += c_y;
+    sum_xy += c_xy;
+    sum_x2 += c_x2;
+    let covariance = sum_xy - sum_x * sum_y / n;
+    let variance = sum_x2 - sum_x * sum_x / n;
+    let slope = covariance / variance;
+    let intercept = sum_y / n - slope * sum_x / n;
+    (slope, intercept)
+}
+
+/// Holt's double exponential smoothing.
+fn smoothing(points: &[Point], sf: f64, tf: f64) -> Option<f64> {
+    if points.len() < 2 {
+        return None;
+    }
+    let mut s0 = 0.0;
+    let mut s1 = points[0].v;
+    let mut b = points[1].v - points[0].v;
+    for (i, point) in points.iter().enumerate().skip(1) {
+        let x = sf * point.v;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Some(s1)
+}

@@ -1,0 +1,144 @@
+//! The series source the evaluator reads from, and an in-memory implementation.
+//!
+//! [`Queryable::select`] hands back a lazy stream of series whose samples are themselves a lazy
+//! stream, so an implementation backed by TSDB chunks can decode while the engine consumes.
+
+use std::fmt;
+
+use prom_model::{Labels, Matcher, Sample};
+
+/// An error from a series source.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StorageError {
+    /// What failed.
+    pub message: String,
+}
+
+impl StorageError {
+    /// An error with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+/// What the engine is about to do with the selected series; a source may use it to prune.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SelectHints {
+    /// First timestamp (ms, inclusive) whose samples may be needed.
+    pub start: i64,
+    /// Last timestamp (ms, inclusive) whose samples may be needed.
+    pub end: i64,
+    /// Evaluation step of the query in ms (0 for an instant query).
+    pub step: i64,
+    /// The function that consumes the selector, if any (`rate`, `sum`, ...).
+    pub func: Option<String>,
+    /// The range of a range selector in ms (0 for an instant selector).
+    pub range: i64,
+    /// Grouping labels of the enclosing aggregation.
+    pub grouping: Vec<String>,
+    /// Whether `grouping` is a `by` list (true) or a `without` list (false).
+    pub by: bool,
+}
+
+/// A lazy stream of samples in time order.
+pub type SampleStream<'a> = Box<dyn Iterator<Item = Result<Sample, StorageError>> + 'a>;
+
+/// One selected series: its labels and a lazy stream of its float samples.
+pub struct SelectedSeries<'a> {
+    /// The series' labels.
+    pub labels: Labels,
+    /// Its samples within the hinted time range (more are allowed; the engine filters).
+    pub samples: SampleStream<'a>,
+}
+
+impl fmt::Debug for SelectedSeries<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SelectedSeries")
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A lazy stream of selected series, sorted by labels.
+pub type SeriesStream<'a> = Box<dyn Iterator<Item = Result<SelectedSeries<'a>, StorageError>> + 'a>;
+
+/// A source of series: everything the evaluator needs from storage.
+pub trait Queryable {
+    /// The series matching all `matchers`, with samples covering `hints.start..=hints.end`.
+    fn select<'a>(&'a self, matchers: &[Matcher], hints: &SelectHints) -> Result<SeriesStream<'a>, StorageError>;
+}
+
+/// Series held in memory, sorted by labels; for tests and the conformance runner.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStorage {
+    series: std::collections::BTreeMap<Labels, Vec<Sample>>,
+}
+
+impl MemoryStorage {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends samples to a series, keeping its samples in time order (a later sample with the
+    /// same timestamp replaces the earlier one).
+    pub fn append(&mut self, labels: Labels, samples: impl IntoIterator<Item = Sample>) {
+        let stored = self.series.entry(labels).or_default();
+        stored.extend(samples);
+        stored.sort_by_key(|sample| sample.t);
+        stored.dedup_by(|later, earlier| {
+            if later.t == earlier.t {
+                *earlier = *later;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Drops every series.
+    pub fn clear(&mut self) {
+        self.series.clear();
+    }
+
+    /// How many series are stored.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+}
+
+impl Queryable for MemoryStorage {
+    fn select<'a>(&'a self, matchers: &[Matcher], hints: &SelectHints) -> Result<SeriesStream<'a>, StorageError> {
+        let matchers = matchers.to_vec();
+        let (start, end) = (hints.start, hints.end);
+        let iter = self
+            .series
+            .iter()
+            .filter(move |(labels, _)| {
+                matchers
+                    .iter()
+                    .all(|matcher| matcher.matches(labels.get(matcher.name()).unwrap_or("")))
+            })
+            .filter_map(move |(labels, samples)| {
+                let from = samples.partition_point(|sample| sample.t < start);
+                let to = samples.partition_point(|sample| sample.t <= end);
+                if from >= to {
+                    return None;
+                }
+                let stream: SampleStream<'a> = Box::new(samples[from..to].iter().copied().map(Ok));
+                Some(Ok(SelectedSeries {
+                    labels: labels.clone(),
+                    samples: stream,
+                }))
+            });
+        Ok(Box::new(iter))
+    }
+}
