@@ -14,7 +14,11 @@
 //!
 //! Modules: [`encoding`] (bounds-checked decoding and encoding of the on-disk integers).
 
+pub mod chunkenc;
 pub mod encoding;
 mod error;
+pub mod index;
+pub mod postings;
+pub mod source;
 
 pub use error::{Error, Result};
