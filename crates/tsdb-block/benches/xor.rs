@@ -1,0 +1,2 @@
+//! XOR chunk encode and decode throughput (placeholder, filled in below).
+fn main() {}

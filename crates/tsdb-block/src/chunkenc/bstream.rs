@@ -1,0 +1,261 @@
+//! Bit streams, most significant bit first, as Prometheus' chunk encodings lay them out.
+//!
+//! Both sides work a machine word at a time rather than a bit at a time: the writer ORs up to 64
+//! bits into a zero-padded byte buffer with one big-endian word store (plus one spill byte), and
+//! the reader loads the next 64 bits with one big-endian word load and shifts.
+
+use crate::encoding::DecodeError;
+
+/// Zero bytes kept past the last written byte so a word store never needs a length check.
+const WRITE_SLACK: usize = 16;
+
+/// An append-only bit stream over a byte buffer whose bytes past the written bits are zero.
+#[derive(Debug, Clone)]
+pub(crate) struct BitWriter {
+    /// The stream bytes followed by at least [`WRITE_SLACK`] zero bytes.
+    buffer: Vec<u8>,
+    /// Number of bits written, counting from the first byte of `buffer`.
+    bit_len: usize,
+}
+
+impl BitWriter {
+    /// A stream whose first `header_bytes` bytes are zero and already count as written.
+    pub(crate) fn with_header(header_bytes: usize, capacity: usize) -> Self {
+        let mut buffer = Vec::with_capacity(capacity.max(header_bytes) + WRITE_SLACK);
+        buffer.resize(header_bytes + WRITE_SLACK, 0);
+        Self {
+            buffer,
+            bit_len: header_bytes * 8,
+        }
+    }
+
+    /// The written bytes; the last one is zero-padded on the right.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buffer[..self.byte_len()]
+    }
+
+    /// The written bytes, mutable (for headers rewritten in place).
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        let byte_len = self.byte_len();
+        &mut self.buffer[..byte_len]
+    }
+
+    /// Number of bytes the written bits occupy.
+    pub(crate) fn byte_len(&self) -> usize {
+        self.bit_len.div_ceil(8)
+    }
+
+    /// Writes the low `count` bits of `value`, `count <= 64`.
+    #[inline]
+    pub(crate) fn write_bits(&mut self, value: u64, count: u32) {
+        debug_assert!(count <= 64);
+        if count == 0 {
+            return;
+        }
+        let byte_index = self.bit_len / 8;
+        if byte_index + WRITE_SLACK > self.buffer.len() {
+            let new_len = (self.buffer.len() * 2).max(byte_index + WRITE_SLACK);
+            self.buffer.resize(new_len, 0);
+        }
+        let shift = (self.bit_len % 8) as u32;
+        let aligned = value << (64 - count);
+        let word_bytes: &mut [u8; 8] = (&mut self.buffer[byte_index..byte_index + 8])
+            .try_into()
+            .expect("the slice is 8 bytes long");
+        let word = u64::from_be_bytes(*word_bytes) | (aligned >> shift);
+        *word_bytes = word.to_be_bytes();
+        if shift + count > 64 {
+            // The lowest `shift` bits of `aligned` did not fit the word: they start the next byte.
+            self.buffer[byte_index + 8] |= (aligned as u8) << (8 - shift);
+        }
+        self.bit_len += count as usize;
+    }
+
+    /// Writes one bit.
+    #[inline]
+    pub(crate) fn write_bit(&mut self, bit: bool) {
+        self.write_bits(u64::from(bit), 1);
+    }
+
+    /// Writes a whole byte.
+    #[inline]
+    pub(crate) fn write_byte(&mut self, byte: u8) {
+        self.write_bits(u64::from(byte), 8);
+    }
+}
+
+/// A bounds-checked reader over a bit stream.
+///
+/// Reads past the end yield zero bits from [`BitReader::peek`] but fail in
+/// [`BitReader::consume`], so decoders may look ahead freely and learn about truncation when they
+/// commit.
+#[derive(Debug, Clone)]
+pub(crate) struct BitReader<'a> {
+    bytes: &'a [u8],
+    /// Next bit to read, counting from the first byte of `bytes`.
+    bit_position: usize,
+    /// Absolute file offset of `bytes[0]`, for errors.
+    base: u64,
+}
+
+impl<'a> BitReader<'a> {
+    /// A reader starting at the first bit of `bytes`, which sit at file offset `base`.
+    pub(crate) fn new(bytes: &'a [u8], base: u64) -> Self {
+        Self {
+            bytes,
+            bit_position: 0,
+            base,
+        }
+    }
+
+    /// Starts reading at bit `bit_position`.
+    pub(crate) fn seek_bit(&mut self, bit_position: usize) {
+        self.bit_position = bit_position;
+    }
+
+    /// An error at the current position.
+    pub(crate) fn error(&self, detail: &str) -> DecodeError {
+        DecodeError::new(
+            self.base + (self.bit_position / 8) as u64,
+            format!("{detail} (bit {})", self.bit_position),
+        )
+    }
+
+    /// The next 64 bits, left-aligned; bits past the end of the stream read as zero. At least the
+    /// first 57 bits are the stream's bits (or zeros past its end).
+    #[inline]
+    pub(crate) fn peek(&self) -> u64 {
+        let byte_index = self.bit_position / 8;
+        let shift = (self.bit_position % 8) as u32;
+        let word = match self.bytes.get(byte_index..byte_index + 8) {
+            Some(slice) => u64::from_be_bytes(slice.try_into().expect("the slice is 8 bytes long")),
+            None => self.peek_near_end(byte_index),
+        };
+        word << shift
+    }
+
+    #[cold]
+    fn peek_near_end(&self, byte_index: usize) -> u64 {
+        let mut padded = [0u8; 8];
+        if let Some(tail) = self.bytes.get(byte_index..) {
+            let count = tail.len().min(8);
+            padded[..count].copy_from_slice(&tail[..count]);
+        }
+        u64::from_be_bytes(padded)
+    }
+
+    /// Moves past `count` bits, failing if the stream has fewer left.
+    #[inline]
+    pub(crate) fn consume(&mut self, count: u32) -> Result<(), DecodeError> {
+        let end = self.bit_position + count as usize;
+        if end > self.bytes.len() * 8 {
+            return Err(self.error("bit stream ends early"));
+        }
+        self.bit_position = end;
+        Ok(())
+    }
+
+    /// Reads `count <= 64` bits as an unsigned number.
+    #[inline]
+    pub(crate) fn read_bits(&mut self, count: u32) -> Result<u64, DecodeError> {
+        if count == 0 {
+            return Ok(0);
+        }
+        if count <= 56 {
+            let value = self.peek() >> (64 - count);
+            self.consume(count)?;
+            return Ok(value);
+        }
+        let high_count = count - 32;
+        let high = self.peek() >> (64 - high_count);
+        self.consume(high_count)?;
+        let low = self.peek() >> 32;
+        self.consume(32)?;
+        Ok((high << 32) | low)
+    }
+
+    /// Reads 8 bits.
+    #[inline]
+    pub(crate) fn read_byte(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.read_bits(8)? as u8)
+    }
+
+    /// Reads an unsigned LEB128 value whose bytes sit in the stream as 8-bit groups.
+    pub(crate) fn read_uvarint(&mut self) -> Result<u64, DecodeError> {
+        let mut value: u64 = 0;
+        for index in 0..10u32 {
+            let byte = self.read_byte()?;
+            if index == 9 && byte > 1 {
+                return Err(self.error("uvarint overflows 64 bits"));
+            }
+            value |= u64::from(byte & 0x7f) << (7 * index);
+            if byte < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(self.error("uvarint longer than 10 bytes"))
+    }
+
+    /// Reads a zig-zag varint whose bytes sit in the stream as 8-bit groups.
+    pub(crate) fn read_varint(&mut self) -> Result<i64, DecodeError> {
+        let raw = self.read_uvarint()?;
+        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_round_trip(fields: &[(u64, u32)]) {
+        let mut writer = BitWriter::with_header(0, 0);
+        for &(value, count) in fields {
+            writer.write_bits(value, count);
+        }
+        let total_bits: u32 = fields.iter().map(|&(_, count)| count).sum();
+        assert_eq!(writer.bytes().len(), total_bits.div_ceil(8) as usize);
+        let mut reader = BitReader::new(writer.bytes(), 0);
+        for &(value, count) in fields {
+            let mask = if count == 64 {
+                u64::MAX
+            } else {
+                (1u64 << count) - 1
+            };
+            assert_eq!(reader.read_bits(count).unwrap(), value & mask, "{count}");
+        }
+    }
+
+    #[test]
+    fn fields_of_every_width_round_trip_at_every_alignment() {
+        for leading in 0..8u32 {
+            for count in 1..=64u32 {
+                check_round_trip(&[
+                    (0b1010_1010, leading),
+                    (0xDEAD_BEEF_CAFE_F00D, count),
+                    (u64::MAX, 3),
+                ]);
+            }
+        }
+    }
+
+    #[test]
+    fn bits_are_most_significant_first_with_zero_padding() {
+        let mut writer = BitWriter::with_header(2, 0);
+        writer.write_bit(true);
+        writer.write_bits(0b01, 2);
+        assert_eq!(writer.bytes(), &[0, 0, 0b1010_0000]);
+        writer.write_byte(0xFF);
+        assert_eq!(writer.bytes(), &[0, 0, 0b1011_1111, 0b1110_0000]);
+    }
+
+    #[test]
+    fn reading_past_the_end_is_an_error() {
+        let bytes = [0xFFu8];
+        let mut reader = BitReader::new(&bytes, 10);
+        assert_eq!(reader.read_bits(5).unwrap(), 0b11111);
+        let error = reader.read_bits(4).unwrap_err();
+        assert_eq!(error.offset, 10);
+        assert_eq!(reader.read_bits(3).unwrap(), 0b111);
+        assert!(reader.read_bits(64).is_err());
+    }
+}

@@ -1,0 +1,268 @@
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+
+const STALE_NAN: u64 = 0x7FF0_0000_0000_0002;
+
+/// Encodes `samples`, checks the bytes decode back bit for bit and returns the chunk data.
+fn check_round_trip(samples: &[(i64, f64)]) -> Vec<u8> {
+    let encoder = encode_xor(samples);
+    assert_eq!(usize::from(encoder.num_samples()), samples.len());
+    assert_eq!(encoder.len(), encoder.bytes().len());
+    let decoded = decode_xor(encoder.bytes()).unwrap();
+    assert_eq!(decoded.len(), samples.len());
+    for (index, (got, want)) in decoded.iter().zip(samples).enumerate() {
+        assert_eq!(got.0, want.0, "timestamp of sample {index}");
+        assert_eq!(
+            got.1.to_bits(),
+            want.1.to_bits(),
+            "value bits of sample {index}"
+        );
+    }
+    encoder.into_bytes()
+}
+
+#[test]
+fn empty_chunk_is_the_zero_count() {
+    let encoder = XorEncoder::new();
+    assert_eq!(encoder.bytes(), &[0, 0]);
+    assert!(encoder.is_empty());
+    assert_eq!(XorIterator::new(&[0, 0]).count(), 0);
+}
+
+#[test]
+fn golden_bytes_of_a_small_chunk_computed_by_hand() {
+    // t0=1000 -> zig-zag 2000 -> d0 0f; 1.0 -> 3ff0..; delta 1000 -> e8 07; value unchanged: 0;
+    // dod 0: 0; 2.0 ^ 1.0 = 0x7ff0.. -> 1 1 00001 001011 11111111111, zero padded.
+    let bytes = check_round_trip(&[(1000, 1.0), (2000, 1.0), (3000, 2.0)]);
+    let expected = [
+        0x00, 0x03, 0xd0, 0x0f, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0xe8, 0x07, 0x30, 0x97, 0xff, 0xc0,
+    ];
+    assert_eq!(bytes, expected);
+}
+
+/// The samples of `testdata/promtool-edge-values.om`.
+fn promtool_edge_samples() -> Vec<(i64, f64)> {
+    vec![
+        (1000, 1.0),
+        (2000, 1.0),
+        (3000, 2.0),
+        (4005, 2.5),
+        (5000, -0.0),
+        (5001, f64::INFINITY),
+        (9000, f64::NEG_INFINITY),
+        (79_000, 1e300),
+        (679_000, 3.14159),
+        (2_000_000, 3.14159),
+        (2_000_015, 42.0),
+        (2_000_030, 7e-300),
+    ]
+}
+
+#[test]
+fn matches_a_chunk_written_by_prometheus() {
+    let segment = include_bytes!("../../testdata/promtool-edge-values-000001");
+    // Segment header (8 bytes), uvarint length 0x63, encoding 1, data, CRC.
+    assert_eq!(segment[8], 0x63);
+    assert_eq!(segment[9], 1);
+    let data = &segment[10..10 + 0x63];
+    let samples = promtool_edge_samples();
+    let decoded = decode_xor(data).unwrap();
+    assert_eq!(decoded.len(), samples.len());
+    for (got, want) in decoded.iter().zip(&samples) {
+        assert_eq!(got.0, want.0);
+        assert_eq!(got.1.to_bits(), want.1.to_bits());
+    }
+    assert_eq!(check_round_trip(&samples), data);
+}
+
+#[test]
+fn special_values_round_trip_bit_for_bit() {
+    let values = [
+        f64::NAN,
+        f64::from_bits(STALE_NAN),
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -0.0,
+        0.0,
+        f64::MIN_POSITIVE,
+        f64::from_bits(1),
+        f64::MAX,
+        f64::MIN,
+        f64::from_bits(STALE_NAN),
+        1.0,
+        f64::from_bits(u64::MAX),
+        f64::from_bits(0x8000_0000_0000_0001),
+    ];
+    let samples: Vec<(i64, f64)> = values
+        .iter()
+        .enumerate()
+        .map(|(index, &value)| (index as i64 * 15_000, value))
+        .collect();
+    check_round_trip(&samples);
+}
+
+#[test]
+fn timestamp_extremes_and_every_delta_of_delta_bucket_round_trip() {
+    let mut timestamps = vec![0i64, 10, 20, 19, 25];
+    let mut t = 25i64;
+    let mut delta = 6i64;
+    // Step through the edges of each bucket, both signs, including the asymmetric limits.
+    for dod in [
+        0,
+        1,
+        -1,
+        8191,
+        8192,
+        -8191,
+        -8192,
+        8193,
+        65535,
+        65536,
+        -65535,
+        -65536,
+        65537,
+        524287,
+        524288,
+        -524287,
+        -524288,
+        524289,
+        1 << 40,
+        -(1 << 40),
+        0,
+        0,
+    ] {
+        delta += dod;
+        t += delta;
+        timestamps.push(t);
+    }
+    let mut samples: Vec<(i64, f64)> = timestamps.into_iter().map(|t| (t, t as f64)).collect();
+    check_round_trip(&samples);
+    // Negative first timestamp, backwards second sample, and the extremes of i64.
+    samples = vec![
+        (-5_000, 1.0),
+        (-10_000, 2.0),
+        (i64::MAX, 3.0),
+        (i64::MIN, 4.0),
+        (0, 5.0),
+        (i64::MAX, 6.0),
+    ];
+    check_round_trip(&samples);
+}
+
+#[test]
+fn one_sample_and_the_maximum_sample_count() {
+    check_round_trip(&[(i64::MIN, f64::from_bits(STALE_NAN))]);
+    let samples: Vec<(i64, f64)> = (0..i64::from(u16::MAX))
+        .map(|index| (index * 1000, (index % 13) as f64))
+        .collect();
+    check_round_trip(&samples);
+    let mut encoder = encode_xor(&samples);
+    assert_eq!(encoder.num_samples(), u16::MAX);
+    let before = encoder.bytes().to_vec();
+    assert!(!encoder.append(1 << 40, 1.0));
+    assert_eq!(encoder.bytes(), before);
+}
+
+#[test]
+fn random_series_round_trip() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for _ in 0..200 {
+        let count = rng.random_range(1..400);
+        let mut t: i64 = rng.random_range(-1_000_000..1_000_000_000_000);
+        let mut samples = Vec::with_capacity(count);
+        let mut value: f64 = rng.random_range(-1e6..1e6);
+        for _ in 0..count {
+            t += match rng.random_range(0..10) {
+                0 => rng.random_range(1..i64::from(u32::MAX)),
+                1..=3 => rng.random_range(1..100),
+                _ => 15_000,
+            };
+            value = match rng.random_range(0..6) {
+                0 => f64::from_bits(rng.random()),
+                1 => value + 1.0,
+                2 => value,
+                3 => value * 1.0001,
+                4 => rng.random_range(0..10) as f64,
+                _ => -value,
+            };
+            samples.push((t, value));
+        }
+        check_round_trip(&samples);
+    }
+}
+
+#[test]
+fn truncated_chunks_report_an_error_with_offset() {
+    let samples: Vec<(i64, f64)> = (0..50)
+        .map(|index| (index * 15_000, index as f64 * 1.5))
+        .collect();
+    let bytes = check_round_trip(&samples);
+    for cut in 0..bytes.len() {
+        let mut iterator = XorIterator::with_offset(&bytes[..cut], 1000);
+        let yielded = iterator.by_ref().count();
+        assert!(yielded < samples.len(), "cut at {cut} yielded everything");
+        let error = iterator.err().expect("a truncated chunk is an error");
+        assert!(
+            error.offset >= 1000 && error.offset <= 1000 + cut as u64,
+            "{error:?}"
+        );
+    }
+}
+
+#[test]
+fn arbitrary_bytes_never_panic_and_honour_the_count() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for _ in 0..20_000 {
+        let length = rng.random_range(0..64);
+        let mut bytes: Vec<u8> = (0..length).map(|_| rng.random()).collect();
+        if length >= 2 && rng.random_bool(0.5) {
+            bytes[0] = 0;
+        }
+        let mut iterator = XorIterator::new(&bytes);
+        let total = iterator.num_samples();
+        let yielded = iterator.by_ref().count();
+        assert!(yielded <= usize::from(total));
+        assert!(yielded == usize::from(total) || iterator.err().is_some());
+    }
+}
+
+#[test]
+fn flipped_bits_in_valid_chunks_never_panic() {
+    let samples: Vec<(i64, f64)> = (0..120)
+        .map(|index| (index * 15_000 + index % 3, (index as f64).sqrt()))
+        .collect();
+    let bytes = check_round_trip(&samples);
+    for bit in 0..bytes.len() * 8 {
+        let mut corrupt = bytes.clone();
+        corrupt[bit / 8] ^= 0x80 >> (bit % 8);
+        let mut iterator = XorIterator::new(&corrupt);
+        let total = iterator.num_samples();
+        assert!(iterator.by_ref().count() <= usize::from(total));
+    }
+}
+
+#[test]
+fn encoding_ids_match_prometheus() {
+    for id in 0..=255u8 {
+        if let Some(encoding) = Encoding::from_u8(id) {
+            assert_eq!(encoding.as_u8(), id);
+        }
+    }
+    assert_eq!(Encoding::from_u8(0), None);
+    assert_eq!(Encoding::from_u8(1), Some(Encoding::Xor));
+    assert_eq!(Encoding::from_u8(2), Some(Encoding::Histogram));
+    assert_eq!(Encoding::from_u8(3), Some(Encoding::FloatHistogram));
+    assert_eq!(Encoding::from_u8(7), None);
+    assert_eq!(
+        Encoding::Histogram.sample_count(&[0x01, 0x02, 0x40]),
+        Some(258)
+    );
+    assert_eq!(
+        Encoding::HistogramSt.sample_count(&[0xC1, 0x02, 0]),
+        Some(258)
+    );
+    assert_eq!(Encoding::Xor.sample_count(&[1]), None);
+    assert_eq!(Encoding::Xor.to_string(), "XOR");
+}
