@@ -40,7 +40,8 @@ ln -sf "$tools/venv/bin/moto_server" "$tools/bin/moto_server"
 
 if [ ! -x "$tools/node_modules/.bin/azurite-blob" ]; then
   echo "install-test-deps: npm install azurite"
-  (cd "$tools" && [ -f package.json ] || (cd "$tools" && npm init -y >/dev/null))
+  # `npm init -y` would derive the package name from the folder (".tools"), which npm rejects.
+  [ -f "$tools/package.json" ] || printf '{"name":"thanos-rs-test-tools","private":true}\n' >"$tools/package.json"
   (cd "$tools" && npm install --silent --no-audit --no-fund azurite@3)
 fi
 ln -sf "$tools/node_modules/.bin/azurite-blob" "$tools/bin/azurite-blob"
