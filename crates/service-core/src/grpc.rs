@@ -262,3 +262,148 @@ pub fn grpc_channel(address: &str, flags: &GrpcClientFlags) -> Result<Channel> {
     });
     Ok(endpoint.connect_with_connector_lazy(connect))
 }
+
+#[cfg(test)]
+mod tests {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus as Status;
+    use tonic_health::pb::health_client::HealthClient;
+
+    use super::*;
+    use crate::duration::PromDuration;
+    use crate::flags::TlsVersion;
+    use crate::test_pki::TestPki;
+
+    fn server_flags(pki: Option<&TestPki>) -> GrpcFlags {
+        GrpcFlags {
+            grpc_address: "127.0.0.1:0".parse().unwrap(),
+            grpc_grace_period: PromDuration::new(Duration::from_secs(5)),
+            grpc_server_tls_cert: pki.map(|pki| pki.server_cert.clone()),
+            grpc_server_tls_key: pki.map(|pki| pki.server_key.clone()),
+            grpc_server_tls_client_ca: pki.map(|pki| pki.ca.clone()),
+            grpc_server_tls_min_version: TlsVersion::Tls13,
+            grpc_server_max_connection_age: PromDuration::new(Duration::from_secs(3600)),
+        }
+    }
+
+    async fn overall_status(channel: Channel) -> Result<Status, tonic::Status> {
+        let mut client = HealthClient::new(channel);
+        let response = client
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await?;
+        Ok(response.into_inner().status())
+    }
+
+    async fn start(
+        flags: &GrpcFlags,
+    ) -> (
+        SocketAddr,
+        ServiceContext,
+        tokio::task::JoinHandle<Result<()>>,
+    ) {
+        let ctx = ServiceContext::new();
+        let server = GrpcServer::bind(flags, &ctx).await.unwrap();
+        let address = server.local_addr();
+        let serving = tokio::spawn(server.serve(ctx.shutdown.clone()));
+        (address, ctx, serving)
+    }
+
+    #[tokio::test]
+    async fn health_follows_readiness() {
+        let (address, ctx, serving) = start(&server_flags(None)).await;
+        let channel = grpc_channel(&address.to_string(), &GrpcClientFlags::default()).unwrap();
+        assert_eq!(
+            overall_status(channel.clone()).await.unwrap(),
+            Status::NotServing
+        );
+        ctx.readiness.set_ready();
+        let mut status = Status::NotServing;
+        for _ in 0..50 {
+            status = overall_status(channel.clone()).await.unwrap();
+            if status == Status::Serving {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(status, Status::Serving);
+        ctx.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), serving)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn mutual_tls_between_our_server_and_client() {
+        let pki = TestPki::generate();
+        let (address, ctx, _serving) = start(&server_flags(Some(&pki))).await;
+        let mut client_flags = GrpcClientFlags {
+            grpc_client_tls_secure: true,
+            grpc_client_tls_ca: Some(pki.ca.clone()),
+            grpc_client_tls_cert: Some(pki.client_cert.clone()),
+            grpc_client_tls_key: Some(pki.client_key.clone()),
+            grpc_client_server_name: Some("localhost".to_owned()),
+            ..GrpcClientFlags::default()
+        };
+        let channel = grpc_channel(&address.to_string(), &client_flags).unwrap();
+        assert_eq!(overall_status(channel).await.unwrap(), Status::NotServing);
+
+        client_flags.grpc_client_tls_cert = Some(pki.stranger_cert.clone());
+        client_flags.grpc_client_tls_key = Some(pki.stranger_key.clone());
+        let channel = grpc_channel(&address.to_string(), &client_flags).unwrap();
+        assert!(
+            overall_status(channel).await.is_err(),
+            "foreign client certificate accepted"
+        );
+
+        client_flags.grpc_client_tls_cert = None;
+        client_flags.grpc_client_tls_key = None;
+        let channel = grpc_channel(&address.to_string(), &client_flags).unwrap();
+        assert!(
+            overall_status(channel).await.is_err(),
+            "missing client certificate accepted"
+        );
+
+        let plain = grpc_channel(&address.to_string(), &GrpcClientFlags::default()).unwrap();
+        assert!(
+            overall_status(plain).await.is_err(),
+            "plain text accepted on a TLS port"
+        );
+        ctx.shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn client_skip_verify_accepts_unknown_ca() {
+        let pki = TestPki::generate();
+        let mut flags = server_flags(Some(&pki));
+        flags.grpc_server_tls_client_ca = None;
+        let (address, ctx, _serving) = start(&flags).await;
+        let verify = GrpcClientFlags {
+            grpc_client_tls_secure: true,
+            ..GrpcClientFlags::default()
+        };
+        let channel = grpc_channel(&address.to_string(), &verify).unwrap();
+        assert!(overall_status(channel).await.is_err(), "unknown CA trusted");
+        let skip = GrpcClientFlags {
+            grpc_client_tls_skip_verify: true,
+            ..verify
+        };
+        let channel = grpc_channel(&address.to_string(), &skip).unwrap();
+        assert_eq!(overall_status(channel).await.unwrap(), Status::NotServing);
+        ctx.shutdown.cancel();
+    }
+
+    #[test]
+    fn refuses_half_configured_tls() {
+        let mut flags = server_flags(None);
+        flags.grpc_server_tls_cert = Some("cert.pem".into());
+        assert!(server_tls(&flags).is_err());
+        let mut flags = server_flags(None);
+        flags.grpc_server_tls_client_ca = Some("ca.pem".into());
+        assert!(server_tls(&flags).is_err());
+        assert!(grpc_channel("", &GrpcClientFlags::default()).is_err());
+    }
+}

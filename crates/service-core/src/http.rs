@@ -187,3 +187,236 @@ async fn require_basic_auth(
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::test_pki::TestPki;
+    use crate::tls::{ClientTlsSettings, client_config};
+
+    struct Running {
+        address: SocketAddr,
+        ctx: ServiceContext,
+        _config_dir: tempfile::TempDir,
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.ctx.shutdown.cancel();
+        }
+    }
+
+    async fn start(web_config: &str) -> Running {
+        let config_dir = tempfile::tempdir().unwrap();
+        let config_path = config_dir.path().join("web.yml");
+        std::fs::write(&config_path, web_config).unwrap();
+        let flags = HttpFlags {
+            http_address: "127.0.0.1:0".parse().unwrap(),
+            http_grace_period: Duration::from_secs(5).into(),
+            http_config: Some(config_path),
+        };
+        let ctx = ServiceContext::new();
+        let server = HttpServer::bind(&flags, &ctx, Router::new()).await.unwrap();
+        let address = server.local_addr();
+        tokio::spawn(server.serve(ctx.shutdown.clone()));
+        Running {
+            address,
+            ctx,
+            _config_dir: config_dir,
+        }
+    }
+
+    /// One HTTP/1.1 request; returns the status code and the body.
+    async fn request<S: AsyncRead + AsyncWrite + Unpin>(
+        mut stream: S,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> std::io::Result<(u16, String)> {
+        let auth_line = authorization
+            .map(|value| format!("Authorization: {value}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth_line}Connection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("no HTTP response: {text:?}")))?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default();
+        Ok((status, body))
+    }
+
+    async fn plain_get(
+        address: SocketAddr,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> (u16, String) {
+        let stream = TcpStream::connect(address).await.unwrap();
+        request(stream, path, authorization).await.unwrap()
+    }
+
+    async fn tls_get(
+        address: SocketAddr,
+        pki: &TestPki,
+        client: Option<(&PathBuf, &PathBuf)>,
+    ) -> std::io::Result<(u16, String)> {
+        let settings = ClientTlsSettings {
+            ca_file: Some(pki.ca.clone()),
+            cert_file: client.map(|(cert, _)| cert.clone()),
+            key_file: client.map(|(_, key)| key.clone()),
+            skip_verify: false,
+        };
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(
+            client_config(&settings, &[b"http/1.1"]).unwrap(),
+        ));
+        let tcp = TcpStream::connect(address).await?;
+        let tls = connector
+            .connect(crate::tls::server_name("localhost").unwrap(), tcp)
+            .await?;
+        request(tls, "/-/healthy", None).await
+    }
+
+    #[tokio::test]
+    async fn probes_and_metrics() {
+        let running = start("").await;
+        let counter = prometheus::IntCounter::new("demo_total", "demo").unwrap();
+        running
+            .ctx
+            .registry
+            .register(Box::new(counter.clone()))
+            .unwrap();
+        counter.inc();
+        assert_eq!(plain_get(running.address, "/-/healthy", None).await.0, 200);
+        let (status, body) = plain_get(running.address, "/-/ready", None).await;
+        assert_eq!(status, 503);
+        assert!(body.contains("not ready"), "{body}");
+        running.ctx.readiness.set_ready();
+        assert_eq!(plain_get(running.address, "/-/ready", None).await.0, 200);
+        let (status, body) = plain_get(running.address, "/metrics", None).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("demo_total 1"), "{body}");
+        assert_eq!(plain_get(running.address, "/nope", None).await.0, 404);
+    }
+
+    #[tokio::test]
+    async fn basic_auth_guards_every_endpoint() {
+        let hash = bcrypt::hash("secret", 4).unwrap();
+        let running = start(&format!("basic_auth_users:\n  alice: {hash}\n")).await;
+        // "alice:secret" and "alice:wrong"
+        let right = Some("Basic YWxpY2U6c2VjcmV0");
+        let wrong = Some("Basic YWxpY2U6d3Jvbmc=");
+        for path in ["/-/healthy", "/metrics", "/-/ready"] {
+            assert_eq!(
+                plain_get(running.address, path, None).await.0,
+                401,
+                "{path}"
+            );
+            assert_eq!(
+                plain_get(running.address, path, wrong).await.0,
+                401,
+                "{path}"
+            );
+        }
+        assert_eq!(plain_get(running.address, "/-/healthy", right).await.0, 200);
+        assert_eq!(plain_get(running.address, "/metrics", right).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn tls_without_client_auth() {
+        let pki = TestPki::generate();
+        let config = format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+            pki.server_cert.display(),
+            pki.server_key.display()
+        );
+        let running = start(&config).await;
+        let (status, body) = tls_get(running.address, &pki, None).await.unwrap();
+        assert_eq!((status, body.as_str()), (200, "OK"));
+        // Plain HTTP on a TLS port gets no HTTP answer.
+        let plain = TcpStream::connect(running.address).await.unwrap();
+        assert!(request(plain, "/-/healthy", None).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn mutual_tls_refuses_missing_and_wrong_client_certificates() {
+        let pki = TestPki::generate();
+        let config = format!(
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n  min_version: TLS13\n"
+        );
+        std::fs::write(pki.dir.path().join("web.yml"), config).unwrap();
+        // Relative names resolve against the config file's directory.
+        let flags = HttpFlags {
+            http_address: "127.0.0.1:0".parse().unwrap(),
+            http_grace_period: Duration::from_secs(5).into(),
+            http_config: Some(pki.dir.path().join("web.yml")),
+        };
+        let ctx = ServiceContext::new();
+        let server = HttpServer::bind(&flags, &ctx, Router::new()).await.unwrap();
+        let address = server.local_addr();
+        tokio::spawn(server.serve(ctx.shutdown.clone()));
+
+        let (status, _) = tls_get(address, &pki, Some((&pki.client_cert, &pki.client_key)))
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        assert!(
+            tls_get(address, &pki, None).await.is_err(),
+            "no client certificate"
+        );
+        assert!(
+            tls_get(address, &pki, Some((&pki.stranger_cert, &pki.stranger_key)))
+                .await
+                .is_err(),
+            "client certificate from another CA"
+        );
+        ctx.shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_in_flight_requests() {
+        let flags = HttpFlags {
+            http_address: "127.0.0.1:0".parse().unwrap(),
+            http_grace_period: Duration::from_secs(5).into(),
+            http_config: None,
+        };
+        let ctx = ServiceContext::new();
+        let routes = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                "slow done"
+            }),
+        );
+        let server = HttpServer::bind(&flags, &ctx, routes).await.unwrap();
+        let address = server.local_addr();
+        let serving = tokio::spawn(server.serve(ctx.shutdown.clone()));
+        let in_flight = tokio::spawn(async move { plain_get(address, "/slow", None).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ctx.shutdown.cancel();
+        let (status, body) = in_flight.await.unwrap();
+        assert_eq!((status, body.as_str()), (200, "slow done"));
+        tokio::time::timeout(Duration::from_secs(5), serving)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(
+            TcpStream::connect(address).await.is_err(),
+            "listener closed after shutdown"
+        );
+        assert!(!ctx.readiness.is_ready());
+    }
+}
