@@ -1,0 +1,377 @@
+//! Runs parsed `.test` cases against the engine and compares results (spec §5.5).
+
+use std::time::Duration;
+
+use prom_model::{Labels, Sample, is_stale_nan};
+use promql_engine::{Engine, EngineOptions, MemoryStorage, QueryOptions, QueryResult, Queryable, SelectHints, Value};
+
+use crate::dsl::{AnnotationExpectation, Command, EvalCase, Expected};
+
+/// Outcome of one eval case.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Passed,
+    Failed(String),
+    Skipped(String),
+}
+
+/// Storage state of one script.
+pub(crate) struct Script {
+    engine: Engine,
+    floats: MemoryStorage,
+    histograms: MemoryStorage,
+    start_timestamps: bool,
+}
+
+impl Script {
+    pub(crate) fn new() -> Self {
+        let options = EngineOptions {
+            lookback_delta: Duration::from_secs(300),
+            max_samples: 10_000,
+            timeout: Duration::from_secs(100),
+            default_subquery_step: Duration::from_secs(60),
+        };
+        Self {
+            engine: Engine::new(options),
+            floats: MemoryStorage::new(),
+            histograms: MemoryStorage::new(),
+            start_timestamps: false,
+        }
+    }
+
+    /// Applies a `clear` or `load`; evaluates an `eval`.
+    pub(crate) fn apply(&mut self, command: &Command) -> Option<Outcome> {
+        match command {
+            Command::Clear => {
+                self.floats.clear();
+                self.histograms.clear();
+                self.start_timestamps = false;
+                None
+            }
+            Command::Load {
+                interval,
+                nhcb,
+                series,
+                start_timestamps,
+            } => {
+                self.start_timestamps |= *start_timestamps;
+                for one in series {
+                    if one.histogram {
+                        self.histograms.append(one.labels.clone(), [Sample::new(0, 0.0)]);
+                        continue;
+                    }
+                    let samples: Vec<Sample> = one
+                        .values
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(index, value)| value.map(|v| Sample::new(index as i64 * interval, v)))
+                        .collect();
+                    self.floats.append(one.labels.clone(), samples);
+                    if *nhcb && let Some(name) = one.labels.metric_name() {
+                        let base = name
+                            .strip_suffix("_bucket")
+                            .or_else(|| name.strip_suffix("_count"))
+                            .or_else(|| name.strip_suffix("_sum"));
+                        if let Some(base) = base {
+                            let mut labels = one.labels.without(&["le"]);
+                            labels.set("__name__", base);
+                            self.histograms.append(labels, [Sample::new(0, 0.0)]);
+                        }
+                    }
+                }
+                None
+            }
+            Command::Eval(case) => Some(self.eval(case)),
+        }
+    }
+
+    fn touches_histograms(&self, query: &str) -> bool {
+        let Ok(expr) = promql_engine::parse_expr(query) else { return false };
+        let Ok(sets) = promql_engine::selector_matchers(&expr) else { return false };
+        let hints = SelectHints {
+            start: i64::MIN,
+            end: i64::MAX,
+            ..SelectHints::default()
+        };
+        sets.iter().any(|matchers| {
+            self.histograms
+                .select(matchers, &hints)
+                .map(|mut stream| stream.next().is_some())
+                .unwrap_or(false)
+        })
+    }
+
+    fn eval(&self, case: &EvalCase) -> Outcome {
+        if let Some(reason) = &case.unsupported {
+            return Outcome::Skipped(reason.clone());
+        }
+        if case.query.contains("{{") {
+            return Outcome::Skipped("native histogram literal".to_string());
+        }
+        if let Err(error) = promql_engine::parse_expr(&case.query) {
+            if case.fail {
+                // A parse error is an expected failure only when the message expectation allows it.
+                return check_failure(case, &error.to_string());
+            }
+            return Outcome::Skipped(format!("parser cannot read: {error}"));
+        }
+        if self.touches_histograms(&case.query) {
+            return Outcome::Skipped("selects native histogram series".to_string());
+        }
+        if self.start_timestamps {
+            return Outcome::Skipped("start timestamps".to_string());
+        }
+        let options = QueryOptions::default();
+        let result = if case.range {
+            self.engine
+                .range_query(&self.floats, &case.query, case.start, case.end, case.step, &options)
+        } else {
+            self.engine.instant_query(&self.floats, &case.query, case.start, &options)
+        };
+        let result = match result {
+            Err(error) => {
+                if case.fail {
+                    return check_failure(case, &error.to_string());
+                }
+                return Outcome::Failed(format!("unexpected error: {error}"));
+            }
+            Ok(result) => result,
+        };
+        if case.fail {
+            return Outcome::Failed("expected an error, query succeeded".to_string());
+        }
+        if let Err(message) = check_annotations("warn", &case.warn, &result.warnings) {
+            return Outcome::Failed(message);
+        }
+        if let Err(message) = check_annotations("info", &case.info, &result.infos) {
+            return Outcome::Failed(message);
+        }
+        if let Err(message) = check_result(case, &result) {
+            return Outcome::Failed(message);
+        }
+        if !case.range
+            && !case.ordered
+            && case.range_vector.is_none()
+            && !["start()", "end()", "range()", "step()"].iter().any(|f| case.query.contains(f))
+            && matches!(result.value, Value::Vector(_) | Value::Scalar { .. })
+            && let Err(message) = self.check_as_range_query(case)
+        {
+            return Outcome::Failed(format!("range-query consistency: {message}"));
+        }
+        Outcome::Passed
+    }
+
+    /// Re-runs an instant case as a range query `t-1m .. t+1m` and checks the middle step.
+    fn check_as_range_query(&self, case: &EvalCase) -> Result<(), String> {
+        let result = self
+            .engine
+            .range_query(&self.floats, &case.query, case.start - 60_000, case.start + 60_000, 60_000, &QueryOptions::default())
+            .map_err(|error| format!("unexpected error: {error}"))?;
+        let Value::Matrix(matrix) = result.value else {
+            return Err("range query did not return a matrix".to_string());
+        };
+        let mut vector = Vec::new();
+        for series in matrix {
+            if let Some(point) = series.points.iter().find(|p| p.t == case.start) {
+                vector.push((series.labels.clone(), point.v));
+            }
+        }
+        let expected_scalar = case.expected.iter().any(|e| matches!(e, Expected::Scalar(_)));
+        if expected_scalar {
+            if let [(labels, value)] = vector.as_slice()
+                && labels.is_empty()
+                && let Some(Expected::Scalar(expected)) = case.expected.first()
+                && almost_equal(*expected, *value)
+            {
+                return Ok(());
+            }
+            return Err("scalar differs".to_string());
+        }
+        compare_vector(&case.expected, &vector, false)
+    }
+}
+
+fn check_failure(case: &EvalCase, message: &str) -> Outcome {
+    if let Some(expected) = &case.fail_msg
+        && expected.trim() != message.trim()
+    {
+        return Outcome::Failed(format!("expected error {expected:?}, got {message:?}"));
+    }
+    if let Some(pattern) = &case.fail_regex {
+        match regex::Regex::new(pattern) {
+            Ok(regex) if regex.is_match(message) => {}
+            _ => return Outcome::Failed(format!("error {message:?} does not match {pattern:?}")),
+        }
+    }
+    Outcome::Passed
+}
+
+fn check_annotations(level: &str, expectation: &AnnotationExpectation, actual: &[String]) -> Result<(), String> {
+    if expectation.none {
+        if !actual.is_empty() {
+            return Err(format!("expected no {level} annotations, got {actual:?}"));
+        }
+        return Ok(());
+    }
+    let expects_some = expectation.any || !expectation.exact.is_empty() || !expectation.regex.is_empty();
+    if !expects_some {
+        return Ok(());
+    }
+    if actual.is_empty() {
+        return Err(format!("expected {level} annotations, got none"));
+    }
+    let regexes: Vec<regex::Regex> = expectation
+        .regex
+        .iter()
+        .filter_map(|pattern| regex::Regex::new(pattern).ok())
+        .collect();
+    for exact in &expectation.exact {
+        if !actual.iter().any(|a| a == exact) {
+            return Err(format!("expected {level} {exact:?}, got {actual:?}"));
+        }
+    }
+    for regex in &regexes {
+        if !actual.iter().any(|a| regex.is_match(a)) {
+            return Err(format!("expected {level} matching {:?}, got {actual:?}", regex.as_str()));
+        }
+    }
+    if !expectation.any {
+        for annotation in actual {
+            let matched = expectation.exact.iter().any(|e| e == annotation) || regexes.iter().any(|r| r.is_match(annotation));
+            if !matched {
+                return Err(format!("unexpected {level} annotation {annotation:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Float equality with the runner's tolerance (stale NaN only equals stale NaN).
+pub(crate) fn almost_equal(a: f64, b: f64) -> bool {
+    const MIN_NORMAL: f64 = 2.2250738585072014e-308;
+    const EPSILON: f64 = 1e-6;
+    if is_stale_nan(a) || is_stale_nan(b) {
+        return is_stale_nan(a) && is_stale_nan(b);
+    }
+    if a.is_nan() && b.is_nan() {
+        return true;
+    }
+    if a == b {
+        return true;
+    }
+    let sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || sum < MIN_NORMAL {
+        return diff < EPSILON * MIN_NORMAL;
+    }
+    diff / sum.min(f64::MAX) < EPSILON
+}
+
+fn check_result(case: &EvalCase, result: &QueryResult) -> Result<(), String> {
+    match &result.value {
+        Value::Scalar { v, .. } => match case.expected.as_slice() {
+            [Expected::Scalar(expected)] if almost_equal(*expected, *v) => Ok(()),
+            _ => Err(format!("got scalar {v}, expected {:?}", case.expected)),
+        },
+        Value::String { v, .. } => match case.expected.as_slice() {
+            [Expected::String(expected)] if expected == v => Ok(()),
+            _ => Err(format!("got string {v:?}, expected {:?}", case.expected)),
+        },
+        Value::Vector(vector) => {
+            if case.range_vector.is_some() {
+                return Err("expected a range vector, got an instant vector".to_string());
+            }
+            let actual: Vec<(Labels, f64)> = vector.iter().map(|e| (e.labels.clone(), e.v)).collect();
+            compare_vector(&case.expected, &actual, case.ordered)
+        }
+        Value::Matrix(matrix) => {
+            let (start, step) = if case.range {
+                (case.start, case.step)
+            } else if let Some((from, _, step)) = case.range_vector {
+                (from, step)
+            } else {
+                return Err("got a range vector without `expect range vector`".to_string());
+            };
+            let mut expected_series = Vec::new();
+            for expected in &case.expected {
+                match expected {
+                    Expected::Series { labels, values } => expected_series.push((labels, values)),
+                    other => return Err(format!("unexpected expectation {other:?} for a matrix")),
+                }
+            }
+            if matrix.windows(2).any(|pair| pair[0].labels >= pair[1].labels) {
+                return Err("matrix is not sorted by labels".to_string());
+            }
+            if matrix.len() != expected_series.len() {
+                return Err(format!(
+                    "expected {} series, got {}: {:?}",
+                    expected_series.len(),
+                    matrix.len(),
+                    matrix.iter().map(|s| s.labels.to_string()).collect::<Vec<_>>()
+                ));
+            }
+            for (labels, values) in expected_series {
+                let Some(series) = matrix.iter().find(|s| &s.labels == labels) else {
+                    return Err(format!("missing series {labels}"));
+                };
+                let expected_points: Vec<(i64, f64)> = values
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, v)| v.map(|v| (start + k as i64 * step, v)))
+                    .collect();
+                if expected_points.len() != series.points.len()
+                    || expected_points
+                        .iter()
+                        .zip(&series.points)
+                        .any(|((t, v), p)| *t != p.t || !almost_equal(*v, p.v))
+                {
+                    return Err(format!(
+                        "series {labels}: expected {expected_points:?}, got {:?}",
+                        series.points.iter().map(|p| (p.t, p.v)).collect::<Vec<_>>()
+                    ));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn compare_vector(expected: &[Expected], actual: &[(Labels, f64)], ordered: bool) -> Result<(), String> {
+    let mut wanted = Vec::new();
+    for expectation in expected {
+        match expectation {
+            Expected::Series { labels, values } => {
+                if values.len() != 1 {
+                    return Err(format!("expected exactly one value for {labels}"));
+                }
+                wanted.push((labels.clone(), values[0]));
+            }
+            other => return Err(format!("got a vector, expected {other:?}")),
+        }
+    }
+    if wanted.len() != actual.len() {
+        return Err(format!(
+            "expected {} elements, got {}: {:?}",
+            wanted.len(),
+            actual.len(),
+            actual.iter().map(|(l, v)| format!("{l} {v}")).collect::<Vec<_>>()
+        ));
+    }
+    for (index, (labels, value)) in wanted.iter().enumerate() {
+        let Some(position) = actual.iter().position(|(l, _)| l == labels) else {
+            return Err(format!(
+                "missing {labels}; got {:?}",
+                actual.iter().map(|(l, v)| format!("{l} {v}")).collect::<Vec<_>>()
+            ));
+        };
+        if ordered && position != index {
+            return Err(format!("{labels} at position {position}, expected {index}"));
+        }
+        let got = actual[position].1;
+        match value {
+            Some(v) if almost_equal(*v, got) => {}
+            _ => return Err(format!("{labels}: expected {value:?}, got {got}")),
+        }
+    }
+    Ok(())
+}
