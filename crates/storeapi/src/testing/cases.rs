@@ -24,8 +24,9 @@ pub fn external_labels() -> Labels {
 }
 
 fn samples(from: i64, to: i64) -> Vec<Sample> {
-    (from / STEP..=to / STEP)
-        .map(|index| Sample::new(index * STEP, index as f64 * 1.5))
+    (from..=to)
+        .step_by(STEP as usize)
+        .map(|t| Sample::new(t, (t / STEP) as f64 * 1.5))
         .collect()
 }
 
@@ -43,7 +44,7 @@ pub fn acceptance_data() -> Vec<SeriesData> {
         ),
         SeriesData::new(
             Labels::from_pairs([("__name__", "up"), ("job", "db"), ("instance", "c")]),
-            samples(700_000, 900_000),
+            samples(705_000, 900_000),
         ),
         SeriesData::new(
             Labels::from_pairs([
