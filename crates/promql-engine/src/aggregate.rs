@@ -73,7 +73,8 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &AggregateExpr, ts: i64) -> Res
                 && let Some(q) = param
                 && (q.is_nan() || !(0.0..=1.0).contains(&q))
             {
-                ev.annotations.warn(annotations::invalid_quantile(q), None);
+                let anchor = expr.param.as_ref().map(|param| param.to_string());
+                ev.annotations.warn(annotations::invalid_quantile(q), anchor.as_deref());
             }
             aggregate(&op, param.unwrap_or(f64::NAN), input, &grouping, ts)?
         }

@@ -275,11 +275,9 @@ fn vector_vector(op: Op, lhs: Vec<Element>, rhs: Vec<Element>, matching: &Matchi
     }
     let swapped = matching.card == Card::OneToMany;
     let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
-    let (fill_many, fill_one) = if swapped {
-        (matching.fill_rhs, matching.fill_lhs)
-    } else {
-        (matching.fill_lhs, matching.fill_rhs)
-    };
+    // As in Prometheus, the fill values are not swapped with the sides: `fill_right` pads a
+    // missing partner of the "many" side, `fill_left` an unmatched element of the "one" side.
+    let (fill_many, fill_one) = (matching.fill_lhs, matching.fill_rhs);
 
     let mut one_by_signature: HashMap<Labels, usize> = HashMap::new();
     for (index, element) in one.iter().enumerate() {

@@ -133,13 +133,25 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<StepV
         "histogram_quantile" => {
             let q = scalar_arg(ev, &args, 0, ts)?;
             let vector = vector_arg(ev, &args, 1, ts)?;
-            crate::histogram::histogram_quantile(ev, q, vector, ts).map(StepValue::Vector)
+            let anchors = crate::histogram::Anchors::of(&args, 0, 1);
+            crate::histogram::histogram_quantile(ev, q, vector, ts, &anchors).map(StepValue::Vector)
         }
         "histogram_fraction" => {
             let lower = scalar_arg(ev, &args, 0, ts)?;
             let upper = scalar_arg(ev, &args, 1, ts)?;
             let vector = vector_arg(ev, &args, 2, ts)?;
-            crate::histogram::histogram_fraction(ev, lower, upper, vector, ts).map(StepValue::Vector)
+            let anchors = crate::histogram::Anchors::of(&args, 0, 2);
+            crate::histogram::histogram_fraction(ev, lower, upper, vector, ts, &anchors).map(StepValue::Vector)
+        }
+        "histogram_quantiles" => {
+            let vector = vector_arg(ev, &args, 0, ts)?;
+            let label = string_arg(&args, 1)?;
+            let mut quantiles = Vec::new();
+            for index in 2..args.len() {
+                quantiles.push(scalar_arg(ev, &args, index, ts)?);
+            }
+            let anchors = crate::histogram::Anchors::of(&args, 2, 0);
+            crate::histogram::histogram_quantiles(ev, &label, &quantiles, vector, ts, &anchors).map(StepValue::Vector)
         }
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev" | "histogram_stdvar" => {
             // Only native histograms carry these; float samples are ignored.

@@ -22,6 +22,22 @@ struct BucketGroup {
     buckets: Vec<Bucket>,
 }
 
+/// Query text that locates the quantile argument and the bucket argument in annotations.
+#[derive(Debug, Default)]
+pub(crate) struct Anchors {
+    parameter: Option<String>,
+    buckets: Option<String>,
+}
+
+impl Anchors {
+    pub(crate) fn of(args: &[&promql_parser::parser::Expr], parameter: usize, buckets: usize) -> Self {
+        Self {
+            parameter: args.get(parameter).map(|arg| arg.to_string()),
+            buckets: args.get(buckets).map(|arg| arg.to_string()),
+        }
+    }
+}
+
 /// Parses an `le` value as Go's `strconv.ParseFloat` would accept it.
 fn parse_le(value: &str) -> Option<f64> {
     let trimmed = value.trim_start_matches(['+', '-']);
@@ -41,14 +57,14 @@ fn parse_le(value: &str) -> Option<f64> {
 }
 
 /// Groups bucket series by their labels without `le`, in first-seen order.
-fn group_buckets(ev: &mut Evaluator<'_>, vector: Vec<Element>) -> Vec<(BucketGroup, bool)> {
+fn group_buckets(ev: &mut Evaluator<'_>, vector: Vec<Element>, anchors: &Anchors) -> Vec<(BucketGroup, bool)> {
     let mut order: Vec<Labels> = Vec::new();
     let mut groups: HashMap<Labels, (BucketGroup, bool)> = HashMap::new();
     for element in vector {
         let le = element.labels.get("le").unwrap_or("");
         let Some(upper) = parse_le(le) else {
             let metric = element.labels.metric_name().unwrap_or("").to_string();
-            ev.annotations.warn(annotations::bad_bucket_label(&metric, le), None);
+            ev.annotations.warn(annotations::bad_bucket_label(&metric, le), anchors.buckets.as_deref());
             continue;
         };
         let key = element.labels.without(&["le"]);
@@ -71,16 +87,16 @@ fn group_buckets(ev: &mut Evaluator<'_>, vector: Vec<Element>) -> Vec<(BucketGro
     order.into_iter().filter_map(|key| groups.remove(&key)).collect()
 }
 
-pub(crate) fn histogram_quantile(ev: &mut Evaluator<'_>, q: f64, vector: Vec<Element>, ts: i64) -> Result<Vec<Element>> {
+pub(crate) fn histogram_quantile(ev: &mut Evaluator<'_>, q: f64, vector: Vec<Element>, ts: i64, anchors: &Anchors) -> Result<Vec<Element>> {
     if q.is_nan() || !(0.0..=1.0).contains(&q) {
-        ev.annotations.warn(annotations::invalid_quantile(q), None);
+        ev.annotations.warn(annotations::invalid_quantile(q), anchors.parameter.as_deref());
     }
     let mut out = Vec::new();
-    for (group, _) in group_buckets(ev, vector) {
+    for (group, _) in group_buckets(ev, vector, anchors) {
         let (value, forced) = bucket_quantile(q, group.buckets);
         if forced {
             let metric = group.labels.metric_name().unwrap_or("").to_string();
-            ev.annotations.info(annotations::forced_monotonicity(&metric), None);
+            ev.annotations.info(annotations::forced_monotonicity(&metric), anchors.buckets.as_deref());
         }
         out.push(Element {
             labels: group.labels,
@@ -92,9 +108,38 @@ pub(crate) fn histogram_quantile(ev: &mut Evaluator<'_>, q: f64, vector: Vec<Ele
     Ok(out)
 }
 
-pub(crate) fn histogram_fraction(ev: &mut Evaluator<'_>, lower: f64, upper: f64, vector: Vec<Element>, ts: i64) -> Result<Vec<Element>> {
+/// `histogram_quantiles(v, "label", q0, q1, ...)`: one output series per quantile, labelled
+/// with the quantile value.
+pub(crate) fn histogram_quantiles(ev: &mut Evaluator<'_>, label: &str, quantiles: &[f64], vector: Vec<Element>, ts: i64, anchors: &Anchors) -> Result<Vec<Element>> {
+    for &q in quantiles {
+        if q.is_nan() || !(0.0..=1.0).contains(&q) {
+            ev.annotations.warn(annotations::invalid_quantile(q), anchors.parameter.as_deref());
+        }
+    }
     let mut out = Vec::new();
-    for (group, _) in group_buckets(ev, vector) {
+    for (group, _) in group_buckets(ev, vector, anchors) {
+        for &q in quantiles {
+            let (value, forced) = bucket_quantile(q, group.buckets.clone());
+            if forced {
+                let metric = group.labels.metric_name().unwrap_or("").to_string();
+                ev.annotations.info(annotations::forced_monotonicity(&metric), anchors.buckets.as_deref());
+            }
+            let mut labels = group.labels.clone();
+            labels.set(label.to_string(), openmetrics_float(q));
+            out.push(Element {
+                labels,
+                t: ts,
+                v: value,
+                drop_name: true,
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn histogram_fraction(ev: &mut Evaluator<'_>, lower: f64, upper: f64, vector: Vec<Element>, ts: i64, anchors: &Anchors) -> Result<Vec<Element>> {
+    let mut out = Vec::new();
+    for (group, _) in group_buckets(ev, vector, anchors) {
         let value = bucket_fraction(lower, upper, group.buckets);
         out.push(Element {
             labels: group.labels,
@@ -262,4 +307,14 @@ fn bucket_fraction(lower: f64, upper: f64, buckets: Vec<Bucket>) -> f64 {
         upper_rank = count;
     }
     (upper_rank - lower_rank) / count
+}
+
+/// OpenMetrics float text: Go's `%g`, with `.0` appended to integral values.
+fn openmetrics_float(value: f64) -> String {
+    let text = crate::format::go_g(value);
+    if value.is_finite() && !text.contains(['.', 'e']) {
+        format!("{text}.0")
+    } else {
+        text
+    }
 }

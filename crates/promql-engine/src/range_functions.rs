@@ -79,7 +79,8 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], ts: i64) 
         }]);
     }
     if name == "quantile_over_time" && let Some(&q) = scalars.first() && (q.is_nan() || !(0.0..=1.0).contains(&q)) && !matrix.series.is_empty() {
-        ev.annotations.warn(annotations::invalid_quantile(q), None);
+        let anchor = args.first().map(|arg| arg.to_string());
+        ev.annotations.warn(annotations::invalid_quantile(q), anchor.as_deref());
     }
     if name == "double_exponential_smoothing" || name == "holt_winters" {
         check_smoothing_factors(&scalars, &matrix)?;
@@ -92,7 +93,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], ts: i64) 
             continue;
         };
         if from_selector && (name == "rate" || name == "increase") {
-            note_possible_non_counter(ev, series.labels.metric_name());
+            note_possible_non_counter(ev, series.labels.metric_name(), arg);
         }
         out.push(Element {
             labels: series.labels.clone(),
@@ -104,12 +105,13 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], ts: i64) 
     Ok(out)
 }
 
-fn note_possible_non_counter(ev: &mut Evaluator<'_>, metric: Option<&str>) {
+fn note_possible_non_counter(ev: &mut Evaluator<'_>, metric: Option<&str>, arg: &Expr) {
     let Some(metric) = metric else { return };
     if ["_total", "_sum", "_count", "_bucket"].iter().any(|suffix| metric.ends_with(suffix)) {
         return;
     }
-    ev.annotations.info(annotations::possible_non_counter(metric), Some(metric));
+    let anchor = arg.to_string();
+    ev.annotations.info(annotations::possible_non_counter(metric), Some(&anchor));
 }
 
 fn check_smoothing_factors(scalars: &[f64], matrix: &RangeVector) -> Result<()> {
@@ -294,6 +296,7 @@ fn extrapolated_rate(points: &[Point], matrix: &RangeVector, is_counter: bool, i
 }
 
 /// `irate` / `idelta`: the last two samples.
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(a < b)` differs from `a >= b` for NaN, on purpose.
 fn instant_value(points: &[Point], is_rate: bool) -> Option<f64> {
     if points.len() < 2 {
         return None;
@@ -305,7 +308,7 @@ fn instant_value(points: &[Point], is_rate: bool) -> Option<f64> {
         return None;
     }
     let mut value = last.v;
-    if !is_rate || last.v >= previous.v {
+    if !is_rate || !(last.v < previous.v) {
         value = last.v - previous.v;
     }
     if is_rate {

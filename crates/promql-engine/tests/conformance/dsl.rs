@@ -257,10 +257,6 @@ pub(crate) fn parse_values(text: &str) -> Result<Vec<Option<f64>>, String> {
             out.extend(std::iter::repeat_n(None, n));
             continue;
         }
-        if let Some(value) = parse_number(item) {
-            out.push(Some(value));
-            continue;
-        }
         let (base, times) = match item.rfind('x') {
             Some(index) if index > 0 && index + 1 < item.len() && item[index + 1..].chars().all(|c| c.is_ascii_digit()) => {
                 let count = item[index + 1..].parse::<usize>().map_err(|_| format!("bad item {item}"))?;
