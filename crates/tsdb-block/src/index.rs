@@ -22,7 +22,7 @@ use crate::encoding::{Decoder, Encoder};
 use crate::error::{Error, Result};
 
 /// The magic number at the start of an index file.
-pub const MAGIC: u32 = 0xBAAD_D700;
+pub const MAGIC: u32 = 0xBAAA_D700;
 /// Index format version 1 (legacy: symbol references are byte offsets).
 pub const FORMAT_V1: u8 = 1;
 /// Index format version 2 (symbol references are ordinals).
