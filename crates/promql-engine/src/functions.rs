@@ -188,10 +188,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<StepV
         "days_in_month" | "day_of_month" | "day_of_week" | "day_of_year" | "hour" | "minute" | "month" | "year" => {
             date_function(ev, name, &args, ts)
         }
-        "info" => {
-            // Without metadata series to join, `info` returns its input unchanged.
-            vector_arg(ev, &args, 0, ts).map(StepValue::Vector)
-        }
+        "info" => crate::info::eval(ev, &args, ts),
         _ => match math_function(name) {
             Some(function) => map_values(ev, &args, ts, function),
             None => Err(Error::exec(format!("function {name:?} is not supported"))),

@@ -33,7 +33,7 @@
 //! - `eval`: the per-timestamp evaluator, selectors, subqueries, sample accounting.
 //! - `binary`: arithmetic, comparison and set operators, vector matching, `fill` modifiers.
 //! - `aggregate`: aggregation operators.
-//! - `functions`, `range_functions`, `histogram`, `date`: the function library.
+//! - `functions`, `range_functions`, `histogram`, `info`, `date`: the function library.
 //! - `parse`: glue to `promql-parser` (durations, `@`, offsets, matchers).
 //! - `annotations`, `format`, `hash`: annotation texts, Go-compatible number formatting,
 //!   Prometheus' label hash (for `limit_ratio`).
@@ -50,7 +50,7 @@
 //!
 //! # Not supported yet
 //!
-//! Native histograms (samples are floats only), `info()` joins (returns its input), the
+//! Native histograms (samples are floats only), the
 //! `anchored`/`smoothed` range modifiers and duration arithmetic (the parser cannot read them),
 //! and start timestamps.
 
@@ -65,6 +65,7 @@ mod format;
 mod functions;
 mod hash;
 mod histogram;
+mod info;
 mod parse;
 mod range_functions;
 pub mod storage;

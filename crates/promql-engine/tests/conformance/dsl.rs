@@ -310,10 +310,8 @@ pub(crate) fn parse_script(text: &str) -> Result<Vec<(usize, Command)>, String> 
         let word = line.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
         let mut block = Vec::new();
         let mut j = i + 1;
-        while j < lines.len() && !lines[j].trim().is_empty() {
-            if !lines[j].trim().starts_with('#') {
-                block.push(lines[j].trim());
-            }
+        while j < lines.len() && !is_blank(lines[j]) {
+            block.push(lines[j].trim());
             j += 1;
         }
         if word == "clear" {
