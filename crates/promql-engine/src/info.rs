@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use prom_model::{Labels, MatchType, Matcher, METRIC_NAME, is_stale_nan};
-use promql_parser::parser::{Expr, VectorSelector};
+use promql_parser::parser::Expr;
 
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, StepValue};
@@ -15,17 +15,24 @@ use crate::value::Element;
 const TARGET_INFO: &str = "target_info";
 const IDENTIFYING_LABELS: [&str; 2] = ["instance", "job"];
 
-/// The first vector selector of an expression (its `@` and offset place the info lookup).
-fn first_selector(expr: &Expr) -> Option<&VectorSelector> {
+/// Where the info series are looked up: the `@` time and offset of the first vector selector of
+/// the expression, with the offsets (and, lacking its own, the `@`) of enclosing subqueries.
+fn lookup_time(ev: &Evaluator<'_>, expr: &Expr) -> Option<(Option<i64>, i64)> {
     match expr {
-        Expr::VectorSelector(selector) => Some(selector),
-        Expr::MatrixSelector(matrix) => Some(&matrix.vs),
-        Expr::Paren(paren) => first_selector(&paren.expr),
-        Expr::Unary(unary) => first_selector(&unary.expr),
-        Expr::Subquery(subquery) => first_selector(&subquery.expr),
-        Expr::Binary(binary) => first_selector(&binary.lhs).or_else(|| first_selector(&binary.rhs)),
-        Expr::Aggregate(aggregate) => first_selector(&aggregate.expr),
-        Expr::Call(call) => call.args.args.iter().find_map(|arg| first_selector(arg)),
+        Expr::VectorSelector(selector) => Some((at_ms(selector.at.as_ref(), ev.start, ev.end), offset_ms(selector.offset.as_ref()))),
+        Expr::MatrixSelector(matrix) => Some((at_ms(matrix.vs.at.as_ref(), ev.start, ev.end), offset_ms(matrix.vs.offset.as_ref()))),
+        Expr::Paren(paren) => lookup_time(ev, &paren.expr),
+        Expr::Unary(unary) => lookup_time(ev, &unary.expr),
+        Expr::Subquery(subquery) => {
+            let (at, offset) = lookup_time(ev, &subquery.expr)?;
+            if at.is_some() {
+                return Some((at, offset));
+            }
+            Some((at_ms(subquery.at.as_ref(), ev.start, ev.end), offset + offset_ms(subquery.offset.as_ref())))
+        }
+        Expr::Binary(binary) => lookup_time(ev, &binary.lhs).or_else(|| lookup_time(ev, &binary.rhs)),
+        Expr::Aggregate(aggregate) => lookup_time(ev, &aggregate.expr),
+        Expr::Call(call) => call.args.args.iter().find_map(|arg| lookup_time(ev, arg)),
         _ => None,
     }
 }
@@ -115,10 +122,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, args: &[&Expr], ts: i64) -> Result<St
             matchers.extend(list.iter().cloned());
         }
         matchers.extend(effective_name_matchers(name_matchers)?);
-        let (at, offset) = match first_selector(base_expr) {
-            Some(selector) => (at_ms(selector.at.as_ref(), ev.start, ev.end), offset_ms(selector.offset.as_ref())),
-            None => (None, 0),
-        };
+        let (at, offset) = lookup_time(ev, base_expr).unwrap_or((None, 0));
         let reference = at.unwrap_or(ts) - offset;
         let hints = SelectHints {
             start: reference - ev.settings.lookback_delta + 1,
