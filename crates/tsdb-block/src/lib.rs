@@ -15,6 +15,7 @@
 //! Modules: [`encoding`] (bounds-checked decoding and encoding of the on-disk integers).
 
 pub mod chunkenc;
+pub mod chunks;
 pub mod encoding;
 mod error;
 pub mod index;
