@@ -74,7 +74,8 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &AggregateExpr, ts: i64) -> Res
                 && (q.is_nan() || !(0.0..=1.0).contains(&q))
             {
                 let anchor = expr.param.as_ref().map(|param| param.to_string());
-                ev.annotations.warn(annotations::invalid_quantile(q), anchor.as_deref());
+                ev.annotations
+                    .warn(annotations::invalid_quantile(q), anchor.as_deref());
             }
             aggregate(&op, param.unwrap_or(f64::NAN), input, &grouping, ts)?
         }
@@ -94,7 +95,13 @@ struct Group {
     drop_name: bool,
 }
 
-fn aggregate(op: &str, param: f64, input: Vec<Element>, grouping: &Grouping, ts: i64) -> Result<Vec<Element>> {
+fn aggregate(
+    op: &str,
+    param: f64,
+    input: Vec<Element>,
+    grouping: &Grouping,
+    ts: i64,
+) -> Result<Vec<Element>> {
     let mut order: Vec<Labels> = Vec::new();
     let mut groups: HashMap<Labels, Group> = HashMap::new();
     for element in input {
@@ -148,7 +155,8 @@ fn aggregate(op: &str, param: f64, input: Vec<Element>, grouping: &Grouping, ts:
                 }
                 if !done {
                     let q = (group.count - 1.0) / group.count;
-                    (group.mean, group.kahan) = kahan_inc(f / group.count, q * group.mean, q * group.kahan);
+                    (group.mean, group.kahan) =
+                        kahan_inc(f / group.count, q * group.mean, q * group.kahan);
                 }
             }
             "max" => {
@@ -170,12 +178,18 @@ fn aggregate(op: &str, param: f64, input: Vec<Element>, grouping: &Grouping, ts:
                 group.value += delta * (f - group.mean);
             }
             "quantile" => group.values.push(f),
-            other => return Err(Error::exec(format!("aggregation {other:?} is not supported"))),
+            other => {
+                return Err(Error::exec(format!(
+                    "aggregation {other:?} is not supported"
+                )));
+            }
         }
     }
     let mut out = Vec::with_capacity(order.len());
     for key in order {
-        let Some(mut group) = groups.remove(&key) else { continue };
+        let Some(mut group) = groups.remove(&key) else {
+            continue;
+        };
         let value = match op {
             "sum" => {
                 if group.value.is_infinite() {
@@ -207,7 +221,14 @@ fn aggregate(op: &str, param: f64, input: Vec<Element>, grouping: &Grouping, ts:
     Ok(out)
 }
 
-fn select_k(ev: &mut Evaluator<'_>, op: &str, param: f64, input: Vec<Element>, grouping: &Grouping, expr: &AggregateExpr) -> Result<Vec<Element>> {
+fn select_k(
+    ev: &mut Evaluator<'_>,
+    op: &str,
+    param: f64,
+    input: Vec<Element>,
+    grouping: &Grouping,
+    expr: &AggregateExpr,
+) -> Result<Vec<Element>> {
     let mut ratio = 0.0;
     if op == "limit_ratio" {
         if param.is_nan() {
@@ -215,10 +236,12 @@ fn select_k(ev: &mut Evaluator<'_>, op: &str, param: f64, input: Vec<Element>, g
         }
         let anchor = expr.param.as_ref().map(|p| p.to_string());
         if param > 1.0 {
-            ev.annotations.warn(annotations::invalid_ratio(param, 1.0), anchor.as_deref());
+            ev.annotations
+                .warn(annotations::invalid_ratio(param, 1.0), anchor.as_deref());
         }
         if param < -1.0 {
-            ev.annotations.warn(annotations::invalid_ratio(param, -1.0), anchor.as_deref());
+            ev.annotations
+                .warn(annotations::invalid_ratio(param, -1.0), anchor.as_deref());
         }
         if param == 0.0 {
             return Ok(Vec::new());
@@ -253,7 +276,9 @@ fn select_k(ev: &mut Evaluator<'_>, op: &str, param: f64, input: Vec<Element>, g
     }
     let mut out = Vec::new();
     for key in order {
-        let Some(mut members) = groups.remove(&key) else { continue };
+        let Some(mut members) = groups.remove(&key) else {
+            continue;
+        };
         match op {
             "topk" => {
                 members.sort_by(|a, b| descending_nan_last(a.v, b.v));

@@ -104,7 +104,9 @@ pub(crate) fn invalid_ratio(ratio: f64, to: f64) -> String {
 
 /// `PromQL warning: bucket label "le" is missing or has a malformed value of ...`
 pub(crate) fn bad_bucket_label(metric: &str, le: &str) -> String {
-    let base = format!("PromQL warning: bucket label \"le\" is missing or has a malformed value of {le:?}");
+    let base = format!(
+        "PromQL warning: bucket label \"le\" is missing or has a malformed value of {le:?}"
+    );
     if metric.is_empty() {
         base
     } else {

@@ -107,7 +107,10 @@ fn go_pow(x: f64, y: f64) -> f64 {
 }
 
 fn changes_metric_schema(op: Op) -> bool {
-    matches!(op, Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Mod | Op::Pow | Op::Atan2)
+    matches!(
+        op,
+        Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Mod | Op::Pow | Op::Atan2
+    )
 }
 
 pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &BinaryExpr, ts: i64) -> Result<StepValue> {
@@ -118,15 +121,19 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &BinaryExpr, ts: i64) -> Result
     match (lhs, rhs) {
         (StepValue::Scalar(l), StepValue::Scalar(r)) => {
             let (value, keep) = apply(op, l, r);
-            let value = if op.is_comparison() { if keep { 1.0 } else { 0.0 } } else { value };
+            let value = if op.is_comparison() {
+                if keep { 1.0 } else { 0.0 }
+            } else {
+                value
+            };
             Ok(StepValue::Scalar(value))
         }
-        (StepValue::Vector(vector), StepValue::Scalar(scalar)) => {
-            Ok(StepValue::Vector(vector_scalar(op, vector, scalar, false, return_bool, ts)))
-        }
-        (StepValue::Scalar(scalar), StepValue::Vector(vector)) => {
-            Ok(StepValue::Vector(vector_scalar(op, vector, scalar, true, return_bool, ts)))
-        }
+        (StepValue::Vector(vector), StepValue::Scalar(scalar)) => Ok(StepValue::Vector(
+            vector_scalar(op, vector, scalar, false, return_bool, ts),
+        )),
+        (StepValue::Scalar(scalar), StepValue::Vector(vector)) => Ok(StepValue::Vector(
+            vector_scalar(op, vector, scalar, true, return_bool, ts),
+        )),
         (StepValue::Vector(lhs), StepValue::Vector(rhs)) => {
             let matching = Matching::from_expr(expr);
             let result = if op.is_set() {
@@ -144,10 +151,21 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &BinaryExpr, ts: i64) -> Result
     }
 }
 
-fn vector_scalar(op: Op, vector: Vec<Element>, scalar: f64, swap: bool, return_bool: bool, ts: i64) -> Vec<Element> {
+fn vector_scalar(
+    op: Op,
+    vector: Vec<Element>,
+    scalar: f64,
+    swap: bool,
+    return_bool: bool,
+    ts: i64,
+) -> Vec<Element> {
     let mut out = Vec::with_capacity(vector.len());
     for mut element in vector {
-        let (l, r) = if swap { (scalar, element.v) } else { (element.v, scalar) };
+        let (l, r) = if swap {
+            (scalar, element.v)
+        } else {
+            (element.v, scalar)
+        };
         let (mut value, mut keep) = apply(op, l, r);
         if op.is_comparison() && swap {
             value = r;
@@ -245,16 +263,23 @@ impl Matching {
     }
 }
 
-fn set_operation(op: Op, lhs: Vec<Element>, rhs: Vec<Element>, matching: &Matching) -> Vec<Element> {
+fn set_operation(
+    op: Op,
+    lhs: Vec<Element>,
+    rhs: Vec<Element>,
+    matching: &Matching,
+) -> Vec<Element> {
     match op {
         Op::And => {
-            let right: HashSet<Labels> = rhs.iter().map(|e| matching.signature(&e.labels)).collect();
+            let right: HashSet<Labels> =
+                rhs.iter().map(|e| matching.signature(&e.labels)).collect();
             lhs.into_iter()
                 .filter(|e| right.contains(&matching.signature(&e.labels)))
                 .collect()
         }
         Op::Unless => {
-            let right: HashSet<Labels> = rhs.iter().map(|e| matching.signature(&e.labels)).collect();
+            let right: HashSet<Labels> =
+                rhs.iter().map(|e| matching.signature(&e.labels)).collect();
             lhs.into_iter()
                 .filter(|e| !right.contains(&matching.signature(&e.labels)))
                 .collect()
@@ -262,13 +287,23 @@ fn set_operation(op: Op, lhs: Vec<Element>, rhs: Vec<Element>, matching: &Matchi
         _ => {
             let left: HashSet<Labels> = lhs.iter().map(|e| matching.signature(&e.labels)).collect();
             let mut out = lhs;
-            out.extend(rhs.into_iter().filter(|e| !left.contains(&matching.signature(&e.labels))));
+            out.extend(
+                rhs.into_iter()
+                    .filter(|e| !left.contains(&matching.signature(&e.labels))),
+            );
             out
         }
     }
 }
 
-fn vector_vector(op: Op, lhs: Vec<Element>, rhs: Vec<Element>, matching: &Matching, return_bool: bool, ts: i64) -> Result<Vec<Element>> {
+fn vector_vector(
+    op: Op,
+    lhs: Vec<Element>,
+    rhs: Vec<Element>,
+    matching: &Matching,
+    return_bool: bool,
+    ts: i64,
+) -> Result<Vec<Element>> {
     let has_fill = matching.fill_lhs.is_some() || matching.fill_rhs.is_some();
     if (lhs.is_empty() && rhs.is_empty()) || ((lhs.is_empty() || rhs.is_empty()) && !has_fill) {
         return Ok(Vec::new());
@@ -328,7 +363,10 @@ fn vector_vector(op: Op, lhs: Vec<Element>, rhs: Vec<Element>, matching: &Matchi
             let already = if matching.card == Card::OneToOne {
                 state.matched_one_to_one.contains(&signature)
             } else {
-                state.matched_many.get(&signature).is_some_and(|set| !set.is_empty())
+                state
+                    .matched_many
+                    .get(&signature)
+                    .is_some_and(|set| !set.is_empty())
             };
             if already {
                 continue;
@@ -358,8 +396,17 @@ struct MatchState<'m> {
 }
 
 impl MatchState<'_> {
-    fn apply_pair(&mut self, many_el: &Element, one_el: &Element, signature: &Labels) -> Result<()> {
-        let (l, r) = if self.swapped { (one_el.v, many_el.v) } else { (many_el.v, one_el.v) };
+    fn apply_pair(
+        &mut self,
+        many_el: &Element,
+        one_el: &Element,
+        signature: &Labels,
+    ) -> Result<()> {
+        let (l, r) = if self.swapped {
+            (one_el.v, many_el.v)
+        } else {
+            (many_el.v, one_el.v)
+        };
         let (mut value, keep) = apply(self.op, l, r);
         if self.return_bool {
             value = if keep { 1.0 } else { 0.0 };
@@ -374,7 +421,9 @@ impl MatchState<'_> {
         } else {
             let inserted = self.matched_many.entry(signature.clone()).or_default();
             if !inserted.insert(labels.clone()) {
-                return Err(Error::exec("multiple matches for labels: grouping labels must ensure unique matches"));
+                return Err(Error::exec(
+                    "multiple matches for labels: grouping labels must ensure unique matches",
+                ));
             }
         }
         if !keep && !self.return_bool {

@@ -65,10 +65,31 @@ mod tests {
     #[test]
     fn breaks_down_known_dates() {
         let epoch = Civil::from_unix(0);
-        assert_eq!((epoch.year, epoch.month, epoch.day, epoch.weekday, epoch.day_of_year), (1970, 1, 1, 4, 1));
+        assert_eq!(
+            (
+                epoch.year,
+                epoch.month,
+                epoch.day,
+                epoch.weekday,
+                epoch.day_of_year
+            ),
+            (1970, 1, 1, 4, 1)
+        );
         let leap = Civil::from_unix(951_782_400); // 2000-02-29
-        assert_eq!((leap.year, leap.month, leap.day, leap.days_in_month()), (2000, 2, 29, 29));
+        assert_eq!(
+            (leap.year, leap.month, leap.day, leap.days_in_month()),
+            (2000, 2, 29, 29)
+        );
         let before = Civil::from_unix(-1); // 1969-12-31 23:59:59
-        assert_eq!((before.year, before.month, before.day, before.hour, before.minute), (1969, 12, 31, 23, 59));
+        assert_eq!(
+            (
+                before.year,
+                before.month,
+                before.day,
+                before.hour,
+                before.minute
+            ),
+            (1969, 12, 31, 23, 59)
+        );
     }
 }

@@ -95,7 +95,13 @@ impl Engine {
     }
 
     /// Evaluates `query` at `time` (ms since the epoch).
-    pub fn instant_query(&self, storage: &dyn Queryable, query: &str, time: i64, options: &QueryOptions) -> Result<QueryResult> {
+    pub fn instant_query(
+        &self,
+        storage: &dyn Queryable,
+        query: &str,
+        time: i64,
+        options: &QueryOptions,
+    ) -> Result<QueryResult> {
         let expr = parse_expr(query)?;
         let settings = self.settings(options);
         let mut ev = Evaluator::new(storage, &settings, time, time, 0);
@@ -108,12 +114,24 @@ impl Engine {
             StepValue::Matrix(matrix) => Value::Matrix(finish_matrix(matrix.series)?),
         };
         let (warnings, infos) = ev.annotations.render(query);
-        Ok(QueryResult { value, warnings, infos })
+        Ok(QueryResult {
+            value,
+            warnings,
+            infos,
+        })
     }
 
     /// Evaluates `query` at every `start + k*step <= end` (ms); the result is a matrix sorted by
     /// labels.
-    pub fn range_query(&self, storage: &dyn Queryable, query: &str, start: i64, end: i64, step: i64, options: &QueryOptions) -> Result<QueryResult> {
+    pub fn range_query(
+        &self,
+        storage: &dyn Queryable,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+        options: &QueryOptions,
+    ) -> Result<QueryResult> {
         if step <= 0 {
             return Err(Error::BadParameter {
                 message: "zero or negative query resolution step widths are not accepted. Try a positive integer".to_string(),
@@ -152,16 +170,23 @@ impl Engine {
             };
             ev.result_samples += elements.len();
             for element in elements {
-                let entry = series.entry(element.labels.clone()).or_insert_with(|| Series {
-                    labels: element.labels.clone(),
-                    points: Vec::new(),
-                    drop_name: element.drop_name,
-                });
+                let entry = series
+                    .entry(element.labels.clone())
+                    .or_insert_with(|| Series {
+                        labels: element.labels.clone(),
+                        points: Vec::new(),
+                        drop_name: element.drop_name,
+                    });
                 entry.drop_name |= element.drop_name;
                 if entry.points.last().is_some_and(|p| p.t == ts) {
-                    return Err(Error::exec("vector cannot contain metrics with the same labelset"));
+                    return Err(Error::exec(
+                        "vector cannot contain metrics with the same labelset",
+                    ));
                 }
-                entry.points.push(Point { t: ts, v: element.v });
+                entry.points.push(Point {
+                    t: ts,
+                    v: element.v,
+                });
             }
             ev.step_samples = 0;
             ev.add_samples(0)?;
@@ -172,7 +197,11 @@ impl Engine {
         }
         let value = Value::Matrix(finish_matrix(series.into_values().collect())?);
         let (warnings, infos) = ev.annotations.render(query);
-        Ok(QueryResult { value, warnings, infos })
+        Ok(QueryResult {
+            value,
+            warnings,
+            infos,
+        })
     }
 }
 
@@ -183,7 +212,10 @@ fn check_range_query_type(expr: &Expr) -> Result<()> {
         return Ok(());
     }
     Err(Error::Parse {
-        message: format!("invalid expression type \"{}\" for range query, must be Scalar or instant Vector", expr_type_word(&name)),
+        message: format!(
+            "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+            expr_type_word(&name)
+        ),
     })
 }
 
@@ -211,7 +243,9 @@ fn finish_vector(mut vector: Vec<Element>, time: i64) -> Result<Vec<Element>> {
     let mut seen = std::collections::HashSet::with_capacity(vector.len());
     for element in &vector {
         if !seen.insert(&element.labels) {
-            return Err(Error::exec("vector cannot contain metrics with the same labelset"));
+            return Err(Error::exec(
+                "vector cannot contain metrics with the same labelset",
+            ));
         }
     }
     Ok(vector)
@@ -233,8 +267,14 @@ fn finish_matrix(series: Vec<Series>) -> Result<Vec<Series>> {
             Some(existing) => {
                 existing.points.extend(one.points);
                 existing.points.sort_by_key(|p| p.t);
-                if existing.points.windows(2).any(|pair| pair[0].t == pair[1].t) {
-                    return Err(Error::exec("vector cannot contain metrics with the same labelset"));
+                if existing
+                    .points
+                    .windows(2)
+                    .any(|pair| pair[0].t == pair[1].t)
+                {
+                    return Err(Error::exec(
+                        "vector cannot contain metrics with the same labelset",
+                    ));
                 }
             }
         }

@@ -94,7 +94,13 @@ struct PlanPath {
 }
 
 impl<'a> Evaluator<'a> {
-    pub(crate) fn new(storage: &'a dyn Queryable, settings: &'a EvalSettings, start: i64, end: i64, step: i64) -> Self {
+    pub(crate) fn new(
+        storage: &'a dyn Queryable,
+        settings: &'a EvalSettings,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Self {
         Self {
             storage,
             settings,
@@ -178,7 +184,11 @@ impl<'a> Evaluator<'a> {
             start = at;
             end = at;
         }
-        start -= if range == 0 { self.settings.lookback_delta } else { range };
+        start -= if range == 0 {
+            self.settings.lookback_delta
+        } else {
+            range
+        };
         let offset = offset_ms(selector.offset.as_ref());
         start = start - offset - path.subquery_range - path.subquery_offset;
         end -= offset + path.subquery_offset;
@@ -203,7 +213,12 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
-    fn select_into(&self, matchers: &[Matcher], hints: &SelectHints, out: &mut BTreeMap<Labels, Vec<Point>>) -> Result<()> {
+    fn select_into(
+        &self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+        out: &mut BTreeMap<Labels, Vec<Point>>,
+    ) -> Result<()> {
         let stream = self.storage.select(matchers, hints)?;
         for series in stream {
             self.check_interrupt("query preparation")?;
@@ -256,10 +271,13 @@ impl<'a> Evaluator<'a> {
             Expr::StringLiteral(string) => Ok(StepValue::String(string.val.clone())),
             Expr::Paren(paren) => self.eval(&paren.expr, ts),
             Expr::Unary(unary) => self.eval_unary(unary, ts),
-            Expr::VectorSelector(selector) => self.eval_vector_selector(selector, ts).map(StepValue::Vector),
+            Expr::VectorSelector(selector) => self
+                .eval_vector_selector(selector, ts)
+                .map(StepValue::Vector),
             Expr::MatrixSelector(matrix) => {
                 let range = duration_ms(&matrix.range);
-                self.eval_range_selector(&matrix.vs, range, ts).map(StepValue::Matrix)
+                self.eval_range_selector(&matrix.vs, range, ts)
+                    .map(StepValue::Matrix)
             }
             Expr::Subquery(subquery) => self.eval_subquery(subquery, ts).map(StepValue::Matrix),
             Expr::Aggregate(aggregate) => crate::aggregate::eval(self, aggregate, ts),
@@ -273,7 +291,10 @@ impl<'a> Evaluator<'a> {
     pub(crate) fn eval_vector(&mut self, expr: &Expr, ts: i64) -> Result<Vec<Element>> {
         match self.eval(expr, ts)? {
             StepValue::Vector(vector) => Ok(vector),
-            other => Err(Error::exec(format!("expected instant vector, got {}", other.type_name()))),
+            other => Err(Error::exec(format!(
+                "expected instant vector, got {}",
+                other.type_name()
+            ))),
         }
     }
 
@@ -281,7 +302,10 @@ impl<'a> Evaluator<'a> {
     pub(crate) fn eval_scalar(&mut self, expr: &Expr, ts: i64) -> Result<f64> {
         match self.eval(expr, ts)? {
             StepValue::Scalar(value) => Ok(value),
-            other => Err(Error::exec(format!("expected scalar, got {}", other.type_name()))),
+            other => Err(Error::exec(format!(
+                "expected scalar, got {}",
+                other.type_name()
+            ))),
         }
     }
 
@@ -289,7 +313,10 @@ impl<'a> Evaluator<'a> {
     pub(crate) fn eval_matrix(&mut self, expr: &Expr, ts: i64) -> Result<RangeVector> {
         match self.eval(expr, ts)? {
             StepValue::Matrix(matrix) => Ok(matrix),
-            other => Err(Error::exec(format!("expected range vector, got {}", other.type_name()))),
+            other => Err(Error::exec(format!(
+                "expected range vector, got {}",
+                other.type_name()
+            ))),
         }
     }
 
@@ -320,7 +347,12 @@ impl<'a> Evaluator<'a> {
     }
 
     /// The reference time of a selector at `ts`: the `@` time or `ts`, minus the offset.
-    pub(crate) fn reference_time(&self, at: Option<&promql_parser::parser::AtModifier>, offset: Option<&promql_parser::parser::Offset>, ts: i64) -> i64 {
+    pub(crate) fn reference_time(
+        &self,
+        at: Option<&promql_parser::parser::AtModifier>,
+        offset: Option<&promql_parser::parser::Offset>,
+        ts: i64,
+    ) -> i64 {
         at_ms(at, self.start, self.end).unwrap_or(ts) - offset_ms(offset)
     }
 
@@ -349,7 +381,12 @@ impl<'a> Evaluator<'a> {
         Ok(out)
     }
 
-    fn eval_range_selector(&mut self, selector: &VectorSelector, range: i64, ts: i64) -> Result<RangeVector> {
+    fn eval_range_selector(
+        &mut self,
+        selector: &VectorSelector,
+        range: i64,
+        ts: i64,
+    ) -> Result<RangeVector> {
         let loaded = self.loaded(selector)?;
         let window_end = self.reference_time(selector.at.as_ref(), selector.offset.as_ref(), ts);
         let window_start = window_end - range;
@@ -420,13 +457,19 @@ impl<'a> Evaluator<'a> {
                 StepValue::Vector(vector) => {
                     for element in vector {
                         total += 1;
-                        let entry = by_labels.entry(element.labels.clone()).or_insert_with(|| Series {
-                            labels: element.labels.clone(),
-                            points: Vec::new(),
-                            drop_name: element.drop_name,
-                        });
+                        let entry =
+                            by_labels
+                                .entry(element.labels.clone())
+                                .or_insert_with(|| Series {
+                                    labels: element.labels.clone(),
+                                    points: Vec::new(),
+                                    drop_name: element.drop_name,
+                                });
                         entry.drop_name |= element.drop_name;
-                        entry.points.push(Point { t: inner_ts, v: element.v });
+                        entry.points.push(Point {
+                            t: inner_ts,
+                            v: element.v,
+                        });
                     }
                 }
                 other => {

@@ -54,11 +54,19 @@ pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
 
 /// Go's `math.Max` / `math.Min`: NaN wins.
 fn go_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
 }
 
 fn go_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
 }
 
 pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<StepValue> {
@@ -78,7 +86,11 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<StepV
         "max_of" | "min_of" => {
             let a = scalar_arg(ev, &args, 0, ts)?;
             let b = scalar_arg(ev, &args, 1, ts)?;
-            Ok(StepValue::Scalar(if name == "max_of" { go_max(a, b) } else { go_min(a, b) }))
+            Ok(StepValue::Scalar(if name == "max_of" {
+                go_max(a, b)
+            } else {
+                go_min(a, b)
+            }))
         }
         "vector" => {
             let value = scalar_arg(ev, &args, 0, ts)?;
@@ -91,7 +103,11 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<StepV
         }
         "scalar" => {
             let vector = vector_arg(ev, &args, 0, ts)?;
-            let value = if vector.len() == 1 { vector[0].v } else { f64::NAN };
+            let value = if vector.len() == 1 {
+                vector[0].v
+            } else {
+                f64::NAN
+            };
             Ok(StepValue::Scalar(value))
         }
         "absent" => {
@@ -99,7 +115,10 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<StepV
             if !vector.is_empty() {
                 return Ok(StepValue::Vector(Vec::new()));
             }
-            let labels = args.first().map(|arg| absent_labels(arg)).unwrap_or_default();
+            let labels = args
+                .first()
+                .map(|arg| absent_labels(arg))
+                .unwrap_or_default();
             Ok(StepValue::Vector(vec![Element {
                 labels,
                 t: ts,
@@ -141,7 +160,8 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<StepV
             let upper = scalar_arg(ev, &args, 1, ts)?;
             let vector = vector_arg(ev, &args, 2, ts)?;
             let anchors = crate::histogram::Anchors::of(&args, 0, 2);
-            crate::histogram::histogram_fraction(ev, lower, upper, vector, ts, &anchors).map(StepValue::Vector)
+            crate::histogram::histogram_fraction(ev, lower, upper, vector, ts, &anchors)
+                .map(StepValue::Vector)
         }
         "histogram_quantiles" => {
             let vector = vector_arg(ev, &args, 0, ts)?;
@@ -151,15 +171,21 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<StepV
                 quantiles.push(scalar_arg(ev, &args, index, ts)?);
             }
             let anchors = crate::histogram::Anchors::of(&args, 2, 0);
-            crate::histogram::histogram_quantiles(ev, &label, &quantiles, vector, ts, &anchors).map(StepValue::Vector)
+            crate::histogram::histogram_quantiles(ev, &label, &quantiles, vector, ts, &anchors)
+                .map(StepValue::Vector)
         }
-        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev" | "histogram_stdvar" => {
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+        | "histogram_stdvar" => {
             // Only native histograms carry these; float samples are ignored.
             vector_arg(ev, &args, 0, ts)?;
             Ok(StepValue::Vector(Vec::new()))
         }
         "round" => {
-            let to_nearest = if args.len() > 1 { scalar_arg(ev, &args, 1, ts)? } else { 1.0 };
+            let to_nearest = if args.len() > 1 {
+                scalar_arg(ev, &args, 1, ts)?
+            } else {
+                1.0
+            };
             let inverse = 1.0 / to_nearest;
             map_values(ev, &args, ts, |v| (v * inverse + 0.5).floor() / inverse)
         }
@@ -185,9 +211,8 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<StepV
                     .collect(),
             ))
         }
-        "days_in_month" | "day_of_month" | "day_of_week" | "day_of_year" | "hour" | "minute" | "month" | "year" => {
-            date_function(ev, name, &args, ts)
-        }
+        "days_in_month" | "day_of_month" | "day_of_week" | "day_of_year" | "hour" | "minute"
+        | "month" | "year" => date_function(ev, name, &args, ts),
         "info" => crate::info::eval(ev, &args, ts),
         _ => match math_function(name) {
             Some(function) => map_values(ev, &args, ts, function),
@@ -233,14 +258,24 @@ fn math_function(name: &str) -> Option<fn(f64) -> f64> {
     })
 }
 
-pub(crate) fn scalar_arg(ev: &mut Evaluator<'_>, args: &[&Expr], index: usize, ts: i64) -> Result<f64> {
+pub(crate) fn scalar_arg(
+    ev: &mut Evaluator<'_>,
+    args: &[&Expr],
+    index: usize,
+    ts: i64,
+) -> Result<f64> {
     let arg = args
         .get(index)
         .ok_or_else(|| Error::exec(format!("missing argument {index}")))?;
     ev.eval_scalar(arg, ts)
 }
 
-pub(crate) fn vector_arg(ev: &mut Evaluator<'_>, args: &[&Expr], index: usize, ts: i64) -> Result<Vec<Element>> {
+pub(crate) fn vector_arg(
+    ev: &mut Evaluator<'_>,
+    args: &[&Expr],
+    index: usize,
+    ts: i64,
+) -> Result<Vec<Element>> {
     let arg = args
         .get(index)
         .ok_or_else(|| Error::exec(format!("missing argument {index}")))?;
@@ -250,11 +285,18 @@ pub(crate) fn vector_arg(ev: &mut Evaluator<'_>, args: &[&Expr], index: usize, t
 pub(crate) fn string_arg(args: &[&Expr], index: usize) -> Result<String> {
     match args.get(index).map(|arg| unwrap_parens(arg)) {
         Some(Expr::StringLiteral(string)) => Ok(string.val.clone()),
-        _ => Err(Error::exec(format!("expected string literal as argument {index}"))),
+        _ => Err(Error::exec(format!(
+            "expected string literal as argument {index}"
+        ))),
     }
 }
 
-fn map_values(ev: &mut Evaluator<'_>, args: &[&Expr], ts: i64, function: impl Fn(f64) -> f64) -> Result<StepValue> {
+fn map_values(
+    ev: &mut Evaluator<'_>,
+    args: &[&Expr],
+    ts: i64,
+    function: impl Fn(f64) -> f64,
+) -> Result<StepValue> {
     let vector = vector_arg(ev, args, 0, ts)?;
     Ok(StepValue::Vector(
         vector
@@ -303,8 +345,11 @@ fn label_replace(ev: &mut Evaluator<'_>, args: &[&Expr], ts: i64) -> Result<Step
     let replacement = string_arg(args, 2)?;
     let source = string_arg(args, 3)?;
     let pattern = string_arg(args, 4)?;
-    let regex = regex::Regex::new(&format!("^(?s:{pattern})$"))
-        .map_err(|_| Error::exec(format!("invalid regular expression in label_replace(): {pattern}")))?;
+    let regex = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|_| {
+        Error::exec(format!(
+            "invalid regular expression in label_replace(): {pattern}"
+        ))
+    })?;
     if !is_valid_label_name(&destination) {
         return Err(Error::exec(format!(
             "invalid destination label name in label_replace(): {destination}"
@@ -333,7 +378,9 @@ fn label_join(ev: &mut Evaluator<'_>, args: &[&Expr], ts: i64) -> Result<StepVal
     for index in 3..args.len() {
         let source = string_arg(args, index)?;
         if !is_valid_label_name(&source) {
-            return Err(Error::exec(format!("invalid source label name in label_join(): {source}")));
+            return Err(Error::exec(format!(
+                "invalid source label name in label_join(): {source}"
+            )));
         }
         sources.push(source);
     }
@@ -360,7 +407,8 @@ fn label_join(ev: &mut Evaluator<'_>, args: &[&Expr], ts: i64) -> Result<StepVal
 
 fn sort(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], ts: i64) -> Result<StepValue> {
     if ev.start != ev.end {
-        ev.annotations.warn(annotations::sort_in_range_query(), Some(name));
+        ev.annotations
+            .warn(annotations::sort_in_range_query(), Some(name));
     }
     let mut vector = vector_arg(ev, args, 0, ts)?;
     for element in &mut vector {
@@ -408,8 +456,12 @@ pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
             while j < b.len() && b[j].is_ascii_digit() {
                 j += 1;
             }
-            let left = std::str::from_utf8(&a[start_i..i]).unwrap_or("").trim_start_matches('0');
-            let right = std::str::from_utf8(&b[start_j..j]).unwrap_or("").trim_start_matches('0');
+            let left = std::str::from_utf8(&a[start_i..i])
+                .unwrap_or("")
+                .trim_start_matches('0');
+            let right = std::str::from_utf8(&b[start_j..j])
+                .unwrap_or("")
+                .trim_start_matches('0');
             let order = left.len().cmp(&right.len()).then_with(|| left.cmp(right));
             if order != Ordering::Equal {
                 return order;

@@ -22,7 +22,9 @@ pub(crate) fn labels_hash(labels: &Labels) -> u64 {
 }
 
 fn round(acc: u64, lane: u64) -> u64 {
-    acc.wrapping_add(lane.wrapping_mul(P2)).rotate_left(31).wrapping_mul(P1)
+    acc.wrapping_add(lane.wrapping_mul(P2))
+        .rotate_left(31)
+        .wrapping_mul(P1)
 }
 
 fn merge(hash: u64, value: u64) -> u64 {

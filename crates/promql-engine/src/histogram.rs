@@ -30,7 +30,11 @@ pub(crate) struct Anchors {
 }
 
 impl Anchors {
-    pub(crate) fn of(args: &[&promql_parser::parser::Expr], parameter: usize, buckets: usize) -> Self {
+    pub(crate) fn of(
+        args: &[&promql_parser::parser::Expr],
+        parameter: usize,
+        buckets: usize,
+    ) -> Self {
         Self {
             parameter: args.get(parameter).map(|arg| arg.to_string()),
             buckets: args.get(buckets).map(|arg| arg.to_string()),
@@ -43,7 +47,11 @@ fn parse_le(value: &str) -> Option<f64> {
     let trimmed = value.trim_start_matches(['+', '-']);
     let lower = trimmed.to_ascii_lowercase();
     if lower == "inf" || lower == "infinity" {
-        return Some(if value.starts_with('-') { f64::NEG_INFINITY } else { f64::INFINITY });
+        return Some(if value.starts_with('-') {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
     }
     if lower == "nan" {
         return Some(f64::NAN);
@@ -51,20 +59,31 @@ fn parse_le(value: &str) -> Option<f64> {
     if lower.starts_with("0x") {
         let digits = lower.trim_start_matches("0x");
         let parsed = i64::from_str_radix(digits, 16).ok()? as f64;
-        return Some(if value.starts_with('-') { -parsed } else { parsed });
+        return Some(if value.starts_with('-') {
+            -parsed
+        } else {
+            parsed
+        });
     }
     value.replace('_', "").parse::<f64>().ok()
 }
 
 /// Groups bucket series by their labels without `le`, in first-seen order.
-fn group_buckets(ev: &mut Evaluator<'_>, vector: Vec<Element>, anchors: &Anchors) -> Vec<(BucketGroup, bool)> {
+fn group_buckets(
+    ev: &mut Evaluator<'_>,
+    vector: Vec<Element>,
+    anchors: &Anchors,
+) -> Vec<(BucketGroup, bool)> {
     let mut order: Vec<Labels> = Vec::new();
     let mut groups: HashMap<Labels, (BucketGroup, bool)> = HashMap::new();
     for element in vector {
         let le = element.labels.get("le").unwrap_or("");
         let Some(upper) = parse_le(le) else {
             let metric = element.labels.metric_name().unwrap_or("").to_string();
-            ev.annotations.warn(annotations::bad_bucket_label(&metric, le), anchors.buckets.as_deref());
+            ev.annotations.warn(
+                annotations::bad_bucket_label(&metric, le),
+                anchors.buckets.as_deref(),
+            );
             continue;
         };
         let key = element.labels.without(&["le"]);
@@ -84,19 +103,34 @@ fn group_buckets(ev: &mut Evaluator<'_>, vector: Vec<Element>, anchors: &Anchors
             count: element.v,
         });
     }
-    order.into_iter().filter_map(|key| groups.remove(&key)).collect()
+    order
+        .into_iter()
+        .filter_map(|key| groups.remove(&key))
+        .collect()
 }
 
-pub(crate) fn histogram_quantile(ev: &mut Evaluator<'_>, q: f64, vector: Vec<Element>, ts: i64, anchors: &Anchors) -> Result<Vec<Element>> {
+pub(crate) fn histogram_quantile(
+    ev: &mut Evaluator<'_>,
+    q: f64,
+    vector: Vec<Element>,
+    ts: i64,
+    anchors: &Anchors,
+) -> Result<Vec<Element>> {
     if q.is_nan() || !(0.0..=1.0).contains(&q) {
-        ev.annotations.warn(annotations::invalid_quantile(q), anchors.parameter.as_deref());
+        ev.annotations.warn(
+            annotations::invalid_quantile(q),
+            anchors.parameter.as_deref(),
+        );
     }
     let mut out = Vec::new();
     for (group, _) in group_buckets(ev, vector, anchors) {
         let (value, forced) = bucket_quantile(q, group.buckets);
         if forced {
             let metric = group.labels.metric_name().unwrap_or("").to_string();
-            ev.annotations.info(annotations::forced_monotonicity(&metric), anchors.buckets.as_deref());
+            ev.annotations.info(
+                annotations::forced_monotonicity(&metric),
+                anchors.buckets.as_deref(),
+            );
         }
         out.push(Element {
             labels: group.labels,
@@ -110,10 +144,20 @@ pub(crate) fn histogram_quantile(ev: &mut Evaluator<'_>, q: f64, vector: Vec<Ele
 
 /// `histogram_quantiles(v, "label", q0, q1, ...)`: one output series per quantile, labelled
 /// with the quantile value.
-pub(crate) fn histogram_quantiles(ev: &mut Evaluator<'_>, label: &str, quantiles: &[f64], vector: Vec<Element>, ts: i64, anchors: &Anchors) -> Result<Vec<Element>> {
+pub(crate) fn histogram_quantiles(
+    ev: &mut Evaluator<'_>,
+    label: &str,
+    quantiles: &[f64],
+    vector: Vec<Element>,
+    ts: i64,
+    anchors: &Anchors,
+) -> Result<Vec<Element>> {
     for &q in quantiles {
         if q.is_nan() || !(0.0..=1.0).contains(&q) {
-            ev.annotations.warn(annotations::invalid_quantile(q), anchors.parameter.as_deref());
+            ev.annotations.warn(
+                annotations::invalid_quantile(q),
+                anchors.parameter.as_deref(),
+            );
         }
     }
     let mut out = Vec::new();
@@ -122,7 +166,10 @@ pub(crate) fn histogram_quantiles(ev: &mut Evaluator<'_>, label: &str, quantiles
             let (value, forced) = bucket_quantile(q, group.buckets.clone());
             if forced {
                 let metric = group.labels.metric_name().unwrap_or("").to_string();
-                ev.annotations.info(annotations::forced_monotonicity(&metric), anchors.buckets.as_deref());
+                ev.annotations.info(
+                    annotations::forced_monotonicity(&metric),
+                    anchors.buckets.as_deref(),
+                );
             }
             let mut labels = group.labels.clone();
             labels.set(label.to_string(), openmetrics_float(q));
@@ -137,7 +184,14 @@ pub(crate) fn histogram_quantiles(ev: &mut Evaluator<'_>, label: &str, quantiles
     Ok(out)
 }
 
-pub(crate) fn histogram_fraction(ev: &mut Evaluator<'_>, lower: f64, upper: f64, vector: Vec<Element>, ts: i64, anchors: &Anchors) -> Result<Vec<Element>> {
+pub(crate) fn histogram_fraction(
+    ev: &mut Evaluator<'_>,
+    lower: f64,
+    upper: f64,
+    vector: Vec<Element>,
+    ts: i64,
+    anchors: &Anchors,
+) -> Result<Vec<Element>> {
     let mut out = Vec::new();
     for (group, _) in group_buckets(ev, vector, anchors) {
         let value = bucket_fraction(lower, upper, group.buckets);
@@ -152,7 +206,11 @@ pub(crate) fn histogram_fraction(ev: &mut Evaluator<'_>, lower: f64, upper: f64,
 }
 
 fn sort_and_coalesce(mut buckets: Vec<Bucket>) -> Vec<Bucket> {
-    buckets.sort_by(|a, b| a.upper.partial_cmp(&b.upper).unwrap_or(std::cmp::Ordering::Equal));
+    buckets.sort_by(|a, b| {
+        a.upper
+            .partial_cmp(&b.upper)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     let mut out: Vec<Bucket> = Vec::with_capacity(buckets.len());
     for bucket in buckets {
         match out.last_mut() {
@@ -213,7 +271,11 @@ fn bucket_quantile(q: f64, buckets: Vec<Bucket>) -> (f64, bool) {
         return (f64::INFINITY, false);
     }
     let mut sorted = buckets;
-    sorted.sort_by(|a, b| a.upper.partial_cmp(&b.upper).unwrap_or(std::cmp::Ordering::Equal));
+    sorted.sort_by(|a, b| {
+        a.upper
+            .partial_cmp(&b.upper)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     if sorted.last().is_none_or(|b| b.upper != f64::INFINITY) {
         return (f64::NAN, false);
     }
@@ -249,7 +311,11 @@ fn bucket_quantile(q: f64, buckets: Vec<Bucket>) -> (f64, bool) {
 
 fn bucket_fraction(lower: f64, upper: f64, buckets: Vec<Bucket>) -> f64 {
     let mut sorted = buckets;
-    sorted.sort_by(|a, b| a.upper.partial_cmp(&b.upper).unwrap_or(std::cmp::Ordering::Equal));
+    sorted.sort_by(|a, b| {
+        a.upper
+            .partial_cmp(&b.upper)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     if sorted.last().is_none_or(|b| b.upper != f64::INFINITY) {
         return f64::NAN;
     }
@@ -263,7 +329,11 @@ fn bucket_fraction(lower: f64, upper: f64, buckets: Vec<Bucket>) -> f64 {
     }
     let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
     let (mut lower_set, mut upper_set) = (false, false);
-    let mut lower_bound = if buckets[0].upper <= 0.0 { f64::NEG_INFINITY } else { 0.0 };
+    let mut lower_bound = if buckets[0].upper <= 0.0 {
+        f64::NEG_INFINITY
+    } else {
+        0.0
+    };
     for (index, bucket) in buckets.iter().enumerate() {
         if index > 0 {
             lower_bound = buckets[index - 1].upper;

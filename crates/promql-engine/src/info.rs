@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use prom_model::{Labels, MatchType, Matcher, METRIC_NAME, is_stale_nan};
+use prom_model::{Labels, METRIC_NAME, MatchType, Matcher, is_stale_nan};
 use promql_parser::parser::Expr;
 
 use crate::error::{Error, Result};
@@ -19,8 +19,14 @@ const IDENTIFYING_LABELS: [&str; 2] = ["instance", "job"];
 /// the expression, with the offsets (and, lacking its own, the `@`) of enclosing subqueries.
 fn lookup_time(ev: &Evaluator<'_>, expr: &Expr) -> Option<(Option<i64>, i64)> {
     match expr {
-        Expr::VectorSelector(selector) => Some((at_ms(selector.at.as_ref(), ev.start, ev.end), offset_ms(selector.offset.as_ref()))),
-        Expr::MatrixSelector(matrix) => Some((at_ms(matrix.vs.at.as_ref(), ev.start, ev.end), offset_ms(matrix.vs.offset.as_ref()))),
+        Expr::VectorSelector(selector) => Some((
+            at_ms(selector.at.as_ref(), ev.start, ev.end),
+            offset_ms(selector.offset.as_ref()),
+        )),
+        Expr::MatrixSelector(matrix) => Some((
+            at_ms(matrix.vs.at.as_ref(), ev.start, ev.end),
+            offset_ms(matrix.vs.offset.as_ref()),
+        )),
         Expr::Paren(paren) => lookup_time(ev, &paren.expr),
         Expr::Unary(unary) => lookup_time(ev, &unary.expr),
         Expr::Subquery(subquery) => {
@@ -28,9 +34,14 @@ fn lookup_time(ev: &Evaluator<'_>, expr: &Expr) -> Option<(Option<i64>, i64)> {
             if at.is_some() {
                 return Some((at, offset));
             }
-            Some((at_ms(subquery.at.as_ref(), ev.start, ev.end), offset + offset_ms(subquery.offset.as_ref())))
+            Some((
+                at_ms(subquery.at.as_ref(), ev.start, ev.end),
+                offset + offset_ms(subquery.offset.as_ref()),
+            ))
         }
-        Expr::Binary(binary) => lookup_time(ev, &binary.lhs).or_else(|| lookup_time(ev, &binary.rhs)),
+        Expr::Binary(binary) => {
+            lookup_time(ev, &binary.lhs).or_else(|| lookup_time(ev, &binary.rhs))
+        }
         Expr::Aggregate(aggregate) => lookup_time(ev, &aggregate.expr),
         Expr::Call(call) => call.args.args.iter().find_map(|arg| lookup_time(ev, arg)),
         _ => None,
@@ -68,21 +79,34 @@ fn signature(name: &str, labels: &Labels) -> Labels {
 }
 
 pub(crate) fn eval(ev: &mut Evaluator<'_>, args: &[&Expr], ts: i64) -> Result<StepValue> {
-    let base_expr = args.first().ok_or_else(|| Error::exec("info requires an argument"))?;
+    let base_expr = args
+        .first()
+        .ok_or_else(|| Error::exec("info requires an argument"))?;
     let base = ev.eval_vector(base_expr, ts)?;
     let mut data_matchers: BTreeMap<String, Vec<Matcher>> = BTreeMap::new();
     let mut name_matchers = Vec::new();
     match args.get(1).map(|arg| crate::parse::unwrap_parens(arg)) {
         Some(Expr::VectorSelector(selector)) => {
-            for matcher in matcher_sets(selector)?.into_iter().next().unwrap_or_default() {
+            for matcher in matcher_sets(selector)?
+                .into_iter()
+                .next()
+                .unwrap_or_default()
+            {
                 if matcher.name() == METRIC_NAME {
                     name_matchers.push(matcher);
                 } else {
-                    data_matchers.entry(matcher.name().to_string()).or_default().push(matcher);
+                    data_matchers
+                        .entry(matcher.name().to_string())
+                        .or_default()
+                        .push(matcher);
                 }
             }
         }
-        Some(_) => return Err(Error::exec("info's second argument must be a label selector")),
+        Some(_) => {
+            return Err(Error::exec(
+                "info's second argument must be a label selector",
+            ));
+        }
         None => name_matchers.push(Matcher::equal(METRIC_NAME, TARGET_INFO)),
     }
     let effective = effective_name_matchers(name_matchers.clone())?;
@@ -140,7 +164,9 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, args: &[&Expr], ts: i64) -> Result<St
                     latest = Some(sample);
                 }
             }
-            let Some(sample) = latest.filter(|s| !is_stale_nan(s.v)) else { continue };
+            let Some(sample) = latest.filter(|s| !is_stale_nan(s.v)) else {
+                continue;
+            };
             let name = series.labels.metric_name().unwrap_or("").to_string();
             let sig = signature(&name, &series.labels);
             if !info_names.contains(&name) {
@@ -170,7 +196,9 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, args: &[&Expr], ts: i64) -> Result<St
         let mut added = Labels::empty();
         let mut seen_any = false;
         for name in &info_names {
-            let Some((info_labels, _)) = infos.get(&signature(name, &element.labels)) else { continue };
+            let Some((info_labels, _)) = infos.get(&signature(name, &element.labels)) else {
+                continue;
+            };
             for label in info_labels.iter() {
                 if label.name == METRIC_NAME {
                     continue;

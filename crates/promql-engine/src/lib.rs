@@ -74,5 +74,7 @@ pub mod value;
 pub use engine::{Engine, EngineOptions, QueryOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use parse::{parse_expr, selector_matchers};
-pub use storage::{MemoryStorage, Queryable, SampleStream, SelectHints, SelectedSeries, SeriesStream, StorageError};
+pub use storage::{
+    MemoryStorage, Queryable, SampleStream, SelectHints, SelectedSeries, SeriesStream, StorageError,
+};
 pub use value::{Element, Point, QueryResult, Series, Value};

@@ -51,7 +51,11 @@ pub(crate) fn matcher_sets(selector: &VectorSelector) -> Result<Vec<Vec<Matcher>
         .map(|name| Matcher::equal(prom_model::METRIC_NAME, name.clone()));
     let with_name = |mut set: Vec<Matcher>| {
         if let Some(name) = &name_matcher
-            && !set.iter().any(|m| m.name() == prom_model::METRIC_NAME && m.kind() == MatchType::Equal && m.value() == name.value())
+            && !set.iter().any(|m| {
+                m.name() == prom_model::METRIC_NAME
+                    && m.kind() == MatchType::Equal
+                    && m.value() == name.value()
+            })
         {
             set.push(name.clone());
         }
@@ -78,9 +82,11 @@ fn convert_matchers(matchers: &[promql_parser::label::Matcher]) -> Result<Vec<Ma
             MatchOp::Re(_) => MatchType::Regex,
             MatchOp::NotRe(_) => MatchType::NotRegex,
         };
-        let converted = Matcher::new(kind, matcher.name.clone(), matcher.value.clone())
-            .map_err(|error| Error::Parse {
-                message: error.to_string(),
+        let converted =
+            Matcher::new(kind, matcher.name.clone(), matcher.value.clone()).map_err(|error| {
+                Error::Parse {
+                    message: error.to_string(),
+                }
             })?;
         out.push(converted);
     }

@@ -53,7 +53,12 @@ fn matrix_index(name: &str) -> usize {
     }
 }
 
-pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], ts: i64) -> Result<Vec<Element>> {
+pub(crate) fn eval(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    args: &[&Expr],
+    ts: i64,
+) -> Result<Vec<Element>> {
     let index = matrix_index(name);
     let arg = args
         .get(index)
@@ -78,9 +83,14 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], ts: i64) 
             drop_name: true,
         }]);
     }
-    if name == "quantile_over_time" && let Some(&q) = scalars.first() && (q.is_nan() || !(0.0..=1.0).contains(&q)) && !matrix.series.is_empty() {
+    if name == "quantile_over_time"
+        && let Some(&q) = scalars.first()
+        && (q.is_nan() || !(0.0..=1.0).contains(&q))
+        && !matrix.series.is_empty()
+    {
         let anchor = args.first().map(|arg| arg.to_string());
-        ev.annotations.warn(annotations::invalid_quantile(q), anchor.as_deref());
+        ev.annotations
+            .warn(annotations::invalid_quantile(q), anchor.as_deref());
     }
     if name == "double_exponential_smoothing" || name == "holt_winters" {
         check_smoothing_factors(&scalars, &matrix)?;
@@ -107,11 +117,15 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], ts: i64) 
 
 fn note_possible_non_counter(ev: &mut Evaluator<'_>, metric: Option<&str>, arg: &Expr) {
     let Some(metric) = metric else { return };
-    if ["_total", "_sum", "_count", "_bucket"].iter().any(|suffix| metric.ends_with(suffix)) {
+    if ["_total", "_sum", "_count", "_bucket"]
+        .iter()
+        .any(|suffix| metric.ends_with(suffix))
+    {
         return;
     }
     let anchor = arg.to_string();
-    ev.annotations.info(annotations::possible_non_counter(metric), Some(&anchor));
+    ev.annotations
+        .info(annotations::possible_non_counter(metric), Some(&anchor));
 }
 
 fn check_smoothing_factors(scalars: &[f64], matrix: &RangeVector) -> Result<()> {
@@ -132,7 +146,13 @@ fn check_smoothing_factors(scalars: &[f64], matrix: &RangeVector) -> Result<()> 
     Ok(())
 }
 
-fn compute(name: &str, points: &[Point], matrix: &RangeVector, scalars: &[f64], ts: i64) -> Option<f64> {
+fn compute(
+    name: &str,
+    points: &[Point],
+    matrix: &RangeVector,
+    scalars: &[f64],
+    ts: i64,
+) -> Option<f64> {
     let first = points.first()?;
     let last = points.last()?;
     Some(match name {
@@ -152,8 +172,12 @@ fn compute(name: &str, points: &[Point], matrix: &RangeVector, scalars: &[f64], 
         "count_over_time" => points.len() as f64,
         "min_over_time" => compare(points, |cur, best| cur < best || best.is_nan()).v,
         "max_over_time" => compare(points, |cur, best| cur > best || best.is_nan()).v,
-        "ts_of_min_over_time" => compare(points, |cur, best| cur <= best || best.is_nan()).t as f64 / 1000.0,
-        "ts_of_max_over_time" => compare(points, |cur, best| cur >= best || best.is_nan()).t as f64 / 1000.0,
+        "ts_of_min_over_time" => {
+            compare(points, |cur, best| cur <= best || best.is_nan()).t as f64 / 1000.0
+        }
+        "ts_of_max_over_time" => {
+            compare(points, |cur, best| cur >= best || best.is_nan()).t as f64 / 1000.0
+        }
         "last_over_time" => last.v,
         "first_over_time" => first.v,
         "ts_of_first_over_time" => first.t as f64 / 1000.0,
@@ -186,7 +210,10 @@ fn compute(name: &str, points: &[Point], matrix: &RangeVector, scalars: &[f64], 
             f64::from(changes)
         }
         "resets" => {
-            let resets = points.windows(2).filter(|pair| pair[1].v < pair[0].v).count();
+            let resets = points
+                .windows(2)
+                .filter(|pair| pair[1].v < pair[0].v)
+                .count();
             resets as f64
         }
         "deriv" => {
@@ -202,7 +229,9 @@ fn compute(name: &str, points: &[Point], matrix: &RangeVector, scalars: &[f64], 
             let (slope, intercept) = linear_regression(points, ts);
             slope * scalars[0] + intercept
         }
-        "double_exponential_smoothing" | "holt_winters" => smoothing(points, scalars[0], scalars[1])?,
+        "double_exponential_smoothing" | "holt_winters" => {
+            smoothing(points, scalars[0], scalars[1])?
+        }
         _ => return None,
     })
 }
@@ -237,7 +266,11 @@ fn average(points: &[Point]) -> f64 {
         let q = (count - 1.0) / count;
         (mean, c) = kahan_inc(point.v / count, q * mean, q * c);
     }
-    if incremental { mean + c } else { sum / count + c / count }
+    if incremental {
+        mean + c
+    } else {
+        sum / count + c / count
+    }
 }
 
 fn variance(points: &[Point]) -> f64 {
@@ -252,7 +285,12 @@ fn variance(points: &[Point]) -> f64 {
 }
 
 /// `rate`, `increase` and `delta` with Prometheus' extrapolation to the window boundaries.
-fn extrapolated_rate(points: &[Point], matrix: &RangeVector, is_counter: bool, is_rate: bool) -> Option<f64> {
+fn extrapolated_rate(
+    points: &[Point],
+    matrix: &RangeVector,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
     if points.len() < 2 {
         return None;
     }
@@ -288,7 +326,11 @@ fn extrapolated_rate(points: &[Point], matrix: &RangeVector, is_counter: bool, i
     if to_end >= threshold {
         to_end = average_gap / 2.0;
     }
-    let mut factor = if sampled != 0.0 { (sampled + to_start + to_end) / sampled } else { 1.0 };
+    let mut factor = if sampled != 0.0 {
+        (sampled + to_start + to_end) / sampled
+    } else {
+        1.0
+    };
     if is_rate {
         factor /= matrix.range as f64 / 1000.0;
     }

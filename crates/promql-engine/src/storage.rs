@@ -68,7 +68,11 @@ pub type SeriesStream<'a> = Box<dyn Iterator<Item = Result<SelectedSeries<'a>, S
 /// A source of series: everything the evaluator needs from storage.
 pub trait Queryable {
     /// The series matching all `matchers`, with samples covering `hints.start..=hints.end`.
-    fn select<'a>(&'a self, matchers: &[Matcher], hints: &SelectHints) -> Result<SeriesStream<'a>, StorageError>;
+    fn select<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+    ) -> Result<SeriesStream<'a>, StorageError>;
 }
 
 /// Series held in memory, sorted by labels; for tests and the conformance runner.
@@ -116,7 +120,11 @@ impl MemoryStorage {
 }
 
 impl Queryable for MemoryStorage {
-    fn select<'a>(&'a self, matchers: &[Matcher], hints: &SelectHints) -> Result<SeriesStream<'a>, StorageError> {
+    fn select<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+    ) -> Result<SeriesStream<'a>, StorageError> {
         let matchers = matchers.to_vec();
         let (start, end) = (hints.start, hints.end);
         let iter = self

@@ -60,7 +60,10 @@ fn prometheus_conformance_scripts() {
             "conformance folder {} is missing",
             dir.display()
         );
-        println!("conformance folder {} is missing; nothing to run", dir.display());
+        println!(
+            "conformance folder {} is missing; nothing to run",
+            dir.display()
+        );
         return;
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -78,7 +81,11 @@ fn prometheus_conformance_scripts() {
     let mut passing_known = Vec::new();
     let mut seen_keys = BTreeSet::new();
     for path in &files {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_string();
         let text = std::fs::read_to_string(path).expect("read test file");
         let commands = match dsl::parse_script(&text) {
             Ok(commands) => commands,
@@ -87,7 +94,9 @@ fn prometheus_conformance_scripts() {
         let mut tally = Tally::default();
         let mut script = Script::new();
         for (line, command) in &commands {
-            let Some(outcome) = script.apply(command) else { continue };
+            let Some(outcome) = script.apply(command) else {
+                continue;
+            };
             let key = format!("{name}:{line}");
             seen_keys.insert(key.clone());
             match outcome {
@@ -109,7 +118,10 @@ fn prometheus_conformance_scripts() {
                 }
             }
         }
-        println!("{name}: {} passed, {} failed, {} skipped", tally.passed, tally.failed, tally.skipped);
+        println!(
+            "{name}: {} passed, {} failed, {} skipped",
+            tally.passed, tally.failed, tally.skipped
+        );
         total.passed += tally.passed;
         total.failed += tally.failed;
         total.skipped += tally.skipped;
@@ -117,7 +129,10 @@ fn prometheus_conformance_scripts() {
     for (reason, count) in &skip_reasons {
         println!("skipped {count}: {reason}");
     }
-    println!("total: {} passed, {} failed, {} skipped", total.passed, total.failed, total.skipped);
+    println!(
+        "total: {} passed, {} failed, {} skipped",
+        total.passed, total.failed, total.skipped
+    );
 
     if std::env::var("PROMQL_CONFORMANCE_WRITE_KNOWN_FAILURES").as_deref() == Ok("1") {
         let mut out = String::from(

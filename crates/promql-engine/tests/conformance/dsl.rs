@@ -27,7 +27,10 @@ pub(crate) struct LoadSeries {
 pub(crate) enum Expected {
     Scalar(f64),
     String(String),
-    Series { labels: Labels, values: Vec<Option<f64>> },
+    Series {
+        labels: Labels,
+        values: Vec<Option<f64>>,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -40,7 +43,6 @@ pub(crate) struct AnnotationExpectation {
 
 #[derive(Debug)]
 pub(crate) struct EvalCase {
-    pub(crate) line: usize,
     pub(crate) query: String,
     /// Instant: `start == end`, `step == 0`.
     pub(crate) start: i64,
@@ -122,9 +124,14 @@ pub(crate) fn parse_number(text: &str) -> Option<f64> {
         return i64::from_str_radix(hex, 16).ok().map(|v| sign * v as f64);
     }
     if body.len() > 1 && body.starts_with('0') && body.chars().all(|c| c.is_ascii_digit()) {
-        return i64::from_str_radix(&body[1..], 8).ok().map(|v| sign * v as f64);
+        return i64::from_str_radix(&body[1..], 8)
+            .ok()
+            .map(|v| sign * v as f64);
     }
-    if body.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '.')
+    if body
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_digit() || c == '.')
         && let Ok(value) = body.replace('_', "").parse::<f64>()
     {
         return Some(sign * value);
@@ -139,7 +146,9 @@ pub(crate) fn parse_series_desc(line: &str) -> Option<(Labels, &str)> {
     let bytes = line.as_bytes();
     let mut pos = 0;
     // Metric name.
-    while pos < bytes.len() && (bytes[pos].is_ascii_alphanumeric() || bytes[pos] == b'_' || bytes[pos] == b':') {
+    while pos < bytes.len()
+        && (bytes[pos].is_ascii_alphanumeric() || bytes[pos] == b'_' || bytes[pos] == b':')
+    {
         pos += 1;
     }
     if pos > 0 {
@@ -148,7 +157,9 @@ pub(crate) fn parse_series_desc(line: &str) -> Option<(Labels, &str)> {
     if pos < bytes.len() && bytes[pos] == b'{' {
         pos += 1;
         loop {
-            while pos < bytes.len() && (bytes[pos] == b' ' || bytes[pos] == b',' || bytes[pos] == b'\t') {
+            while pos < bytes.len()
+                && (bytes[pos] == b' ' || bytes[pos] == b',' || bytes[pos] == b'\t')
+            {
                 pos += 1;
             }
             if pos >= bytes.len() {
@@ -158,18 +169,19 @@ pub(crate) fn parse_series_desc(line: &str) -> Option<(Labels, &str)> {
                 pos += 1;
                 break;
             }
-            let name;
-            if bytes[pos] == b'"' {
+            let name = if bytes[pos] == b'"' {
                 let (text, used) = parse_quoted(&line[pos..])?;
                 pos += used;
-                name = text;
+                text
             } else {
                 let start = pos;
-                while pos < bytes.len() && (bytes[pos].is_ascii_alphanumeric() || bytes[pos] == b'_') {
+                while pos < bytes.len()
+                    && (bytes[pos].is_ascii_alphanumeric() || bytes[pos] == b'_')
+                {
                     pos += 1;
                 }
-                name = line[start..pos].to_string();
-            }
+                line[start..pos].to_string()
+            };
             while pos < bytes.len() && bytes[pos] == b' ' {
                 pos += 1;
             }
@@ -258,8 +270,14 @@ pub(crate) fn parse_values(text: &str) -> Result<Vec<Option<f64>>, String> {
             continue;
         }
         let (base, times) = match item.rfind('x') {
-            Some(index) if index > 0 && index + 1 < item.len() && item[index + 1..].chars().all(|c| c.is_ascii_digit()) => {
-                let count = item[index + 1..].parse::<usize>().map_err(|_| format!("bad item {item}"))?;
+            Some(index)
+                if index > 0
+                    && index + 1 < item.len()
+                    && item[index + 1..].chars().all(|c| c.is_ascii_digit()) =>
+            {
+                let count = item[index + 1..]
+                    .parse::<usize>()
+                    .map_err(|_| format!("bad item {item}"))?;
                 (&item[..index], Some(count))
             }
             _ => (item, None),
@@ -274,12 +292,18 @@ pub(crate) fn parse_values(text: &str) -> Result<Vec<Option<f64>>, String> {
         let split = base
             .char_indices()
             .skip(1)
-            .find(|&(index, c)| (c == '+' || c == '-') && !matches!(base.as_bytes()[index - 1], b'e' | b'E'))
+            .find(|&(index, c)| {
+                (c == '+' || c == '-') && !matches!(base.as_bytes()[index - 1], b'e' | b'E')
+            })
             .map(|(index, _)| index)
             .ok_or_else(|| format!("bad item {item}"))?;
         let start = parse_number(&base[..split]).ok_or_else(|| format!("bad item {item}"))?;
         let delta = parse_number(&base[split + 1..]).ok_or_else(|| format!("bad item {item}"))?;
-        let delta = if &base[split..split + 1] == "-" { -delta } else { delta };
+        let delta = if &base[split..split + 1] == "-" {
+            -delta
+        } else {
+            delta
+        };
         let n = times.ok_or_else(|| format!("bad item {item}"))?;
         let mut value = start;
         for _ in 0..=n {
@@ -307,7 +331,11 @@ pub(crate) fn parse_script(text: &str) -> Result<Vec<(usize, Command)>, String> 
             continue;
         }
         let line_no = i + 1;
-        let word = line.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+        let word = line
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let mut block = Vec::new();
         let mut j = i + 1;
         while j < lines.len() && !is_blank(lines[j]) {
@@ -323,7 +351,10 @@ pub(crate) fn parse_script(text: &str) -> Result<Vec<(usize, Command)>, String> 
         if word.starts_with("load") {
             commands.push((line_no, parse_load(line, &block)?));
         } else if word.starts_with("eval") {
-            commands.push((line_no, Command::Eval(Box::new(parse_eval(line_no, line, &block)?))));
+            commands.push((
+                line_no,
+                Command::Eval(Box::new(parse_eval(line_no, line, &block)?)),
+            ));
         } else {
             return Err(format!("line {line_no}: unknown command {word:?}"));
         }
@@ -385,7 +416,6 @@ fn parse_eval(line_no: usize, line: &str, block: &[&str]) -> Result<EvalCase, St
     let command = command.to_ascii_lowercase();
     let rest = rest.trim();
     let mut case = EvalCase {
-        line: line_no,
         query: String::new(),
         start: 0,
         end: 0,
@@ -429,16 +459,32 @@ fn parse_eval(line_no: usize, line: &str, block: &[&str]) -> Result<EvalCase, St
     };
     match words.first().copied() {
         Some("instant") if words.get(1) == Some(&"at") => {
-            let at = words.get(2).and_then(|w| parse_duration(w)).ok_or_else(|| format!("line {line_no}: bad time"))?;
+            let at = words
+                .get(2)
+                .and_then(|w| parse_duration(w))
+                .ok_or_else(|| format!("line {line_no}: bad time"))?;
             case.start = at;
             case.end = at;
             case.query = rest[position(3)..].trim().to_string();
         }
-        Some("range") if words.get(1) == Some(&"from") && words.get(3) == Some(&"to") && words.get(5) == Some(&"step") => {
+        Some("range")
+            if words.get(1) == Some(&"from")
+                && words.get(3) == Some(&"to")
+                && words.get(5) == Some(&"step") =>
+        {
             case.range = true;
-            case.start = words.get(2).and_then(|w| parse_duration(w)).ok_or_else(|| format!("line {line_no}: bad start"))?;
-            case.end = words.get(4).and_then(|w| parse_duration(w)).ok_or_else(|| format!("line {line_no}: bad end"))?;
-            case.step = words.get(6).and_then(|w| parse_duration(w)).ok_or_else(|| format!("line {line_no}: bad step"))?;
+            case.start = words
+                .get(2)
+                .and_then(|w| parse_duration(w))
+                .ok_or_else(|| format!("line {line_no}: bad start"))?;
+            case.end = words
+                .get(4)
+                .and_then(|w| parse_duration(w))
+                .ok_or_else(|| format!("line {line_no}: bad end"))?;
+            case.step = words
+                .get(6)
+                .and_then(|w| parse_duration(w))
+                .ok_or_else(|| format!("line {line_no}: bad step"))?;
             case.query = rest[position(7)..].trim().to_string();
         }
         _ => return Err(format!("line {line_no}: bad eval line {line:?}")),
@@ -463,7 +509,8 @@ fn parse_eval(line_no: usize, line: &str, block: &[&str]) -> Result<EvalCase, St
                 "no_info" => case.info.none = true,
                 "ordered" => case.ordered = true,
                 "string" => {
-                    let (value, _) = parse_quoted(tail.trim()).ok_or_else(|| format!("line {line_no}: bad string"))?;
+                    let (value, _) = parse_quoted(tail.trim())
+                        .ok_or_else(|| format!("line {line_no}: bad string"))?;
                     case.expected.push(Expected::String(value));
                 }
                 "range" => {
@@ -489,7 +536,9 @@ fn parse_eval(line_no: usize, line: &str, block: &[&str]) -> Result<EvalCase, St
             case.fail_regex = Some(regex.trim().to_string());
             continue;
         }
-        if let Some(value) = parse_number(entry.trim()).filter(|_| !entry.contains(char::is_whitespace)) {
+        if let Some(value) =
+            parse_number(entry.trim()).filter(|_| !entry.contains(char::is_whitespace))
+        {
             case.expected.push(Expected::Scalar(value));
             continue;
         }

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use prom_model::{Labels, Sample, is_stale_nan};
-use promql_engine::{Engine, EngineOptions, MemoryStorage, QueryOptions, QueryResult, Queryable, SelectHints, Value};
+use promql_engine::{
+    Engine, EngineOptions, MemoryStorage, QueryOptions, QueryResult, Queryable, SelectHints, Value,
+};
 
 use crate::dsl::{AnnotationExpectation, Command, EvalCase, Expected};
 
@@ -57,14 +59,17 @@ impl Script {
                 self.start_timestamps |= *start_timestamps;
                 for one in series {
                     if one.histogram {
-                        self.histograms.append(one.labels.clone(), [Sample::new(0, 0.0)]);
+                        self.histograms
+                            .append(one.labels.clone(), [Sample::new(0, 0.0)]);
                         continue;
                     }
                     let samples: Vec<Sample> = one
                         .values
                         .iter()
                         .enumerate()
-                        .filter_map(|(index, value)| value.map(|v| Sample::new(index as i64 * interval, v)))
+                        .filter_map(|(index, value)| {
+                            value.map(|v| Sample::new(index as i64 * interval, v))
+                        })
                         .collect();
                     self.floats.append(one.labels.clone(), samples);
                     if *nhcb && let Some(name) = one.labels.metric_name() {
@@ -86,8 +91,12 @@ impl Script {
     }
 
     fn touches_histograms(&self, query: &str) -> bool {
-        let Ok(expr) = promql_engine::parse_expr(query) else { return false };
-        let Ok(sets) = promql_engine::selector_matchers(&expr) else { return false };
+        let Ok(expr) = promql_engine::parse_expr(query) else {
+            return false;
+        };
+        let Ok(sets) = promql_engine::selector_matchers(&expr) else {
+            return false;
+        };
         let hints = SelectHints {
             start: i64::MIN,
             end: i64::MAX,
@@ -128,10 +137,17 @@ impl Script {
         }
         let options = QueryOptions::default();
         let result = if case.range {
-            self.engine
-                .range_query(&self.floats, &case.query, case.start, case.end, case.step, &options)
+            self.engine.range_query(
+                &self.floats,
+                &case.query,
+                case.start,
+                case.end,
+                case.step,
+                &options,
+            )
         } else {
-            self.engine.instant_query(&self.floats, &case.query, case.start, &options)
+            self.engine
+                .instant_query(&self.floats, &case.query, case.start, &options)
         };
         let result = match result {
             Err(error) => {
@@ -157,7 +173,9 @@ impl Script {
         if !case.range
             && !case.ordered
             && case.range_vector.is_none()
-            && !["start()", "end()", "range()", "step()"].iter().any(|f| case.query.contains(f))
+            && !["start()", "end()", "range()", "step()"]
+                .iter()
+                .any(|f| case.query.contains(f))
             && matches!(result.value, Value::Vector(_) | Value::Scalar { .. })
             && let Err(message) = self.check_as_range_query(case)
         {
@@ -170,7 +188,14 @@ impl Script {
     fn check_as_range_query(&self, case: &EvalCase) -> Result<(), String> {
         let result = self
             .engine
-            .range_query(&self.floats, &case.query, case.start - 60_000, case.start + 60_000, 60_000, &QueryOptions::default())
+            .range_query(
+                &self.floats,
+                &case.query,
+                case.start - 60_000,
+                case.start + 60_000,
+                60_000,
+                &QueryOptions::default(),
+            )
             .map_err(|error| format!("unexpected error: {error}"))?;
         let Value::Matrix(matrix) = result.value else {
             return Err("range query did not return a matrix".to_string());
@@ -181,7 +206,10 @@ impl Script {
                 vector.push((series.labels.clone(), point.v));
             }
         }
-        let expected_scalar = case.expected.iter().any(|e| matches!(e, Expected::Scalar(_)));
+        let expected_scalar = case
+            .expected
+            .iter()
+            .any(|e| matches!(e, Expected::Scalar(_)));
         if expected_scalar {
             if let [(labels, value)] = vector.as_slice()
                 && labels.is_empty()
@@ -211,14 +239,19 @@ fn check_failure(case: &EvalCase, message: &str) -> Outcome {
     Outcome::Passed
 }
 
-fn check_annotations(level: &str, expectation: &AnnotationExpectation, actual: &[String]) -> Result<(), String> {
+fn check_annotations(
+    level: &str,
+    expectation: &AnnotationExpectation,
+    actual: &[String],
+) -> Result<(), String> {
     if expectation.none {
         if !actual.is_empty() {
             return Err(format!("expected no {level} annotations, got {actual:?}"));
         }
         return Ok(());
     }
-    let expects_some = expectation.any || !expectation.exact.is_empty() || !expectation.regex.is_empty();
+    let expects_some =
+        expectation.any || !expectation.exact.is_empty() || !expectation.regex.is_empty();
     if !expects_some {
         return Ok(());
     }
@@ -237,12 +270,16 @@ fn check_annotations(level: &str, expectation: &AnnotationExpectation, actual: &
     }
     for regex in &regexes {
         if !actual.iter().any(|a| regex.is_match(a)) {
-            return Err(format!("expected {level} matching {:?}, got {actual:?}", regex.as_str()));
+            return Err(format!(
+                "expected {level} matching {:?}, got {actual:?}",
+                regex.as_str()
+            ));
         }
     }
     if !expectation.any {
         for annotation in actual {
-            let matched = expectation.exact.iter().any(|e| e == annotation) || regexes.iter().any(|r| r.is_match(annotation));
+            let matched = expectation.exact.iter().any(|e| e == annotation)
+                || regexes.iter().any(|r| r.is_match(annotation));
             if !matched {
                 return Err(format!("unexpected {level} annotation {annotation:?}"));
             }
@@ -286,7 +323,8 @@ fn check_result(case: &EvalCase, result: &QueryResult) -> Result<(), String> {
             if case.range_vector.is_some() {
                 return Err("expected a range vector, got an instant vector".to_string());
             }
-            let actual: Vec<(Labels, f64)> = vector.iter().map(|e| (e.labels.clone(), e.v)).collect();
+            let actual: Vec<(Labels, f64)> =
+                vector.iter().map(|e| (e.labels.clone(), e.v)).collect();
             compare_vector(&case.expected, &actual, case.ordered)
         }
         Value::Matrix(matrix) => {
@@ -304,7 +342,10 @@ fn check_result(case: &EvalCase, result: &QueryResult) -> Result<(), String> {
                     other => return Err(format!("unexpected expectation {other:?} for a matrix")),
                 }
             }
-            if matrix.windows(2).any(|pair| pair[0].labels >= pair[1].labels) {
+            if matrix
+                .windows(2)
+                .any(|pair| pair[0].labels >= pair[1].labels)
+            {
                 return Err("matrix is not sorted by labels".to_string());
             }
             if matrix.len() != expected_series.len() {
@@ -312,7 +353,10 @@ fn check_result(case: &EvalCase, result: &QueryResult) -> Result<(), String> {
                     "expected {} series, got {}: {:?}",
                     expected_series.len(),
                     matrix.len(),
-                    matrix.iter().map(|s| s.labels.to_string()).collect::<Vec<_>>()
+                    matrix
+                        .iter()
+                        .map(|s| s.labels.to_string())
+                        .collect::<Vec<_>>()
                 ));
             }
             for (labels, values) in expected_series {
@@ -341,7 +385,11 @@ fn check_result(case: &EvalCase, result: &QueryResult) -> Result<(), String> {
     }
 }
 
-fn compare_vector(expected: &[Expected], actual: &[(Labels, f64)], ordered: bool) -> Result<(), String> {
+fn compare_vector(
+    expected: &[Expected],
+    actual: &[(Labels, f64)],
+    ordered: bool,
+) -> Result<(), String> {
     let mut wanted = Vec::new();
     for expectation in expected {
         match expectation {
@@ -359,14 +407,20 @@ fn compare_vector(expected: &[Expected], actual: &[(Labels, f64)], ordered: bool
             "expected {} elements, got {}: {:?}",
             wanted.len(),
             actual.len(),
-            actual.iter().map(|(l, v)| format!("{l} {v}")).collect::<Vec<_>>()
+            actual
+                .iter()
+                .map(|(l, v)| format!("{l} {v}"))
+                .collect::<Vec<_>>()
         ));
     }
     for (index, (labels, value)) in wanted.iter().enumerate() {
         let Some(position) = actual.iter().position(|(l, _)| l == labels) else {
             return Err(format!(
                 "missing {labels}; got {:?}",
-                actual.iter().map(|(l, v)| format!("{l} {v}")).collect::<Vec<_>>()
+                actual
+                    .iter()
+                    .map(|(l, v)| format!("{l} {v}"))
+                    .collect::<Vec<_>>()
             ));
         };
         if ordered && position != index {
