@@ -103,11 +103,24 @@ impl Engine {
         options: &QueryOptions,
     ) -> Result<QueryResult> {
         let expr = parse_expr(query)?;
+        self.instant_query_expr(storage, &expr, query, time, options)
+    }
+
+    /// Evaluates an already parsed expression at `time`; `query` is its text, used to place
+    /// annotation positions.
+    pub fn instant_query_expr(
+        &self,
+        storage: &dyn Queryable,
+        expr: &Expr,
+        query: &str,
+        time: i64,
+        options: &QueryOptions,
+    ) -> Result<QueryResult> {
         let settings = self.settings(options);
         let mut ev = Evaluator::new(storage, &settings, time, time, 0);
-        ev.prefetch(&expr)?;
+        ev.prefetch(expr)?;
         ev.check_interrupt("query execution")?;
-        let value = match ev.eval(&expr, time)? {
+        let value = match ev.eval(expr, time)? {
             StepValue::Scalar(v) => Value::Scalar { t: time, v },
             StepValue::String(v) => Value::String { t: time, v },
             StepValue::Vector(vector) => Value::Vector(finish_vector(vector, time)?),
@@ -132,6 +145,22 @@ impl Engine {
         step: i64,
         options: &QueryOptions,
     ) -> Result<QueryResult> {
+        let expr = parse_expr(query)?;
+        self.range_query_expr(storage, &expr, query, start, end, step, options)
+    }
+
+    /// Range-query form of [`Engine::instant_query_expr`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn range_query_expr(
+        &self,
+        storage: &dyn Queryable,
+        expr: &Expr,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+        options: &QueryOptions,
+    ) -> Result<QueryResult> {
         if step <= 0 {
             return Err(Error::BadParameter {
                 message: "zero or negative query resolution step widths are not accepted. Try a positive integer".to_string(),
@@ -142,17 +171,16 @@ impl Engine {
                 message: "end timestamp must not be before start time".to_string(),
             });
         }
-        let expr = parse_expr(query)?;
-        check_range_query_type(&expr)?;
+        check_range_query_type(expr)?;
         let settings = self.settings(options);
         let mut ev = Evaluator::new(storage, &settings, start, end, step);
-        ev.prefetch(&expr)?;
+        ev.prefetch(expr)?;
         let mut series: BTreeMap<Labels, Series> = BTreeMap::new();
         let mut ts = start;
         while ts <= end {
             ev.check_interrupt("query execution")?;
             ev.step_samples = 0;
-            let value = ev.eval(&expr, ts)?;
+            let value = ev.eval(expr, ts)?;
             let elements = match value {
                 StepValue::Scalar(v) => vec![Element {
                     labels: Labels::empty(),

@@ -10,6 +10,8 @@
 //! rewrite the list from the current failures.
 #![allow(clippy::print_stdout)]
 
+#[path = "conformance/at_rewrite.rs"]
+mod at_rewrite;
 #[path = "conformance/dsl.rs"]
 mod dsl;
 #[path = "conformance/run.rs"]
@@ -80,6 +82,7 @@ fn prometheus_conformance_scripts() {
     let mut skip_reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut passing_known = Vec::new();
     let mut seen_keys = BTreeSet::new();
+    let mut at_rewrites = 0;
     for path in &files {
         let name = path
             .file_name()
@@ -122,10 +125,14 @@ fn prometheus_conformance_scripts() {
             "{name}: {} passed, {} failed, {} skipped",
             tally.passed, tally.failed, tally.skipped
         );
+        at_rewrites += script.at_rewrites.get();
         total.passed += tally.passed;
         total.failed += tally.failed;
         total.skipped += tally.skipped;
     }
+    println!(
+        "extra checks: {at_rewrites} @-rewritten instant queries (each also run as a range query)"
+    );
     for (reason, count) in &skip_reasons {
         println!("skipped {count}: {reason}");
     }

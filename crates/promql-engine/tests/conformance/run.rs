@@ -23,6 +23,8 @@ pub(crate) struct Script {
     floats: MemoryStorage,
     histograms: MemoryStorage,
     start_timestamps: bool,
+    /// How many `@`-rewritten variants were checked.
+    pub(crate) at_rewrites: std::cell::Cell<usize>,
 }
 
 impl Script {
@@ -38,6 +40,7 @@ impl Script {
             floats: MemoryStorage::new(),
             histograms: MemoryStorage::new(),
             start_timestamps: false,
+            at_rewrites: std::cell::Cell::new(0),
         }
     }
 
@@ -135,64 +138,87 @@ impl Script {
         if self.start_timestamps {
             return Outcome::Skipped("start timestamps".to_string());
         }
-        let options = QueryOptions::default();
-        let result = if case.range {
-            self.engine.range_query(
+        if case.range {
+            let result = self.engine.range_query(
                 &self.floats,
                 &case.query,
                 case.start,
                 case.end,
                 case.step,
-                &options,
-            )
-        } else {
-            self.engine
-                .instant_query(&self.floats, &case.query, case.start, &options)
+                &QueryOptions::default(),
+            );
+            return match check_outcome(case, result) {
+                Ok(()) => Outcome::Passed,
+                Err(message) => Outcome::Failed(message),
+            };
+        }
+        let Ok(expr) = promql_engine::parse_expr(&case.query) else {
+            return Outcome::Failed("query no longer parses".to_string());
         };
-        let result = match result {
-            Err(error) => {
-                if case.fail {
-                    return check_failure(case, &error.to_string());
+        let mut variants = vec![(expr.clone(), case.query.clone(), case.start)];
+        variants.extend(crate::at_rewrite::variants(&expr, case.start));
+        self.at_rewrites
+            .set(self.at_rewrites.get() + variants.len() - 1);
+        for (index, (expr, text, time)) in variants.iter().enumerate() {
+            if let Err(message) = self.check_instant(case, expr, text, *time) {
+                if index == 0 {
+                    return Outcome::Failed(message);
                 }
-                return Outcome::Failed(format!("unexpected error: {error}"));
+                return Outcome::Failed(format!("@ rewrite {text:?} at {time}ms: {message}"));
             }
-            Ok(result) => result,
-        };
-        if case.fail {
-            return Outcome::Failed("expected an error, query succeeded".to_string());
-        }
-        if let Err(message) = check_annotations("warn", &case.warn, &result.warnings) {
-            return Outcome::Failed(message);
-        }
-        if let Err(message) = check_annotations("info", &case.info, &result.infos) {
-            return Outcome::Failed(message);
-        }
-        if let Err(message) = check_result(case, &result) {
-            return Outcome::Failed(message);
-        }
-        if !case.range
-            && !case.ordered
-            && case.range_vector.is_none()
-            && !["start()", "end()", "range()", "step()"]
-                .iter()
-                .any(|f| case.query.contains(f))
-            && matches!(result.value, Value::Vector(_) | Value::Scalar { .. })
-            && let Err(message) = self.check_as_range_query(case)
-        {
-            return Outcome::Failed(format!("range-query consistency: {message}"));
         }
         Outcome::Passed
     }
 
+    /// Runs one instant query (the original or an `@` rewrite) and, unless excluded, the same as
+    /// a short range query, comparing both with the expectations.
+    fn check_instant(
+        &self,
+        case: &EvalCase,
+        expr: &promql_parser::parser::Expr,
+        text: &str,
+        time: i64,
+    ) -> Result<(), String> {
+        let result = self.engine.instant_query_expr(
+            &self.floats,
+            expr,
+            text,
+            time,
+            &QueryOptions::default(),
+        );
+        let succeeded = result
+            .as_ref()
+            .is_ok_and(|r| matches!(r.value, Value::Vector(_) | Value::Scalar { .. }));
+        check_outcome(case, result)?;
+        if case.fail || !succeeded || case.ordered || case.range_vector.is_some() {
+            return Ok(());
+        }
+        if ["start()", "end()", "range()", "step()"]
+            .iter()
+            .any(|f| text.contains(f))
+        {
+            return Ok(());
+        }
+        self.check_as_range_query(case, expr, text, time)
+            .map_err(|message| format!("range-query consistency: {message}"))
+    }
+
     /// Re-runs an instant case as a range query `t-1m .. t+1m` and checks the middle step.
-    fn check_as_range_query(&self, case: &EvalCase) -> Result<(), String> {
+    fn check_as_range_query(
+        &self,
+        case: &EvalCase,
+        expr: &promql_parser::parser::Expr,
+        text: &str,
+        time: i64,
+    ) -> Result<(), String> {
         let result = self
             .engine
-            .range_query(
+            .range_query_expr(
                 &self.floats,
-                &case.query,
-                case.start - 60_000,
-                case.start + 60_000,
+                expr,
+                text,
+                time - 60_000,
+                time + 60_000,
                 60_000,
                 &QueryOptions::default(),
             )
@@ -202,7 +228,7 @@ impl Script {
         };
         let mut vector = Vec::new();
         for series in matrix {
-            if let Some(point) = series.points.iter().find(|p| p.t == case.start) {
+            if let Some(point) = series.points.iter().find(|p| p.t == time) {
                 vector.push((series.labels.clone(), point.v));
             }
         }
@@ -222,6 +248,31 @@ impl Script {
         }
         compare_vector(&case.expected, &vector, false)
     }
+}
+
+/// Checks a query's outcome (error or value and annotations) against the expectations.
+fn check_outcome(
+    case: &EvalCase,
+    result: Result<QueryResult, promql_engine::Error>,
+) -> Result<(), String> {
+    let result = match result {
+        Err(error) => {
+            if case.fail {
+                return match check_failure(case, &error.to_string()) {
+                    Outcome::Failed(message) => Err(message),
+                    _ => Ok(()),
+                };
+            }
+            return Err(format!("unexpected error: {error}"));
+        }
+        Ok(result) => result,
+    };
+    if case.fail {
+        return Err("expected an error, query succeeded".to_string());
+    }
+    check_annotations("warn", &case.warn, &result.warnings)?;
+    check_annotations("info", &case.info, &result.infos)?;
+    check_result(case, &result)
 }
 
 fn check_failure(case: &EvalCase, message: &str) -> Outcome {
