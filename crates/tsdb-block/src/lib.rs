@@ -19,6 +19,7 @@ pub mod chunks;
 pub mod encoding;
 mod error;
 pub mod index;
+pub mod meta;
 pub mod postings;
 pub mod source;
 
