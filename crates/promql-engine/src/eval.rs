@@ -66,6 +66,9 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) step: i64,
     pub(crate) annotations: Annotations,
     selectors: HashMap<usize, Rc<Vec<LoadedSeries>>>,
+    /// Inner results of subqueries by node and inner timestamp: consecutive steps of a range
+    /// query share most inner timestamps (they are aligned to absolute multiples of the step).
+    subquery_cache: HashMap<usize, BTreeMap<i64, StepValue>>,
     /// Samples held by the step currently being evaluated.
     pub(crate) step_samples: usize,
     /// Samples held by the accumulated result of a range query.
@@ -109,6 +112,7 @@ impl<'a> Evaluator<'a> {
             step,
             annotations: Annotations::default(),
             selectors: HashMap::new(),
+            subquery_cache: HashMap::new(),
             step_samples: 0,
             result_samples: 0,
         }
@@ -434,13 +438,23 @@ impl<'a> Evaluator<'a> {
         }
         let mut by_labels: BTreeMap<Labels, Series> = BTreeMap::new();
         let saved_samples = self.step_samples;
+        let key = subquery as *const SubqueryExpr as usize;
+        let mut cache = self.subquery_cache.remove(&key).unwrap_or_default();
+        cache = cache.split_off(&first);
         let mut inner_ts = first;
         let mut total = 0;
         while inner_ts <= window_end {
             self.check_interrupt("expression evaluation")?;
-            let before = self.step_samples;
-            let value = self.eval(&subquery.expr, inner_ts)?;
-            self.step_samples = before;
+            let value = match cache.get(&inner_ts) {
+                Some(value) => value.clone(),
+                None => {
+                    let before = self.step_samples;
+                    let value = self.eval(&subquery.expr, inner_ts)?;
+                    self.step_samples = before;
+                    cache.insert(inner_ts, value.clone());
+                    value
+                }
+            };
             match value {
                 StepValue::Scalar(v) => {
                     total += 1;
@@ -481,6 +495,7 @@ impl<'a> Evaluator<'a> {
             }
             inner_ts += step;
         }
+        self.subquery_cache.insert(key, cache);
         self.step_samples = saved_samples;
         self.add_samples(total)?;
         Ok(RangeVector {
