@@ -22,5 +22,6 @@ pub mod index;
 pub mod meta;
 pub mod postings;
 pub mod source;
+pub mod tombstones;
 
 pub use error::{Error, Result};
