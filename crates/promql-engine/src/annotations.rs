@@ -132,3 +132,10 @@ pub(crate) fn sort_in_range_query() -> String {
     "PromQL warning: sort is ineffective for range queries since results are always ordered by labels"
         .to_string()
 }
+
+/// `PromQL warning: sample has start time that overlaps with previous sample timestamp ...`
+pub(crate) fn start_time_overlap(metric: &str) -> String {
+    format!(
+        "PromQL warning: sample has start time that overlaps with previous sample timestamp for metric {metric:?}"
+    )
+}

@@ -22,6 +22,8 @@ use crate::value::{Element, Point, Series};
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RangeVector {
     pub(crate) series: Vec<Series>,
+    /// Start timestamps aligned with each series' points (only straight from a range selector).
+    pub(crate) start_timestamps: Vec<Option<Vec<i64>>>,
     /// Window length in ms.
     pub(crate) range: i64,
     /// End of the window (inclusive), i.e. evaluation time minus offset, or the `@` time.
@@ -53,6 +55,8 @@ impl StepValue {
 pub(crate) struct LoadedSeries {
     pub(crate) labels: Labels,
     pub(crate) points: Vec<Point>,
+    /// Start timestamps aligned with `points` (0 = unknown), if the source has them.
+    pub(crate) start_timestamps: Option<Vec<i64>>,
 }
 
 /// Per-query evaluation state.
@@ -205,14 +209,11 @@ impl<'a> Evaluator<'a> {
             grouping: path.grouping.clone(),
             by: path.by,
         };
-        let mut by_labels: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
+        let mut by_labels: BTreeMap<Labels, LoadedSeries> = BTreeMap::new();
         for matchers in matcher_sets(selector)? {
             self.select_into(&matchers, &hints, &mut by_labels)?;
         }
-        let loaded: Vec<LoadedSeries> = by_labels
-            .into_iter()
-            .map(|(labels, points)| LoadedSeries { labels, points })
-            .collect();
+        let loaded: Vec<LoadedSeries> = by_labels.into_values().collect();
         self.selectors.insert(key, Rc::new(loaded));
         Ok(())
     }
@@ -221,16 +222,16 @@ impl<'a> Evaluator<'a> {
         &self,
         matchers: &[Matcher],
         hints: &SelectHints,
-        out: &mut BTreeMap<Labels, Vec<Point>>,
+        out: &mut BTreeMap<Labels, LoadedSeries>,
     ) -> Result<()> {
         let stream = self.storage.select(matchers, hints)?;
         for series in stream {
             self.check_interrupt("query preparation")?;
             let series = series?;
-            let points = out.entry(series.labels).or_default();
-            if !points.is_empty() {
+            if out.contains_key(&series.labels) {
                 continue;
             }
+            let mut points = Vec::new();
             for sample in series.samples {
                 let sample = sample?;
                 points.push(Point {
@@ -238,6 +239,20 @@ impl<'a> Evaluator<'a> {
                     v: sample.v,
                 });
             }
+            let start_timestamps = series.start_timestamps.map(|known| {
+                points
+                    .iter()
+                    .map(|p| known.get(&p.t).copied().unwrap_or(0))
+                    .collect()
+            });
+            out.insert(
+                series.labels.clone(),
+                LoadedSeries {
+                    labels: series.labels,
+                    points,
+                    start_timestamps,
+                },
+            );
         }
         Ok(())
     }
@@ -361,6 +376,17 @@ impl<'a> Evaluator<'a> {
     }
 
     fn eval_vector_selector(&mut self, selector: &VectorSelector, ts: i64) -> Result<Vec<Element>> {
+        let selected = self.select_instant(selector, ts)?;
+        Ok(selected.into_iter().map(|(element, _)| element).collect())
+    }
+
+    /// The newest sample of each series in the lookback window, with its start timestamp (0 when
+    /// unknown).
+    pub(crate) fn select_instant(
+        &mut self,
+        selector: &VectorSelector,
+        ts: i64,
+    ) -> Result<Vec<(Element, i64)>> {
         let loaded = self.loaded(selector)?;
         let reference = self.reference_time(selector.at.as_ref(), selector.offset.as_ref(), ts);
         let lookback_start = reference - self.settings.lookback_delta;
@@ -374,12 +400,20 @@ impl<'a> Evaluator<'a> {
             if point.t <= lookback_start || is_stale_nan(point.v) {
                 continue;
             }
-            out.push(Element {
-                labels: series.labels.clone(),
-                t: point.t,
-                v: point.v,
-                drop_name: false,
-            });
+            let start_timestamp = series
+                .start_timestamps
+                .as_ref()
+                .and_then(|sts| sts.get(end - 1).copied())
+                .unwrap_or(0);
+            out.push((
+                Element {
+                    labels: series.labels.clone(),
+                    t: point.t,
+                    v: point.v,
+                    drop_name: false,
+                },
+                start_timestamp,
+            ));
         }
         self.add_samples(out.len())?;
         Ok(out)
@@ -395,28 +429,33 @@ impl<'a> Evaluator<'a> {
         let window_end = self.reference_time(selector.at.as_ref(), selector.offset.as_ref(), ts);
         let window_start = window_end - range;
         let mut series_out = Vec::new();
+        let mut start_timestamps = Vec::new();
         let mut total = 0;
         for series in loaded.iter() {
             let from = series.points.partition_point(|p| p.t <= window_start);
             let to = series.points.partition_point(|p| p.t <= window_end);
-            let points: Vec<Point> = series.points[from..to]
-                .iter()
-                .filter(|p| !is_stale_nan(p.v))
-                .copied()
+            let kept: Vec<usize> = (from..to)
+                .filter(|&i| !is_stale_nan(series.points[i].v))
                 .collect();
-            if points.is_empty() {
+            if kept.is_empty() {
                 continue;
             }
-            total += points.len();
+            total += kept.len();
+            start_timestamps.push(series.start_timestamps.as_ref().map(|sts| {
+                kept.iter()
+                    .map(|&i| sts.get(i).copied().unwrap_or(0))
+                    .collect()
+            }));
             series_out.push(Series {
                 labels: series.labels.clone(),
-                points,
+                points: kept.iter().map(|&i| series.points[i]).collect(),
                 drop_name: false,
             });
         }
         self.add_samples(total)?;
         Ok(RangeVector {
             series: series_out,
+            start_timestamps,
             range,
             window_end,
         })
@@ -498,8 +537,11 @@ impl<'a> Evaluator<'a> {
         self.subquery_cache.insert(key, cache);
         self.step_samples = saved_samples;
         self.add_samples(total)?;
+        let series: Vec<Series> = by_labels.into_values().collect();
         Ok(RangeVector {
-            series: by_labels.into_values().collect(),
+            // Subqueries cut the propagation of start timestamps.
+            start_timestamps: vec![None; series.len()],
+            series,
             range,
             window_end,
         })

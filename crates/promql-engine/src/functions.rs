@@ -149,6 +149,25 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<StepV
                     .collect(),
             ))
         }
+        "start_timestamp" => {
+            let Some(Expr::VectorSelector(selector)) = args.first() else {
+                // Start timestamps are only known straight out of a selector.
+                vector_arg(ev, &args, 0, ts)?;
+                return Ok(StepValue::Vector(Vec::new()));
+            };
+            let selected = ev.select_instant(selector, ts)?;
+            Ok(StepValue::Vector(
+                selected
+                    .into_iter()
+                    .map(|(element, start)| Element {
+                        labels: element.labels,
+                        t: ts,
+                        v: start as f64 / 1000.0,
+                        drop_name: true,
+                    })
+                    .collect(),
+            ))
+        }
         "histogram_quantile" => {
             let q = scalar_arg(ev, &args, 0, ts)?;
             let vector = vector_arg(ev, &args, 1, ts)?;

@@ -24,7 +24,12 @@
 //! - Range queries evaluate the expression independently at each step and key the result by
 //!   label set, so instant and range evaluation share one code path and always agree.
 //! - Selector data is fetched once per query for the whole time range it can touch
-//!   (offsets, `@`, subqueries included); the per-step walk only slices it.
+//!   (offsets, `@`, subqueries included); the per-step walk only slices it. Subquery inner
+//!   results are reused across steps, as inner timestamps are aligned to absolute multiples of
+//!   the subquery step.
+//! - Start timestamps, when the source provides them ([`SelectedSeries::start_timestamps`]),
+//!   mark counter resets for `rate`/`increase`/`irate`/`resets` and replace left extrapolation;
+//!   subqueries and other expressions drop them, as in Prometheus.
 //! - Library code never panics on input: every malformed query or value becomes an [`Error`].
 //!
 //! # Module map
@@ -50,9 +55,8 @@
 //!
 //! # Not supported yet
 //!
-//! Native histograms (samples are floats only), the
-//! `anchored`/`smoothed` range modifiers and duration arithmetic (the parser cannot read them),
-//! and start timestamps.
+//! Native histograms (samples are floats only), and the `anchored`/`smoothed` range modifiers
+//! and duration arithmetic (the parser cannot read them).
 
 mod aggregate;
 mod annotations;

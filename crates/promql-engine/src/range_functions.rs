@@ -98,8 +98,28 @@ pub(crate) fn eval(
     let from_selector = matches!(unwrap_parens(arg), Expr::MatrixSelector(_));
     let keeps_name = name == "last_over_time" || name == "first_over_time";
     let mut out = Vec::with_capacity(matrix.series.len());
-    for series in &matrix.series {
-        let Some(value) = compute(name, &series.points, &matrix, &scalars, ts) else {
+    for (index, series) in matrix.series.iter().enumerate() {
+        let start_timestamps = matrix
+            .start_timestamps
+            .get(index)
+            .and_then(|sts| sts.as_deref());
+        if (name == "rate" || name == "increase")
+            && let Some(sts) = start_timestamps
+            && start_time_overlap(&series.points, sts)
+        {
+            let metric = series.labels.metric_name().unwrap_or("");
+            let anchor = arg.to_string();
+            ev.annotations
+                .warn(annotations::start_time_overlap(metric), Some(&anchor));
+        }
+        let Some(value) = compute(
+            name,
+            &series.points,
+            start_timestamps,
+            &matrix,
+            &scalars,
+            ts,
+        ) else {
             continue;
         };
         if from_selector && (name == "rate" || name == "increase") {
@@ -146,9 +166,49 @@ fn check_smoothing_factors(scalars: &[f64], matrix: &RangeVector) -> Result<()> 
     Ok(())
 }
 
+/// Whether a sample's start timestamp reaches back before the previous sample (a data problem).
+fn start_time_overlap(points: &[Point], sts: &[i64]) -> bool {
+    (1..points.len().min(sts.len()))
+        .any(|i| sts[i] != 0 && sts[i] < points[i - 1].t && sts[i] != sts[i - 1])
+}
+
+/// Whether a start timestamp marks a counter reset between two samples.
+fn is_start_timestamp_reset(
+    previous_st: i64,
+    previous_t: i64,
+    current_st: i64,
+    current_t: i64,
+) -> bool {
+    if current_st == 0 || current_st >= current_t || current_st < previous_t {
+        return false;
+    }
+    if current_st > previous_t {
+        return true;
+    }
+    // The start timestamp points at the previous sample: a delta sample, unless the previous
+    // start timestamp is unknown (a cumulative series with unknown start) or invalid.
+    if previous_st > previous_t {
+        return false;
+    }
+    previous_st != 0 && previous_st != previous_t
+}
+
+fn reset_between(points: &[Point], sts: Option<&[i64]>, i: usize) -> bool {
+    if points[i].v < points[i - 1].v {
+        return true;
+    }
+    match sts {
+        Some(sts) if i < sts.len() => {
+            is_start_timestamp_reset(sts[i - 1], points[i - 1].t, sts[i], points[i].t)
+        }
+        _ => false,
+    }
+}
+
 fn compute(
     name: &str,
     points: &[Point],
+    sts: Option<&[i64]>,
     matrix: &RangeVector,
     scalars: &[f64],
     ts: i64,
@@ -156,11 +216,11 @@ fn compute(
     let first = points.first()?;
     let last = points.last()?;
     Some(match name {
-        "rate" => extrapolated_rate(points, matrix, true, true)?,
-        "increase" => extrapolated_rate(points, matrix, true, false)?,
-        "delta" => extrapolated_rate(points, matrix, false, false)?,
-        "irate" => instant_value(points, true)?,
-        "idelta" => instant_value(points, false)?,
+        "rate" => extrapolated_rate(points, sts, matrix, true, true)?,
+        "increase" => extrapolated_rate(points, sts, matrix, true, false)?,
+        "delta" => extrapolated_rate(points, None, matrix, false, false)?,
+        "irate" => instant_value(points, sts, true)?,
+        "idelta" => instant_value(points, None, false)?,
         "avg_over_time" => average(points),
         "sum_over_time" => {
             let (mut sum, mut c) = (0.0, 0.0);
@@ -209,13 +269,9 @@ fn compute(
             }
             f64::from(changes)
         }
-        "resets" => {
-            let resets = points
-                .windows(2)
-                .filter(|pair| pair[1].v < pair[0].v)
-                .count();
-            resets as f64
-        }
+        "resets" => (1..points.len())
+            .filter(|&i| reset_between(points, sts, i))
+            .count() as f64,
         "deriv" => {
             if points.len() < 2 {
                 return None;
@@ -284,43 +340,57 @@ fn variance(points: &[Point]) -> f64 {
     (aux + c_aux) / count
 }
 
-/// `rate`, `increase` and `delta` with Prometheus' extrapolation to the window boundaries.
+/// `rate`, `increase` and `delta` with Prometheus' extrapolation to the window boundaries. With
+/// a start timestamp inside the window, counters assume a zero sample there instead of
+/// extrapolating to the left (which also makes a single sample enough).
 fn extrapolated_rate(
     points: &[Point],
+    sts: Option<&[i64]>,
     matrix: &RangeVector,
     is_counter: bool,
     is_rate: bool,
 ) -> Option<f64> {
-    if points.len() < 2 {
-        return None;
-    }
+    let first = *points.first()?;
+    let last = *points.last()?;
+    let intervals = points.len() - 1;
     let range_start = matrix.window_end - matrix.range;
     let range_end = matrix.window_end;
-    let first = points[0];
-    let last = points[points.len() - 1];
     let mut result = last.v - first.v;
     if is_counter {
-        for pair in points.windows(2) {
-            if pair[1].v < pair[0].v {
-                result += pair[0].v;
+        for i in 1..points.len() {
+            if reset_between(points, sts, i) {
+                result += points[i - 1].v;
             }
         }
     }
     let mut to_start = (first.t - range_start) as f64 / 1000.0;
     let mut to_end = (range_end - last.t) as f64 / 1000.0;
-    let sampled = (last.t - first.t) as f64 / 1000.0;
-    let average_gap = sampled / (points.len() - 1) as f64;
+    let mut sampled = (last.t - first.t) as f64 / 1000.0;
+    let average_gap = if intervals > 0 {
+        sampled / intervals as f64
+    } else {
+        0.0
+    };
     let threshold = average_gap * 1.1;
-    if to_start >= threshold {
-        to_start = average_gap / 2.0;
-    }
-    if is_counter {
-        let mut to_zero = to_start;
-        if result > 0.0 && first.v >= 0.0 {
-            to_zero = sampled * (first.v / result);
+    let first_st = sts.and_then(|sts| sts.first().copied()).unwrap_or(0);
+    if is_counter && first_st != 0 && first_st > range_start && first_st < first.t {
+        to_start = 0.0;
+        sampled = (last.t - first_st) as f64 / 1000.0;
+        result += first.v;
+    } else if intervals == 0 {
+        return None;
+    } else {
+        if to_start >= threshold {
+            to_start = average_gap / 2.0;
         }
-        if to_zero < to_start {
-            to_start = to_zero;
+        if is_counter {
+            let mut to_zero = to_start;
+            if result > 0.0 && first.v >= 0.0 {
+                to_zero = sampled * (first.v / result);
+            }
+            if to_zero < to_start {
+                to_start = to_zero;
+            }
         }
     }
     if to_end >= threshold {
@@ -339,18 +409,25 @@ fn extrapolated_rate(
 
 /// `irate` / `idelta`: the last two samples.
 #[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(a < b)` differs from `a >= b` for NaN, on purpose.
-fn instant_value(points: &[Point], is_rate: bool) -> Option<f64> {
+fn instant_value(points: &[Point], sts: Option<&[i64]>, is_rate: bool) -> Option<f64> {
     if points.len() < 2 {
         return None;
     }
-    let previous = points[points.len() - 2];
-    let last = points[points.len() - 1];
+    let last_index = points.len() - 1;
+    let previous = points[last_index - 1];
+    let last = points[last_index];
     let interval = last.t - previous.t;
     if interval == 0 {
         return None;
     }
+    let st_reset = match sts {
+        Some(sts) if last_index < sts.len() => {
+            is_start_timestamp_reset(sts[last_index - 1], previous.t, sts[last_index], last.t)
+        }
+        _ => false,
+    };
     let mut value = last.v;
-    if !is_rate || !(last.v < previous.v) {
+    if !is_rate || !(last.v < previous.v || st_reset) {
         value = last.v - previous.v;
     }
     if is_rate {

@@ -3,6 +3,7 @@
 //! [`Queryable::select`] hands back a lazy stream of series whose samples are themselves a lazy
 //! stream, so an implementation backed by TSDB chunks can decode while the engine consumes.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use prom_model::{Labels, Matcher, Sample};
@@ -52,6 +53,9 @@ pub struct SelectedSeries<'a> {
     pub labels: Labels,
     /// Its samples within the hinted time range (more are allowed; the engine filters).
     pub samples: SampleStream<'a>,
+    /// Start timestamps (created-at times) of samples, keyed by sample timestamp, when the source
+    /// knows them; `rate`, `increase`, `irate`, `resets` and `start_timestamp` use them.
+    pub start_timestamps: Option<BTreeMap<i64, i64>>,
 }
 
 impl fmt::Debug for SelectedSeries<'_> {
@@ -78,7 +82,8 @@ pub trait Queryable {
 /// Series held in memory, sorted by labels; for tests and the conformance runner.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStorage {
-    series: std::collections::BTreeMap<Labels, Vec<Sample>>,
+    series: BTreeMap<Labels, Vec<Sample>>,
+    start_timestamps: BTreeMap<Labels, BTreeMap<i64, i64>>,
 }
 
 impl MemoryStorage {
@@ -103,9 +108,22 @@ impl MemoryStorage {
         });
     }
 
+    /// Records start timestamps for samples of a series: `(sample timestamp, start timestamp)`.
+    pub fn set_start_timestamps(
+        &mut self,
+        labels: Labels,
+        start_timestamps: impl IntoIterator<Item = (i64, i64)>,
+    ) {
+        self.start_timestamps
+            .entry(labels)
+            .or_default()
+            .extend(start_timestamps);
+    }
+
     /// Drops every series.
     pub fn clear(&mut self) {
         self.series.clear();
+        self.start_timestamps.clear();
     }
 
     /// How many series are stored.
@@ -142,9 +160,14 @@ impl Queryable for MemoryStorage {
                     return None;
                 }
                 let stream: SampleStream<'a> = Box::new(samples[from..to].iter().copied().map(Ok));
+                let start_timestamps = self
+                    .start_timestamps
+                    .get(labels)
+                    .map(|all| all.range(start..=end).map(|(t, st)| (*t, *st)).collect());
                 Some(Ok(SelectedSeries {
                     labels: labels.clone(),
                     samples: stream,
+                    start_timestamps,
                 }))
             });
         Ok(Box::new(iter))

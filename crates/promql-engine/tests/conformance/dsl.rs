@@ -10,7 +10,6 @@ pub(crate) enum Command {
         interval: i64,
         nhcb: bool,
         series: Vec<LoadSeries>,
-        start_timestamps: bool,
     },
     Eval(Box<EvalCase>),
 }
@@ -21,6 +20,8 @@ pub(crate) struct LoadSeries {
     /// `None` marks a skipped slot.
     pub(crate) values: Vec<Option<f64>>,
     pub(crate) histogram: bool,
+    /// Start-timestamp offsets from an `@st` line, per slot (`None` = unknown).
+    pub(crate) start_offsets: Option<Vec<Option<i64>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -362,6 +363,67 @@ pub(crate) fn parse_script(text: &str) -> Result<Vec<(usize, Command)>, String> 
     Ok(commands)
 }
 
+fn parse_signed_duration(text: &str) -> Option<i64> {
+    match text.as_bytes().first()? {
+        b'-' => parse_duration(&text[1..]).map(|ms| -ms),
+        b'+' => parse_duration(&text[1..]),
+        _ => parse_duration(text),
+    }
+}
+
+/// Expands the items of an `@st` line into per-slot offsets in ms.
+fn parse_start_offsets(text: &str) -> Result<Vec<Option<i64>>, String> {
+    let mut out = Vec::new();
+    for item in text.split_whitespace() {
+        if item == "_" {
+            out.push(None);
+            continue;
+        }
+        if let Some(count) = item.strip_prefix("_x") {
+            let n: usize = count.parse().map_err(|_| format!("bad @st item {item}"))?;
+            out.extend(std::iter::repeat_n(None, n));
+            continue;
+        }
+        let (base, times) = match item.rfind('x') {
+            Some(index)
+                if index > 0
+                    && index + 1 < item.len()
+                    && item[index + 1..].chars().all(|c| c.is_ascii_digit()) =>
+            {
+                let count = item[index + 1..]
+                    .parse::<usize>()
+                    .map_err(|_| format!("bad @st item {item}"))?;
+                (&item[..index], Some(count))
+            }
+            _ => (item, None),
+        };
+        if let Some(value) = parse_signed_duration(base) {
+            out.extend(std::iter::repeat_n(Some(value), times.map_or(1, |n| n + 1)));
+            continue;
+        }
+        let split = base
+            .char_indices()
+            .skip(1)
+            .find(|&(_, c)| c == '+' || c == '-')
+            .map(|(index, _)| index)
+            .ok_or_else(|| format!("bad @st item {item}"))?;
+        let start =
+            parse_signed_duration(&base[..split]).ok_or_else(|| format!("bad @st item {item}"))?;
+        let delta =
+            parse_duration(&base[split + 1..]).ok_or_else(|| format!("bad @st item {item}"))?;
+        let delta = if &base[split..=split] == "-" {
+            -delta
+        } else {
+            delta
+        };
+        let n = times.ok_or_else(|| format!("bad @st item {item}"))?;
+        for k in 0..=n {
+            out.push(Some(start + delta * k as i64));
+        }
+    }
+    Ok(out)
+}
+
 fn parse_load(line: &str, block: &[&str]) -> Result<Command, String> {
     let mut parts = line.split_whitespace();
     let word = parts.next().unwrap_or("");
@@ -370,25 +432,31 @@ fn parse_load(line: &str, block: &[&str]) -> Result<Command, String> {
         .and_then(parse_duration)
         .ok_or_else(|| format!("bad load line {line:?}"))?;
     let mut series = Vec::new();
-    let mut start_timestamps = false;
+    let mut pending_offsets: Vec<(Labels, Vec<Option<i64>>)> = Vec::new();
     for entry in block {
         let Some((labels, rest)) = parse_series_desc(entry) else {
             return Err(format!("bad series line {entry:?}"));
         };
-        if rest.trim_start().starts_with("@st") {
-            start_timestamps = true;
+        if let Some(items) = rest.trim_start().strip_prefix("@st") {
+            pending_offsets.push((labels, parse_start_offsets(items)?));
             continue;
         }
+        let start_offsets = pending_offsets
+            .iter()
+            .position(|(pending, _)| *pending == labels)
+            .map(|index| pending_offsets.remove(index).1);
         match parse_values(rest) {
             Ok(values) => series.push(LoadSeries {
                 labels,
                 values,
                 histogram: false,
+                start_offsets,
             }),
             Err(_) => series.push(LoadSeries {
                 labels,
                 values: Vec::new(),
                 histogram: true,
+                start_offsets,
             }),
         }
     }
@@ -396,7 +464,6 @@ fn parse_load(line: &str, block: &[&str]) -> Result<Command, String> {
         interval,
         nhcb: word.eq_ignore_ascii_case("load_with_nhcb"),
         series,
-        start_timestamps,
     })
 }
 

@@ -22,7 +22,6 @@ pub(crate) struct Script {
     engine: Engine,
     floats: MemoryStorage,
     histograms: MemoryStorage,
-    start_timestamps: bool,
     /// How many `@`-rewritten variants were checked.
     pub(crate) at_rewrites: std::cell::Cell<usize>,
 }
@@ -39,7 +38,6 @@ impl Script {
             engine: Engine::new(options),
             floats: MemoryStorage::new(),
             histograms: MemoryStorage::new(),
-            start_timestamps: false,
             at_rewrites: std::cell::Cell::new(0),
         }
     }
@@ -50,16 +48,13 @@ impl Script {
             Command::Clear => {
                 self.floats.clear();
                 self.histograms.clear();
-                self.start_timestamps = false;
                 None
             }
             Command::Load {
                 interval,
                 nhcb,
                 series,
-                start_timestamps,
             } => {
-                self.start_timestamps |= *start_timestamps;
                 for one in series {
                     if one.histogram {
                         self.histograms
@@ -75,6 +70,17 @@ impl Script {
                         })
                         .collect();
                     self.floats.append(one.labels.clone(), samples);
+                    if let Some(offsets) = &one.start_offsets {
+                        let starts = one.values.iter().zip(offsets).enumerate().filter_map(
+                            |(index, (value, offset))| {
+                                value.map(|_| {
+                                    let t = index as i64 * interval;
+                                    (t, offset.map_or(0, |offset| t + offset))
+                                })
+                            },
+                        );
+                        self.floats.set_start_timestamps(one.labels.clone(), starts);
+                    }
                     if *nhcb && let Some(name) = one.labels.metric_name() {
                         let base = name
                             .strip_suffix("_bucket")
@@ -135,11 +141,13 @@ impl Script {
         if self.touches_histograms(&case.query) {
             // The expectations need histograms, but the float part must still evaluate without
             // panicking (the result is not compared).
-            let _ = self.engine.instant_query(&self.floats, &case.query, case.end, &QueryOptions::default());
+            let _ = self.engine.instant_query(
+                &self.floats,
+                &case.query,
+                case.end,
+                &QueryOptions::default(),
+            );
             return Outcome::Skipped("selects native histogram series".to_string());
-        }
-        if self.start_timestamps {
-            return Outcome::Skipped("start timestamps".to_string());
         }
         if case.range {
             let result = self.engine.range_query(
