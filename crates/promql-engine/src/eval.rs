@@ -192,14 +192,19 @@ impl<'a> Evaluator<'a> {
             start = at;
             end = at;
         }
-        start -= if range == 0 {
+        start = start.saturating_sub(if range == 0 {
             self.settings.lookback_delta
         } else {
             range
-        };
+        });
         let offset = offset_ms(selector.offset.as_ref());
-        start = start - offset - path.subquery_range - path.subquery_offset;
-        end -= offset + path.subquery_offset;
+        start = start
+            .saturating_sub(offset)
+            .saturating_sub(path.subquery_range)
+            .saturating_sub(path.subquery_offset);
+        end = end
+            .saturating_sub(offset)
+            .saturating_sub(path.subquery_offset);
         let hints = SelectHints {
             start: start + 1,
             end,
@@ -372,7 +377,9 @@ impl<'a> Evaluator<'a> {
         offset: Option<&promql_parser::parser::Offset>,
         ts: i64,
     ) -> i64 {
-        at_ms(at, self.start, self.end).unwrap_or(ts) - offset_ms(offset)
+        at_ms(at, self.start, self.end)
+            .unwrap_or(ts)
+            .saturating_sub(offset_ms(offset))
     }
 
     fn eval_vector_selector(&mut self, selector: &VectorSelector, ts: i64) -> Result<Vec<Element>> {
@@ -389,7 +396,7 @@ impl<'a> Evaluator<'a> {
     ) -> Result<Vec<(Element, i64)>> {
         let loaded = self.loaded(selector)?;
         let reference = self.reference_time(selector.at.as_ref(), selector.offset.as_ref(), ts);
-        let lookback_start = reference - self.settings.lookback_delta;
+        let lookback_start = reference.saturating_sub(self.settings.lookback_delta);
         let mut out = Vec::new();
         for series in loaded.iter() {
             let end = series.points.partition_point(|p| p.t <= reference);
@@ -427,7 +434,7 @@ impl<'a> Evaluator<'a> {
     ) -> Result<RangeVector> {
         let loaded = self.loaded(selector)?;
         let window_end = self.reference_time(selector.at.as_ref(), selector.offset.as_ref(), ts);
-        let window_start = window_end - range;
+        let window_start = window_end.saturating_sub(range);
         let mut series_out = Vec::new();
         let mut start_timestamps = Vec::new();
         let mut total = 0;
@@ -470,10 +477,10 @@ impl<'a> Evaluator<'a> {
             .filter(|step| *step > 0)
             .unwrap_or(self.settings.default_subquery_step);
         let window_end = self.reference_time(subquery.at.as_ref(), subquery.offset.as_ref(), ts);
-        let window_start = window_end - range;
+        let window_start = window_end.saturating_sub(range);
         let mut first = step * (window_start / step);
         if first <= window_start {
-            first += step;
+            first = first.saturating_add(step);
         }
         let mut by_labels: BTreeMap<Labels, Series> = BTreeMap::new();
         let saved_samples = self.step_samples;
@@ -508,6 +515,13 @@ impl<'a> Evaluator<'a> {
                         .push(Point { t: inner_ts, v });
                 }
                 StepValue::Vector(vector) => {
+                    if self.step_samples + self.result_samples + total + vector.len()
+                        > self.settings.max_samples
+                    {
+                        return Err(Error::TooManySamples {
+                            phase: "query execution",
+                        });
+                    }
                     for element in vector {
                         total += 1;
                         let entry =
@@ -532,7 +546,10 @@ impl<'a> Evaluator<'a> {
                     )));
                 }
             }
-            inner_ts += step;
+            inner_ts = match inner_ts.checked_add(step) {
+                Some(next) => next,
+                None => break,
+            };
         }
         self.subquery_cache.insert(key, cache);
         self.step_samples = saved_samples;

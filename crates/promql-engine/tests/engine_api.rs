@@ -199,3 +199,24 @@ fn annotations_carry_positions() {
         ]
     );
 }
+
+#[test]
+fn extreme_times_do_not_panic() {
+    let engine = Engine::default();
+    let options = QueryOptions::default();
+    for query in [
+        "requests_total @ 9223372036854775",
+        "requests_total offset -100000y",
+        "rate(requests_total[100000y] offset 100000y)",
+        "max_over_time(requests_total[10m:10ms] @ 100)",
+        "sum_over_time(vector(1)[5m:1s] @ -9223372036854775)",
+        "absent(nonexistent{job=\"x\"}) * -1",
+        "topk(1e300, requests_total)",
+        "quantile(NaN, requests_total)",
+    ] {
+        let outcome = engine.instant_query(&storage(), query, 600_000, &options);
+        if let Err(error) = outcome {
+            assert_ne!(error.kind(), ErrorKind::Internal, "{query}: {error}");
+        }
+    }
+}
