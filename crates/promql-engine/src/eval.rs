@@ -206,7 +206,7 @@ impl<'a> Evaluator<'a> {
             .saturating_sub(offset)
             .saturating_sub(path.subquery_offset);
         let hints = SelectHints {
-            start: start + 1,
+            start: start.saturating_add(1),
             end,
             step: self.step,
             func: path.func.clone(),
