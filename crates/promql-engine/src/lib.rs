@@ -10,7 +10,9 @@
 //! come from a [`Queryable`]: a synchronous trait returning lazy streams of series and samples,
 //! so a chunk-backed store can decode while the engine consumes. [`MemoryStorage`] is the
 //! in-memory implementation used by tests and the conformance runner
-//! (`tests/conformance.rs`, which replays Prometheus' own `.test` scripts).
+//! (`tests/conformance.rs`, which replays Prometheus' own `.test` scripts). Evaluation is
+//! synchronous and CPU-bound: async services should run queries on a blocking pool and cancel
+//! them through [`QueryOptions::cancel`].
 //!
 //! # Invariants
 //!
@@ -56,7 +58,9 @@
 //! # Not supported yet
 //!
 //! Native histograms (samples are floats only), and the `anchored`/`smoothed` range modifiers
-//! and duration arithmetic (the parser cannot read them).
+//! and duration arithmetic (the parser cannot read them). Expressions pinned with `@` are
+//! re-evaluated at every step of a range query rather than once; the sample limit is counted per
+//! step plus the accumulated result, which approximates Prometheus' peak accounting.
 
 mod aggregate;
 mod annotations;
