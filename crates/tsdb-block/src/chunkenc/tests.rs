@@ -42,7 +42,8 @@ fn golden_bytes_of_a_small_chunk_computed_by_hand() {
     assert_eq!(bytes, expected);
 }
 
-/// The samples of `testdata/promtool-edge-values.om`.
+/// The samples of `testdata/promtool-edge-values.om` (3.14159 is a value there, not an attempt at π).
+#[allow(clippy::approx_constant)]
 fn promtool_edge_samples() -> Vec<(i64, f64)> {
     vec![
         (1000, 1.0),
