@@ -60,7 +60,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &AggregateExpr, ts: i64) -> Res
         return Ok(StepValue::Vector(count_values(input, &label, grouping, ts)));
     }
     let param = match &expr.param {
-        Some(param) if op != "count_values" => Some(ev.eval_scalar(param, ts)?),
+        Some(param) => Some(ev.eval_scalar(param, ts)?),
         _ => None,
     };
     let input = ev.eval_vector(&expr.expr, ts)?;

@@ -355,8 +355,9 @@ pub(crate) fn absent_labels(expr: &Expr) -> Labels {
     labels
 }
 
+/// Prometheus 3 accepts any non-empty UTF-8 label name (a Rust `str` is always UTF-8).
 fn is_valid_label_name(name: &str) -> bool {
-    !name.is_empty() && std::str::from_utf8(name.as_bytes()).is_ok()
+    !name.is_empty()
 }
 
 fn label_replace(ev: &mut Evaluator<'_>, args: &[&Expr], ts: i64) -> Result<StepValue> {
