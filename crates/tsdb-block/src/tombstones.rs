@@ -5,12 +5,13 @@
 //! CRC32C of the entries alone. A block without deletions still has the 9-byte empty file.
 //! Upstream writes series in map order; we write them sorted by reference.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::Path;
 
 use crate::encoding::{Decoder, Encoder, crc32c};
 use crate::error::{Error, Result};
+use crate::source::ByteSource;
 
 /// File name inside a block.
 pub const TOMBSTONES_FILENAME: &str = "tombstones";
@@ -359,6 +360,32 @@ impl Tombstones {
         crate::meta::write_atomically(&block_dir.join(TOMBSTONES_FILENAME), &bytes)?;
         Ok(bytes.len() as u64)
     }
+}
+
+/// Writes the empty (9-byte) tombstones file into `block_dir` and returns its size.
+pub fn write_empty(block_dir: &Path) -> Result<u64> {
+    Tombstones::new().write_to_dir(block_dir)
+}
+
+/// Reads a tombstones file from `source` (an empty source stands for a missing file, i.e. no
+/// deletions) into merged `(min_time, max_time)` pairs per series reference.
+pub fn read_intervals(source: &dyn ByteSource) -> Result<HashMap<u64, Vec<(i64, i64)>>> {
+    if source.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let bytes = source.read_to_end(0, "tombstones")?;
+    let tombstones = Tombstones::decode(bytes, source.name())?;
+    Ok(tombstones
+        .iter()
+        .map(|(series_ref, intervals)| {
+            let pairs = intervals
+                .as_slice()
+                .iter()
+                .map(|interval| (interval.min_time, interval.max_time))
+                .collect();
+            (series_ref, pairs)
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -130,3 +130,23 @@ fn corrupt_files_name_the_problem() {
     truncated.extend_from_slice(&checksum);
     check(&truncated, "entries", "truncated");
 }
+
+#[test]
+fn byte_source_helpers() {
+    use crate::source::MemorySource;
+    let block_dir = tempfile::tempdir().unwrap();
+    assert_eq!(write_empty(block_dir.path()).unwrap(), 9);
+    assert!(
+        read_intervals(&MemorySource::new("tombstones", Vec::new()))
+            .unwrap()
+            .is_empty()
+    );
+    let mut tombstones = Tombstones::new();
+    tombstones.add_interval(7, Interval::new(1, 2));
+    tombstones.add_interval(7, Interval::new(3, 9));
+    let source = MemorySource::new("tombstones", tombstones.encode());
+    let read = read_intervals(&source).unwrap();
+    assert_eq!(read[&7], [(1, 9)]);
+    let error = read_intervals(&MemorySource::new("blk/tombstones", vec![1, 2, 3])).unwrap_err();
+    assert!(error.to_string().contains("blk/tombstones"), "{error}");
+}
