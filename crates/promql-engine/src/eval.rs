@@ -73,6 +73,9 @@ pub(crate) struct Evaluator<'a> {
     /// Inner results of subqueries by node and inner timestamp: consecutive steps of a range
     /// query share most inner timestamps (they are aligned to absolute multiples of the step).
     subquery_cache: HashMap<usize, BTreeMap<i64, StepValue>>,
+    /// Step-invariant sub-expressions (by node address) and their value once computed.
+    invariant: std::collections::HashSet<usize>,
+    invariant_values: HashMap<usize, StepValue>,
     /// Samples held by the step currently being evaluated.
     pub(crate) step_samples: usize,
     /// Samples held by the accumulated result of a range query.
@@ -117,6 +120,8 @@ impl<'a> Evaluator<'a> {
             annotations: Annotations::default(),
             selectors: HashMap::new(),
             subquery_cache: HashMap::new(),
+            invariant: std::collections::HashSet::new(),
+            invariant_values: HashMap::new(),
             step_samples: 0,
             result_samples: 0,
         }
@@ -124,6 +129,9 @@ impl<'a> Evaluator<'a> {
 
     /// Loads the data of every selector in `expr` for the whole query.
     pub(crate) fn prefetch(&mut self, expr: &Expr) -> Result<()> {
+        if self.start != self.end {
+            self.invariant = crate::invariant::invariant_roots(expr);
+        }
         self.plan(expr, &PlanPath::default(), 0)
     }
 
@@ -290,6 +298,19 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates `expr` at `ts` (ms).
     pub(crate) fn eval(&mut self, expr: &Expr, ts: i64) -> Result<StepValue> {
+        let key = expr as *const Expr as usize;
+        if !self.invariant.is_empty() && self.invariant.contains(&key) {
+            if let Some(value) = self.invariant_values.get(&key) {
+                return Ok(value.clone());
+            }
+            let value = self.eval_node(expr, ts)?;
+            self.invariant_values.insert(key, value.clone());
+            return Ok(value);
+        }
+        self.eval_node(expr, ts)
+    }
+
+    fn eval_node(&mut self, expr: &Expr, ts: i64) -> Result<StepValue> {
         match expr {
             Expr::NumberLiteral(number) => Ok(StepValue::Scalar(number.val)),
             Expr::StringLiteral(string) => Ok(StepValue::String(string.val.clone())),

@@ -37,7 +37,8 @@
 //! # Module map
 //!
 //! - [`engine`]: [`Engine`], options, instant/range entry points, final name removal.
-//! - `eval`: the per-timestamp evaluator, selectors, subqueries, sample accounting.
+//! - `eval`: the per-timestamp evaluator, selectors, subqueries, sample accounting;
+//!   `invariant` finds `@`-pinned sub-expressions that are evaluated once per range query.
 //! - `binary`: arithmetic, comparison and set operators, vector matching, `fill` modifiers.
 //! - `aggregate`: aggregation operators.
 //! - `functions`, `range_functions`, `histogram`, `info`, `date`: the function library.
@@ -74,6 +75,7 @@ mod functions;
 mod hash;
 mod histogram;
 mod info;
+mod invariant;
 mod parse;
 mod range_functions;
 pub mod storage;
