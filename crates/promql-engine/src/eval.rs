@@ -252,6 +252,11 @@ impl<'a> Evaluator<'a> {
                     v: sample.v,
                 });
             }
+            if !points.is_sorted_by_key(|p| p.t) {
+                // Sources should stream in time order; tolerate one that does not.
+                points.sort_by_key(|p| p.t);
+                points.dedup_by_key(|p| p.t);
+            }
             let start_timestamps = series.start_timestamps.map(|known| {
                 points
                     .iter()
