@@ -120,7 +120,8 @@ where
         Ok(()) => tracing::info!("exiting"),
         Err(error) => tracing::error!(error = %format!("{error:#}"), "exiting with error"),
     }
-    let _ = runtime.block_on(tokio::task::spawn_blocking(move || telemetry.shutdown()));
+    let _ =
+        runtime.block_on(async { tokio::task::spawn_blocking(move || telemetry.shutdown()).await });
     runtime.shutdown_timeout(Duration::from_secs(1));
     outcome
 }

@@ -353,9 +353,7 @@ mod tests {
     #[tokio::test]
     async fn mutual_tls_refuses_missing_and_wrong_client_certificates() {
         let pki = TestPki::generate();
-        let config = format!(
-            "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n  min_version: TLS13\n"
-        );
+        let config = "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n  min_version: TLS13\n";
         std::fs::write(pki.dir.path().join("web.yml"), config).unwrap();
         // Relative names resolve against the config file's directory.
         let flags = HttpFlags {
