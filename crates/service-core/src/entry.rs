@@ -38,7 +38,38 @@ where
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: Into<anyhow::Error>,
 {
-    match try_service_main(name, about, run) {
+    match try_service_main(name, about, None, run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // The one place a library prints: the last words of a failing process.
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("{name}: {}", one_line(&format!("{error:#}")));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// [`service_main`] over an explicit command line (the first item is the program name), for
+/// binaries that rewrite their arguments first (the sidecar accepts the Prometheus Operator's
+/// `sidecar --flag=value ...` form).
+pub fn service_main_from<C, F, Fut, E, I, T>(
+    name: &'static str,
+    about: &'static str,
+    args: I,
+    run: F,
+) -> ExitCode
+where
+    C: ServiceConfig,
+    F: FnOnce(C, ServiceContext) -> Fut,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<anyhow::Error>,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    match try_service_main(name, about, Some(args), run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // The one place a library prints: the last words of a failing process.
@@ -62,6 +93,7 @@ fn one_line(text: &str) -> String {
 fn try_service_main<C, F, Fut, E>(
     name: &'static str,
     about: &'static str,
+    args: Option<Vec<std::ffi::OsString>>,
     run: F,
 ) -> anyhow::Result<()>
 where
@@ -76,7 +108,10 @@ where
             .version(VERSION_SUMMARY)
             .long_version(VERSION_DETAILS),
     );
-    let matches = command.get_matches();
+    let matches = match args {
+        Some(args) => command.get_matches_from(args),
+        None => command.get_matches(),
+    };
     let config = match C::from_arg_matches(&matches) {
         Ok(config) => config,
         Err(error) => error.exit(),

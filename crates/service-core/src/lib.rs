@@ -45,7 +45,7 @@ mod tracing_config;
 mod web_config;
 
 pub use duration::{ParseDurationError, PromDuration};
-pub use entry::{ServiceConfig, service_main};
+pub use entry::{ServiceConfig, service_main, service_main_from};
 pub use error::{BoxError, Error, Result};
 pub use flags::{
     GrpcClientFlags, GrpcFlags, HttpFlags, LogFlags, LogFormat, LogLevel, ObjstoreFlags,

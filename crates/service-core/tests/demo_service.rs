@@ -2,6 +2,9 @@
 //! every thanos-rs service promises from the outside: probes, metrics, log formats, `--version`,
 //! error exit codes and a clean SIGTERM shutdown that lets in-flight requests finish.
 
+// Helpers outside `#[test]` functions are test code too.
+#![allow(clippy::unwrap_used)]
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -84,10 +87,10 @@ impl Demo {
     fn wait_for_status(&mut self, path: &str, status: u16, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok((answered, _)) = get(self.http, path) {
-                if answered == status {
-                    return;
-                }
+            if let Ok((answered, _)) = get(self.http, path)
+                && answered == status
+            {
+                return;
             }
             if let Some(exit) = self.child.try_wait().unwrap() {
                 panic!("demo exited with {exit}; stderr:\n{}", self.stderr());
