@@ -57,6 +57,17 @@ struct Inner {
     put_attributes: Attributes,
 }
 
+/// What [`Bucket::assemble`] needs.
+struct Parts<'a> {
+    name: String,
+    provider: &'static str,
+    store: Arc<dyn ObjectStore>,
+    options: BucketOptions,
+    part_size: Option<u64>,
+    put_attributes: Attributes,
+    registry: &'a Registry,
+}
+
 impl fmt::Debug for Bucket {
     /// Shows the name and provider only: the client holds credentials.
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -78,44 +89,47 @@ impl Bucket {
         registry: &Registry,
     ) -> Result<Self> {
         let mut options = options;
-        let (name, store, put_attributes): (String, Arc<dyn ObjectStore>, Attributes) =
-            match &config.provider {
-                ProviderConfig::S3(s3) => {
-                    let store = s3.build(&options)?;
-                    options.part_size = s3.effective_part_size().unwrap_or(u64::MAX);
-                    (s3.bucket.clone(), store, s3.put_attributes())
+        let mut multipart = true;
+        let mut put_attributes = Attributes::new();
+        let (name, store): (String, Arc<dyn ObjectStore>) = match &config.provider {
+            ProviderConfig::S3(s3) => {
+                let store = s3.build(&options)?;
+                match s3.effective_part_size() {
+                    Some(part_size) => options.part_size = part_size,
+                    None => multipart = false,
                 }
-                ProviderConfig::Azure(azure) => {
-                    let store = azure.build(&options)?;
-                    azure.ensure_container(&options).await?;
-                    (azure.container.clone(), store, Attributes::new())
+                put_attributes = s3.put_attributes();
+                (s3.bucket.clone(), store)
+            }
+            ProviderConfig::Azure(azure) => {
+                let store = azure.build(&options)?;
+                azure.ensure_container(&options).await?;
+                (azure.container.clone(), store)
+            }
+            ProviderConfig::Gcs(gcs) => {
+                let store = gcs.build(&options)?;
+                if let Some(part_size) = gcs.part_size() {
+                    options.part_size = part_size;
                 }
-                ProviderConfig::Gcs(gcs) => {
-                    let store = gcs.build(&options)?;
-                    if let Some(part_size) = gcs.part_size() {
-                        options.part_size = part_size;
-                    }
-                    (gcs.bucket.clone(), store, Attributes::new())
-                }
-                ProviderConfig::Filesystem(filesystem) => {
-                    let directory = &filesystem.directory;
-                    std::fs::create_dir_all(directory).map_err(|source| Error::LocalIo {
-                        path: directory.clone(),
-                        source,
-                    })?;
-                    let store = object_store::local::LocalFileSystem::new_with_prefix(directory)
-                        .map_err(|source| Error::CreateClient {
-                            provider: "FILESYSTEM",
-                            source: Box::new(source),
-                        })?
-                        .with_automatic_cleanup(true);
-                    (
-                        directory.display().to_string(),
-                        Arc::new(store),
-                        Attributes::new(),
-                    )
-                }
-            };
+                (gcs.bucket.clone(), store)
+            }
+            ProviderConfig::Filesystem(filesystem) => {
+                let directory = &filesystem.directory;
+                std::fs::create_dir_all(directory).map_err(|source| Error::LocalIo {
+                    path: directory.clone(),
+                    source,
+                })?;
+                // Writes go to a staging file renamed into place: readers never see half an
+                // object.
+                let store = object_store::local::LocalFileSystem::new_with_prefix(directory)
+                    .map_err(|source| Error::CreateClient {
+                        provider: "FILESYSTEM",
+                        source: Box::new(source),
+                    })?
+                    .with_automatic_cleanup(true);
+                (directory.display().to_string(), Arc::new(store))
+            }
+        };
         let store: Arc<dyn ObjectStore> = if config.prefix.is_empty() {
             store
         } else {
@@ -127,21 +141,30 @@ impl Bucket {
             prefix = %config.prefix,
             "opened bucket"
         );
-        let mut bucket = Self::from_store(&name, store, options, registry)?;
-        if let Some(inner) = Arc::get_mut(&mut bucket.inner) {
-            inner.provider = config.provider.name();
-            inner.put_attributes = put_attributes;
-        }
-        Ok(bucket)
+        let part_size = multipart.then_some(options.part_size);
+        Self::assemble(Parts {
+            name,
+            provider: config.provider.name(),
+            store,
+            options,
+            part_size,
+            put_attributes,
+            registry,
+        })
     }
 
     /// An empty in-memory bucket (tests, tools).
     pub fn in_memory(name: &str, options: BucketOptions, registry: &Registry) -> Result<Self> {
-        let mut bucket = Self::from_store(name, Arc::new(InMemory::new()), options, registry)?;
-        if let Some(inner) = Arc::get_mut(&mut bucket.inner) {
-            inner.provider = "INMEMORY";
-        }
-        Ok(bucket)
+        let part_size = Some(options.part_size);
+        Self::assemble(Parts {
+            name: name.to_owned(),
+            provider: "INMEMORY",
+            store: Arc::new(InMemory::new()),
+            options,
+            part_size,
+            put_attributes: Attributes::new(),
+            registry,
+        })
     }
 
     /// Wraps any `object_store` implementation (e.g. a fault-injecting one in tests).
@@ -151,18 +174,30 @@ impl Bucket {
         options: BucketOptions,
         registry: &Registry,
     ) -> Result<Self> {
-        let metrics = BucketMetrics::register(registry, name)
+        let part_size = Some(options.part_size);
+        Self::assemble(Parts {
+            name: name.to_owned(),
+            provider: "CUSTOM",
+            store,
+            options,
+            part_size,
+            put_attributes: Attributes::new(),
+            registry,
+        })
+    }
+
+    fn assemble(parts: Parts<'_>) -> Result<Self> {
+        let metrics = BucketMetrics::register(parts.registry, &parts.name)
             .map_err(|source| Error::RegisterMetrics { source })?;
-        let part_size = (options.part_size != u64::MAX).then_some(options.part_size.max(1));
         Ok(Self {
             inner: Arc::new(Inner {
-                name: name.to_owned(),
-                provider: "CUSTOM",
-                store,
+                name: parts.name,
+                provider: parts.provider,
+                store: parts.store,
                 metrics,
-                options,
-                part_size,
-                put_attributes: Attributes::new(),
+                options: parts.options,
+                part_size: parts.part_size.map(|size| size.max(1)),
+                put_attributes: parts.put_attributes,
             }),
         })
     }

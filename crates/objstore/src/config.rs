@@ -130,22 +130,23 @@ impl ObjstoreConfig {
     }
 
     /// Loads the configuration from Thanos' two flags: `--objstore.config-file` (a path) or
-    /// `--objstore.config` (inline YAML). Exactly one must be given, as in Thanos.
+    /// `--objstore.config` (inline YAML). Exactly one must be given, as in Thanos. As Thanos
+    /// does, `$(NAME)` references are replaced by the environment variable `NAME` (Kubernetes'
+    /// convention, for secrets injected as variables); an unset variable is an error.
     pub fn from_flags(file: Option<&Path>, inline: Option<&str>) -> Result<Self> {
         let inline = inline.filter(|text| !text.trim().is_empty());
-        match (file, inline) {
-            (Some(_), Some(_)) => Err(Error::ConfigFlags { given: "both" }),
-            (None, None) => Err(Error::ConfigFlags { given: "neither" }),
-            (None, Some(yaml)) => Self::parse(yaml),
+        let yaml = match (file, inline) {
+            (Some(_), Some(_)) => return Err(Error::ConfigFlags { given: "both" }),
+            (None, None) => return Err(Error::ConfigFlags { given: "neither" }),
+            (None, Some(yaml)) => yaml.to_owned(),
             (Some(path), None) => {
-                let yaml =
-                    std::fs::read_to_string(path).map_err(|source| Error::ReadConfigFile {
-                        path: path.to_owned(),
-                        source,
-                    })?;
-                Self::parse(&yaml)
+                std::fs::read_to_string(path).map_err(|source| Error::ReadConfigFile {
+                    path: path.to_owned(),
+                    source,
+                })?
             }
-        }
+        };
+        Self::parse(&expand_env(&yaml, |name| std::env::var(name).ok())?)
     }
 
     /// A filesystem configuration for `directory`, as `type: FILESYSTEM` would give.
@@ -157,6 +158,36 @@ impl ObjstoreConfig {
             prefix: String::new(),
         }
     }
+}
+
+/// Replaces every `$(NAME)` (`NAME` of ASCII letters, digits and `_`) with `lookup(NAME)`;
+/// an unset variable is an error naming it. Other `$` text is kept as written.
+fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String> {
+    let mut expanded = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("$(") {
+        expanded.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let name_len = after
+            .bytes()
+            .take_while(|byte| byte.is_ascii_alphanumeric() || *byte == b'_')
+            .count();
+        if name_len == 0 || !after[name_len..].starts_with(')') {
+            expanded.push_str("$(");
+            rest = after;
+            continue;
+        }
+        let name = &after[..name_len];
+        let value = lookup(name).ok_or_else(|| {
+            Error::config(format!(
+                "found reference to unset environment variable {name:?}"
+            ))
+        })?;
+        expanded.push_str(&value);
+        rest = &after[name_len + 1..];
+    }
+    expanded.push_str(rest);
+    Ok(expanded)
 }
 
 /// The whole document with the provider's `config` block typed, so that errors carry the key's
@@ -316,6 +347,33 @@ mod tests {
         let missing =
             ObjstoreConfig::from_flags(Some(&dir.path().join("nope.yml")), None).unwrap_err();
         assert!(missing.to_string().contains("nope.yml"), "{missing}");
+    }
+
+    #[test]
+    fn environment_references_are_expanded() {
+        let lookup = |name: &str| (name == "S3_SECRET").then(|| "from-env".to_owned());
+        assert_eq!(
+            expand_env(
+                "secret_key: $(S3_SECRET)\nx: $(S3_SECRET)$(S3_SECRET)",
+                lookup
+            )
+            .unwrap(),
+            "secret_key: from-env\nx: from-envfrom-env"
+        );
+        assert_eq!(
+            expand_env("a: $HOME $( x) $(", lookup).unwrap(),
+            "a: $HOME $( x) $("
+        );
+        let error = expand_env("k: $(NOT_SET_ANYWHERE)", lookup).unwrap_err();
+        assert!(
+            error.to_string().contains("\"NOT_SET_ANYWHERE\""),
+            "{error}"
+        );
+        // Through the flag helper, with a variable every test environment has.
+        let path = std::env::var("PATH").unwrap();
+        let inline = "type: FILESYSTEM\nconfig:\n  directory: \"$(PATH)\"\n";
+        let config = ObjstoreConfig::from_flags(None, Some(inline)).unwrap();
+        assert_eq!(config, ObjstoreConfig::filesystem(path));
     }
 
     #[test]

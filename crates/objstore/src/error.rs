@@ -111,7 +111,7 @@ pub enum Error {
         /// The object's name (or prefix, for listings).
         name: String,
         /// What the store said.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// Any other failure of an operation, after retries.
     #[error("{operation} {name:?} in bucket {bucket}: {source}")]
@@ -123,7 +123,7 @@ pub enum Error {
         /// The object's name (or prefix, for listings).
         name: String,
         /// What the store said.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// A local file to upload could not be read, or a local directory could not be walked.
     #[error("read local path {path}: {source}")]
@@ -193,13 +193,13 @@ impl Error {
                 operation,
                 bucket,
                 name,
-                source,
+                source: Box::new(source),
             },
             other => Error::Backend {
                 operation,
                 bucket,
                 name,
-                source: other,
+                source: Box::new(other),
             },
         }
     }

@@ -50,6 +50,7 @@ pub(crate) fn plan(ranges: &[Range<u64>], max_gap: u64, max_merged_size: u64) ->
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
 

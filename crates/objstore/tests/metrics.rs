@@ -15,7 +15,7 @@ fn bucket_with(registry: &Registry, max_gap: u64) -> Bucket {
         },
         ..BucketOptions::default()
     };
-    Bucket::in_memory("metrics-test", options, registry).unwrap()
+    Bucket::in_memory("metrics-test", options, registry).expect("open in-memory bucket")
 }
 
 /// The value of `name{bucket="metrics-test",operation=...}` (counter or histogram count).
