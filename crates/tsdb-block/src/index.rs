@@ -8,8 +8,8 @@
 //! [`postings_for_matchers`] selects series with Prometheus' matcher semantics.
 
 mod matchers;
-mod spill;
 mod reader;
+mod spill;
 mod symbols;
 mod writer;
 
@@ -75,12 +75,16 @@ impl Toc {
             detail,
         };
         if bytes.len() as u64 != TOC_LEN {
-            return Err(corrupt(format!("toc needs {TOC_LEN} bytes, got {}", bytes.len())));
+            return Err(corrupt(format!(
+                "toc needs {TOC_LEN} bytes, got {}",
+                bytes.len()
+            )));
         }
         let (body, checksum) = bytes.split_at(48);
         let mut decoder = Decoder::new(bytes, base);
         let expected = crate::encoding::crc32c(body);
-        let read = |decoder: &mut Decoder<'_>| decoder.be_u64().map_err(|e| e.in_section("index", "toc"));
+        let read =
+            |decoder: &mut Decoder<'_>| decoder.be_u64().map_err(|e| e.in_section("index", "toc"));
         let toc = Self {
             symbols: read(&mut decoder)?,
             series: read(&mut decoder)?,
@@ -197,14 +201,26 @@ mod tests {
         let path = dir.path().join("index");
         let symbols: BTreeSet<String> = series
             .iter()
-            .flat_map(|labels| labels.iter().flat_map(|l| [l.name.clone(), l.value.clone()]))
+            .flat_map(|labels| {
+                labels
+                    .iter()
+                    .flat_map(|l| [l.name.clone(), l.value.clone()])
+            })
             .collect();
         let mut writer = IndexWriter::create(&path, symbols).unwrap();
         for (index, labels) in series.iter().enumerate() {
             let base = 8 + index as u64 * 100;
             let chunks = [
-                ChunkMeta { min_time: -5, max_time: 10, chunk_ref: base },
-                ChunkMeta { min_time: 11, max_time: 11, chunk_ref: base + 50 },
+                ChunkMeta {
+                    min_time: -5,
+                    max_time: 10,
+                    chunk_ref: base,
+                },
+                ChunkMeta {
+                    min_time: 11,
+                    max_time: 11,
+                    chunk_ref: base + 50,
+                },
             ];
             writer.add_series(labels, &chunks[..index % 3]).unwrap();
         }
@@ -218,15 +234,19 @@ mod tests {
 
     fn check_matchers(reader: &IndexReader, series: &[Labels], matchers: &[Matcher]) {
         let refs = collect(postings_for_matchers(reader, matchers).unwrap());
-        let selected: Vec<Labels> =
-            refs.iter().map(|r| reader.series(*r).unwrap().labels).collect();
+        let selected: Vec<Labels> = refs
+            .iter()
+            .map(|r| reader.series(*r).unwrap().labels)
+            .collect();
         let expected: Vec<Labels> = if matchers.is_empty() {
             Vec::new()
         } else {
             series
                 .iter()
                 .filter(|labels| {
-                    matchers.iter().all(|m| m.matches(labels.get(m.name()).unwrap_or("")))
+                    matchers
+                        .iter()
+                        .all(|m| m.matches(labels.get(m.name()).unwrap_or("")))
                 })
                 .cloned()
                 .collect()
@@ -238,7 +258,10 @@ mod tests {
     fn written_index_reads_back() {
         let series = series_set(500);
         let reader = open(write_index(&series)).unwrap();
-        assert_eq!(reader.label_names(), vec!["__name__", "id", "instance", "job", "path"]);
+        assert_eq!(
+            reader.label_names(),
+            vec!["__name__", "id", "instance", "job", "path"]
+        );
         assert_eq!(reader.label_values("job").unwrap(), vec!["api", "db"]);
         assert_eq!(reader.label_values("id").unwrap().len(), 500);
         assert!(reader.label_values("nope").unwrap().is_empty());
@@ -249,14 +272,24 @@ mod tests {
             assert_eq!(entry.labels, series[index]);
             assert_eq!(entry.chunks.len(), index % 3);
             if index % 3 == 2 {
-                assert_eq!(entry.chunks[1], ChunkMeta { min_time: 11, max_time: 11, chunk_ref: 8 + index as u64 * 100 + 50 });
+                assert_eq!(
+                    entry.chunks[1],
+                    ChunkMeta {
+                        min_time: 11,
+                        max_time: 11,
+                        chunk_ref: 8 + index as u64 * 100 + 50
+                    }
+                );
             }
         }
         let values: Vec<&str> = reader.label_values("id").unwrap();
         for value in values.iter().step_by(7) {
             let refs = collect(reader.postings("id", &[value]).unwrap());
             assert_eq!(refs.len(), 1);
-            assert_eq!(reader.series(refs[0]).unwrap().labels.get("id"), Some(*value));
+            assert_eq!(
+                reader.series(refs[0]).unwrap().labels.get("id"),
+                Some(*value)
+            );
         }
         assert!(collect(reader.postings("id", &["x"]).unwrap()).is_empty());
         assert!(collect(reader.postings("id", &["0"]).unwrap()).len() == 1);
@@ -279,7 +312,11 @@ mod tests {
             vec![m(Regex, "job", ".+"), m(NotEqual, "job", "db")],
             vec![m(Regex, "job", "|api"), m(Equal, "__name__", "metric_2")],
             vec![m(NotRegex, "path", ".*ü.*")],
-            vec![m(Regex, "instance", "host-(1|2)"), m(Regex, "id", "1.*"), m(NotEqual, "job", "api")],
+            vec![
+                m(Regex, "instance", "host-(1|2)"),
+                m(Regex, "id", "1.*"),
+                m(NotEqual, "job", "api"),
+            ],
             vec![m(Equal, "nope", "x")],
             vec![m(Equal, "nope", "")],
             vec![m(Regex, "__name__", "(?s:.*)")],

@@ -16,12 +16,15 @@
 
 pub mod chunkenc;
 pub mod chunks;
+pub mod dump;
 pub mod encoding;
 mod error;
 pub mod index;
 pub mod meta;
 pub mod postings;
+pub mod reader;
 pub mod source;
 pub mod tombstones;
+pub mod writer;
 
 pub use error::{Error, Result};

@@ -342,7 +342,10 @@ mod tests {
 
     #[test]
     fn list_postings_next_and_seek() {
-        let bytes: Vec<u8> = [2u32, 4, 8, 16].iter().flat_map(|v| v.to_be_bytes()).collect();
+        let bytes: Vec<u8> = [2u32, 4, 8, 16]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
         let mut postings = ListPostings::new(&bytes);
         assert_eq!(postings.seek(3), Some(4));
         assert_eq!(postings.seek(4), Some(4));
@@ -358,7 +361,11 @@ mod tests {
             assert_eq!(collect(postings), expected);
         };
         check(
-            intersect(vec![list(&[1, 2, 3, 5, 8]), list(&[2, 3, 4, 8]), list(&[0, 3, 8, 9])]),
+            intersect(vec![
+                list(&[1, 2, 3, 5, 8]),
+                list(&[2, 3, 4, 8]),
+                list(&[0, 3, 8, 9]),
+            ]),
             &[3, 8],
         );
         check(intersect(vec![list(&[1, 2]), list(&[])]), &[]);
@@ -367,10 +374,16 @@ mod tests {
             merge(vec![list(&[1, 5]), list(&[2, 5, 7]), list(&[]), list(&[0])]),
             &[0, 1, 2, 5, 7],
         );
-        check(without(list(&[1, 2, 3, 4, 5]), list(&[2, 4, 6])), &[1, 3, 5]);
+        check(
+            without(list(&[1, 2, 3, 4, 5]), list(&[2, 4, 6])),
+            &[1, 3, 5],
+        );
         check(
             without(
-                intersect(vec![merge(vec![list(&[1, 3]), list(&[2, 4])]), list(&[1, 2, 3])]),
+                intersect(vec![
+                    merge(vec![list(&[1, 3]), list(&[2, 4])]),
+                    list(&[1, 2, 3]),
+                ]),
                 list(&[2]),
             ),
             &[1, 3],

@@ -33,12 +33,15 @@ pub trait ByteSource: fmt::Debug + Send + Sync {
 
     /// Everything from `offset` to the end of the file.
     fn read_to_end(&self, offset: u64, section: &'static str) -> Result<&[u8]> {
-        let length = self.len().checked_sub(offset).ok_or_else(|| Error::Corrupt {
-            file: self.name().to_owned(),
-            section,
-            offset,
-            detail: format!("offset beyond the {} bytes of the file", self.len()),
-        })?;
+        let length = self
+            .len()
+            .checked_sub(offset)
+            .ok_or_else(|| Error::Corrupt {
+                file: self.name().to_owned(),
+                section,
+                offset,
+                detail: format!("offset beyond the {} bytes of the file", self.len()),
+            })?;
         self.read(offset, length, section)
     }
 }
@@ -85,7 +88,8 @@ impl MmapSource {
         } else {
             // SAFETY: the block files are immutable once written (blocks are renamed into place
             // complete and never modified), which is the condition for mapping them.
-            let map = unsafe { Mmap::map(&file) }.map_err(|source| Error::io("mmap", path, source))?;
+            let map =
+                unsafe { Mmap::map(&file) }.map_err(|source| Error::io("mmap", path, source))?;
             Some(map)
         };
         Ok(Self {

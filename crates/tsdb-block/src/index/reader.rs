@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use prom_model::{Label, Labels};
 
 use super::{
-    ChunkMeta, FORMAT_V1, FORMAT_V2, HEADER_LEN, MAGIC, SAMPLING_FACTOR, SERIES_ALIGNMENT,
-    Symbols, TOC_LEN, Toc, read_section,
+    ChunkMeta, FORMAT_V1, FORMAT_V2, HEADER_LEN, MAGIC, SAMPLING_FACTOR, SERIES_ALIGNMENT, Symbols,
+    TOC_LEN, Toc, read_section,
 };
 use crate::encoding::{DecodeError, Decoder, crc32c};
 use crate::error::{Error, Result};
@@ -56,20 +56,36 @@ impl IndexReader {
             detail,
         };
         if source.len() < HEADER_LEN + TOC_LEN {
-            return Err(corrupt("header", 0, format!("file of {} bytes is too short", source.len())));
+            return Err(corrupt(
+                "header",
+                0,
+                format!("file of {} bytes is too short", source.len()),
+            ));
         }
         let header = source.read(0, HEADER_LEN, "header")?;
         let magic = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
         if magic != MAGIC {
-            return Err(corrupt("header", 0, format!("invalid magic number {magic:#010x}")));
+            return Err(corrupt(
+                "header",
+                0,
+                format!("invalid magic number {magic:#010x}"),
+            ));
         }
         match header[4] {
             FORMAT_V2 => {}
             FORMAT_V1 => {
-                return Err(corrupt("header", 4, "index format v1 is not supported".to_owned()));
+                return Err(corrupt(
+                    "header",
+                    4,
+                    "index format v1 is not supported".to_owned(),
+                ));
             }
             version => {
-                return Err(corrupt("header", 4, format!("unknown index format version {version}")));
+                return Err(corrupt(
+                    "header",
+                    4,
+                    format!("unknown index format version {version}"),
+                ));
             }
         }
         let toc_offset = source.len() - TOC_LEN;
@@ -148,7 +164,9 @@ impl IndexReader {
             let entry_offset = decoder.offset();
             let (entry_name, value, postings_offset) =
                 decode_entry(&mut decoder).map_err(|e| e.in_section(self.source.name(), TABLE))?;
-            if entry_name != name || !visit(value, postings_offset) || entry_offset >= last.entry_offset
+            if entry_name != name
+                || !visit(value, postings_offset)
+                || entry_offset >= last.entry_offset
             {
                 return Ok(());
             }
@@ -210,7 +228,9 @@ impl IndexReader {
         let source = self.source.as_ref();
         let offset = series_ref
             .checked_mul(SERIES_ALIGNMENT)
-            .filter(|offset| *offset >= self.toc.series && *offset < self.toc.postings.max(self.toc.series))
+            .filter(|offset| {
+                *offset >= self.toc.series && *offset < self.toc.postings.max(self.toc.series)
+            })
             .ok_or_else(|| Error::Corrupt {
                 file: source.name().to_owned(),
                 section: SERIES,
@@ -219,17 +239,25 @@ impl IndexReader {
             })?;
         let available = source.read_to_end(offset, SERIES)?;
         let mut decoder = Decoder::new(available, offset);
-        let length = decoder.uvarint_len().map_err(|e| e.in_section(source.name(), SERIES))?;
+        let length = decoder
+            .uvarint_len()
+            .map_err(|e| e.in_section(source.name(), SERIES))?;
         let body_offset = decoder.offset();
-        let body = decoder.bytes(length).map_err(|e| e.in_section(source.name(), SERIES))?;
-        let stored = decoder.be_u32().map_err(|e| e.in_section(source.name(), SERIES))?;
+        let body = decoder
+            .bytes(length)
+            .map_err(|e| e.in_section(source.name(), SERIES))?;
+        let stored = decoder
+            .be_u32()
+            .map_err(|e| e.in_section(source.name(), SERIES))?;
         let computed = crc32c(body);
         if stored != computed {
             return Err(Error::Corrupt {
                 file: source.name().to_owned(),
                 section: SERIES,
                 offset,
-                detail: format!("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"),
+                detail: format!(
+                    "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+                ),
             });
         }
         self.decode_series(body, body_offset)
@@ -241,7 +269,9 @@ impl IndexReader {
         let mut decoder = Decoder::new(body, body_offset);
         let label_count = decoder.uvarint().map_err(fail)?;
         if label_count > decoder.remaining() as u64 / 2 {
-            return Err(fail(decoder.error(format!("{label_count} labels cannot fit"))));
+            return Err(fail(
+                decoder.error(format!("{label_count} labels cannot fit")),
+            ));
         }
         let mut labels: Vec<Label> = Vec::with_capacity(label_count as usize);
         for _ in 0..label_count {
@@ -251,13 +281,18 @@ impl IndexReader {
             let name = self.symbols.lookup(source, name)?;
             let value = self.symbols.lookup(source, value)?;
             if labels.last().is_some_and(|last| last.name.as_str() >= name) {
-                return Err(fail(DecodeError::new(at, format!("label {name:?} is out of order"))));
+                return Err(fail(DecodeError::new(
+                    at,
+                    format!("label {name:?} is out of order"),
+                )));
             }
             labels.push(Label::new(name, value));
         }
         let chunk_count = decoder.uvarint().map_err(fail)?;
         if chunk_count > decoder.remaining() as u64 / 3 {
-            return Err(fail(decoder.error(format!("{chunk_count} chunks cannot fit"))));
+            return Err(fail(
+                decoder.error(format!("{chunk_count} chunks cannot fit")),
+            ));
         }
         let mut chunks: Vec<ChunkMeta> = Vec::with_capacity(chunk_count as usize);
         for _ in 0..chunk_count {
@@ -273,11 +308,13 @@ impl IndexReader {
                     }
                 }
                 Some(previous) => {
-                    let min_time =
-                        previous.max_time.wrapping_add(decoder.uvarint().map_err(fail)? as i64);
+                    let min_time = previous
+                        .max_time
+                        .wrapping_add(decoder.uvarint().map_err(fail)? as i64);
                     let max_time = min_time.wrapping_add(decoder.uvarint().map_err(fail)? as i64);
-                    let chunk_ref =
-                        previous.chunk_ref.wrapping_add(decoder.varint().map_err(fail)? as u64);
+                    let chunk_ref = previous
+                        .chunk_ref
+                        .wrapping_add(decoder.varint().map_err(fail)? as u64);
                     ChunkMeta {
                         min_time,
                         max_time,
@@ -320,7 +357,9 @@ fn load_postings_table(
 ) -> Result<(BTreeMap<String, Vec<SampledValue>>, u64)> {
     let (body, body_offset) = read_section(source, offset, TABLE)?;
     let mut decoder = Decoder::new(body, body_offset);
-    let count = decoder.be_u32().map_err(|e| e.in_section(source.name(), TABLE))?;
+    let count = decoder
+        .be_u32()
+        .map_err(|e| e.in_section(source.name(), TABLE))?;
     let mut table: BTreeMap<String, Vec<SampledValue>> = BTreeMap::new();
     let mut previous: Option<(&str, &str, u64)> = None;
     let mut values_of_name = 0usize;
@@ -340,26 +379,31 @@ fn load_postings_table(
                     ),
                 });
             }
-            if !same_name && (values_of_name - 1) % SAMPLING_FACTOR != 0 {
+            if !same_name && !(values_of_name - 1).is_multiple_of(SAMPLING_FACTOR) {
                 // Keep the last value of the previous name.
                 push_sample(&mut table, last_name, last_value, last_offset);
             }
         }
         values_of_name = if same_name { values_of_name + 1 } else { 1 };
-        if (values_of_name - 1) % SAMPLING_FACTOR == 0 {
+        if (values_of_name - 1).is_multiple_of(SAMPLING_FACTOR) {
             push_sample(&mut table, name, value, entry_offset);
         }
         previous = Some((name, value, entry_offset));
     }
     if let Some((last_name, last_value, last_offset)) = previous
-        && (values_of_name - 1) % SAMPLING_FACTOR != 0
+        && !(values_of_name - 1).is_multiple_of(SAMPLING_FACTOR)
     {
         push_sample(&mut table, last_name, last_value, last_offset);
     }
     Ok((table, decoder.offset()))
 }
 
-fn push_sample(table: &mut BTreeMap<String, Vec<SampledValue>>, name: &str, value: &str, entry_offset: u64) {
+fn push_sample(
+    table: &mut BTreeMap<String, Vec<SampledValue>>,
+    name: &str,
+    value: &str,
+    entry_offset: u64,
+) {
     let sample = SampledValue {
         value: value.to_owned(),
         entry_offset,

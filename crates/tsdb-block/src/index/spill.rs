@@ -91,7 +91,9 @@ impl PostingsSpill {
     pub(super) fn into_sorted(mut self) -> Result<SortedRecords> {
         if self.runs.is_empty() {
             self.buffer.sort_unstable();
-            return Ok(SortedRecords::Memory(std::mem::take(&mut self.buffer).into_iter()));
+            return Ok(SortedRecords::Memory(
+                std::mem::take(&mut self.buffer).into_iter(),
+            ));
         }
         if !self.buffer.is_empty() {
             self.spill()?;
@@ -196,7 +198,9 @@ impl Run {
         }
         let bytes = &self.buffer[self.position..self.position + RECORD_LEN];
         self.position += RECORD_LEN;
-        let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let word = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
         Ok(Some([word(0), word(4), word(8)]))
     }
 }
@@ -210,7 +214,11 @@ mod tests {
         let mut spill = PostingsSpill::new(dir.path().join("spill"), capacity);
         let mut expected = Vec::new();
         for series in 0..1000u32 {
-            for record in [[0, 0, series], [1 + series % 7, 2 + series % 3, series], [9, 1, series]] {
+            for record in [
+                [0, 0, series],
+                [1 + series % 7, 2 + series % 3, series],
+                [9, 1, series],
+            ] {
                 spill.push(record).unwrap();
                 expected.push(record);
             }

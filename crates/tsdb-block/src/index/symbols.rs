@@ -24,17 +24,22 @@ impl Symbols {
     pub fn load(source: &dyn ByteSource, offset: u64) -> Result<Self> {
         let (body, body_offset) = read_section(source, offset, SECTION)?;
         let mut decoder = Decoder::new(body, body_offset);
-        let count = decoder.be_u32().map_err(|e| e.in_section(source.name(), SECTION))?;
+        let count = decoder
+            .be_u32()
+            .map_err(|e| e.in_section(source.name(), SECTION))?;
         // Every symbol takes at least one byte, so a bogus count cannot make us allocate much.
         if u64::from(count) > decoder.remaining() as u64 {
             return Err(decoder
-                .error(format!("{count} symbols cannot fit in {} bytes", decoder.remaining()))
+                .error(format!(
+                    "{count} symbols cannot fit in {} bytes",
+                    decoder.remaining()
+                ))
                 .in_section(source.name(), SECTION));
         }
         let mut samples = Vec::with_capacity(count as usize / SAMPLING_FACTOR + 1);
         let mut previous: Option<&str> = None;
         for index in 0..count as usize {
-            if index % SAMPLING_FACTOR == 0 {
+            if index.is_multiple_of(SAMPLING_FACTOR) {
                 samples.push(decoder.offset());
             }
             let start = decoder.offset();

@@ -45,7 +45,10 @@ impl IndexWriter {
         symbols.sort_unstable();
         symbols.dedup();
         if symbols.len() > u32::MAX as usize {
-            return Err(invalid(format!("{} symbols exceed the u32 limit", symbols.len())));
+            return Err(invalid(format!(
+                "{} symbols exceed the u32 limit",
+                symbols.len()
+            )));
         }
         let spill_path = path.with_extension("postings-spill.tmp");
         let mut writer = Self {
@@ -106,7 +109,9 @@ impl IndexWriter {
         if let Some(last) = &self.last_labels
             && last >= labels
         {
-            return Err(invalid(format!("series {labels} does not come after {last}")));
+            return Err(invalid(format!(
+                "series {labels} does not come after {last}"
+            )));
         }
         self.check_chunks(labels, chunks)?;
         self.body.clear();
@@ -125,13 +130,17 @@ impl IndexWriter {
             match previous {
                 None => {
                     self.body.put_varint(chunk.min_time);
-                    self.body.put_uvarint(chunk.max_time.wrapping_sub(chunk.min_time) as u64);
+                    self.body
+                        .put_uvarint(chunk.max_time.wrapping_sub(chunk.min_time) as u64);
                     self.body.put_uvarint(chunk.chunk_ref);
                 }
                 Some(previous) => {
-                    self.body.put_uvarint(chunk.min_time.wrapping_sub(previous.max_time) as u64);
-                    self.body.put_uvarint(chunk.max_time.wrapping_sub(chunk.min_time) as u64);
-                    self.body.put_varint(chunk.chunk_ref.wrapping_sub(previous.chunk_ref) as i64);
+                    self.body
+                        .put_uvarint(chunk.min_time.wrapping_sub(previous.max_time) as u64);
+                    self.body
+                        .put_uvarint(chunk.max_time.wrapping_sub(chunk.min_time) as u64);
+                    self.body
+                        .put_varint(chunk.chunk_ref.wrapping_sub(previous.chunk_ref) as i64);
                 }
             }
             previous = Some(chunk);
@@ -201,11 +210,8 @@ impl IndexWriter {
     pub fn finish(mut self) -> Result<()> {
         self.toc.label_indices = self.file.position;
         self.toc.postings = self.file.position;
-        let mut records = std::mem::replace(
-            &mut self.spill,
-            PostingsSpill::new(PathBuf::new(), 1),
-        )
-        .into_sorted()?;
+        let mut records = std::mem::replace(&mut self.spill, PostingsSpill::new(PathBuf::new(), 1))
+            .into_sorted()?;
         let mut offsets: Vec<(u32, u32, u64)> = Vec::new();
         let mut list = PostingsListWriter::default();
         if self.series_count == 0 {
@@ -325,8 +331,7 @@ impl PostingsListWriter {
     fn finish(&mut self, file: &mut IndexFile) -> Result<()> {
         let count_bytes = self.count.to_be_bytes();
         let refs_len = self.count as usize * 4;
-        let checksum =
-            crc32c::crc32c_combine(crc32c(&count_bytes), self.refs_checksum, refs_len);
+        let checksum = crc32c::crc32c_combine(crc32c(&count_bytes), self.refs_checksum, refs_len);
         let length = (4 + refs_len) as u32;
         let mut header = [0u8; 8];
         header[..4].copy_from_slice(&length.to_be_bytes());
@@ -381,7 +386,9 @@ impl IndexFile {
         let io = |source| Error::io("write", &self.path, source);
         self.writer.seek(SeekFrom::Start(at)).map_err(io)?;
         self.writer.write_all(bytes).map_err(io)?;
-        self.writer.seek(SeekFrom::Start(self.position)).map_err(io)?;
+        self.writer
+            .seek(SeekFrom::Start(self.position))
+            .map_err(io)?;
         Ok(())
     }
 

@@ -1,0 +1,271 @@
+//! Reading a whole block: index, chunks, meta and tombstones, from a [`ByteSource`] per file.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use prom_model::{Labels, Matcher};
+
+use crate::chunkenc::{Encoding, XorIterator};
+use crate::error::{Error, Result};
+use crate::index::{ChunkMeta, IndexReader, postings_for_matchers};
+use crate::meta::BlockMeta;
+use crate::postings::{BoxPostings, SeriesRef};
+use crate::source::{ByteSource, MmapSource};
+
+/// Deleted time ranges, inclusive on both ends.
+pub type Intervals = Vec<(i64, i64)>;
+
+/// A series chosen by [`BlockReader::select`]: labels, the chunks overlapping the query range
+/// and not entirely deleted, and the ranges whose samples must be dropped (tombstones plus the
+/// parts of chunks outside the query range).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SelectedSeries {
+    /// The series reference in the index.
+    pub series_ref: SeriesRef,
+    /// The series' labels.
+    pub labels: Labels,
+    /// The chunks to read.
+    pub chunks: Vec<ChunkMeta>,
+    /// Samples in these ranges are not part of the result.
+    pub deleted: Intervals,
+}
+
+/// A block opened for reading.
+#[derive(Debug)]
+pub struct BlockReader {
+    meta: BlockMeta,
+    index: IndexReader,
+    segments: Vec<Box<dyn ByteSource>>,
+    tombstones: HashMap<SeriesRef, Intervals>,
+}
+
+impl BlockReader {
+    /// Opens the block folder `dir`, memory-mapping its files.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let meta = BlockMeta::read_from_dir(dir)?;
+        let index = Box::new(MmapSource::open(&dir.join("index"), "index")?);
+        let chunks_dir = dir.join("chunks");
+        let mut names: Vec<String> = Vec::new();
+        let entries = std::fs::read_dir(&chunks_dir)
+            .map_err(|source| Error::io("list", &chunks_dir, source))?;
+        for entry in entries {
+            let entry = entry.map_err(|source| Error::io("list", &chunks_dir, source))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.len() == 6 && name.bytes().all(|byte| byte.is_ascii_digit()) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        let mut segments: Vec<Box<dyn ByteSource>> = Vec::with_capacity(names.len());
+        for name in names {
+            segments.push(Box::new(MmapSource::open(
+                &chunks_dir.join(&name),
+                format!("chunks/{name}"),
+            )?));
+        }
+        let tombstones_path = dir.join("tombstones");
+        let tombstones: Box<dyn ByteSource> = if tombstones_path.exists() {
+            Box::new(MmapSource::open(&tombstones_path, "tombstones")?)
+        } else {
+            Box::new(crate::source::MemorySource::new("tombstones", Vec::new()))
+        };
+        Self::from_sources(meta, index, segments, tombstones.as_ref())
+    }
+
+    /// A block from its parts: `segments` in file order (`000001` first); an empty
+    /// `tombstones` source stands for no tombstones file.
+    pub fn from_sources(
+        meta: BlockMeta,
+        index: Box<dyn ByteSource>,
+        segments: Vec<Box<dyn ByteSource>>,
+        tombstones: &dyn ByteSource,
+    ) -> Result<Self> {
+        let index = IndexReader::new(index)?;
+        let tombstones = crate::tombstones::read_intervals(tombstones)?;
+        Ok(Self {
+            meta,
+            index,
+            segments,
+            tombstones,
+        })
+    }
+
+    /// The block's `meta.json`.
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
+
+    /// The index.
+    pub fn index(&self) -> &IndexReader {
+        &self.index
+    }
+
+    /// Every label name, sorted.
+    pub fn label_names(&self) -> Vec<&str> {
+        self.index.label_names()
+    }
+
+    /// Every value of label `name`, sorted.
+    pub fn label_values(&self, name: &str) -> Result<Vec<&str>> {
+        self.index.label_values(name)
+    }
+
+    /// The deleted intervals of a series.
+    pub fn tombstones(&self, series_ref: SeriesRef) -> &[(i64, i64)] {
+        self.tombstones
+            .get(&series_ref)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The series matching all `matchers` with samples in `[min_time, max_time]` (inclusive), in
+    /// label order, as Prometheus' block querier selects them.
+    pub fn select(
+        &self,
+        matchers: &[Matcher],
+        min_time: i64,
+        max_time: i64,
+    ) -> Result<SeriesIter<'_>> {
+        let postings = postings_for_matchers(&self.index, matchers)?;
+        Ok(SeriesIter {
+            block: self,
+            postings,
+            min_time,
+            max_time,
+        })
+    }
+
+    /// The encoding and bytes of the chunk `chunk_ref`.
+    pub fn chunk(&self, chunk_ref: u64) -> Result<(Encoding, &[u8])> {
+        let segment_index = (chunk_ref >> 32) as usize;
+        let offset = chunk_ref & 0xFFFF_FFFF;
+        let segment = self
+            .segments
+            .get(segment_index)
+            .ok_or_else(|| Error::Corrupt {
+                file: "index".to_owned(),
+                section: "series",
+                offset: 0,
+                detail: format!(
+                    "chunk ref {chunk_ref:#x} names segment {segment_index} of {}",
+                    self.segments.len()
+                ),
+            })?;
+        let bytes = segment.read_to_end(0, "chunk")?;
+        crate::chunks::read_chunk(bytes, offset, segment.name())
+    }
+
+    /// The float samples of a selected series, with deleted ranges dropped. Reading stops at the
+    /// first chunk that is not XOR-encoded, as `promtool tsdb dump` stops at the first
+    /// non-float sample.
+    pub fn samples(&self, series: &SelectedSeries, out: &mut Vec<(i64, f64)>) -> Result<()> {
+        for meta in &series.chunks {
+            let (encoding, data) = self.chunk(meta.chunk_ref)?;
+            if encoding != Encoding::Xor {
+                return Ok(());
+            }
+            let mut iterator = XorIterator::new(data);
+            for (t, v) in iterator.by_ref() {
+                if !series
+                    .deleted
+                    .iter()
+                    .any(|(from, to)| *from <= t && t <= *to)
+                {
+                    out.push((t, v));
+                }
+            }
+            if let Some(error) = iterator.err() {
+                let segment = (meta.chunk_ref >> 32) as usize;
+                let name = self
+                    .segments
+                    .get(segment)
+                    .map(|s| s.name())
+                    .unwrap_or("chunks");
+                let base = meta.chunk_ref & 0xFFFF_FFFF;
+                return Err(crate::encoding::DecodeError::new(
+                    base + error.offset,
+                    error.detail.clone(),
+                )
+                .in_section(name, "chunk"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Series selected from a block, in label order.
+pub struct SeriesIter<'a> {
+    block: &'a BlockReader,
+    postings: BoxPostings<'a>,
+    min_time: i64,
+    max_time: i64,
+}
+
+impl std::fmt::Debug for SeriesIter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeriesIter")
+            .field("min_time", &self.min_time)
+            .field("max_time", &self.max_time)
+            .finish()
+    }
+}
+
+impl Iterator for SeriesIter<'_> {
+    type Item = Result<SelectedSeries>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let series_ref = self.postings.next()?;
+            let entry = match self.block.index.series(series_ref) {
+                Ok(entry) => entry,
+                Err(error) => return Some(Err(error)),
+            };
+            let tombstones = self.block.tombstones(series_ref);
+            let mut trim_front = false;
+            let mut trim_back = false;
+            let chunks: Vec<ChunkMeta> = entry
+                .chunks
+                .into_iter()
+                .filter(|chunk| chunk.max_time >= self.min_time && chunk.min_time <= self.max_time)
+                .filter(|chunk| !covered(chunk.min_time, chunk.max_time, tombstones))
+                .inspect(|chunk| {
+                    trim_front |= chunk.min_time < self.min_time;
+                    trim_back |= chunk.max_time > self.max_time;
+                })
+                .collect();
+            if chunks.is_empty() {
+                continue;
+            }
+            let mut deleted = tombstones.to_vec();
+            if trim_front {
+                deleted.push((i64::MIN, self.min_time - 1));
+            }
+            if trim_back {
+                deleted.push((self.max_time + 1, i64::MAX));
+            }
+            return Some(Ok(SelectedSeries {
+                series_ref,
+                labels: entry.labels,
+                chunks,
+                deleted,
+            }));
+        }
+    }
+}
+
+/// Whether `[min_time, max_time]` lies entirely inside the union of `intervals`.
+fn covered(min_time: i64, max_time: i64, intervals: &[(i64, i64)]) -> bool {
+    let mut sorted = intervals.to_vec();
+    sorted.sort_unstable();
+    let mut reached = min_time;
+    for (from, to) in sorted {
+        if from > reached {
+            break;
+        }
+        if to >= max_time {
+            return true;
+        }
+        reached = reached.max(to.saturating_add(1));
+    }
+    false
+}

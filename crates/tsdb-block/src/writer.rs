@@ -1,0 +1,219 @@
+//! Streaming block writer: series in label order in, a complete block directory out.
+//!
+//! **Memory.** The index starts with the symbol table, so the writer takes every symbol up front
+//! (a compactor or [`rewrite_block`] takes its input's symbol table; [`symbols_of`] collects them
+//! from label sets). Each series' chunks go straight to the segment files and its index entry
+//! straight to the index file; postings come from an external sort at the end (see
+//! [`IndexWriter`]). Memory is therefore the symbol table, one series' chunks and fixed-size
+//! buffers, whatever the size of the block.
+//!
+//! **Atomicity.** Everything is written under `<ulid>.tmp-for-creation`, which is renamed to
+//! `<ulid>` after `meta.json`, the index, the chunks and the tombstones are synced.
+
+mod rewrite;
+
+pub use rewrite::rewrite_block;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use prom_model::Labels;
+use ulid::Ulid;
+
+use crate::chunkenc::{CutRule, Encoding, cut_xor_chunks};
+use crate::chunks::SegmentWriter;
+use crate::error::{Error, Result};
+use crate::index::{ChunkMeta, IndexWriter};
+use crate::meta::BlockMeta;
+
+const WRITER: &str = "block writer";
+
+/// One chunk given to [`BlockWriter::add_series`]: its time range, encoding and stored bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkData<'a> {
+    /// Timestamp of the first sample (ms).
+    pub min_time: i64,
+    /// Timestamp of the last sample (ms, inclusive).
+    pub max_time: i64,
+    /// How `data` is encoded.
+    pub encoding: Encoding,
+    /// The chunk's bytes as a segment file stores them (for XOR: count + bit stream).
+    pub data: &'a [u8],
+}
+
+/// Every label name and value of `series`: the symbols a [`BlockWriter`] needs.
+pub fn symbols_of<'a>(series: impl IntoIterator<Item = &'a Labels>) -> BTreeSet<String> {
+    let mut symbols = BTreeSet::new();
+    for labels in series {
+        for label in labels {
+            if !symbols.contains(&label.name) {
+                symbols.insert(label.name.clone());
+            }
+            if !symbols.contains(&label.value) {
+                symbols.insert(label.value.clone());
+            }
+        }
+    }
+    symbols
+}
+
+/// Writes one block, series by series in label order.
+#[derive(Debug)]
+pub struct BlockWriter {
+    parent: PathBuf,
+    ulid: Ulid,
+    tmp_dir: PathBuf,
+    index: IndexWriter,
+    segments: SegmentWriter,
+    time_range: Option<(i64, i64)>,
+    seen_min: i64,
+    seen_max: i64,
+    num_samples: u64,
+    num_float_samples: u64,
+    num_series: u64,
+    num_chunks: u64,
+    metas: Vec<ChunkMeta>,
+}
+
+impl BlockWriter {
+    /// Starts a block with a new ULID under `parent`; `symbols` must include every label name and
+    /// value to come (see [`symbols_of`]).
+    pub fn create(parent: &Path, symbols: impl IntoIterator<Item = String>) -> Result<Self> {
+        Self::create_with_ulid(parent, Ulid::new(), symbols)
+    }
+
+    /// Starts the block `ulid` under `parent`.
+    pub fn create_with_ulid(
+        parent: &Path,
+        ulid: Ulid,
+        symbols: impl IntoIterator<Item = String>,
+    ) -> Result<Self> {
+        let tmp_dir = parent.join(format!("{ulid}.tmp-for-creation"));
+        if tmp_dir.exists() {
+            std::fs::remove_dir_all(&tmp_dir)
+                .map_err(|source| Error::io("remove", &tmp_dir, source))?;
+        }
+        std::fs::create_dir_all(&tmp_dir)
+            .map_err(|source| Error::io("create", &tmp_dir, source))?;
+        let index = IndexWriter::create(&tmp_dir.join("index"), symbols)?;
+        let segments = SegmentWriter::create(&tmp_dir)?;
+        Ok(Self {
+            parent: parent.to_owned(),
+            ulid,
+            tmp_dir,
+            index,
+            segments,
+            time_range: None,
+            seen_min: i64::MAX,
+            seen_max: i64::MIN,
+            num_samples: 0,
+            num_float_samples: 0,
+            num_series: 0,
+            num_chunks: 0,
+            metas: Vec::new(),
+        })
+    }
+
+    /// The block's ULID.
+    pub fn ulid(&self) -> Ulid {
+        self.ulid
+    }
+
+    /// Sets the block's `[min_time, max_time)` range for `meta.json`; by default it spans the
+    /// chunks written (last sample + 1).
+    pub fn set_time_range(&mut self, min_time: i64, max_time: i64) {
+        self.time_range = Some((min_time, max_time));
+    }
+
+    /// Adds a series with its chunks, stored as given. Series must come in strictly increasing
+    /// label order; a series without chunks is left out, as Prometheus' compactor does.
+    pub fn add_series(&mut self, labels: &Labels, chunks: &[ChunkData<'_>]) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let batch: Vec<(Encoding, &[u8])> = chunks
+            .iter()
+            .map(|chunk| (chunk.encoding, chunk.data))
+            .collect();
+        let refs = self.segments.write_chunks(&batch)?;
+        self.metas.clear();
+        for (chunk, chunk_ref) in chunks.iter().zip(refs) {
+            self.metas.push(ChunkMeta {
+                min_time: chunk.min_time,
+                max_time: chunk.max_time,
+                chunk_ref: chunk_ref.0,
+            });
+            let samples =
+                chunk
+                    .encoding
+                    .sample_count(chunk.data)
+                    .ok_or_else(|| Error::InvalidInput {
+                        writer: WRITER,
+                        detail: format!(
+                            "series {labels}: chunk of {} bytes has no sample count",
+                            chunk.data.len()
+                        ),
+                    })?;
+            self.num_samples += u64::from(samples);
+            if chunk.encoding.is_float() {
+                self.num_float_samples += u64::from(samples);
+            }
+            self.seen_min = self.seen_min.min(chunk.min_time);
+            self.seen_max = self.seen_max.max(chunk.max_time);
+        }
+        let metas = std::mem::take(&mut self.metas);
+        let added = self.index.add_series(labels, &metas);
+        self.metas = metas;
+        added?;
+        self.num_chunks += chunks.len() as u64;
+        self.num_series += 1;
+        Ok(())
+    }
+
+    /// Adds a series from float samples in increasing time order, cut into XOR chunks of 120
+    /// samples as Prometheus' compactor cuts them.
+    pub fn add_series_samples(&mut self, labels: &Labels, samples: &[(i64, f64)]) -> Result<()> {
+        let chunks = cut_xor_chunks(samples.iter().copied(), CutRule::compaction())?;
+        let data: Vec<ChunkData<'_>> = chunks
+            .iter()
+            .map(|chunk| ChunkData {
+                min_time: chunk.min_time,
+                max_time: chunk.max_time,
+                encoding: Encoding::Xor,
+                data: &chunk.data,
+            })
+            .collect();
+        self.add_series(labels, &data)
+    }
+
+    /// Finishes the index, the chunks, an empty tombstones file and `meta.json` (level 1, its own
+    /// source, stats), then renames the folder into place. Returns the meta and the block folder.
+    pub fn finish(self) -> Result<(BlockMeta, PathBuf)> {
+        self.index.finish()?;
+        self.segments.finish()?;
+        crate::tombstones::write_empty(&self.tmp_dir)?;
+        let (min_time, max_time) = match self.time_range {
+            Some(range) => range,
+            None if self.num_chunks == 0 => (0, 0),
+            None => (self.seen_min, self.seen_max.saturating_add(1)),
+        };
+        let mut meta = BlockMeta::new(self.ulid, min_time, max_time);
+        meta.stats.num_samples = self.num_samples;
+        meta.stats.num_float_samples = self.num_float_samples;
+        meta.stats.num_series = self.num_series;
+        meta.stats.num_chunks = self.num_chunks;
+        meta.write_to_dir(&self.tmp_dir)?;
+        sync_dir(&self.tmp_dir)?;
+        let final_dir = self.parent.join(self.ulid.to_string());
+        std::fs::rename(&self.tmp_dir, &final_dir)
+            .map_err(|source| Error::io("rename", &self.tmp_dir, source))?;
+        sync_dir(&self.parent)?;
+        Ok((meta, final_dir))
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|file| file.sync_all())
+        .map_err(|source| Error::io("sync", dir, source))
+}
