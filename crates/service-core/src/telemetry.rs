@@ -177,3 +177,144 @@ fn grpc_metadata(
     }
     Ok(metadata)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::body::Bytes;
+    use axum::http::HeaderMap;
+    use axum::routing::post;
+    use opentelemetry::trace::{Span as _, Tracer as _};
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::{GrpcFlags, GrpcServer, HttpFlags, HttpServer, ServiceContext, TlsVersion};
+
+    struct Collector(mpsc::UnboundedSender<ExportTraceServiceRequest>);
+
+    #[tonic::async_trait]
+    impl TraceService for Collector {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            let _ = self.0.send(request.into_inner());
+            Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+        }
+    }
+
+    /// Sends one span through a provider built from `yaml` and returns what the collector got.
+    async fn export_one_span(
+        yaml: String,
+        mut received: mpsc::UnboundedReceiver<ExportTraceServiceRequest>,
+    ) -> ExportTraceServiceRequest {
+        let TracingConfig::Otlp(config) = TracingConfig::parse(&yaml).unwrap();
+        let provider = otlp_provider("demo-svc", &config).unwrap();
+        let mut span = provider.tracer("test").start("test-span");
+        span.end();
+        let provider = tokio::task::spawn_blocking(move || {
+            let _ = provider.force_flush();
+            provider
+        })
+        .await
+        .unwrap();
+        let request = tokio::time::timeout(Duration::from_secs(20), received.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::task::spawn_blocking(move || provider.shutdown())
+            .await
+            .unwrap()
+            .unwrap();
+        request
+    }
+
+    fn check_request(request: &ExportTraceServiceRequest) {
+        let resource_spans = &request.resource_spans[0];
+        let span_names: Vec<&str> = resource_spans
+            .scope_spans
+            .iter()
+            .flat_map(|scope| scope.spans.iter().map(|span| span.name.as_str()))
+            .collect();
+        assert_eq!(span_names, ["test-span"]);
+        let service_name = resource_spans
+            .resource
+            .as_ref()
+            .unwrap()
+            .attributes
+            .iter()
+            .find(|attribute| attribute.key == "service.name")
+            .and_then(|attribute| attribute.value.as_ref()?.value.clone());
+        assert_eq!(
+            service_name,
+            Some(Value::StringValue("demo-svc".to_owned()))
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn exports_spans_with_otlp_grpc() {
+        let (sender, received) = mpsc::unbounded_channel();
+        let ctx = ServiceContext::new();
+        let flags = GrpcFlags {
+            grpc_address: "127.0.0.1:0".parse().unwrap(),
+            grpc_grace_period: Duration::from_secs(1).into(),
+            grpc_server_tls_cert: None,
+            grpc_server_tls_key: None,
+            grpc_server_tls_client_ca: None,
+            grpc_server_tls_min_version: TlsVersion::Tls13,
+            grpc_server_max_connection_age: Duration::from_secs(3600).into(),
+        };
+        let mut server = GrpcServer::bind(&flags, &ctx).await.unwrap();
+        server.add_service(TraceServiceServer::new(Collector(sender)));
+        let address = server.local_addr();
+        tokio::spawn(server.serve(ctx.shutdown.clone()));
+        let yaml = format!("type: OTLP\nconfig:\n  endpoint: {address}\n  insecure: true\n");
+        check_request(&export_one_span(yaml, received).await);
+        ctx.shutdown.cancel();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn exports_spans_with_otlp_http() {
+        let (sender, received) = mpsc::unbounded_channel();
+        let ctx = ServiceContext::new();
+        let routes = Router::new().route(
+            "/v1/traces",
+            post(move |headers: HeaderMap, body: Bytes| async move {
+                assert_eq!(headers["content-type"], "application/x-protobuf");
+                let request = <ExportTraceServiceRequest as prost::Message>::decode(body).unwrap();
+                let _ = sender.send(request);
+                ""
+            }),
+        );
+        let flags = HttpFlags {
+            http_address: "127.0.0.1:0".parse().unwrap(),
+            http_grace_period: Duration::from_secs(1).into(),
+            http_config: None,
+        };
+        let server = HttpServer::bind(&flags, &ctx, routes).await.unwrap();
+        let address = server.local_addr();
+        tokio::spawn(server.serve(ctx.shutdown.clone()));
+        let yaml = format!(
+            "type: OTLP\nconfig:\n  client_type: http\n  endpoint: {address}\n  insecure: true\n"
+        );
+        check_request(&export_one_span(yaml, received).await);
+        ctx.shutdown.cancel();
+    }
+
+    #[test]
+    fn http_exporter_refuses_tls() {
+        let TracingConfig::Otlp(config) =
+            TracingConfig::parse("type: OTLP\nconfig:\n  client_type: http\n").unwrap();
+        let error = otlp_provider("svc", &config).unwrap_err();
+        assert!(error.to_string().contains("plain text only"), "{error}");
+    }
+}
