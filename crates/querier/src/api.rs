@@ -1,0 +1,502 @@
+//! The HTTP API: Prometheus' `/api/v1` endpoints plus Thanos' `/api/v1/stores`.
+//!
+//! Every handler reads its parameters from the query string and, for POST, the urlencoded body
+//! ([`Form`]), answers Prometheus' JSON envelope ([`render`](crate::render)) and maps errors to
+//! Prometheus' `errorType` and status code through [`Error`]'s kind. Queries are limited by
+//! `--query.max-concurrent` and evaluated on the blocking pool.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prom_model::Matcher;
+use promql_engine::{Engine, QueryOptions, QueryResult};
+use promql_parser::parser::Expr;
+use service_core::ApiError;
+use tokio::sync::Semaphore;
+
+use crate::downsample::{Aggregate, max_resolution_window, parse_source_resolution};
+use crate::error::{Error, Result};
+use crate::params::{
+    Form, MAX_TIME, MIN_TIME, format_rfc3339, parse_bool_param, parse_duration_param,
+    parse_time_param,
+};
+use crate::proxy::{Proxy, SeriesQuery};
+use crate::queryable::{SelectOptions, StoreQueryable};
+use crate::render;
+
+/// Settings of the HTTP API, from the flags.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// `--query.replica-label`.
+    pub replica_labels: Vec<String>,
+    /// `--query.partial-response`.
+    pub partial_response: bool,
+    /// `--query.auto-downsampling`.
+    pub auto_downsampling: bool,
+    /// `--query.default-step` (ms).
+    pub default_step: i64,
+    /// `--query.timeout`.
+    pub timeout: Duration,
+    /// `--query.max-concurrent`.
+    pub max_concurrent: usize,
+    /// Hidden `--query.instant.default.max_source_resolution` (ms).
+    pub instant_max_source_resolution: i64,
+}
+
+/// Shared state of the handlers.
+#[derive(Debug)]
+pub struct Api {
+    proxy: Arc<Proxy>,
+    engine: Engine,
+    settings: ApiSettings,
+    gate: Semaphore,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn ok_json(body: String) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+fn error_response(error: &Error) -> Response {
+    ApiError::from_error(error).into_response()
+}
+
+fn respond(result: Result<String>) -> Response {
+    match result {
+        Ok(body) => ok_json(body),
+        Err(error) => error_response(&error),
+    }
+}
+
+/// Request options shared by every data endpoint.
+struct Common {
+    replica_labels: Vec<String>,
+    partial_response: bool,
+}
+
+impl Api {
+    /// The API over `proxy`.
+    pub fn new(proxy: Arc<Proxy>, engine: Engine, settings: ApiSettings) -> Self {
+        let gate = Semaphore::new(settings.max_concurrent.max(1));
+        Self {
+            proxy,
+            engine,
+            settings,
+            gate,
+        }
+    }
+
+    /// The `/api/v1` routes, to nest under the route prefix.
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/query", get(query).post(query))
+            .route("/query_range", get(query_range).post(query_range))
+            .route("/series", get(series).post(series))
+            .route("/labels", get(labels).post(labels))
+            .route("/label/{name}/values", get(label_values))
+            .route("/metadata", get(metadata))
+            .route("/status/buildinfo", get(buildinfo))
+            .route("/format_query", get(format_query).post(format_query))
+            .route("/stores", get(stores))
+            .with_state(self)
+    }
+
+    fn common(&self, form: &Form) -> Result<Common> {
+        let dedup = parse_bool_param(form, "dedup", true).map_err(Error::BadData)?;
+        let partial_response =
+            parse_bool_param(form, "partial_response", self.settings.partial_response)
+                .map_err(Error::BadData)?;
+        let requested: Vec<String> = form
+            .all("replicaLabels[]")
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let replica_labels = match (dedup, requested.is_empty()) {
+            (false, _) => Vec::new(),
+            (true, true) => self.settings.replica_labels.clone(),
+            (true, false) => requested,
+        };
+        Ok(Common {
+            replica_labels,
+            partial_response,
+        })
+    }
+
+    async fn evaluate<F>(&self, form: &Form, step: i64, evaluate: F) -> Result<String>
+    where
+        F: FnOnce(&Engine, &StoreQueryable, &QueryOptions) -> promql_engine::Result<QueryResult>
+            + Send
+            + 'static,
+    {
+        let common = self.common(form)?;
+        let requested =
+            parse_source_resolution(form.get("max_source_resolution")).map_err(Error::BadData)?;
+        let window = max_resolution_window(
+            requested,
+            self.settings.auto_downsampling,
+            step,
+            self.settings.instant_max_source_resolution,
+        );
+        let timeout = match parse_duration_param(form, "timeout").map_err(Error::BadData)? {
+            Some(ms) if ms > 0 => {
+                Duration::from_millis(ms.unsigned_abs()).min(self.settings.timeout)
+            }
+            _ => self.settings.timeout,
+        };
+        let lookback_delta = parse_duration_param(form, "lookback_delta")
+            .map_err(Error::BadData)?
+            .filter(|ms| *ms > 0)
+            .map(|ms| Duration::from_millis(ms.unsigned_abs()));
+        let _permit = self
+            .gate
+            .acquire()
+            .await
+            .map_err(|_| Error::Task("query gate closed".to_owned()))?;
+        let queryable = StoreQueryable::new(
+            tokio::runtime::Handle::current(),
+            Arc::clone(&self.proxy),
+            SelectOptions {
+                replica_labels: common.replica_labels,
+                partial_response: common.partial_response,
+                max_resolution_window: window,
+                deadline: Instant::now() + timeout,
+            },
+        );
+        let options = QueryOptions {
+            lookback_delta,
+            timeout: Some(timeout),
+            cancel: None,
+        };
+        let engine = self.engine.clone();
+        let (result, queryable) = tokio::task::spawn_blocking(move || {
+            let result = evaluate(&engine, &queryable, &options);
+            (result, queryable)
+        })
+        .await
+        .map_err(|error| Error::Task(error.to_string()))?;
+        let mut warnings = queryable.take_warnings();
+        let result = result.map_err(|error| match error {
+            promql_engine::Error::Storage { source } => Error::StoreFailed(source.message),
+            other => Error::Engine(other),
+        })?;
+        warnings.extend(result.warnings);
+        Ok(render::success(
+            &render::query_data(&result.value),
+            &warnings,
+            &result.infos,
+        ))
+    }
+
+    async fn instant(&self, form: Form) -> Result<String> {
+        let time = parse_time_param(&form, "time", now_ms()).map_err(Error::BadData)?;
+        let query = form.get("query").unwrap_or_default().to_owned();
+        let expr = parse_query(&query)?;
+        self.evaluate(&form, 0, move |engine, queryable, options| {
+            engine.instant_query_expr(queryable, &expr, &query, time, options)
+        })
+        .await
+    }
+
+    async fn range(&self, form: Form) -> Result<String> {
+        let start = parse_time_param(&form, "start", i64::MIN).map_err(Error::BadData)?;
+        let end = parse_time_param(&form, "end", i64::MIN).map_err(Error::BadData)?;
+        if start == i64::MIN {
+            return Err(Error::BadData(
+                "invalid parameter \"start\": cannot parse \"\" to a valid timestamp".to_owned(),
+            ));
+        }
+        if end == i64::MIN {
+            return Err(Error::BadData(
+                "invalid parameter \"end\": cannot parse \"\" to a valid timestamp".to_owned(),
+            ));
+        }
+        if end < start {
+            return Err(Error::BadData(
+                "end timestamp must not be before start time".to_owned(),
+            ));
+        }
+        let step = parse_duration_param(&form, "step")
+            .map_err(Error::BadData)?
+            .unwrap_or(self.settings.default_step);
+        if step <= 0 {
+            return Err(Error::BadData(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".to_owned(),
+            ));
+        }
+        if (end - start) / step > 11_000 {
+            return Err(Error::BadData(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".to_owned(),
+            ));
+        }
+        let query = form.get("query").unwrap_or_default().to_owned();
+        let expr = parse_query(&query)?;
+        self.evaluate(&form, step, move |engine, queryable, options| {
+            engine.range_query_expr(queryable, &expr, &query, start, end, step, options)
+        })
+        .await
+    }
+
+    fn time_range(form: &Form) -> Result<(i64, i64)> {
+        let start = parse_time_param(form, "start", MIN_TIME).map_err(Error::BadData)?;
+        let end = parse_time_param(form, "end", MAX_TIME).map_err(Error::BadData)?;
+        if end < start {
+            return Err(Error::BadData(
+                "end timestamp must not be before start time".to_owned(),
+            ));
+        }
+        Ok((start, end))
+    }
+
+    async fn series(&self, form: Form) -> Result<String> {
+        let matcher_sets = match_sets(&form)?;
+        if matcher_sets.is_empty() {
+            return Err(Error::BadData("no match[] parameter provided".to_owned()));
+        }
+        let (start, end) = Self::time_range(&form)?;
+        let common = self.common(&form)?;
+        let limit = parse_limit(&form)?;
+        let mut all = Vec::new();
+        let mut warnings = Vec::new();
+        for matchers in matcher_sets {
+            let query = SeriesQuery {
+                min_time: start,
+                max_time: end,
+                matchers,
+                skip_chunks: true,
+                aggregates: Aggregate::Average.request_parts(),
+                replica_labels: common.replica_labels.clone(),
+                partial_response: common.partial_response,
+                ..Default::default()
+            };
+            let fetched = self.proxy.series(&query).await?;
+            warnings.extend(fetched.warnings);
+            for series in fetched.data {
+                let labels = storeapi::convert::labels_from_proto(series.labels)
+                    .map_err(|error| Error::StoreFailed(error.to_string()))?;
+                all.push(labels);
+            }
+        }
+        all.sort();
+        all.dedup();
+        truncate(&mut all, limit);
+        warnings.dedup();
+        let items: Vec<String> = all.iter().map(render::labels).collect();
+        Ok(render::success(
+            &format!("[{}]", items.join(",")),
+            &warnings,
+            &[],
+        ))
+    }
+
+    async fn labels(&self, form: Form) -> Result<String> {
+        let (start, end) = Self::time_range(&form)?;
+        let common = self.common(&form)?;
+        let limit = parse_limit(&form)?;
+        let mut sets = match_sets(&form)?;
+        if sets.is_empty() {
+            sets.push(Vec::new());
+        }
+        let mut names = Vec::new();
+        let mut warnings = Vec::new();
+        for matchers in sets {
+            let fetched = self
+                .proxy
+                .label_names(
+                    start,
+                    end,
+                    &matchers,
+                    &common.replica_labels,
+                    common.partial_response,
+                )
+                .await?;
+            names.extend(fetched.data);
+            warnings.extend(fetched.warnings);
+        }
+        names.sort();
+        names.dedup();
+        truncate(&mut names, limit);
+        Ok(render::success(&render::strings(&names), &warnings, &[]))
+    }
+
+    async fn label_values(&self, name: String, form: Form) -> Result<String> {
+        if name.is_empty() {
+            return Err(Error::BadData(format!("invalid label name: {name:?}")));
+        }
+        let (start, end) = Self::time_range(&form)?;
+        let common = self.common(&form)?;
+        let limit = parse_limit(&form)?;
+        let mut sets = match_sets(&form)?;
+        if sets.is_empty() {
+            sets.push(Vec::new());
+        }
+        let mut values = Vec::new();
+        let mut warnings = Vec::new();
+        for matchers in sets {
+            let fetched = self
+                .proxy
+                .label_values(
+                    &name,
+                    start,
+                    end,
+                    &matchers,
+                    &common.replica_labels,
+                    common.partial_response,
+                )
+                .await?;
+            values.extend(fetched.data);
+            warnings.extend(fetched.warnings);
+        }
+        values.sort();
+        values.dedup();
+        truncate(&mut values, limit);
+        Ok(render::success(&render::strings(&values), &warnings, &[]))
+    }
+
+    fn stores_json(&self) -> String {
+        let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for status in self.proxy.stores().statuses() {
+            let label_sets: Vec<String> = status.label_sets.iter().map(render::labels).collect();
+            let last_error = match &status.last_error {
+                Some(error) => render::string(error),
+                None => "null".to_owned(),
+            };
+            let item = format!(
+                "{{\"name\":{},\"lastCheck\":{},\"lastError\":{},\"labelSets\":[{}],\"minTime\":{},\"maxTime\":{}}}",
+                render::string(&status.name),
+                render::string(&format_rfc3339(status.last_check)),
+                last_error,
+                label_sets.join(","),
+                status.min_time,
+                status.max_time
+            );
+            let component = if status.component_type.is_empty() {
+                "unknown".to_owned()
+            } else {
+                status.component_type.clone()
+            };
+            groups.entry(component).or_default().push(item);
+        }
+        let fields: Vec<String> = groups
+            .iter()
+            .map(|(component, items)| {
+                format!("{}:[{}]", render::string(component), items.join(","))
+            })
+            .collect();
+        render::success(&format!("{{{}}}", fields.join(",")), &[], &[])
+    }
+}
+
+fn parse_query(query: &str) -> Result<Expr> {
+    promql_engine::parse_expr(query)
+        .map_err(|error| Error::BadData(format!("invalid parameter \"query\": {error}")))
+}
+
+fn parse_limit(form: &Form) -> Result<usize> {
+    match form.get("limit").filter(|value| !value.is_empty()) {
+        None => Ok(0),
+        Some(value) => value.parse::<usize>().map_err(|_| {
+            Error::BadData(format!(
+                "invalid parameter \"limit\": cannot parse {value:?} to a valid limit"
+            ))
+        }),
+    }
+}
+
+fn truncate<T>(items: &mut Vec<T>, limit: usize) {
+    if limit > 0 {
+        items.truncate(limit);
+    }
+}
+
+/// The matcher sets of every `match[]` parameter (each must be a vector selector).
+fn match_sets(form: &Form) -> Result<Vec<Vec<Matcher>>> {
+    let mut sets = Vec::new();
+    for text in form.all("match[]") {
+        let invalid =
+            |message: String| Error::BadData(format!("invalid parameter \"match[]\": {message}"));
+        let expr = promql_engine::parse_expr(text).map_err(|error| invalid(error.to_string()))?;
+        if !matches!(expr, Expr::VectorSelector(_)) {
+            return Err(invalid(format!("{text:?} is not a vector selector")));
+        }
+        let found =
+            promql_engine::selector_matchers(&expr).map_err(|error| invalid(error.to_string()))?;
+        sets.extend(found);
+    }
+    Ok(sets)
+}
+
+fn form(query: Option<String>, body: &Bytes) -> Form {
+    Form::parse(query.as_deref(), body)
+}
+
+async fn query(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    respond(api.instant(form(raw, &body)).await)
+}
+
+async fn query_range(
+    State(api): State<Arc<Api>>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    respond(api.range(form(raw, &body)).await)
+}
+
+async fn series(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    respond(api.series(form(raw, &body)).await)
+}
+
+async fn labels(State(api): State<Arc<Api>>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    respond(api.labels(form(raw, &body)).await)
+}
+
+async fn label_values(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    respond(api.label_values(name, form(raw, &Bytes::new())).await)
+}
+
+async fn metadata() -> Response {
+    ok_json(render::success("{}", &[], &[]))
+}
+
+async fn buildinfo() -> Response {
+    use service_core::build_info::{BRANCH, REVISION, RUSTC_VERSION, VERSION};
+    let data = format!(
+        "{{\"version\":{},\"revision\":{},\"branch\":{},\"buildUser\":\"\",\"buildDate\":\"\",\"goVersion\":{}}}",
+        render::string(VERSION),
+        render::string(REVISION),
+        render::string(BRANCH),
+        render::string(&format!("rustc {RUSTC_VERSION}"))
+    );
+    ok_json(render::success(&data, &[], &[]))
+}
+
+async fn format_query(RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    let form = form(raw, &body);
+    let result = parse_query(form.get("query").unwrap_or_default())
+        .map(|expr| render::success(&render::string(&expr.prettify()), &[], &[]));
+    respond(result)
+}
+
+async fn stores(State(api): State<Arc<Api>>) -> Response {
+    ok_json(api.stores_json())
+}

@@ -1,0 +1,239 @@
+//! Replica de-duplication: Thanos' penalty algorithm (compatibility sheet §6.2), own code.
+//!
+//! Series that differ only in replica labels arrive as one merged series whose chunks come from
+//! several replicas. The chunks are first split into non-overlapping *lanes* (pseudo-replicas),
+//! each lane is decoded to samples, and the lanes are folded pairwise with [`penalty_merge`]:
+//! the output follows one replica and switches to another only when the followed one has a gap
+//! larger than twice the last observed sample interval (5s before any interval is known), so a
+//! gap in one replica is filled by another without doubling the sampling rate.
+
+use prom_model::Sample;
+use storeapi::proto::thanos;
+
+use crate::series::decode_chunk;
+
+/// Penalty applied to the other replica before any sample interval is known (ms).
+const INITIAL_PENALTY: i64 = 5000;
+
+/// Splits chunks sorted by `min_time` into lanes of non-overlapping chunks, first fit.
+pub(crate) fn split_lanes(chunks: &[thanos::AggrChunk]) -> Vec<Vec<&thanos::AggrChunk>> {
+    let mut lanes: Vec<Vec<&thanos::AggrChunk>> = Vec::new();
+    for chunk in chunks {
+        let free = lanes.iter_mut().find(|lane| {
+            lane.last()
+                .is_none_or(|last| last.max_time < chunk.min_time)
+        });
+        match free {
+            Some(lane) => lane.push(chunk),
+            None => lanes.push(vec![chunk]),
+        }
+    }
+    lanes
+}
+
+/// Decodes a series' chunks to samples in `[min_time, max_time]`: with `dedup` overlapping
+/// replicas are merged by penalty, otherwise samples are merged by timestamp (first wins).
+pub(crate) fn series_samples(
+    chunks: &[thanos::AggrChunk],
+    min_time: i64,
+    max_time: i64,
+    dedup: bool,
+    aggregate: crate::downsample::Aggregate,
+) -> Result<Vec<Sample>, String> {
+    let mut merged: Option<Vec<Sample>> = None;
+    for lane in split_lanes(chunks) {
+        let mut samples = Vec::new();
+        for chunk in lane {
+            let decoded = decode_chunk(chunk, aggregate)?;
+            samples.extend(
+                decoded
+                    .into_iter()
+                    .filter(|sample| sample.t >= min_time && sample.t <= max_time),
+            );
+        }
+        merged = Some(match merged {
+            None => samples,
+            Some(previous) if dedup => penalty_merge(&previous, &samples),
+            Some(previous) => union_merge(&previous, &samples),
+        });
+    }
+    Ok(merged.unwrap_or_default())
+}
+
+/// Merges two sample lists by timestamp; on equal timestamps the first list wins.
+fn union_merge(left: &[Sample], right: &[Sample]) -> Vec<Sample> {
+    let mut out = Vec::with_capacity(left.len() + right.len());
+    let (mut i, mut j) = (0, 0);
+    while i < left.len() || j < right.len() {
+        match (left.get(i), right.get(j)) {
+            (Some(a), Some(b)) if a.t < b.t => {
+                out.push(*a);
+                i += 1;
+            }
+            (Some(a), Some(b)) if a.t == b.t => {
+                out.push(*a);
+                i += 1;
+                j += 1;
+            }
+            (_, Some(b)) => {
+                out.push(*b);
+                j += 1;
+            }
+            (Some(a), None) => {
+                out.push(*a);
+                i += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    out
+}
+
+/// Index of the first sample at or after `t`, never before `from` (iterators only move forward).
+fn seek(samples: &[Sample], from: usize, t: i64) -> usize {
+    from + samples[from..].partition_point(|sample| sample.t < t)
+}
+
+/// Merges replicas `a` and `b` with Thanos' penalty rule; see the [module docs](self).
+pub(crate) fn penalty_merge(a: &[Sample], b: &[Sample]) -> Vec<Sample> {
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    let (mut ia, mut ib) = (0usize, 0usize);
+    let (mut pen_a, mut pen_b) = (0i64, 0i64);
+    let mut last_t: Option<i64> = None;
+    loop {
+        let next_from = |penalty: i64| match last_t {
+            Some(t) => t.saturating_add(1).saturating_add(penalty),
+            None => i64::MIN,
+        };
+        ia = seek(a, ia, next_from(pen_a));
+        ib = seek(b, ib, next_from(pen_b));
+        let (sample_a, sample_b) = (a.get(ia), b.get(ib));
+        let (picked, use_a) = match (sample_a, sample_b) {
+            (None, None) => break,
+            (None, Some(sb)) => {
+                pen_b = 0;
+                (*sb, false)
+            }
+            (Some(sa), None) => {
+                pen_a = 0;
+                (*sa, true)
+            }
+            (Some(sa), Some(sb)) => {
+                let use_a = sa.t <= sb.t;
+                let picked = if use_a { *sa } else { *sb };
+                let penalty = match last_t {
+                    Some(t) => picked.t.saturating_sub(t).saturating_mul(2),
+                    None => INITIAL_PENALTY,
+                };
+                if use_a {
+                    pen_b = penalty;
+                    pen_a = 0;
+                } else {
+                    pen_a = penalty;
+                    pen_b = 0;
+                }
+                (picked, use_a)
+            }
+        };
+        out.push(picked);
+        last_t = Some(picked.t);
+        if use_a {
+            ia += 1;
+        } else {
+            ib += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(times: impl IntoIterator<Item = i64>, value: f64) -> Vec<Sample> {
+        times.into_iter().map(|t| Sample::new(t, value)).collect()
+    }
+
+    fn check(a: &[Sample], b: &[Sample], expected_times: &[i64]) {
+        let merged = penalty_merge(a, b);
+        let times: Vec<i64> = merged.iter().map(|s| s.t).collect();
+        assert_eq!(times, expected_times);
+    }
+
+    #[test]
+    fn identical_replicas_are_not_doubled() {
+        let a = samples((0..10).map(|i| i * 15_000), 1.0);
+        let b = samples((0..10).map(|i| i * 15_000 + 1_000), 2.0);
+        let merged = penalty_merge(&a, &b);
+        assert_eq!(merged, a);
+    }
+
+    #[test]
+    fn gap_in_one_replica_is_filled_by_the_other() {
+        // a misses 60s..=120s; b is offset by 2s and complete.
+        let a: Vec<Sample> = (0..20)
+            .map(|i| i * 15_000)
+            .filter(|t| !(60_000..=120_000).contains(t))
+            .map(|t| Sample::new(t, 1.0))
+            .collect();
+        let b = samples((0..20).map(|i| i * 15_000 + 2_000), 2.0);
+        let merged = penalty_merge(&a, &b);
+        let gaps: Vec<i64> = merged.windows(2).map(|w| w[1].t - w[0].t).collect();
+        // A switch costs at most one penalty window (twice the interval) plus the offset.
+        assert!(
+            gaps.iter().all(|gap| *gap >= 13_000 && *gap <= 32_000),
+            "{gaps:?}"
+        );
+        for t in [92_000, 107_000, 122_000] {
+            assert!(
+                merged.iter().any(|s| s.t == t && s.v == 2.0),
+                "{t} from b: {merged:?}"
+            );
+        }
+        assert_eq!(merged.first().map(|s| s.t), Some(0));
+        assert_eq!(merged.last().map(|s| s.t), Some(19 * 15_000 + 2_000));
+    }
+
+    #[test]
+    fn exhausted_replica_hands_over() {
+        // b's 20000 falls inside its penalty window after a's 10000; 40000 does not.
+        check(
+            &samples([0, 10_000], 1.0),
+            &samples([5_000, 20_000, 40_000], 2.0),
+            &[0, 10_000, 40_000],
+        );
+        check(&[], &samples([1, 2], 2.0), &[1, 2]);
+    }
+
+    #[test]
+    fn lanes_split_overlaps() {
+        let chunk = |min, max| thanos::AggrChunk {
+            min_time: min,
+            max_time: max,
+            ..Default::default()
+        };
+        let chunks = [chunk(0, 10), chunk(5, 15), chunk(11, 20), chunk(16, 30)];
+        let lanes = split_lanes(&chunks);
+        let ranges: Vec<Vec<(i64, i64)>> = lanes
+            .iter()
+            .map(|lane| lane.iter().map(|c| (c.min_time, c.max_time)).collect())
+            .collect();
+        assert_eq!(
+            ranges,
+            vec![vec![(0, 10), (11, 20)], vec![(5, 15), (16, 30)]]
+        );
+    }
+
+    #[test]
+    fn union_keeps_first_on_ties() {
+        let merged = union_merge(&samples([1, 3], 1.0), &samples([2, 3], 2.0));
+        assert_eq!(
+            merged,
+            vec![
+                Sample::new(1, 1.0),
+                Sample::new(2, 2.0),
+                Sample::new(3, 1.0)
+            ]
+        );
+    }
+}

@@ -1,0 +1,310 @@
+//! The set of stores: static and DNS-discovered addresses, health from periodic Info calls.
+//!
+//! Every update round resolves the `--endpoint` specs (DNS names again once per
+//! `--store.sd-dns-interval`), calls `thanos.info.Info/Info` on every address with a 5s timeout
+//! and records label sets, time range, component type and the last error. A store whose Info
+//! fails is unhealthy: it stays listed in `/api/v1/stores` but receives no requests until an
+//! Info call succeeds again. Addresses that disappear from DNS are dropped.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use prom_model::Labels;
+use service_core::{CancellationToken, GrpcClientFlags};
+use storeapi::proto::thanos::info::InfoRequest;
+use storeapi::{Compression, InfoClient, StoreClient};
+use tonic::transport::Channel;
+
+/// How often stores are re-checked.
+pub const UPDATE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What the querier knows about one store.
+#[derive(Debug, Clone)]
+pub struct StoreStatus {
+    /// The resolved `host:port`.
+    pub name: String,
+    /// Whether the last Info call succeeded.
+    pub healthy: bool,
+    /// External label sets.
+    pub label_sets: Vec<Labels>,
+    /// Oldest timestamp served (ms).
+    pub min_time: i64,
+    /// Newest timestamp served (ms).
+    pub max_time: i64,
+    /// Thanos component type (`store`, `sidecar`, `query`, ...).
+    pub component_type: String,
+    /// Whether the store removes replica labels itself.
+    pub supports_without_replica_labels: bool,
+    /// When the store was last checked (ms since the epoch).
+    pub last_check: i64,
+    /// The last Info error, if the last check failed.
+    pub last_error: Option<String>,
+}
+
+/// A store ready to be asked.
+#[derive(Debug, Clone)]
+pub struct StoreHandle {
+    /// The store's status at the last check.
+    pub status: StoreStatus,
+    /// The gRPC client.
+    pub client: StoreClient<Channel>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    status: StoreStatus,
+    channel: Channel,
+}
+
+/// The stores the querier fans out to; see the [module docs](self).
+#[derive(Debug)]
+pub struct StoreSet {
+    specs: Vec<String>,
+    client_flags: GrpcClientFlags,
+    dns_interval: Duration,
+    info_timeout: Duration,
+    entries: RwLock<BTreeMap<String, Entry>>,
+    resolved: tokio::sync::Mutex<(Option<Instant>, Vec<String>)>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl StoreSet {
+    /// A store set over `specs` (`host:port`, `dns+host:port`).
+    pub fn new(
+        specs: Vec<String>,
+        client_flags: GrpcClientFlags,
+        dns_interval: Duration,
+        info_timeout: Duration,
+    ) -> Self {
+        Self {
+            specs,
+            client_flags,
+            dns_interval,
+            info_timeout,
+            entries: RwLock::new(BTreeMap::new()),
+            resolved: tokio::sync::Mutex::new((None, Vec::new())),
+        }
+    }
+
+    /// Every known store's status, sorted by name.
+    pub fn statuses(&self) -> Vec<StoreStatus> {
+        match self.entries.read() {
+            Ok(entries) => entries.values().map(|entry| entry.status.clone()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The healthy stores with clients.
+    pub fn healthy(&self) -> Vec<StoreHandle> {
+        let Ok(entries) = self.entries.read() else {
+            return Vec::new();
+        };
+        entries
+            .values()
+            .filter(|entry| entry.status.healthy)
+            .map(|entry| StoreHandle {
+                status: entry.status.clone(),
+                client: storeapi::store_client(entry.channel.clone(), Compression::None),
+            })
+            .collect()
+    }
+
+    async fn addresses(&self) -> Vec<String> {
+        let mut resolved = self.resolved.lock().await;
+        let fresh = resolved
+            .0
+            .is_some_and(|at| at.elapsed() < self.dns_interval);
+        if fresh {
+            return resolved.1.clone();
+        }
+        let mut addresses = Vec::new();
+        for spec in &self.specs {
+            addresses.extend(resolve(spec).await);
+        }
+        addresses.sort();
+        addresses.dedup();
+        *resolved = (Some(Instant::now()), addresses.clone());
+        addresses
+    }
+
+    /// One update round: resolve, check every store, drop vanished addresses.
+    pub async fn update(&self) {
+        let addresses = self.addresses().await;
+        let mut checks = Vec::with_capacity(addresses.len());
+        for address in &addresses {
+            let channel = match self.channel_for(address) {
+                Ok(channel) => channel,
+                Err(error) => {
+                    tracing::warn!(endpoint = %address, error = %error, "cannot create gRPC channel");
+                    continue;
+                }
+            };
+            checks.push(self.check(address.clone(), channel));
+        }
+        let results = futures_util::future::join_all(checks).await;
+        if let Ok(mut entries) = self.entries.write() {
+            entries.retain(|name, _| addresses.contains(name));
+            for entry in results {
+                entries.insert(entry.status.name.clone(), entry);
+            }
+        }
+    }
+
+    fn channel_for(&self, address: &str) -> Result<Channel, service_core::Error> {
+        if let Ok(entries) = self.entries.read()
+            && let Some(entry) = entries.get(address)
+        {
+            return Ok(entry.channel.clone());
+        }
+        service_core::grpc_channel(address, &self.client_flags)
+    }
+
+    async fn check(&self, address: String, channel: Channel) -> Entry {
+        let previous = self
+            .entries
+            .read()
+            .ok()
+            .and_then(|entries| entries.get(&address).map(|entry| entry.status.clone()));
+        let mut client: InfoClient<Channel> =
+            storeapi::info_client(channel.clone(), Compression::None);
+        let outcome = tokio::time::timeout(self.info_timeout, client.info(InfoRequest {})).await;
+        let mut status = previous.unwrap_or_else(|| StoreStatus {
+            name: address.clone(),
+            healthy: false,
+            label_sets: Vec::new(),
+            min_time: i64::MIN,
+            max_time: i64::MAX,
+            component_type: String::new(),
+            supports_without_replica_labels: false,
+            last_check: 0,
+            last_error: None,
+        });
+        status.last_check = now_ms();
+        let info = match outcome {
+            Ok(Ok(response)) => response.into_inner(),
+            Ok(Err(error)) => {
+                return unhealthy(
+                    status,
+                    channel,
+                    format!("getting metadata: {}", error.message()),
+                );
+            }
+            Err(_) => {
+                return unhealthy(
+                    status,
+                    channel,
+                    "getting metadata: context deadline exceeded".to_owned(),
+                );
+            }
+        };
+        let Some(store) = info.store else {
+            return unhealthy(
+                status,
+                channel,
+                "endpoint does not serve the StoreAPI".to_owned(),
+            );
+        };
+        let mut label_sets = Vec::with_capacity(info.label_sets.len());
+        for set in info.label_sets {
+            match storeapi::convert::labels_from_proto(set.labels) {
+                Ok(labels) => label_sets.push(labels),
+                Err(error) => return unhealthy(status, channel, format!("bad label set: {error}")),
+            }
+        }
+        if !status.healthy {
+            tracing::info!(endpoint = %address, component = %info.component_type, "adding new store");
+        }
+        status.healthy = true;
+        status.label_sets = label_sets;
+        status.min_time = store.min_time;
+        status.max_time = store.max_time;
+        status.component_type = info.component_type;
+        status.supports_without_replica_labels = store.supports_without_replica_labels;
+        status.last_error = None;
+        Entry { status, channel }
+    }
+
+    /// Updates every [`UPDATE_INTERVAL`] until `shutdown`.
+    pub async fn run(
+        self: Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> Result<(), service_core::Error> {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(UPDATE_INTERVAL) => self.update().await,
+            }
+        }
+    }
+}
+
+fn unhealthy(mut status: StoreStatus, channel: Channel, error: String) -> Entry {
+    if status.healthy {
+        tracing::warn!(endpoint = %status.name, error = %error, "removing store because it's unhealthy or does not exist");
+    }
+    status.healthy = false;
+    status.last_error = Some(error);
+    Entry { status, channel }
+}
+
+/// The addresses of one `--endpoint` spec.
+async fn resolve(spec: &str) -> Vec<String> {
+    if let Some(target) = spec.strip_prefix("dns+") {
+        return match tokio::net::lookup_host(target).await {
+            Ok(addresses) => addresses.map(|address| address.to_string()).collect(),
+            Err(error) => {
+                tracing::warn!(endpoint = %spec, error = %error, "dns lookup failed");
+                Vec::new()
+            }
+        };
+    }
+    if spec.starts_with("dnssrv+") || spec.starts_with("dnssrvnoa+") {
+        tracing::warn!(endpoint = %spec, "SRV discovery is not supported; use dns+host:port");
+        return Vec::new();
+    }
+    vec![spec.to_owned()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn resolves_static_and_dns_specs() {
+        assert_eq!(resolve("10.0.0.1:10901").await, vec!["10.0.0.1:10901"]);
+        assert_eq!(
+            resolve("dns+127.0.0.1:10901").await,
+            vec!["127.0.0.1:10901"]
+        );
+        let localhost = resolve("dns+localhost:10901").await;
+        assert!(!localhost.is_empty());
+        assert!(
+            resolve("dnssrv+_grpc._tcp.example.invalid")
+                .await
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_store_is_listed_unhealthy() {
+        let set = StoreSet::new(
+            vec!["127.0.0.1:1".to_owned()],
+            GrpcClientFlags::default(),
+            Duration::from_secs(30),
+            Duration::from_secs(2),
+        );
+        set.update().await;
+        let statuses = set.statuses();
+        assert_eq!(statuses.len(), 1);
+        assert!(!statuses[0].healthy);
+        assert!(statuses[0].last_error.is_some());
+        assert!(set.healthy().is_empty());
+    }
+}

@@ -1,0 +1,338 @@
+//! Fan-out over the store set: Series, LabelNames and LabelValues.
+//!
+//! A request goes only to the healthy stores that can match it ([`storeapi::store_matches`]),
+//! all at once; each store's answer is bounded by `--store.response-timeout`. Series answers
+//! have replica labels removed (by the store when it advertises support, and again here for
+//! the others), are re-sorted per store, and are merged with [`storeapi::merge_series`], which
+//! joins series with equal labels. A failing store becomes a warning naming it (partial
+//! response) or fails the request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use prom_model::Matcher;
+use storeapi::convert::matchers_to_proto;
+use storeapi::proto::thanos::{self, series_response};
+use storeapi::{StoreRange, store_matches};
+
+use crate::endpoints::{StoreHandle, StoreSet};
+use crate::error::{Error, Result};
+
+/// Warning added when no store could match a request.
+pub const NO_STORE_MATCHED: &str = "No StoreAPIs matched for this query";
+
+/// One Series fan-out.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesQuery {
+    /// First timestamp (ms, inclusive).
+    pub min_time: i64,
+    /// Last timestamp (ms, inclusive).
+    pub max_time: i64,
+    /// Series matchers.
+    pub matchers: Vec<Matcher>,
+    /// `max_resolution_window` (ms).
+    pub max_resolution_window: i64,
+    /// Aggregates to ask for downsampled data.
+    pub aggregates: Vec<thanos::Aggr>,
+    /// Labels only.
+    pub skip_chunks: bool,
+    /// Replica labels to remove (empty: no de-duplication).
+    pub replica_labels: Vec<String>,
+    /// Whether a failing store is a warning (true) or an error.
+    pub partial_response: bool,
+    /// Most series per store (0 = no limit).
+    pub limit: i64,
+}
+
+/// What a fan-out returns: merged series and warnings.
+#[derive(Debug, Default)]
+pub struct Fetched<T> {
+    /// The merged answer.
+    pub data: T,
+    /// Store warnings and partial-response failures.
+    pub warnings: Vec<String>,
+}
+
+/// The querier's view of all stores; see the [module docs](self).
+#[derive(Debug)]
+pub struct Proxy {
+    stores: Arc<StoreSet>,
+    response_timeout: Duration,
+}
+
+fn label_sets_text(store: &StoreHandle) -> String {
+    let sets: Vec<String> = store
+        .status
+        .label_sets
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    sets.join(",")
+}
+
+impl Proxy {
+    /// A proxy over `stores`; `response_timeout` zero means no timeout.
+    pub fn new(stores: Arc<StoreSet>, response_timeout: Duration) -> Self {
+        Self {
+            stores,
+            response_timeout,
+        }
+    }
+
+    /// The store set.
+    pub fn stores(&self) -> &Arc<StoreSet> {
+        &self.stores
+    }
+
+    fn matching(&self, min_time: i64, max_time: i64, matchers: &[Matcher]) -> Vec<StoreHandle> {
+        self.stores
+            .healthy()
+            .into_iter()
+            .filter(|store| {
+                let range = StoreRange {
+                    min_time: store.status.min_time,
+                    max_time: store.status.max_time,
+                    label_sets: &store.status.label_sets,
+                };
+                store_matches(range, min_time, max_time, matchers).is_ok()
+            })
+            .collect()
+    }
+
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, tonic::Status>>,
+    ) -> Result<T, String> {
+        let outcome = if self.response_timeout.is_zero() {
+            call.await
+        } else {
+            match tokio::time::timeout(self.response_timeout, call).await {
+                Ok(outcome) => outcome,
+                Err(_) => return Err("context deadline exceeded".to_owned()),
+            }
+        };
+        outcome.map_err(|status| {
+            format!(
+                "rpc error: code = {:?} desc = {}",
+                status.code(),
+                status.message()
+            )
+        })
+    }
+
+    /// Series from every matching store, merged; see the [module docs](self).
+    pub async fn series(&self, query: &SeriesQuery) -> Result<Fetched<Vec<thanos::Series>>> {
+        let stores = self.matching(query.min_time, query.max_time, &query.matchers);
+        if stores.is_empty() {
+            return Ok(Fetched {
+                data: Vec::new(),
+                warnings: vec![NO_STORE_MATCHED.to_owned()],
+            });
+        }
+        let calls = stores.iter().map(|store| self.store_series(store, query));
+        let answers = futures_util::future::join_all(calls).await;
+        let mut warnings = Vec::new();
+        let mut inputs = Vec::new();
+        for (store, answer) in stores.iter().zip(answers) {
+            match answer {
+                Ok((series, store_warnings)) => {
+                    warnings.extend(store_warnings);
+                    inputs.push(series);
+                }
+                Err(message) => {
+                    let text = format!(
+                        "fetch series for {} {}: {message}",
+                        label_sets_text(store),
+                        store.status.name
+                    );
+                    if !query.partial_response {
+                        return Err(Error::StoreFailed(text));
+                    }
+                    tracing::warn!(store = %store.status.name, error = %message, "partial response");
+                    warnings.push(text);
+                }
+            }
+        }
+        let streams = inputs.into_iter().map(|series| {
+            futures_util::stream::iter(
+                series
+                    .into_iter()
+                    .map(|one| Ok::<_, tonic::Status>(storeapi::merge::series_frame(one))),
+            )
+        });
+        let mut merged = storeapi::merge_series(streams);
+        let mut data = Vec::new();
+        while let Some(frame) = merged.next().await {
+            if let Ok(thanos::SeriesResponse {
+                result: Some(series_response::Result::Series(series)),
+            }) = frame
+            {
+                data.push(series);
+            }
+        }
+        Ok(Fetched { data, warnings })
+    }
+
+    async fn store_series(
+        &self,
+        store: &StoreHandle,
+        query: &SeriesQuery,
+    ) -> Result<(Vec<thanos::Series>, Vec<String>), String> {
+        let strategy = if query.partial_response {
+            thanos::PartialResponseStrategy::Warn
+        } else {
+            thanos::PartialResponseStrategy::Abort
+        };
+        let request = thanos::SeriesRequest {
+            min_time: query.min_time,
+            max_time: query.max_time,
+            matchers: matchers_to_proto(&query.matchers),
+            max_resolution_window: query.max_resolution_window,
+            aggregates: query
+                .aggregates
+                .iter()
+                .map(|aggr| i32::from(*aggr))
+                .collect(),
+            partial_response_strategy: strategy.into(),
+            skip_chunks: query.skip_chunks,
+            without_replica_labels: if store.status.supports_without_replica_labels {
+                query.replica_labels.clone()
+            } else {
+                Vec::new()
+            },
+            limit: query.limit,
+            ..Default::default()
+        };
+        let mut client = store.client.clone();
+        let call = async move {
+            let mut stream = client.series(request).await?.into_inner();
+            let mut series = Vec::new();
+            let mut warnings = Vec::new();
+            while let Some(frame) = stream.message().await? {
+                match frame.result {
+                    Some(series_response::Result::Series(one)) => series.push(one),
+                    Some(series_response::Result::Batch(batch)) => series.extend(batch.series),
+                    Some(series_response::Result::Warning(warning)) => warnings.push(warning),
+                    Some(series_response::Result::Hints(_)) | None => {}
+                }
+            }
+            Ok((series, warnings))
+        };
+        let (series, warnings) = self.bounded(call).await?;
+        Ok((
+            storeapi::replica::without_replica_labels(series, &query.replica_labels),
+            warnings,
+        ))
+    }
+
+    /// Label names from every matching store, sorted and distinct.
+    pub async fn label_names(
+        &self,
+        start: i64,
+        end: i64,
+        matchers: &[Matcher],
+        replica_labels: &[String],
+        partial_response: bool,
+    ) -> Result<Fetched<Vec<String>>> {
+        let request = thanos::LabelNamesRequest {
+            start,
+            end,
+            matchers: matchers_to_proto(matchers),
+            without_replica_labels: replica_labels.to_vec(),
+            partial_response_strategy: strategy(partial_response).into(),
+            ..Default::default()
+        };
+        let stores = self.matching(start, end, matchers);
+        let calls = stores.iter().map(|store| {
+            let mut client = store.client.clone();
+            let request = request.clone();
+            self.bounded(async move { Ok(client.label_names(request).await?.into_inner()) })
+        });
+        let answers = futures_util::future::join_all(calls).await;
+        let mut fetched: Fetched<Vec<String>> = Fetched::default();
+        for (store, answer) in stores.iter().zip(answers) {
+            match answer {
+                Ok(response) => {
+                    fetched.data.extend(response.names);
+                    fetched.warnings.extend(response.warnings);
+                }
+                Err(message) => {
+                    let text = format!(
+                        "fetch label names from store {}: {message}",
+                        store.status.name
+                    );
+                    if !partial_response {
+                        return Err(Error::StoreFailed(text));
+                    }
+                    fetched.warnings.push(text);
+                }
+            }
+        }
+        fetched.data.retain(|name| !replica_labels.contains(name));
+        fetched.data.sort();
+        fetched.data.dedup();
+        Ok(fetched)
+    }
+
+    /// Values of `label` from every matching store, sorted and distinct.
+    pub async fn label_values(
+        &self,
+        label: &str,
+        start: i64,
+        end: i64,
+        matchers: &[Matcher],
+        replica_labels: &[String],
+        partial_response: bool,
+    ) -> Result<Fetched<Vec<String>>> {
+        if replica_labels.iter().any(|name| name == label) {
+            return Ok(Fetched::default());
+        }
+        let request = thanos::LabelValuesRequest {
+            label: label.to_owned(),
+            start,
+            end,
+            matchers: matchers_to_proto(matchers),
+            without_replica_labels: replica_labels.to_vec(),
+            partial_response_strategy: strategy(partial_response).into(),
+            ..Default::default()
+        };
+        let stores = self.matching(start, end, matchers);
+        let calls = stores.iter().map(|store| {
+            let mut client = store.client.clone();
+            let request = request.clone();
+            self.bounded(async move { Ok(client.label_values(request).await?.into_inner()) })
+        });
+        let answers = futures_util::future::join_all(calls).await;
+        let mut fetched: Fetched<Vec<String>> = Fetched::default();
+        for (store, answer) in stores.iter().zip(answers) {
+            match answer {
+                Ok(response) => {
+                    fetched.data.extend(response.values);
+                    fetched.warnings.extend(response.warnings);
+                }
+                Err(message) => {
+                    let text = format!(
+                        "fetch label values from store {}: {message}",
+                        store.status.name
+                    );
+                    if !partial_response {
+                        return Err(Error::StoreFailed(text));
+                    }
+                    fetched.warnings.push(text);
+                }
+            }
+        }
+        fetched.data.sort();
+        fetched.data.dedup();
+        Ok(fetched)
+    }
+}
+
+fn strategy(partial_response: bool) -> thanos::PartialResponseStrategy {
+    if partial_response {
+        thanos::PartialResponseStrategy::Warn
+    } else {
+        thanos::PartialResponseStrategy::Abort
+    }
+}

@@ -1,0 +1,119 @@
+//! The engine's synchronous [`Queryable`] over the async store fan-out.
+//!
+//! Evaluation runs on a blocking thread (`spawn_blocking`); each `select` the engine makes
+//! (once per selector, for the whole range it can touch) blocks that thread on the runtime
+//! handle while the fan-out runs on the async workers, then decodes and de-duplicates the
+//! samples. Store warnings and partial-response failures are collected for the API response.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use prom_model::Matcher;
+use promql_engine::{
+    Queryable, SampleStream, SelectHints, SelectedSeries, SeriesStream, StorageError,
+};
+use tokio::runtime::Handle;
+
+use crate::dedup::series_samples;
+use crate::downsample::Aggregate;
+use crate::proxy::{Proxy, SeriesQuery};
+
+/// Per-request settings of a [`StoreQueryable`].
+#[derive(Debug, Clone)]
+pub struct SelectOptions {
+    /// Replica labels to de-duplicate on (empty: no de-duplication).
+    pub replica_labels: Vec<String>,
+    /// Partial response strategy.
+    pub partial_response: bool,
+    /// `max_resolution_window` (ms).
+    pub max_resolution_window: i64,
+    /// When the query must be done.
+    pub deadline: Instant,
+}
+
+/// A [`Queryable`] over a [`Proxy`]; see the [module docs](self).
+#[derive(Debug)]
+pub struct StoreQueryable {
+    runtime: Handle,
+    proxy: Arc<Proxy>,
+    options: SelectOptions,
+    warnings: Mutex<Vec<String>>,
+}
+
+impl StoreQueryable {
+    /// A queryable for one request.
+    pub fn new(runtime: Handle, proxy: Arc<Proxy>, options: SelectOptions) -> Self {
+        Self {
+            runtime,
+            proxy,
+            options,
+            warnings: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Warnings collected so far, distinct, in first-seen order.
+    pub fn take_warnings(&self) -> Vec<String> {
+        match self.warnings.lock() {
+            Ok(mut warnings) => std::mem::take(&mut *warnings),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn warn(&self, new: Vec<String>) {
+        if let Ok(mut warnings) = self.warnings.lock() {
+            for warning in new {
+                if !warnings.contains(&warning) {
+                    warnings.push(warning);
+                }
+            }
+        }
+    }
+}
+
+impl Queryable for StoreQueryable {
+    fn select<'a>(
+        &'a self,
+        matchers: &[Matcher],
+        hints: &SelectHints,
+    ) -> Result<SeriesStream<'a>, StorageError> {
+        let aggregate = Aggregate::for_function(hints.func.as_deref());
+        let query = SeriesQuery {
+            min_time: hints.start,
+            max_time: hints.end,
+            matchers: matchers.to_vec(),
+            max_resolution_window: self.options.max_resolution_window,
+            aggregates: aggregate.request_parts(),
+            replica_labels: self.options.replica_labels.clone(),
+            partial_response: self.options.partial_response,
+            ..Default::default()
+        };
+        let deadline = tokio::time::Instant::from_std(self.options.deadline);
+        let proxy = Arc::clone(&self.proxy);
+        let fetched = self
+            .runtime
+            .block_on(async move { tokio::time::timeout_at(deadline, proxy.series(&query)).await })
+            .map_err(|_| StorageError::new("query timed out in fetching series"))?
+            .map_err(|error| StorageError::new(error.to_string()))?;
+        self.warn(fetched.warnings);
+        let dedup = !self.options.replica_labels.is_empty();
+        let mut selected = Vec::with_capacity(fetched.data.len());
+        for series in fetched.data {
+            let labels = storeapi::convert::labels_from_proto(series.labels)
+                .map_err(|error| StorageError::new(error.to_string()))?;
+            let samples = series_samples(&series.chunks, hints.start, hints.end, dedup, aggregate)
+                .map_err(|message| {
+                    StorageError::new(format!("decode chunks of {labels}: {message}"))
+                })?;
+            if samples.is_empty() {
+                continue;
+            }
+            let stream: SampleStream<'a> = Box::new(samples.into_iter().map(Ok));
+            selected.push(Ok(SelectedSeries {
+                labels,
+                samples: stream,
+                start_timestamps: None,
+            }));
+        }
+        Ok(Box::new(selected.into_iter()))
+    }
+}
