@@ -11,7 +11,9 @@
     missing_debug_implementations,
     rust_2018_idioms,
     clippy::all,
-    clippy::pedantic
+    clippy::pedantic,
+    clippy::clone_on_ref_ptr,
+    clippy::unwrap_used
 )]
 
 /// Package `thanos`: labels, chunks, series and the `Store` service.

@@ -11,7 +11,7 @@ pub fn remove_labels(labels: &mut Vec<thanos::Label>, names: &[String]) {
     if names.is_empty() {
         return;
     }
-    labels.retain(|label| !names.iter().any(|name| *name == label.name));
+    labels.retain(|label| !names.contains(&label.name));
 }
 
 /// Removes the named labels from every series and sorts the series by their new labels

@@ -13,7 +13,10 @@ fn check_encoding<M: Message + Default + PartialEq + std::fmt::Debug>(
     expected: &[u8],
 ) {
     assert_eq!(message.encode_to_vec(), expected, "encoding of {message:?}");
-    assert_eq!(&M::decode(expected).unwrap(), message, "decoding back");
+    match M::decode(expected) {
+        Ok(decoded) => assert_eq!(&decoded, message, "decoding back"),
+        Err(error) => panic!("decoding {expected:02X?}: {error}"),
+    }
 }
 
 fn label(name: &str, value: &str) -> thanos::Label {

@@ -134,9 +134,17 @@ async fn check_series(
     );
 }
 
+/// A `Series` case: name, time range, matchers, expected series (own labels).
+type SeriesCase = (
+    &'static str,
+    (i64, i64),
+    Vec<LabelMatcher>,
+    Vec<&'static [(&'static str, &'static str)]>,
+);
+
 pub(super) async fn series_selection(store: &mut TestStore) {
     let all = (DATA_MIN_TIME, DATA_MAX_TIME);
-    let cases: Vec<(&str, (i64, i64), Vec<LabelMatcher>, Vec<&[(&str, &str)]>)> = vec![
+    let cases: Vec<SeriesCase> = vec![
         (
             "equal",
             all,
