@@ -34,10 +34,12 @@ impl BitWriter {
         &self.buffer[..self.byte_len()]
     }
 
-    /// The written bytes, mutable (for headers rewritten in place).
-    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
-        let byte_len = self.byte_len();
-        &mut self.buffer[..byte_len]
+    /// Overwrites the first two bytes (a header the stream was created with) with `value`,
+    /// big-endian.
+    #[inline]
+    pub(crate) fn set_header_u16(&mut self, value: u16) {
+        debug_assert!(self.bit_len >= 16);
+        self.buffer[..2].copy_from_slice(&value.to_be_bytes());
     }
 
     /// Number of bytes the written bits occupy.
@@ -46,7 +48,7 @@ impl BitWriter {
     }
 
     /// Writes the low `count` bits of `value`, `count <= 64`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn write_bits(&mut self, value: u64, count: u32) {
         debug_assert!(count <= 64);
         if count == 0 {
@@ -69,12 +71,6 @@ impl BitWriter {
             self.buffer[byte_index + 8] |= (aligned as u8) << (8 - shift);
         }
         self.bit_len += count as usize;
-    }
-
-    /// Writes one bit.
-    #[inline]
-    pub(crate) fn write_bit(&mut self, bit: bool) {
-        self.write_bits(u64::from(bit), 1);
     }
 
     /// Writes a whole byte.
@@ -106,6 +102,11 @@ impl<'a> BitReader<'a> {
             bit_position: 0,
             base,
         }
+    }
+
+    /// The next bit to read.
+    pub(crate) fn bit_position(&self) -> usize {
+        self.bit_position
     }
 
     /// Starts reading at bit `bit_position`.
@@ -241,7 +242,7 @@ mod tests {
     #[test]
     fn bits_are_most_significant_first_with_zero_padding() {
         let mut writer = BitWriter::with_header(2, 0);
-        writer.write_bit(true);
+        writer.write_bits(1, 1);
         writer.write_bits(0b01, 2);
         assert_eq!(writer.bytes(), &[0, 0, 0b1010_0000]);
         writer.write_byte(0xFF);

@@ -13,6 +13,8 @@ use crate::encoding::DecodeError;
 
 /// Bytes of the sample-count header at the start of the chunk data.
 const HEADER_BYTES: usize = 2;
+/// Bytes reserved up front: a typical 120-sample chunk takes 100 to 300 bytes.
+const INITIAL_CAPACITY: usize = 256;
 /// Marker for "no leading/trailing window yet" in the encoder.
 const WINDOW_UNSET: u8 = 0xFF;
 
@@ -41,7 +43,7 @@ impl XorEncoder {
     /// An empty chunk (its data is the two zero bytes of the count).
     pub fn new() -> Self {
         Self {
-            stream: BitWriter::with_header(HEADER_BYTES, 128),
+            stream: BitWriter::with_header(HEADER_BYTES, INITIAL_CAPACITY),
             num_samples: 0,
             last_timestamp: 0,
             last_value_bits: 0,
@@ -66,20 +68,28 @@ impl XorEncoder {
             }
             1 => {
                 self.write_uvarint_bytes(delta);
-                self.write_value(value_bits);
+                self.write_value(value_bits, 0, 0);
             }
             Self::MAX_SAMPLES => return false,
             _ => {
-                let delta_of_delta = delta.wrapping_sub(self.last_delta) as i64;
-                self.write_delta_of_delta(delta_of_delta);
-                self.write_value(value_bits);
+                let dod = delta.wrapping_sub(self.last_delta) as i64;
+                // The delta-of-delta field goes out as a prefix of the value field's store.
+                if dod == 0 {
+                    self.write_value(value_bits, 0, 1);
+                } else if let Some((bits, count)) = short_delta_of_delta_field(dod) {
+                    self.write_value(value_bits, bits, count);
+                } else {
+                    self.stream.write_bits(0b1111, 4);
+                    self.stream.write_bits(dod as u64, 64);
+                    self.write_value(value_bits, 0, 0);
+                }
             }
         }
         self.last_timestamp = t;
         self.last_value_bits = value_bits;
         self.last_delta = delta;
         self.num_samples += 1;
-        self.stream.bytes_mut()[..HEADER_BYTES].copy_from_slice(&self.num_samples.to_be_bytes());
+        self.stream.set_header_u16(self.num_samples);
         true
     }
 
@@ -121,57 +131,78 @@ impl XorEncoder {
         self.stream.write_byte(value as u8);
     }
 
-    #[inline]
-    fn write_delta_of_delta(&mut self, dod: i64) {
-        // Bucket of n bits holds -(2^(n-1) - 1) ..= 2^(n-1): the most positive value fits.
-        const fn fits(dod: i64, bits: u32) -> bool {
-            -((1i64 << (bits - 1)) - 1) <= dod && dod <= (1i64 << (bits - 1))
-        }
-        let (control, control_bits, payload_bits) = if dod == 0 {
-            (0b0, 1, 0)
-        } else if fits(dod, 14) {
-            (0b10, 2, 14)
-        } else if fits(dod, 17) {
-            (0b110, 3, 17)
-        } else if fits(dod, 20) {
-            (0b1110, 4, 20)
-        } else {
-            (0b1111, 4, 64)
-        };
-        if payload_bits == 0 || payload_bits == 64 {
-            self.stream.write_bits(control, control_bits);
-            self.stream.write_bits(dod as u64, payload_bits);
-        } else {
-            let mask = (1u64 << payload_bits) - 1;
-            let field = (control << payload_bits) | (dod as u64 & mask);
-            self.stream.write_bits(field, control_bits + payload_bits);
-        }
-    }
-
-    #[inline]
-    fn write_value(&mut self, value_bits: u64) {
+    /// Writes the XOR-ed value field for `value_bits` preceded by the `prefix_count` low bits
+    /// of `prefix` (at most 24), in as few stores as the field sizes allow, and updates the
+    /// leading/trailing window.
+    #[inline(always)]
+    fn write_value(&mut self, value_bits: u64, prefix: u64, prefix_count: u32) {
         let xor = value_bits ^ self.last_value_bits;
         if xor == 0 {
-            self.stream.write_bit(false);
+            self.stream.write_bits(prefix << 1, prefix_count + 1);
             return;
         }
         // Leading zeros must fit 5 bits.
-        let leading = (xor.leading_zeros() as u8).min(31);
-        let trailing = xor.trailing_zeros() as u8;
-        if self.leading != WINDOW_UNSET && leading >= self.leading && trailing >= self.trailing {
+        let leading = xor.leading_zeros().min(31);
+        let trailing = xor.trailing_zeros();
+        let (head, head_count, significant, shift) = if self.leading != WINDOW_UNSET
+            && leading >= u32::from(self.leading)
+            && trailing >= u32::from(self.trailing)
+        {
+            // Control `10`, then the bits inside the previous window.
             let significant = 64 - u32::from(self.leading) - u32::from(self.trailing);
-            self.stream.write_bits(0b10, 2);
-            self.stream.write_bits(xor >> self.trailing, significant);
-            return;
+            (
+                (prefix << 2) | 0b10,
+                prefix_count + 2,
+                significant,
+                u32::from(self.trailing),
+            )
+        } else {
+            self.leading = leading as u8;
+            self.trailing = trailing as u8;
+            let significant = 64 - leading - trailing;
+            // Control `11`, 5 bits of leading zeros, 6 bits of significant-bit count (64 wraps
+            // to 0).
+            let header = (0b11 << 11) | (u64::from(leading) << 6) | u64::from(significant & 0x3f);
+            (
+                (prefix << 13) | header,
+                prefix_count + 13,
+                significant,
+                trailing,
+            )
+        };
+        let payload = xor >> shift;
+        if head_count + significant <= 64 {
+            self.stream
+                .write_bits((head << significant) | payload, head_count + significant);
+        } else {
+            self.stream.write_bits(head, head_count);
+            self.stream.write_bits(payload, significant);
         }
-        self.leading = leading;
-        self.trailing = trailing;
-        let significant = 64 - u32::from(leading) - u32::from(trailing);
-        // Control `11`, 5 bits of leading zeros, 6 bits of significant-bit count (64 wraps to 0).
-        let header = (0b11u64 << 11) | (u64::from(leading) << 6) | u64::from(significant & 0x3f);
-        self.stream.write_bits(header, 13);
-        self.stream.write_bits(xor >> trailing, significant);
     }
+}
+
+/// The delta-of-delta field of a non-zero `dod` when it fits a 14, 17 or 20-bit bucket: a
+/// bucket of n bits holds -(2^(n-1) - 1) ..= 2^(n-1) (the most positive value fits, the most
+/// negative does not). `None` for the 64-bit bucket.
+#[inline(always)]
+fn short_delta_of_delta_field(dod: i64) -> Option<(u64, u32)> {
+    const fn fits(dod: i64, bits: u32) -> bool {
+        -((1i64 << (bits - 1)) - 1) <= dod && dod <= (1i64 << (bits - 1))
+    }
+    let (control, control_bits, payload_bits) = if fits(dod, 14) {
+        (0b10u64, 2, 14)
+    } else if fits(dod, 17) {
+        (0b110, 3, 17)
+    } else if fits(dod, 20) {
+        (0b1110, 4, 20)
+    } else {
+        return None;
+    };
+    let payload = dod as u64 & ((1 << payload_bits) - 1);
+    Some((
+        (control << payload_bits) | payload,
+        control_bits + payload_bits,
+    ))
 }
 
 /// Iterates the samples of one XOR chunk.
@@ -179,17 +210,63 @@ impl XorEncoder {
 /// Yields `(timestamp, value)` until the chunk's sample count is reached or the data turns out
 /// to be corrupt; in the latter case iteration stops and [`XorIterator::err`] tells what went
 /// wrong and where. Never panics and never reads more samples than the count, whatever the bytes.
+///
+/// The hot path reads the stream a 64-bit word at a time: bits past the end of the data read as
+/// zero, and a sample is rejected once decoding it went past the end, so no read needs its own
+/// bounds check.
 #[derive(Debug, Clone)]
 pub struct XorIterator<'a> {
-    reader: BitReader<'a>,
+    data: &'a [u8],
+    /// Absolute file offset of `data[0]`, for errors.
+    base: u64,
+    /// Next bit to read.
+    bit_position: usize,
     total: u16,
     read: u16,
     timestamp: i64,
     value_bits: u64,
     delta: u64,
-    leading: u8,
-    trailing: u8,
+    leading: u32,
+    trailing: u32,
     error: Option<DecodeError>,
+}
+
+/// The 64 bits starting at `bit_position`, left-aligned, zeros past the end; at least the first
+/// 57 are stream bits (or zeros past its end).
+#[inline(always)]
+fn load_word(data: &[u8], bit_position: usize) -> u64 {
+    let byte_index = bit_position >> 3;
+    let word = match data.get(byte_index..byte_index + 8) {
+        Some(slice) => u64::from_be_bytes(slice.try_into().expect("the slice is 8 bytes long")),
+        None => load_word_near_end(data, byte_index),
+    };
+    word << (bit_position & 7)
+}
+
+#[cold]
+#[inline(never)]
+fn load_word_near_end(data: &[u8], byte_index: usize) -> u64 {
+    let mut word = 0u64;
+    for index in 0..8 {
+        let byte = data.get(byte_index + index).copied().unwrap_or(0);
+        word = (word << 8) | u64::from(byte);
+    }
+    word
+}
+
+/// Reads `count` bits (1..=64) at `*bit_position` and advances it.
+#[inline(always)]
+fn read_bits(data: &[u8], bit_position: &mut usize, count: u32) -> u64 {
+    debug_assert!((1..=64).contains(&count));
+    if count <= 56 {
+        let value = load_word(data, *bit_position) >> (64 - count);
+        *bit_position += count as usize;
+        return value;
+    }
+    let high = load_word(data, *bit_position) >> 32;
+    let low = load_word(data, *bit_position + 32) >> (96 - count);
+    *bit_position += count as usize;
+    (high << (count - 32)) | low
 }
 
 impl<'a> XorIterator<'a> {
@@ -202,7 +279,9 @@ impl<'a> XorIterator<'a> {
     /// file offsets.
     pub fn with_offset(data: &'a [u8], base: u64) -> Self {
         let mut iterator = Self {
-            reader: BitReader::new(data, base),
+            data,
+            base,
+            bit_position: HEADER_BYTES * 8,
             total: 0,
             read: 0,
             timestamp: 0,
@@ -213,10 +292,7 @@ impl<'a> XorIterator<'a> {
             error: None,
         };
         match data {
-            [high, low, ..] => {
-                iterator.total = u16::from_be_bytes([*high, *low]);
-                iterator.reader.seek_bit(HEADER_BYTES * 8);
-            }
+            [high, low, ..] => iterator.total = u16::from_be_bytes([*high, *low]),
             _ => {
                 iterator.error = Some(DecodeError::new(
                     base,
@@ -249,86 +325,102 @@ impl<'a> XorIterator<'a> {
         }
     }
 
-    #[inline]
-    fn read_sample(&mut self) -> Result<(), DecodeError> {
-        match self.read {
-            0 => {
-                self.timestamp = self.reader.read_varint()?;
-                self.value_bits = self.reader.read_bits(64)?;
-            }
-            1 => {
-                self.delta = self.reader.read_uvarint()?;
-                self.timestamp = self.timestamp.wrapping_add(self.delta as i64);
-                self.read_value()?;
-            }
-            _ => {
-                self.read_delta_of_delta()?;
-                self.read_value()?;
-            }
-        }
-        Ok(())
+    /// Stops iteration with an error at the byte holding bit `bit_position`.
+    #[cold]
+    #[inline(never)]
+    fn fail(&mut self, bit_position: usize, detail: String) {
+        let byte = (bit_position / 8).min(self.data.len());
+        self.error = Some(DecodeError::new(
+            self.base + byte as u64,
+            format!("{detail} in sample {} of {}", self.read, self.total),
+        ));
+        // Nothing more is yielded.
+        self.total = self.read;
     }
 
-    #[inline]
-    fn read_delta_of_delta(&mut self) -> Result<(), DecodeError> {
-        let word = self.reader.peek();
-        let ones = (!word).leading_zeros().min(4);
-        let dod = match ones {
-            0 => {
-                self.reader.consume(1)?;
-                0
-            }
-            1..=3 => {
-                let control_bits = ones + 1;
-                let payload_bits = [14u32, 17, 20][ones as usize - 1];
-                let raw = (word << control_bits) >> (64 - payload_bits);
-                self.reader.consume(control_bits + payload_bits)?;
-                // Values above 2^(n-1) are negative numbers in n-bit two's complement.
-                if raw > 1u64 << (payload_bits - 1) {
-                    raw.wrapping_sub(1u64 << payload_bits) as i64
-                } else {
-                    raw as i64
-                }
-            }
-            _ => {
-                self.reader.consume(4)?;
-                self.reader.read_bits(64)? as i64
-            }
-        };
-        self.delta = self.delta.wrapping_add(dod as u64);
-        self.timestamp = self.timestamp.wrapping_add(self.delta as i64);
-        Ok(())
-    }
-
-    #[inline]
-    fn read_value(&mut self) -> Result<(), DecodeError> {
-        let word = self.reader.peek();
-        if word >> 63 == 0 {
-            return self.reader.consume(1);
-        }
-        let significant;
-        if (word >> 62) & 1 == 0 {
-            self.reader.consume(2)?;
-            significant = 64 - u32::from(self.leading) - u32::from(self.trailing);
+    /// The first two samples: varint timestamp and raw value, then uvarint delta and XOR value.
+    #[cold]
+    #[inline(never)]
+    fn read_first_samples(&mut self) -> Option<(i64, f64)> {
+        let mut reader = BitReader::new(self.data, self.base);
+        reader.seek_bit(self.bit_position);
+        let result = if self.read == 0 {
+            reader.read_varint().and_then(|timestamp| {
+                self.timestamp = timestamp;
+                self.value_bits = reader.read_bits(64)?;
+                Ok(())
+            })
         } else {
-            let leading = ((word >> 57) & 0x1f) as u8;
-            let mut count = ((word >> 51) & 0x3f) as u32;
-            if count == 0 {
-                count = 64;
-            }
-            self.reader.consume(13)?;
-            if u32::from(leading) + count > 64 {
-                return Err(self.reader.error(&format!(
-                    "xor value window of {leading} leading zeros and {count} significant bits exceeds 64 bits"
-                )));
-            }
-            self.leading = leading;
-            self.trailing = (64 - u32::from(leading) - count) as u8;
-            significant = count;
+            reader.read_uvarint().map(|delta| {
+                self.delta = delta;
+                self.timestamp = self.timestamp.wrapping_add(delta as i64);
+            })
+        };
+        if let Err(error) = result {
+            self.error = Some(error);
+            self.total = self.read;
+            return None;
         }
-        let bits = self.reader.read_bits(significant)?;
+        self.bit_position = reader.bit_position();
+        if self.read == 1 {
+            let mut position = self.bit_position;
+            if !self.read_value(&mut position) {
+                return None;
+            }
+            if position > self.data.len() * 8 {
+                self.fail(self.bit_position, "bit stream ends early".to_owned());
+                return None;
+            }
+            self.bit_position = position;
+        }
+        self.read += 1;
+        Some((self.timestamp, f64::from_bits(self.value_bits)))
+    }
+
+    /// Decodes an XOR-ed value at `*position`; `false` (with the error recorded) on a window
+    /// no encoder writes.
+    #[inline(always)]
+    fn read_value(&mut self, position: &mut usize) -> bool {
+        let data = self.data;
+        let word = load_word(data, *position);
+        if word >> 63 == 0 {
+            *position += 1;
+            return true;
+        }
+        if word & (1 << 62) == 0 {
+            // Same window as before.
+            let significant = 64 - self.leading - self.trailing;
+            let bits = if significant <= 55 {
+                *position += 2 + significant as usize;
+                (word << 2) >> (64 - significant)
+            } else {
+                *position += 2;
+                read_bits(data, position, significant)
+            };
+            self.value_bits ^= bits << self.trailing;
+            return true;
+        }
+        let leading = ((word >> 57) & 0x1f) as u32;
+        let raw_count = ((word >> 51) & 0x3f) as u32;
+        let significant = if raw_count == 0 { 64 } else { raw_count };
+        if leading + significant > 64 {
+            self.fail(
+                *position,
+                format!("window of {leading} leading zeros and {significant} significant bits"),
+            );
+            return false;
+        }
+        self.leading = leading;
+        self.trailing = 64 - leading - significant;
+        let bits = if significant <= 44 {
+            *position += 13 + significant as usize;
+            (word << 13) >> (64 - significant)
+        } else {
+            *position += 13;
+            read_bits(data, position, significant)
+        };
         self.value_bits ^= bits << self.trailing;
-        Ok(())
+        true
     }
 }
 
@@ -337,22 +429,66 @@ impl Iterator for XorIterator<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<(i64, f64)> {
-        if self.read >= self.total || self.error.is_some() {
+        if self.read >= self.total {
             return None;
         }
-        if let Err(error) = self.read_sample() {
-            self.error = Some(error);
+        if self.read < 2 {
+            return self.read_first_samples();
+        }
+        let data = self.data;
+        let start = self.bit_position;
+        let mut position = start;
+        let word = load_word(data, position);
+        let dod = if word >> 63 == 0 {
+            position += 1;
+            0
+        } else {
+            match (!word).leading_zeros() {
+                1 => {
+                    position += 16;
+                    sign_extend((word << 2) >> 50, 14)
+                }
+                2 => {
+                    position += 20;
+                    sign_extend((word << 3) >> 47, 17)
+                }
+                3 => {
+                    position += 24;
+                    sign_extend((word << 4) >> 44, 20)
+                }
+                _ => {
+                    position += 4;
+                    read_bits(data, &mut position, 64) as i64
+                }
+            }
+        };
+        self.delta = self.delta.wrapping_add(dod as u64);
+        self.timestamp = self.timestamp.wrapping_add(self.delta as i64);
+        if !self.read_value(&mut position) {
             return None;
         }
+        if position > data.len() * 8 {
+            self.fail(start, "bit stream ends early".to_owned());
+            return None;
+        }
+        self.bit_position = position;
         self.read += 1;
         Some((self.timestamp, f64::from_bits(self.value_bits)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        if self.error.is_some() {
-            return (0, Some(0));
-        }
         (0, Some(usize::from(self.total - self.read)))
+    }
+}
+
+/// An n-bit delta-of-delta field: values above 2^(n-1) are negative numbers in n-bit two's
+/// complement (the most positive value fits, the most negative does not).
+#[inline(always)]
+fn sign_extend(raw: u64, bits: u32) -> i64 {
+    if raw > 1 << (bits - 1) {
+        raw.wrapping_sub(1 << bits) as i64
+    } else {
+        raw as i64
     }
 }
 
