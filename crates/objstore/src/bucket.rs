@@ -432,18 +432,34 @@ impl Bucket {
     /// Lists every object under `dir` at any depth (Thanos' `Iter` with the recursive option):
     /// object names only, sorted.
     pub async fn iter_recursive(&self, dir: &str) -> Result<Vec<String>> {
+        let objects = self.iter_recursive_with_attributes(dir).await?;
+        Ok(objects.into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// Like [`Bucket::iter_recursive`], with each object's size and modification time (Thanos'
+    /// `IterWithAttributes`; the compactor ages partial uploads with it). Sorted by name.
+    pub async fn iter_recursive_with_attributes(
+        &self,
+        dir: &str,
+    ) -> Result<Vec<(String, ObjectAttributes)>> {
         self.observe(op::ITER, dir, async {
             let prefix = dir_prefix(dir);
-            let mut names: Vec<String> = self
+            let mut objects: Vec<(String, ObjectAttributes)> = self
                 .inner
                 .store
                 .list(prefix.as_ref())
-                .map_ok(|object| object.location.to_string())
+                .map_ok(|object| {
+                    let attributes = ObjectAttributes {
+                        size: object.size,
+                        last_modified: SystemTime::from(object.last_modified),
+                    };
+                    (object.location.to_string(), attributes)
+                })
                 .try_collect()
                 .await
                 .map_err(|error| Error::from_store(op::ITER, &self.inner.name, dir, error))?;
-            names.sort();
-            Ok(names)
+            objects.sort_by(|left, right| left.0.cmp(&right.0));
+            Ok(objects)
         })
         .await
     }

@@ -207,6 +207,25 @@ pub async fn listing(bucket: &Bucket) {
         expected(&["a/1", "a/2", "a/b/3", "a/b/c/4", "c", "d/5"]),
         "{check}: recursive iter"
     );
+    let with_attributes = check.ok(
+        bucket.iter_recursive_with_attributes(root).await,
+        "iter recursive with attributes",
+    );
+    let names: Vec<String> = with_attributes
+        .iter()
+        .map(|(name, _)| name.clone())
+        .collect();
+    assert_eq!(names, all, "{check}: names with attributes");
+    for (name, attributes) in &with_attributes {
+        assert_eq!(attributes.size, 1, "{check}: listed size of {name}");
+        let age = SystemTime::now()
+            .duration_since(attributes.last_modified)
+            .unwrap_or_default();
+        assert!(
+            age < Duration::from_secs(300),
+            "{check}: listed age of {name}: {age:?}"
+        );
+    }
     let nested = check.ok(
         bucket.iter_recursive(&format!("{root}/a/b")).await,
         "iter a/b",
