@@ -7,16 +7,21 @@
 //! **failure** with a message saying how to install it, never a silent skip.
 //!
 //! Modules: [`process`] (spawn, wait, kill), [`prometheus`] (Prometheus server and promtool),
-//! [`moto`], [`s3s`] and [`azurite`] (S3 and Azure Blob servers for the object-storage tests).
+//! [`moto`], [`s3s`] and [`azurite`] (S3 and Azure Blob servers for the object-storage tests),
+//! [`memcached`] and [`redis`] (shared caches).
 
 pub mod azurite;
+pub mod memcached;
 pub mod moto;
 pub mod process;
 pub mod prometheus;
+pub mod redis;
 pub mod s3s;
 
 pub use azurite::{AZURITE_ACCOUNT, AZURITE_KEY, Azurite};
+pub use memcached::Memcached;
 pub use moto::Moto;
 pub use process::{Process, free_port, http_get, require_program, wait_until};
 pub use prometheus::{Prometheus, PrometheusConfig, promtool};
+pub use redis::Redis;
 pub use s3s::S3sFs;

@@ -1,0 +1,621 @@
+//! Selecting from one block: matchers → postings → series entries → chunks, every step a batch
+//! of coalesced ranged reads, postings and series looked up in the index cache first.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prom_model::{Label, Labels, MatchType, Matcher};
+use storeapi::proto::thanos;
+use tsdb_block::encoding::{Decoder, crc32c};
+use tsdb_block::index::{ChunkMeta, SERIES_ALIGNMENT};
+
+use super::Block;
+use crate::cache::{CacheKey, IndexCache};
+use crate::error::{Error, Result};
+use crate::header::{IndexHeader, decode_postings};
+use crate::limits::Limiter;
+
+/// Bytes read for a series entry whose size is not known yet.
+const SERIES_SIZE_ESTIMATE: u64 = 16 * 1024;
+/// Bytes read for a chunk whose size is not known yet (Thanos' `maxChunkSize`).
+const CHUNK_SIZE_ESTIMATE: u64 = 16_000;
+
+/// What to select from a block.
+#[derive(Debug, Clone)]
+pub(crate) struct BlockQuery {
+    pub(crate) matchers: Vec<Matcher>,
+    pub(crate) min_time: i64,
+    pub(crate) max_time: i64,
+    pub(crate) skip_chunks: bool,
+}
+
+/// A series selected from one block, external labels added, with its chunks in range.
+#[derive(Debug)]
+pub(crate) struct SelectedSeries {
+    pub(crate) labels: Labels,
+    pub(crate) chunks: Vec<ChunkMeta>,
+}
+
+/// Sorted-set helpers over series references.
+fn intersect(left: &[u64], right: &[u64]) -> Vec<u64> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < left.len() && j < right.len() {
+        match left[i].cmp(&right[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(left[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+fn subtract(base: &[u64], remove: &[u64]) -> Vec<u64> {
+    let mut j = 0;
+    let mut out = Vec::with_capacity(base.len());
+    for value in base {
+        while j < remove.len() && remove[j] < *value {
+            j += 1;
+        }
+        if j < remove.len() && remove[j] == *value {
+            continue;
+        }
+        out.push(*value);
+    }
+    out
+}
+
+fn union(lists: Vec<&Vec<u64>>) -> Vec<u64> {
+    let mut all: Vec<u64> = lists.into_iter().flatten().copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
+/// How one matcher acts on postings.
+enum Term {
+    /// Intersect with the union of these lists (name, value, offset).
+    Positive(Vec<(String, String, u64)>),
+    /// Subtract the union of these lists.
+    Negative(Vec<(String, String, u64)>),
+}
+
+impl Block {
+    /// The matchers left for the index after those on external labels are checked against the
+    /// block's external labels (an external label wins); `None` when the block cannot match.
+    pub(crate) fn index_matchers(&self, matchers: &[Matcher]) -> Option<Vec<Matcher>> {
+        let mut left = Vec::with_capacity(matchers.len());
+        for matcher in matchers {
+            match self.external.get(matcher.name()) {
+                Some(value) if !matcher.matches(value) => return None,
+                Some(_) => {}
+                None => left.push(matcher.clone()),
+            }
+        }
+        Some(left)
+    }
+
+    /// The references of the series matching `matchers` (index matchers only), sorted. No
+    /// matchers select every series.
+    async fn postings(
+        &self,
+        header: &IndexHeader,
+        matchers: &[Matcher],
+        cache: &dyn IndexCache,
+    ) -> Result<Vec<u64>> {
+        let all = || -> Vec<(String, String, u64)> {
+            header
+                .values("")
+                .iter()
+                .map(|(value, offset)| (String::new(), value.clone(), *offset))
+                .collect()
+        };
+        let must_be_set: BTreeSet<&str> = matchers
+            .iter()
+            .filter(|matcher| !matcher.matches_empty())
+            .map(Matcher::name)
+            .collect();
+        let mut terms = Vec::new();
+        for matcher in matchers {
+            if matcher.name().is_empty() && matcher.value().is_empty() {
+                terms.push(Term::Positive(all()));
+                continue;
+            }
+            let is_not = matches!(matcher.kind(), MatchType::NotEqual | MatchType::NotRegex);
+            let values = header.values(matcher.name());
+            if must_be_set.contains(matcher.name()) && !(is_not && matcher.matches_empty()) {
+                let matching: Vec<_> = values
+                    .iter()
+                    .filter(|(value, _)| matcher.matches(value))
+                    .map(|(value, offset)| (matcher.name().to_owned(), value.clone(), *offset))
+                    .collect();
+                if matching.is_empty() {
+                    return Ok(Vec::new());
+                }
+                terms.push(Term::Positive(matching));
+            } else {
+                let rejected = values
+                    .iter()
+                    .filter(|(value, _)| !matcher.matches(value))
+                    .map(|(value, offset)| (matcher.name().to_owned(), value.clone(), *offset))
+                    .collect();
+                terms.push(Term::Negative(rejected));
+            }
+        }
+        if !terms.iter().any(|term| matches!(term, Term::Positive(_))) {
+            terms.push(Term::Positive(all()));
+        }
+        let wanted: Vec<&(String, String, u64)> = terms
+            .iter()
+            .flat_map(|term| match term {
+                Term::Positive(lists) | Term::Negative(lists) => lists.iter(),
+            })
+            .collect();
+        let lists = self.fetch_postings(header, &wanted, cache).await?;
+        let empty = Vec::new();
+        let union_of = |entries: &[(String, String, u64)]| {
+            union(
+                entries
+                    .iter()
+                    .map(|(_, _, offset)| lists.get(offset).unwrap_or(&empty))
+                    .collect(),
+            )
+        };
+        let mut result: Option<Vec<u64>> = None;
+        for term in &terms {
+            if let Term::Positive(entries) = term {
+                let refs = union_of(entries);
+                result = Some(match result {
+                    None => refs,
+                    Some(previous) => intersect(&previous, &refs),
+                });
+            }
+        }
+        let mut result = result.unwrap_or_default();
+        for term in &terms {
+            if let Term::Negative(entries) = term {
+                result = subtract(&result, &union_of(entries));
+            }
+        }
+        Ok(result)
+    }
+
+    /// Postings lists by offset: from the cache, the rest with one coalesced read.
+    async fn fetch_postings(
+        &self,
+        header: &IndexHeader,
+        wanted: &[&(String, String, u64)],
+        cache: &dyn IndexCache,
+    ) -> Result<HashMap<u64, Vec<u64>>> {
+        let mut unique: Vec<&(String, String, u64)> = wanted.to_vec();
+        unique.sort_by_key(|entry| entry.2);
+        unique.dedup_by_key(|entry| entry.2);
+        let keys: Vec<CacheKey> = unique
+            .iter()
+            .map(|(name, value, _)| CacheKey::postings(&self.id, name, value))
+            .collect();
+        let cached = cache.fetch(&keys).await;
+        let mut raw: HashMap<u64, Bytes> = HashMap::new();
+        let mut missing = Vec::new();
+        for (entry, key) in unique.iter().zip(&keys) {
+            match cached.get(key) {
+                Some(bytes) => {
+                    raw.insert(entry.2, bytes.clone());
+                }
+                None => missing.push((entry.2, key.clone())),
+            }
+        }
+        if !missing.is_empty() {
+            let ranges: Vec<Range<u64>> = missing
+                .iter()
+                .map(|(offset, _)| header.list_range(*offset))
+                .collect();
+            let fetched = self.get_ranges("index", &ranges).await?;
+            let mut to_cache = Vec::with_capacity(missing.len());
+            for ((offset, key), bytes) in missing.into_iter().zip(fetched) {
+                to_cache.push((key, bytes.clone()));
+                raw.insert(offset, bytes);
+            }
+            cache.store(to_cache).await;
+        }
+        let mut lists = HashMap::with_capacity(raw.len());
+        for (offset, bytes) in raw {
+            let refs = decode_postings(&bytes, offset).map_err(|source| Error::Block {
+                block: self.id,
+                action: "read postings",
+                source,
+            })?;
+            lists.insert(offset, refs);
+        }
+        Ok(lists)
+    }
+
+    pub(crate) async fn get_ranges(&self, file: &str, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        let name = self.object(file);
+        self.bucket
+            .get_ranges(&name, ranges)
+            .await
+            .map_err(|source| Error::bucket(format!("read {name}"), source))
+    }
+
+    /// The end of the series section.
+    fn series_end(header: &IndexHeader) -> u64 {
+        let toc = &header.toc;
+        [toc.label_indices, toc.postings, toc.postings_table]
+            .into_iter()
+            .filter(|offset| *offset > toc.series)
+            .min()
+            .unwrap_or(toc.postings_table)
+    }
+
+    /// Raw series entries (`uvarint len | body | crc`) for `refs` (sorted).
+    async fn fetch_series(
+        &self,
+        header: &IndexHeader,
+        refs: &[u64],
+        cache: &dyn IndexCache,
+    ) -> Result<Vec<Bytes>> {
+        let keys: Vec<CacheKey> = refs
+            .iter()
+            .map(|reference| CacheKey::series(&self.id, *reference))
+            .collect();
+        let cached = cache.fetch(&keys).await;
+        let end = Self::series_end(header);
+        let estimate = self
+            .meta
+            .thanos
+            .as_ref()
+            .map(|thanos| thanos.index_stats.series_max_size)
+            .and_then(|size| u64::try_from(size).ok())
+            .filter(|size| *size > 0)
+            .map_or(SERIES_SIZE_ESTIMATE, |size| size + 16);
+        let mut missing: Vec<(usize, Range<u64>)> = Vec::new();
+        for (position, reference) in refs.iter().enumerate() {
+            if cached.contains_key(&keys[position]) {
+                continue;
+            }
+            let start = reference.saturating_mul(SERIES_ALIGNMENT);
+            let next = refs
+                .get(position + 1)
+                .map_or(end, |next| next.saturating_mul(SERIES_ALIGNMENT));
+            missing.push((
+                position,
+                start..next.min(start + estimate).min(end).max(start),
+            ));
+        }
+        let ranges: Vec<Range<u64>> = missing.iter().map(|(_, range)| range.clone()).collect();
+        let fetched = if ranges.is_empty() {
+            Vec::new()
+        } else {
+            self.get_ranges("index", &ranges).await?
+        };
+        let mut entries: Vec<Option<Bytes>> =
+            keys.iter().map(|key| cached.get(key).cloned()).collect();
+        let mut to_cache = Vec::new();
+        for ((position, range), bytes) in missing.into_iter().zip(fetched) {
+            let entry = match entry_length(&bytes) {
+                Some(length) if length <= bytes.len() => bytes.slice(..length),
+                Some(length) => {
+                    let exact = range.start..range.start + length as u64;
+                    self.get_ranges("index", &[exact]).await?.remove(0)
+                }
+                None => return Err(self.corrupt_series(range.start, "series entry length")),
+            };
+            to_cache.push((keys[position].clone(), entry.clone()));
+            entries[position] = Some(entry);
+        }
+        cache.store(to_cache).await;
+        Ok(entries.into_iter().flatten().collect())
+    }
+
+    fn corrupt_series(&self, offset: u64, detail: &str) -> Error {
+        Error::Block {
+            block: self.id,
+            action: "read series",
+            source: tsdb_block::Error::Corrupt {
+                file: "index".to_owned(),
+                section: "series",
+                offset,
+                detail: detail.to_owned(),
+            },
+        }
+    }
+
+    /// Decodes a series entry into labels (with external labels) and chunk metas.
+    fn decode_series(
+        &self,
+        header: &IndexHeader,
+        entry: &[u8],
+    ) -> Result<(Labels, Vec<ChunkMeta>)> {
+        let fail = |error: tsdb_block::encoding::DecodeError| Error::Block {
+            block: self.id,
+            action: "read series",
+            source: error.in_section("index", "series"),
+        };
+        let mut decoder = Decoder::new(entry, 0);
+        let length = decoder.uvarint_len().map_err(fail)?;
+        let body = decoder.bytes(length).map_err(fail)?;
+        let stored = decoder.be_u32().map_err(fail)?;
+        if stored != crc32c(body) {
+            return Err(self.corrupt_series(0, "checksum mismatch"));
+        }
+        let mut decoder = Decoder::new(body, 0);
+        let label_count = decoder.uvarint().map_err(fail)?;
+        if label_count > body.len() as u64 {
+            return Err(self.corrupt_series(0, "too many labels"));
+        }
+        let mut labels = Vec::with_capacity(label_count as usize);
+        for _ in 0..label_count {
+            let name = decoder.uvarint().map_err(fail)?;
+            let value = decoder.uvarint().map_err(fail)?;
+            let (Some(name), Some(value)) = (header.symbol(name), header.symbol(value)) else {
+                return Err(self.corrupt_series(0, "unknown symbol reference"));
+            };
+            labels.push(Label::new(name, value));
+        }
+        let chunk_count = decoder.uvarint().map_err(fail)?;
+        if chunk_count > body.len() as u64 {
+            return Err(self.corrupt_series(0, "too many chunks"));
+        }
+        let mut chunks: Vec<ChunkMeta> = Vec::with_capacity(chunk_count as usize);
+        for _ in 0..chunk_count {
+            let chunk = match chunks.last() {
+                None => {
+                    let min_time = decoder.varint().map_err(fail)?;
+                    let max_time = min_time.wrapping_add(decoder.uvarint().map_err(fail)? as i64);
+                    ChunkMeta {
+                        min_time,
+                        max_time,
+                        chunk_ref: decoder.uvarint().map_err(fail)?,
+                    }
+                }
+                Some(previous) => {
+                    let min_time = previous
+                        .max_time
+                        .wrapping_add(decoder.uvarint().map_err(fail)? as i64);
+                    let max_time = min_time.wrapping_add(decoder.uvarint().map_err(fail)? as i64);
+                    let chunk_ref = previous
+                        .chunk_ref
+                        .wrapping_add(decoder.varint().map_err(fail)? as u64);
+                    ChunkMeta {
+                        min_time,
+                        max_time,
+                        chunk_ref,
+                    }
+                }
+            };
+            chunks.push(chunk);
+        }
+        let mut full = Labels::from_sorted(labels);
+        for label in &self.external {
+            full.set(label.name.clone(), label.value.clone());
+        }
+        Ok((full, chunks))
+    }
+
+    /// The series matching `query`, sorted by labels, with the chunk metas in range; series
+    /// without chunks in range are left out.
+    pub(crate) async fn select(
+        &self,
+        query: &BlockQuery,
+        cache: &dyn IndexCache,
+    ) -> Result<Vec<SelectedSeries>> {
+        let Some(matchers) = self.index_matchers(&query.matchers) else {
+            return Ok(Vec::new());
+        };
+        if self.meta.max_time <= query.min_time || self.meta.min_time > query.max_time {
+            return Ok(Vec::new());
+        }
+        let header = self.header().await?;
+        let refs = self.postings(&header, &matchers, cache).await?;
+        if refs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries = self.fetch_series(&header, &refs, cache).await?;
+        let mut selected = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let (labels, chunks) = self.decode_series(&header, &entry)?;
+            let chunks: Vec<ChunkMeta> = chunks
+                .into_iter()
+                .filter(|chunk| {
+                    chunk.max_time >= query.min_time && chunk.min_time <= query.max_time
+                })
+                .collect();
+            if !chunks.is_empty() {
+                selected.push(SelectedSeries { labels, chunks });
+            }
+        }
+        selected.sort_by(|left, right| left.labels.cmp(&right.labels));
+        Ok(selected)
+    }
+
+    /// The chunks of `metas`, as stored (Thanos encoding numbers, data without encoding byte).
+    pub(crate) async fn load_chunks(
+        &self,
+        metas: &[ChunkMeta],
+    ) -> Result<HashMap<u64, thanos::Chunk>> {
+        let mut by_segment: HashMap<u32, Vec<u64>> = HashMap::new();
+        for meta in metas {
+            by_segment
+                .entry((meta.chunk_ref >> 32) as u32)
+                .or_default()
+                .push(meta.chunk_ref & 0xFFFF_FFFF);
+        }
+        let estimate = self
+            .meta
+            .thanos
+            .as_ref()
+            .map(|thanos| thanos.index_stats.chunk_max_size)
+            .and_then(|size| u64::try_from(size).ok())
+            .filter(|size| *size > 0)
+            .map_or(CHUNK_SIZE_ESTIMATE, |size| size + 16);
+        let mut chunks = HashMap::with_capacity(metas.len());
+        for (segment, mut offsets) in by_segment {
+            offsets.sort_unstable();
+            offsets.dedup();
+            let size = self.segment_size(segment).await?;
+            let file = format!("chunks/{}", tsdb_block::chunks::segment_file_name(segment));
+            let ranges: Vec<Range<u64>> = offsets
+                .iter()
+                .enumerate()
+                .map(|(position, offset)| {
+                    let next = offsets.get(position + 1).copied().unwrap_or(size);
+                    *offset..next.min(offset + estimate).min(size).max(*offset)
+                })
+                .collect();
+            let fetched = self.get_ranges(&file, &ranges).await?;
+            for ((offset, range), bytes) in offsets.iter().zip(ranges).zip(fetched) {
+                let bytes = match entry_length(&bytes) {
+                    // length field + encoding byte + data + CRC
+                    Some(length) if length + 1 > bytes.len() => {
+                        let exact = range.start..(range.start + length as u64 + 1).min(size);
+                        self.get_ranges(&file, &[exact]).await?.remove(0)
+                    }
+                    _ => bytes,
+                };
+                let framed =
+                    tsdb_block::chunks::parse_chunk(&bytes, *offset, &file).map_err(|source| {
+                        Error::Block {
+                            block: self.id,
+                            action: "read chunk",
+                            source,
+                        }
+                    })?;
+                let encoding =
+                    storeapi::chunk::prometheus_to_thanos_encoding(framed.encoding.as_u8())
+                        .ok_or_else(|| {
+                            self.corrupt_series(*offset, "unsupported chunk encoding")
+                        })?;
+                chunks.insert(
+                    (u64::from(segment) << 32) | offset,
+                    thanos::Chunk {
+                        r#type: encoding.into(),
+                        data: framed.data.to_vec(),
+                        hash: 0,
+                    },
+                );
+            }
+        }
+        Ok(chunks)
+    }
+
+    /// Series of this block as wire series, chunks loaded unless `skip_chunks`; counted
+    /// against `limiter`.
+    pub(crate) async fn series(
+        self: Arc<Self>,
+        query: Arc<BlockQuery>,
+        cache: Arc<dyn IndexCache>,
+        limiter: Arc<Limiter>,
+    ) -> Result<Vec<thanos::Series>> {
+        let selected = self.select(&query, cache.as_ref()).await?;
+        limiter.add_series(selected.len() as u64)?;
+        let chunk_count: usize = selected.iter().map(|series| series.chunks.len()).sum();
+        limiter.add_chunks(chunk_count as u64)?;
+        let loaded = if query.skip_chunks {
+            HashMap::new()
+        } else {
+            let metas: Vec<ChunkMeta> = selected
+                .iter()
+                .flat_map(|series| series.chunks.iter().copied())
+                .collect();
+            self.load_chunks(&metas).await?
+        };
+        let mut out = Vec::with_capacity(selected.len());
+        for series in selected {
+            let chunks = if query.skip_chunks {
+                Vec::new()
+            } else {
+                series
+                    .chunks
+                    .iter()
+                    .map(|meta| thanos::AggrChunk {
+                        min_time: meta.min_time,
+                        max_time: meta.max_time,
+                        raw: loaded.get(&meta.chunk_ref).cloned(),
+                        ..Default::default()
+                    })
+                    .collect()
+            };
+            out.push(thanos::Series {
+                labels: storeapi::convert::labels_to_proto(&series.labels),
+                chunks,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Label names of the series matching `query` (all names when there are no index
+    /// matchers), with the external label names.
+    pub(crate) async fn label_names(
+        &self,
+        query: &BlockQuery,
+        cache: &dyn IndexCache,
+    ) -> Result<BTreeSet<String>> {
+        let Some(matchers) = self.index_matchers(&query.matchers) else {
+            return Ok(BTreeSet::new());
+        };
+        let mut names: BTreeSet<String> = self
+            .external
+            .iter()
+            .map(|label| label.name.clone())
+            .collect();
+        if matchers.is_empty() {
+            let header = self.header().await?;
+            names.extend(header.label_names().map(str::to_owned));
+            return Ok(names);
+        }
+        let selected = self.select(query, cache).await?;
+        if selected.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        for series in selected {
+            names.extend(series.labels.iter().map(|label| label.name.clone()));
+        }
+        Ok(names)
+    }
+
+    /// Values of `name` among the series matching `query`.
+    pub(crate) async fn label_values(
+        &self,
+        name: &str,
+        query: &BlockQuery,
+        cache: &dyn IndexCache,
+    ) -> Result<BTreeSet<String>> {
+        let Some(matchers) = self.index_matchers(&query.matchers) else {
+            return Ok(BTreeSet::new());
+        };
+        if matchers.is_empty() {
+            if let Some(value) = self.external.get(name) {
+                return Ok(BTreeSet::from([value.to_owned()]));
+            }
+            let header = self.header().await?;
+            return Ok(header
+                .values(name)
+                .iter()
+                .map(|(value, _)| value.clone())
+                .collect());
+        }
+        let selected = self.select(query, cache).await?;
+        Ok(selected
+            .iter()
+            .filter_map(|series| series.labels.get(name).map(str::to_owned))
+            .collect())
+    }
+}
+
+/// The total length of a `uvarint len | len bytes | ...` frame's length field plus `len`,
+/// plus 4 for the CRC of series entries; `None` when the varint is cut.
+fn entry_length(bytes: &[u8]) -> Option<usize> {
+    let mut decoder = Decoder::new(bytes, 0);
+    let length = decoder.uvarint().ok()?;
+    let field = decoder.offset() as usize;
+    usize::try_from(length)
+        .ok()?
+        .checked_add(field)?
+        .checked_add(4)
+}

@@ -1,0 +1,397 @@
+//! The StoreAPI (`thanos.Store`) and `thanos.info.Info` over the loaded blocks.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use prom_model::{Labels, Matcher};
+use storeapi::convert::{
+    compare_labels, label_set_to_proto, matchers_from_proto, zlabel_set_to_proto,
+};
+use storeapi::hints;
+use storeapi::memory::pack_series;
+use storeapi::proto::hintspb;
+use storeapi::proto::thanos::info::{self as infopb, info_server::Info};
+use storeapi::proto::thanos::{self, series_response, store_server::Store};
+use tokio::sync::Semaphore;
+use tonic::{Request, Response, Status};
+
+use crate::block::{Block, BlockQuery};
+use crate::cache::IndexCache;
+use crate::error::Error;
+use crate::limits::Limiter;
+use crate::relabel::BLOCK_ID_LABEL;
+use crate::sync::BlockSet;
+
+/// Blocks queried at once for one request.
+const BLOCK_QUERY_CONCURRENCY: usize = 8;
+
+/// Request limits (0 = unlimited).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Limits {
+    pub(crate) series: u64,
+    pub(crate) samples: u64,
+}
+
+/// The bucket store: cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct BucketStore {
+    blocks: Arc<BlockSet>,
+    cache: Arc<dyn IndexCache>,
+    limits: Limits,
+    concurrency: Arc<Semaphore>,
+}
+
+fn bad_request(error: impl std::fmt::Display) -> Status {
+    Status::from(Error::BadRequest(error.to_string()))
+}
+
+/// `(0, 0)` from an old client means no range.
+fn label_range(start: i64, end: i64) -> (i64, i64) {
+    if start == 0 && end == 0 {
+        (i64::MIN, i64::MAX)
+    } else {
+        (start, end)
+    }
+}
+
+impl BucketStore {
+    pub(crate) fn new(
+        blocks: Arc<BlockSet>,
+        cache: Arc<dyn IndexCache>,
+        limits: Limits,
+        max_concurrency: usize,
+    ) -> Self {
+        Self {
+            blocks,
+            cache,
+            limits,
+            concurrency: Arc::new(Semaphore::new(max_concurrency.max(1))),
+        }
+    }
+
+    /// Loaded blocks overlapping `[min_time, max_time]` whose external labels (and
+    /// `__block_id`) match the hints' block matchers.
+    fn blocks_for(
+        &self,
+        min_time: i64,
+        max_time: i64,
+        block_matchers: &[Matcher],
+    ) -> Vec<Arc<Block>> {
+        self.blocks
+            .all()
+            .into_iter()
+            .filter(|block| block.meta.max_time > min_time && block.meta.min_time <= max_time)
+            .filter(|block| {
+                block
+                    .meta
+                    .thanos
+                    .as_ref()
+                    .is_none_or(|thanos| thanos.downsample.resolution == 0)
+            })
+            .filter(|block| {
+                let mut labels = block.external.clone();
+                labels.set(BLOCK_ID_LABEL, block.id.to_string());
+                block_matchers
+                    .iter()
+                    .all(|matcher| matcher.matches(labels.get(matcher.name()).unwrap_or("")))
+            })
+            .collect()
+    }
+
+    /// The external label names that are replica labels among those requested.
+    fn replica_labels(&self, requested: &[String]) -> Vec<String> {
+        let blocks = self.blocks.all();
+        requested
+            .iter()
+            .filter(|name| {
+                blocks
+                    .iter()
+                    .any(|block| block.external.get(name).is_some())
+            })
+            .cloned()
+            .collect()
+    }
+
+    async fn select_series(
+        &self,
+        request: &thanos::SeriesRequest,
+    ) -> Result<(Vec<thanos::Series>, Vec<String>), Status> {
+        let matchers = matchers_from_proto(&request.matchers)?;
+        let block_matchers = match &request.hints {
+            Some(any) => {
+                let hints: hintspb::SeriesRequestHints = hints::unpack(any)?;
+                matchers_from_proto(&hints.block_matchers)?
+            }
+            None => Vec::new(),
+        };
+        let blocks = self.blocks_for(request.min_time, request.max_time, &block_matchers);
+        let _permit = self
+            .concurrency
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("store is shutting down"))?;
+        let query = Arc::new(BlockQuery {
+            matchers,
+            min_time: request.min_time,
+            max_time: request.max_time,
+            skip_chunks: request.skip_chunks,
+        });
+        let limiter = Arc::new(Limiter::new(self.limits.series, self.limits.samples));
+        let block_ids: Vec<String> = blocks.iter().map(|block| block.id.to_string()).collect();
+        let results: Vec<Result<Vec<thanos::Series>, Error>> = futures_util::stream::iter(blocks)
+            .map(|block| {
+                block.series(
+                    Arc::clone(&query),
+                    Arc::clone(&self.cache),
+                    Arc::clone(&limiter),
+                )
+            })
+            .buffered(BLOCK_QUERY_CONCURRENCY)
+            .collect()
+            .await;
+        let mut per_block = Vec::with_capacity(results.len());
+        for result in results {
+            let series = result.map_err(|error| {
+                tracing::warn!(error = %service_core::error_chain(&error), "series request failed");
+                Status::from(error)
+            })?;
+            per_block.push(futures_util::stream::iter(
+                series
+                    .into_iter()
+                    .map(|one| Ok::<_, Status>(storeapi::merge::series_frame(one))),
+            ));
+        }
+        let merged: Vec<Result<thanos::SeriesResponse, Status>> =
+            storeapi::merge_series(per_block).collect().await;
+        let mut series = Vec::with_capacity(merged.len());
+        for frame in merged {
+            if let Some(series_response::Result::Series(one)) = frame?.result {
+                series.push(one);
+            }
+        }
+        Ok((series, block_ids))
+    }
+
+    fn info_response(&self) -> infopb::InfoResponse {
+        let blocks = self.blocks.all();
+        let mut label_sets: Vec<Labels> = Vec::new();
+        let mut tsdb_infos: Vec<infopb::TsdbInfo> = Vec::new();
+        for block in &blocks {
+            match label_sets.iter().position(|set| *set == block.external) {
+                Some(position) => {
+                    let info = &mut tsdb_infos[position];
+                    info.min_time = info.min_time.min(block.meta.min_time);
+                    info.max_time = info.max_time.max(block.meta.max_time);
+                }
+                None => {
+                    label_sets.push(block.external.clone());
+                    tsdb_infos.push(infopb::TsdbInfo {
+                        labels: Some(zlabel_set_to_proto(&block.external)),
+                        min_time: block.meta.min_time,
+                        max_time: block.meta.max_time,
+                    });
+                }
+            }
+        }
+        let min_time = blocks
+            .iter()
+            .map(|block| block.meta.min_time)
+            .min()
+            .unwrap_or(i64::MAX);
+        let max_time = blocks
+            .iter()
+            .map(|block| block.meta.max_time)
+            .max()
+            .unwrap_or(i64::MIN);
+        infopb::InfoResponse {
+            label_sets: label_sets.iter().map(zlabel_set_to_proto).collect(),
+            component_type: "store".to_owned(),
+            store: Some(infopb::StoreInfo {
+                min_time,
+                max_time,
+                supports_sharding: false,
+                supports_without_replica_labels: true,
+                tsdb_infos,
+                supports_projections: false,
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+fn truncate<T>(items: &mut Vec<T>, limit: i64) {
+    if let Ok(limit) = usize::try_from(limit)
+        && limit > 0
+    {
+        items.truncate(limit);
+    }
+}
+
+fn queried_blocks(ids: &[Arc<Block>]) -> Vec<hintspb::Block> {
+    ids.iter()
+        .map(|block| hintspb::Block {
+            id: block.id.to_string(),
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl Store for BucketStore {
+    async fn info(
+        &self,
+        _request: Request<thanos::InfoRequest>,
+    ) -> Result<Response<thanos::InfoResponse>, Status> {
+        let info = self.info_response();
+        let store = info.store.unwrap_or_default();
+        let sets: Vec<Labels> = self
+            .blocks
+            .all()
+            .iter()
+            .map(|block| block.external.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        Ok(Response::new(thanos::InfoResponse {
+            labels: Vec::new(),
+            min_time: store.min_time,
+            max_time: store.max_time,
+            store_type: thanos::StoreType::Store.into(),
+            label_sets: sets.iter().map(label_set_to_proto).collect(),
+        }))
+    }
+
+    async fn series(
+        &self,
+        request: Request<thanos::SeriesRequest>,
+    ) -> Result<Response<storeapi::SeriesResponseStream>, Status> {
+        let request = request.into_inner();
+        let (mut series, block_ids) = self.select_series(&request).await?;
+        let replica_labels = self.replica_labels(&request.without_replica_labels);
+        series = storeapi::replica::without_replica_labels(series, &replica_labels);
+        debug_assert!(
+            series
+                .windows(2)
+                .all(|pair| compare_labels(&pair[0].labels, &pair[1].labels).is_le())
+        );
+        truncate(&mut series, request.limit);
+        let mut frames = pack_series(series, request.response_batch_size);
+        let response_hints = hintspb::SeriesResponseHints {
+            queried_blocks: block_ids
+                .into_iter()
+                .map(|id| hintspb::Block { id })
+                .collect(),
+            query_stats: None,
+        };
+        frames.push(thanos::SeriesResponse {
+            result: Some(series_response::Result::Hints(hints::pack(&response_hints))),
+        });
+        Ok(Response::new(Box::pin(futures_util::stream::iter(
+            frames.into_iter().map(Ok),
+        ))))
+    }
+
+    async fn label_names(
+        &self,
+        request: Request<thanos::LabelNamesRequest>,
+    ) -> Result<Response<thanos::LabelNamesResponse>, Status> {
+        let request = request.into_inner();
+        let matchers = matchers_from_proto(&request.matchers)?;
+        let block_matchers = match &request.hints {
+            Some(any) => matchers_from_proto(
+                &hints::unpack::<hintspb::LabelNamesRequestHints>(any)?.block_matchers,
+            )?,
+            None => Vec::new(),
+        };
+        let (start, end) = label_range(request.start, request.end);
+        let blocks = self.blocks_for(start, end, &block_matchers);
+        let query = BlockQuery {
+            matchers,
+            min_time: start,
+            max_time: end,
+            skip_chunks: true,
+        };
+        let replica_labels = self.replica_labels(&request.without_replica_labels);
+        let mut names = BTreeSet::new();
+        for block in &blocks {
+            names.extend(
+                block
+                    .label_names(&query, self.cache.as_ref())
+                    .await
+                    .map_err(Status::from)?,
+            );
+        }
+        let mut names: Vec<String> = names
+            .into_iter()
+            .filter(|name| !replica_labels.contains(name))
+            .collect();
+        truncate(&mut names, request.limit);
+        let response_hints = hintspb::LabelNamesResponseHints {
+            queried_blocks: queried_blocks(&blocks),
+        };
+        Ok(Response::new(thanos::LabelNamesResponse {
+            names,
+            warnings: Vec::new(),
+            hints: Some(hints::pack(&response_hints)),
+        }))
+    }
+
+    async fn label_values(
+        &self,
+        request: Request<thanos::LabelValuesRequest>,
+    ) -> Result<Response<thanos::LabelValuesResponse>, Status> {
+        let request = request.into_inner();
+        if request.label.is_empty() {
+            return Err(bad_request("label name parameter cannot be empty"));
+        }
+        let matchers = matchers_from_proto(&request.matchers)?;
+        let block_matchers = match &request.hints {
+            Some(any) => matchers_from_proto(
+                &hints::unpack::<hintspb::LabelValuesRequestHints>(any)?.block_matchers,
+            )?,
+            None => Vec::new(),
+        };
+        let (start, end) = label_range(request.start, request.end);
+        let blocks = self.blocks_for(start, end, &block_matchers);
+        let query = BlockQuery {
+            matchers,
+            min_time: start,
+            max_time: end,
+            skip_chunks: true,
+        };
+        let mut values = BTreeSet::new();
+        if !self
+            .replica_labels(&request.without_replica_labels)
+            .contains(&request.label)
+        {
+            for block in &blocks {
+                values.extend(
+                    block
+                        .label_values(&request.label, &query, self.cache.as_ref())
+                        .await
+                        .map_err(Status::from)?,
+                );
+            }
+        }
+        let mut values: Vec<String> = values.into_iter().collect();
+        truncate(&mut values, request.limit);
+        let response_hints = hintspb::LabelValuesResponseHints {
+            queried_blocks: queried_blocks(&blocks),
+        };
+        Ok(Response::new(thanos::LabelValuesResponse {
+            values,
+            warnings: Vec::new(),
+            hints: Some(hints::pack(&response_hints)),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Info for BucketStore {
+    async fn info(
+        &self,
+        _request: Request<infopb::InfoRequest>,
+    ) -> Result<Response<infopb::InfoResponse>, Status> {
+        Ok(Response::new(self.info_response()))
+    }
+}
