@@ -13,6 +13,13 @@
 //!   complete, so a crash never leaves a half block that looks whole.
 //!
 //! Modules: [`encoding`] (bounds-checked decoding and encoding of the on-disk integers).
+//! [`source`] (a file's bytes: mmap or memory), [`index`] (index format v2 writer and reader,
+//! matcher selection), [`postings`] (series reference lists and their intersection, union and
+//! difference), [`reader`] (a whole block read through byte sources, tombstones applied),
+//! [`writer`] (streaming block writer with bounded memory, `rewrite`), [`dump`] (what
+//! `promtool tsdb dump` prints), [`chunkenc`] (XOR chunk encoder and iterator, chunk cutting,
+//! encoding ids), [`chunks`] (segment files and chunk references), [`meta`] (`meta.json` with
+//! Thanos' section, block marks), [`tombstones`] (deleted intervals and their file).
 
 pub mod chunkenc;
 pub mod chunks;
