@@ -242,6 +242,43 @@ impl Bucket {
         .await
     }
 
+    /// Streams a whole object into the local file `local` (parent directories are created). The
+    /// data goes to `<local>.tmp-download` first and is renamed into place when complete, so
+    /// `local` is never half-written. Returns the object's size. Counted as a `get`.
+    pub async fn download_file(&self, name: &str, local: &LocalPath) -> Result<u64> {
+        self.observe(op::GET, name, async {
+            let store_error = |error| Error::from_store(op::GET, &self.inner.name, name, error);
+            let result = self
+                .inner
+                .store
+                .get_opts(&Path::from(name), GetOptions::default())
+                .await
+                .map_err(store_error)?;
+            let mut staging = local.as_os_str().to_owned();
+            staging.push(".tmp-download");
+            let staging = std::path::PathBuf::from(staging);
+            let written = write_stream(result.into_stream(), &staging, store_error).await;
+            let renamed = match written {
+                Ok(size) => tokio::fs::rename(&staging, local)
+                    .await
+                    .map(|()| size)
+                    .map_err(|source| Error::LocalIo {
+                        path: local.to_owned(),
+                        source,
+                    }),
+                Err(error) => Err(error),
+            };
+            if renamed.is_err() {
+                // Best effort: the staging file may not even exist.
+                let _ = tokio::fs::remove_file(&staging).await;
+            }
+            let size = renamed?;
+            self.inner.metrics.fetched(op::GET, size);
+            Ok(size)
+        })
+        .await
+    }
+
     /// Reads `range` of an object. A range reaching past the end returns the bytes up to the end;
     /// a range starting past the end is an [`ErrorKind::InvalidRange`](crate::ErrorKind) error.
     pub async fn get_range(&self, name: &str, range: Range<u64>) -> Result<Bytes> {
@@ -579,6 +616,34 @@ impl Bucket {
         }
         writer.finish().await.map(|_| ()).map_err(store_error)
     }
+}
+
+/// Writes `stream` to the new file `path` (creating its parent directories) and returns the
+/// number of bytes written.
+async fn write_stream(
+    mut stream: futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    path: &LocalPath,
+    store_error: impl Fn(object_store::Error) -> Error,
+) -> Result<u64> {
+    use tokio::io::AsyncWriteExt;
+    let local_error = |source| Error::LocalIo {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(local_error)?;
+    }
+    let mut file = tokio::fs::File::create(path).await.map_err(local_error)?;
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(&store_error)?;
+        file.write_all(&chunk).await.map_err(local_error)?;
+        size += chunk.len() as u64;
+    }
+    file.sync_all().await.map_err(local_error)?;
+    Ok(size)
 }
 
 /// Whether a missing object is an expected answer of `operation` (not a failure).

@@ -55,6 +55,33 @@ impl Bucket {
         Ok(uploaded)
     }
 
+    /// Downloads every object under `prefix` into `local_dir`, keeping the paths below `prefix`
+    /// (Thanos' `DownloadDir`). Each file is written whole or not at all. Returns the local paths
+    /// relative to `local_dir`, sorted.
+    pub async fn download_dir(&self, prefix: &str, local_dir: &Path) -> Result<Vec<String>> {
+        let prefix = prefix.trim_matches('/');
+        let names = self.iter_recursive(prefix).await?;
+        let concurrency = self.options().upload_concurrency.max(1);
+        let mut downloaded: Vec<String> = futures_util::stream::iter(names)
+            .map(|name| async move {
+                let relative = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    name.strip_prefix(prefix)
+                        .map(|rest| rest.trim_start_matches('/').to_owned())
+                        .unwrap_or_else(|| name.clone())
+                };
+                self.download_file(&name, &local_dir.join(&relative))
+                    .await?;
+                Ok::<_, Error>(relative)
+            })
+            .buffer_unordered(concurrency)
+            .try_collect()
+            .await?;
+        downloaded.sort();
+        Ok(downloaded)
+    }
+
     /// Deletes every object under `prefix`: `prefix/meta.json` first, `prefix/deletion-mark.json`
     /// last, the rest in between. Returns the deleted names in deletion order. Deleting an empty
     /// prefix succeeds.

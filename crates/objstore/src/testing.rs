@@ -349,6 +349,41 @@ pub async fn block_upload_and_delete_order(bucket: &Bucket) {
         "get chunk",
     );
     assert_eq!(chunk, pseudo_random(5000, 5000), "{check}: chunk content");
+    let copy = check.ok(tempdir(), "create temp dir");
+    let downloaded = check.ok(
+        bucket.download_dir(block, copy.path()).await,
+        "download_dir",
+    );
+    assert_eq!(
+        downloaded.len(),
+        files.len(),
+        "{check}: downloaded {downloaded:?}"
+    );
+    for (relative, size) in files {
+        let path = copy.path().join(relative);
+        let content = check.ok(local_io(std::fs::read(&path), &path), "read download");
+        assert_eq!(
+            content,
+            pseudo_random(size, size as u64),
+            "{check}: downloaded {relative}"
+        );
+    }
+    let missing_target = copy.path().join("missing");
+    check.not_found(
+        bucket
+            .download_file(&format!("{block}/no-such-file"), &missing_target)
+            .await,
+        "download_file of a missing object",
+    );
+    let leftovers = check
+        .ok(
+            local_io(std::fs::read_dir(copy.path()), copy.path()),
+            "read dir",
+        )
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("missing"))
+        .count();
+    assert_eq!(leftovers, 0, "{check}: a failed download left a local file");
     let deleted = check.ok(bucket.delete_dir(block).await, "delete_dir");
     assert_eq!(
         deleted.len(),
