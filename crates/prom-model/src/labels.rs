@@ -137,7 +137,8 @@ impl Labels {
     }
 
     fn position(&self, name: &str) -> std::result::Result<usize, usize> {
-        self.0.binary_search_by(|label| label.name.as_str().cmp(name))
+        self.0
+            .binary_search_by(|label| label.name.as_str().cmp(name))
     }
 }
 
@@ -181,10 +182,57 @@ pub(crate) fn write_go_quoted(out: &mut impl fmt::Write, value: &str) -> fmt::Re
             '\u{0C}' => out.write_str("\\f")?,
             '\u{0B}' => out.write_str("\\v")?,
             c if (c as u32) < 0x20 || c as u32 == 0x7F => write!(out, "\\x{:02x}", c as u32)?,
+            c if !is_go_printable(c) && (c as u32) < 0x10000 => write!(out, "\\u{:04x}", c as u32)?,
+            c if !is_go_printable(c) => write!(out, "\\U{:08x}", c as u32)?,
             c => out.write_char(c)?,
         }
     }
     out.write_char('"')
+}
+
+/// Code points Go's `unicode.IsPrint` rejects besides ASCII controls: C1 controls, spaces other
+/// than U+0020, line and paragraph separators, format characters, private use and noncharacters.
+/// (Unassigned code points, which Go also escapes, are not known here and print as they are.)
+const NOT_PRINTABLE: &[(u32, u32)] = &[
+    (0x80, 0xA0),
+    (0xAD, 0xAD),
+    (0x600, 0x605),
+    (0x61C, 0x61C),
+    (0x6DD, 0x6DD),
+    (0x70F, 0x70F),
+    (0x890, 0x891),
+    (0x8E2, 0x8E2),
+    (0x1680, 0x1680),
+    (0x180E, 0x180E),
+    (0x2000, 0x200F),
+    (0x2028, 0x202F),
+    (0x205F, 0x2064),
+    (0x2066, 0x206F),
+    (0x3000, 0x3000),
+    (0xE000, 0xF8FF),
+    (0xFDD0, 0xFDEF),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0xFFFE, 0xFFFF),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+    (0xF0000, 0x10FFFF),
+];
+
+/// Whether Go's `strconv.Quote` keeps `c` as it is (for characters above U+007F).
+fn is_go_printable(c: char) -> bool {
+    let code = c as u32;
+    if (code & 0xFFFE) == 0xFFFE {
+        return false;
+    }
+    !NOT_PRINTABLE
+        .iter()
+        .any(|(first, last)| (*first..=*last).contains(&code))
 }
 
 #[cfg(test)]
@@ -224,5 +272,13 @@ mod tests {
     fn display_escapes_like_go() {
         let labels = Labels::from_pairs([("a", "x\"y\\z\n\u{1}ü")]);
         assert_eq!(labels.to_string(), "{a=\"x\\\"y\\\\z\\n\\x01ü\"}");
+        let labels = Labels::from_pairs([(
+            "a",
+            "nb\u{a0}sp\u{200b}\u{85}日本🔥\u{e000}\u{10fffd}\u{fffd}",
+        )]);
+        assert_eq!(
+            labels.to_string(),
+            "{a=\"nb\\u00a0sp\\u200b\\u0085日本🔥\\ue000\\U0010fffd\u{fffd}\"}"
+        );
     }
 }

@@ -217,3 +217,130 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .and_then(|file| file.sync_all())
         .map_err(|source| Error::io("sync", dir, source))
 }
+
+#[cfg(test)]
+mod tests {
+    use prom_model::{MatchType, Matcher};
+
+    use super::*;
+    use crate::reader::BlockReader;
+    use crate::tombstones::{Interval, Tombstones};
+
+    fn series(count: usize) -> Vec<(Labels, Vec<(i64, f64)>)> {
+        (0..count)
+            .map(|index| {
+                let labels = Labels::from_pairs([
+                    ("__name__", "m".to_owned()),
+                    ("i", format!("{index:03}")),
+                ]);
+                let samples = (0..500)
+                    .map(|t| (t * 1000, (t + index as i64) as f64))
+                    .collect();
+                (labels, samples)
+            })
+            .collect()
+    }
+
+    fn write(parent: &Path, input: &[(Labels, Vec<(i64, f64)>)]) -> (BlockMeta, PathBuf) {
+        let mut writer =
+            BlockWriter::create(parent, symbols_of(input.iter().map(|(l, _)| l))).unwrap();
+        for (labels, samples) in input {
+            writer.add_series_samples(labels, samples).unwrap();
+        }
+        writer.finish().unwrap()
+    }
+
+    fn read(block: &BlockReader, min_time: i64, max_time: i64) -> Vec<(Labels, Vec<(i64, f64)>)> {
+        let all = Matcher::new(MatchType::Regex, "__name__", ".+").unwrap();
+        block
+            .select(std::slice::from_ref(&all), min_time, max_time)
+            .unwrap()
+            .map(|selected| {
+                let selected = selected.unwrap();
+                let mut samples = Vec::new();
+                block.samples(&selected, &mut samples).unwrap();
+                (selected.labels, samples)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn written_block_reads_back_with_stats() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = series(20);
+        let (meta, block_dir) = write(dir.path(), &input);
+        assert_eq!(block_dir, dir.path().join(meta.ulid.to_string()));
+        assert_eq!((meta.min_time, meta.max_time), (0, 499_001));
+        assert_eq!(meta.stats.num_series, 20);
+        assert_eq!(meta.stats.num_samples, 20 * 500);
+        assert_eq!(meta.stats.num_chunks, 20 * 5);
+        let block = BlockReader::open(&block_dir).unwrap();
+        assert_eq!(read(&block, i64::MIN, i64::MAX), input);
+        let trimmed = read(&block, 10_500, 20_000);
+        assert_eq!(
+            trimmed[0].1,
+            (11..=20).map(|t| (t * 1000, t as f64)).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            std::fs::read(block_dir.join("tombstones")).unwrap().len(),
+            9,
+            "empty tombstones file"
+        );
+    }
+
+    #[test]
+    fn out_of_order_series_are_refused_and_nothing_is_renamed() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = series(2);
+        let mut writer =
+            BlockWriter::create(dir.path(), symbols_of(input.iter().map(|(l, _)| l))).unwrap();
+        writer.add_series_samples(&input[1].0, &input[1].1).unwrap();
+        let error = writer
+            .add_series_samples(&input[0].0, &input[0].1)
+            .unwrap_err();
+        assert!(matches!(error, Error::InvalidInput { .. }), "{error}");
+        let unknown = Labels::from_pairs([("__name__", "m"), ("zzz", "not a symbol")]);
+        let error = writer
+            .add_series_samples(&unknown, &[(1, 1.0)])
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("not in the symbol table"),
+            "{error}"
+        );
+        let ulid = writer.ulid();
+        drop(writer);
+        assert!(!dir.path().join(ulid.to_string()).exists());
+    }
+
+    #[test]
+    fn tombstones_are_applied_by_reads_and_by_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = series(3);
+        let (_, block_dir) = write(dir.path(), &input);
+        let block = BlockReader::open(&block_dir).unwrap();
+        let refs: Vec<u64> = crate::postings::collect(block.index().all_postings().unwrap());
+        drop(block);
+        let mut tombstones = Tombstones::new();
+        // Series 0: a whole chunk (0..119 s) and part of the next one; series 2: everything.
+        tombstones.add_interval(refs[0], Interval::new(0, 150_000));
+        tombstones.add_interval(refs[2], Interval::new(i64::MIN, i64::MAX));
+        std::fs::write(block_dir.join("tombstones"), tombstones.encode()).unwrap();
+
+        let mut expected = input.clone();
+        expected[0].1.retain(|(t, _)| *t > 150_000);
+        expected.remove(2);
+        let block = BlockReader::open(&block_dir).unwrap();
+        assert_eq!(read(&block, i64::MIN, i64::MAX), expected);
+
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let (meta, rewritten) = rewrite_block(&block_dir, &out).unwrap();
+        assert_eq!(meta.stats.num_series, 2);
+        assert_eq!(
+            (meta.min_time, meta.max_time),
+            (block.meta().min_time, block.meta().max_time)
+        );
+        let rewritten = BlockReader::open(&rewritten).unwrap();
+        assert_eq!(read(&rewritten, i64::MIN, i64::MAX), expected);
+    }
+}

@@ -62,7 +62,7 @@ struct Family<'a> {
 /// An OpenMetrics text with counters, gauges, a classic histogram, odd label values, gaps and
 /// special float values; and the samples promtool should store for it.
 pub(crate) fn openmetrics() -> (String, Expected) {
-    let odd = "quote \" backslash \\ tab\tünïcödé 日本 🔥 end";
+    let odd = "quote \" backslash \\ tab\tünïcödé 日本 🔥 nb\u{a0}sp zw\u{200b}j \u{85} end";
     let mut families: Vec<Family<'_>> = Vec::new();
     families.push(Family {
         name: "http_requests",
