@@ -204,3 +204,45 @@ fn errors_are_one_readable_line_and_a_failure_exit() {
         assert!(stderr.starts_with("tsdb-block: "), "{stderr}");
     }
 }
+
+#[test]
+fn dump_merges_overlapping_blocks_like_promtool() {
+    use prom_model::Labels;
+    use tsdb_block::writer::{BlockWriter, symbols_of};
+
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Labels::from_pairs([("__name__", "overlap"), ("job", "a")]);
+    let only_first = Labels::from_pairs([("__name__", "first_only"), ("x", "1")]);
+    let only_second = Labels::from_pairs([("__name__", "zz_second_only"), ("x", "2")]);
+    // Two blocks whose time ranges overlap; the shared series has equal samples where they meet.
+    let blocks = [
+        (vec![&only_first, &shared], 0i64..300),
+        (vec![&shared, &only_second], 200i64..500),
+    ];
+    for (series, points) in blocks {
+        let mut sorted = series.clone();
+        sorted.sort();
+        let mut writer =
+            BlockWriter::create(dir.path(), symbols_of(sorted.iter().copied())).unwrap();
+        for labels in sorted {
+            let samples: Vec<(i64, f64)> = points
+                .clone()
+                .map(|point| (1_000_000 + point * 10_000, point as f64 * 1.5))
+                .collect();
+            writer.add_series_samples(labels, &samples).unwrap();
+        }
+        writer.finish().unwrap();
+    }
+    assert_eq!(block_dirs(dir.path()).unwrap().len(), 2);
+    for extra in [vec![], vec!["--min-time=2500000", "--max-time=3500000"]] {
+        let theirs = promtool_dump(dir.path(), &extra);
+        if extra.is_empty() {
+            // 300 + 300 samples of the single-block series, 500 distinct ones of the shared one.
+            assert_eq!(String::from_utf8_lossy(&theirs).lines().count(), 1100);
+        }
+        assert_eq!(
+            String::from_utf8(our_dump(dir.path(), &extra)).unwrap(),
+            String::from_utf8(theirs).unwrap()
+        );
+    }
+}
