@@ -2,9 +2,16 @@
 # Installs every real program the tests start, from the registries this project may use:
 # Debian (prometheus/promtool, memcached, redis), PyPI (moto's S3 server), npm (Azurite) and
 # crates.io (s3s-fs, an S3 server that checks request signatures). Idempotent: what is present is
-# kept. Programs from npm and crates.io go to .tools/ inside the checkout.
+# kept. Programs from PyPI, npm and crates.io go to a per-user cache
+# ($THANOS_RS_TOOLS_DIR, default ~/.cache/thanos-rs/tools) that the checkout's .tools links to, so a
+# fresh clone on the same machine does not build them again.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -e "$root/.tools" ] || [ -L "$root/.tools" ]; then
+  cache="${THANOS_RS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/thanos-rs/tools}"
+  mkdir -p "$cache"
+  ln -sfn "$cache" "$root/.tools"
+fi
 tools="$root/.tools"
 mkdir -p "$tools/bin"
 
