@@ -12,7 +12,9 @@ if [ ! -e "$root/.tools" ] || [ -L "$root/.tools" ]; then
   mkdir -p "$cache"
   ln -sfn "$cache" "$root/.tools"
 fi
-tools="$root/.tools"
+mkdir -p "$root/.tools"
+# The real path: venv scripts and links record it, and it must outlive this checkout.
+tools=$(cd "$root/.tools" && pwd -P)
 mkdir -p "$tools/bin"
 
 need_apt=()
