@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use futures_util::stream;
 use storeapi::convert::{labels_to_proto, matchers_from_proto, zlabel_set_to_proto};
-use storeapi::merge::{SeriesResponseStream, series_frame, warning_frame};
+use storeapi::memory::pack_series;
+use storeapi::merge::{SeriesResponseStream, warning_frame};
 use storeapi::proto::thanos::info::{self as infopb, info_server::Info};
 use storeapi::proto::thanos::{self, store_server::Store};
 use tonic::{Request, Response, Status};
@@ -75,7 +76,7 @@ impl Store for QueryStore {
         {
             series.truncate(limit);
         }
-        frames.extend(series.into_iter().map(series_frame));
+        frames.extend(pack_series(series, request.response_batch_size));
         Ok(Response::new(Box::pin(stream::iter(
             frames.into_iter().map(Ok),
         ))))
