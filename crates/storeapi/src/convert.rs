@@ -62,6 +62,15 @@ pub fn label_set_to_proto(labels: &Labels) -> thanos::LabelSet {
     }
 }
 
+/// The label sets of an Info reply (`thanos.info.InfoResponse.label_sets`) as [`Labels`], e.g.
+/// for [`StoreRange`](crate::selection::StoreRange); an invalid set is an error.
+pub fn label_sets_from_proto(label_sets: &[thanos::ZLabelSet]) -> Result<Vec<Labels>> {
+    label_sets
+        .iter()
+        .map(|label_set| labels_from_proto(label_set.labels.clone()))
+        .collect()
+}
+
 /// Compares two sorted wire label lists as Prometheus orders series: label by label (name, then
 /// value), a shorter list first when one is a prefix of the other.
 pub fn compare_labels(left: &[thanos::Label], right: &[thanos::Label]) -> Ordering {
@@ -225,6 +234,24 @@ mod tests {
         );
         let error = labels_from_proto(vec![label("a", "1"), label("a", "2")]).unwrap_err();
         assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn info_label_sets_convert() {
+        let sets = vec![
+            thanos::ZLabelSet {
+                labels: vec![label("b", "2"), label("a", "1")],
+            },
+            thanos::ZLabelSet::default(),
+        ];
+        let converted = label_sets_from_proto(&sets).unwrap();
+        assert_eq!(converted.len(), 2);
+        assert_eq!(converted[0].to_string(), r#"{a="1", b="2"}"#);
+        assert!(converted[1].is_empty());
+        let duplicate = vec![thanos::ZLabelSet {
+            labels: vec![label("a", "1"), label("a", "1")],
+        }];
+        assert!(label_sets_from_proto(&duplicate).is_err());
     }
 
     #[test]
