@@ -24,17 +24,32 @@ impl Memcached {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let mut command = Command::new(binary);
-        command.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0", "-m", "64"]);
+        command.args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "0",
+            "-m",
+            "64",
+        ]);
         // memcached refuses to run as root without a user.
         command.args(["-u", "root"]);
         let process = Process::spawn("memcached", command, work_dir.path())?;
-        if let Err(error) = wait_until("memcached to accept connections", Duration::from_secs(20), || {
-            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-        }) {
+        if let Err(error) = wait_until(
+            "memcached to accept connections",
+            Duration::from_secs(20),
+            || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+        ) {
             process.print_log();
             return Err(error);
         }
-        Ok(Self { process, addr, _work_dir: work_dir })
+        Ok(Self {
+            process,
+            addr,
+            _work_dir: work_dir,
+        })
     }
 
     /// `host:port` as Thanos' `addresses` entries want it.

@@ -23,7 +23,8 @@ impl Process {
     pub fn spawn(name: &str, mut command: Command, log_dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(log_dir)?;
         let log_path = log_dir.join(format!("{name}.log"));
-        let log = File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
+        let log =
+            File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
         command
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -49,8 +50,16 @@ impl Process {
     }
 
     /// Prints the captured output to stderr (shown by the test runner on failure).
+    #[allow(
+        clippy::print_stderr,
+        reason = "the harness reports to the test runner on stderr"
+    )]
     pub fn print_log(&self) {
-        eprintln!("----- {} log ({}) -----", self.name, self.log_path.display());
+        eprintln!(
+            "----- {} log ({}) -----",
+            self.name,
+            self.log_path.display()
+        );
         eprintln!("{}", self.log());
         eprintln!("----- end of {} log -----", self.name);
     }
@@ -190,7 +199,10 @@ mod tests {
         command.args(["-c", "echo hello; sleep 30"]);
         let process = Process::spawn("sh", command, dir.path()).unwrap();
         let pid = process.pid();
-        wait_until("echo", Duration::from_secs(5), || process.log().contains("hello")).unwrap();
+        wait_until("echo", Duration::from_secs(5), || {
+            process.log().contains("hello")
+        })
+        .unwrap();
         drop(process);
         let alive = Path::new(&format!("/proc/{pid}")).exists()
             && !std::fs::read_to_string(format!("/proc/{pid}/stat"))

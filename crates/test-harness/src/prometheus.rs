@@ -70,7 +70,10 @@ impl Prometheus {
         command
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!("--storage.tsdb.path={}", data_dir.display()))
-            .arg(format!("--storage.tsdb.retention.time={}", config.retention))
+            .arg(format!(
+                "--storage.tsdb.retention.time={}",
+                config.retention
+            ))
             .arg("--storage.tsdb.min-block-duration=2h")
             .arg("--storage.tsdb.max-block-duration=2h")
             .arg("--web.enable-lifecycle")
@@ -117,8 +120,8 @@ impl Prometheus {
 
     /// GETs `path_and_query` and returns the body of a 200 answer.
     pub fn get(&self, path_and_query: &str) -> Result<String> {
-        let (status, body) = http_get(self.addr, path_and_query)
-            .with_context(|| format!("GET {path_and_query}"))?;
+        let (status, body) =
+            http_get(self.addr, path_and_query).with_context(|| format!("GET {path_and_query}"))?;
         if status != 200 {
             bail!("GET {path_and_query}: status {status}: {body}");
         }

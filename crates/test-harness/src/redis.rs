@@ -29,13 +29,19 @@ impl Redis {
             .args(["--save", "", "--appendonly", "no"])
             .current_dir(work_dir.path());
         let process = Process::spawn("redis", command, work_dir.path())?;
-        if let Err(error) = wait_until("redis-server to accept connections", Duration::from_secs(20), || {
-            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-        }) {
+        if let Err(error) = wait_until(
+            "redis-server to accept connections",
+            Duration::from_secs(20),
+            || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+        ) {
             process.print_log();
             return Err(error);
         }
-        Ok(Self { process, addr, _work_dir: work_dir })
+        Ok(Self {
+            process,
+            addr,
+            _work_dir: work_dir,
+        })
     }
 
     /// `host:port` as Thanos' `addr` wants it.
