@@ -269,3 +269,72 @@ fn covered(min_time: i64, max_time: i64, intervals: &[(i64, i64)]) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use prom_model::{Labels, MatchType};
+
+    use super::*;
+    use crate::source::MemorySource;
+    use crate::writer::{BlockWriter, symbols_of};
+
+    fn memory(dir: &Path, file: &str) -> Box<dyn ByteSource> {
+        Box::new(MemorySource::new(
+            file,
+            std::fs::read(dir.join(file)).unwrap(),
+        ))
+    }
+
+    #[test]
+    fn memory_sources_read_like_the_mapped_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let series: Vec<Labels> = (0..50)
+            .map(|index| Labels::from_pairs([("__name__", "m"), ("i", &format!("{index:02}"))]))
+            .collect();
+        let mut writer = BlockWriter::create(dir.path(), symbols_of(&series)).unwrap();
+        for (index, labels) in series.iter().enumerate() {
+            let samples: Vec<(i64, f64)> =
+                (0..300).map(|t| (t, (t * index as i64) as f64)).collect();
+            writer.add_series_samples(labels, &samples).unwrap();
+        }
+        let (meta, block_dir) = writer.finish().unwrap();
+        let mapped = BlockReader::open(&block_dir).unwrap();
+        let in_memory = BlockReader::from_sources(
+            meta,
+            memory(&block_dir, "index"),
+            vec![memory(&block_dir, "chunks/000001")],
+            memory(&block_dir, "tombstones").as_ref(),
+        )
+        .unwrap();
+        let matchers = [Matcher::new(MatchType::Regex, "i", "1.|3.").unwrap()];
+        let read = |block: &BlockReader| -> Vec<(Labels, Vec<(i64, f64)>)> {
+            block
+                .select(&matchers, 50, 250)
+                .unwrap()
+                .map(|selected| {
+                    let selected = selected.unwrap();
+                    let mut samples = Vec::new();
+                    block.samples(&selected, &mut samples).unwrap();
+                    (selected.labels, samples)
+                })
+                .collect()
+        };
+        let expected = read(&mapped);
+        assert_eq!(expected.len(), 20);
+        assert!(expected.iter().all(|(_, samples)| samples.len() == 201));
+        assert_eq!(read(&in_memory), expected);
+        assert_eq!(in_memory.label_values("i").unwrap().len(), 50);
+
+        // A chunk reference into a missing segment is an error naming the problem.
+        let error = in_memory.chunk(5 << 32 | 8).unwrap_err();
+        assert!(error.to_string().contains("segment 5"), "{error}");
+    }
+
+    #[test]
+    fn covered_needs_the_union_of_intervals() {
+        assert!(covered(10, 20, &[(0, 12), (13, 25)]));
+        assert!(!covered(10, 20, &[(0, 12), (14, 25)]));
+        assert!(covered(10, 20, &[(10, 20)]));
+        assert!(!covered(10, 20, &[]));
+    }
+}
