@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use futures_util::stream;
-use prom_model::{Labels, Matcher};
+use prom_model::{Labels, MatchType, Matcher};
 use storeapi::convert::{compare_labels, label_set_to_proto, labels_to_proto, matchers_from_proto};
 use storeapi::memory::pack_series;
 use storeapi::merge::{SeriesResponseStream, sort_chunks};
@@ -94,6 +94,21 @@ fn split_matchers(matchers: Vec<Matcher>, external: &Labels) -> Selection {
     Selection::Ask(remaining)
 }
 
+/// Makes `.` match a newline in every regex matcher, as our matchers (and Prometheus 3) do:
+/// Prometheus 2 would otherwise miss label values with newlines. A no-op for Prometheus 3.
+fn dot_matches_newline(matchers: Vec<Matcher>) -> Vec<Matcher> {
+    matchers
+        .into_iter()
+        .map(|matcher| match matcher.kind() {
+            MatchType::Regex | MatchType::NotRegex => {
+                let wrapped = format!("(?s:{})", matcher.value());
+                Matcher::new(matcher.kind(), matcher.name(), wrapped).unwrap_or(matcher)
+            }
+            MatchType::Equal | MatchType::NotEqual => matcher,
+        })
+        .collect()
+}
+
 fn label_range(start: i64, end: i64) -> (i64, i64) {
     if start == 0 && end == 0 {
         (i64::MIN, i64::MAX)
@@ -124,7 +139,7 @@ impl SidecarStore {
         let matchers = matchers_from_proto(&request.matchers)?;
         let matchers = match split_matchers(matchers, &external) {
             Selection::Empty => return Ok(Vec::new()),
-            Selection::Ask(matchers) => matchers,
+            Selection::Ask(matchers) => dot_matches_newline(matchers),
         };
         if matchers.is_empty() {
             return Err(Error::InvalidRequest {
@@ -219,6 +234,7 @@ impl Store for SidecarStore {
         let Selection::Ask(matchers) = split_matchers(matchers, &external) else {
             return Ok(Response::new(thanos::LabelNamesResponse::default()));
         };
+        let matchers = dot_matches_newline(matchers);
         let (start, end) = label_range(request.start, request.end);
         let found = self.prometheus.label_names(&matchers, start, end).await?;
         let mut names: BTreeSet<String> = found.into_iter().collect();
@@ -255,6 +271,7 @@ impl Store for SidecarStore {
                 ..Default::default()
             }));
         }
+        let matchers = dot_matches_newline(matchers);
         let (start, end) = label_range(request.start, request.end);
         let found = self
             .prometheus

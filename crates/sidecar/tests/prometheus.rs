@@ -1,0 +1,395 @@
+//! The `sidecar` binary next to a real Prometheus 2.42, with moto as the S3 bucket.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use prom_model::{Labels, Sample};
+use storeapi::SeriesData;
+use storeapi::proto::thanos::info::InfoRequest;
+use storeapi::proto::thanos::label_matcher::Type as MatcherType;
+use storeapi::testing::{StoreFactory, TestStore, collect_series, matcher, series_request};
+use test_harness::{Moto, Process, Prometheus, PrometheusConfig, free_port, wait_until};
+use tsdb_block::meta::BlockMeta;
+
+use common::{Sidecar, block_dirs, open_bucket, promtool_blocks, s3_config};
+
+fn external() -> Vec<(String, String)> {
+    vec![
+        ("cluster".to_owned(), "test".to_owned()),
+        ("replica".to_owned(), "a".to_owned()),
+    ]
+}
+
+/// Two series over three hours: promtool cuts them into two blocks.
+fn block_series() -> Vec<SeriesData> {
+    let samples: Vec<Sample> = (0..180)
+        .map(|minute| Sample::new(minute * 60_000, minute as f64))
+        .collect();
+    vec![
+        SeriesData::new(
+            Labels::from_pairs([("__name__", "shipped"), ("instance", "x")]),
+            samples.clone(),
+        ),
+        SeriesData::new(
+            Labels::from_pairs([("__name__", "shipped"), ("instance", "y")]),
+            samples,
+        ),
+    ]
+}
+
+/// A Prometheus whose TSDB holds the promtool blocks of [`block_series`].
+fn prometheus_with_blocks(work: &tempfile::TempDir) -> Prometheus {
+    let data = work.path().join("data");
+    promtool_blocks(&block_series(), &data).unwrap();
+    Prometheus::start(PrometheusConfig {
+        external_labels: external(),
+        data_dir: Some(data),
+        ..PrometheusConfig::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn refuses_to_start_without_external_labels() {
+    let prometheus = Prometheus::start(PrometheusConfig::default()).unwrap();
+    let mut sidecar = Sidecar::spawn(&[format!("--prometheus.url={}", prometheus.url())]).unwrap();
+    let mut status = None;
+    wait_until("sidecar to exit", Duration::from_secs(60), || {
+        status = sidecar.process.try_wait().unwrap();
+        status.is_some()
+    })
+    .unwrap();
+    let status = status.unwrap();
+    assert!(
+        !status.success(),
+        "sidecar must fail without external labels"
+    );
+    let log = sidecar.process.log();
+    let last = log
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or_default();
+    assert!(
+        last.starts_with("sidecar: ") && last.contains("has no external labels"),
+        "last line: {last}\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ships_blocks_exactly_once_across_restarts_in_operator_form() {
+    let work = tempfile::tempdir().unwrap();
+    let prometheus = prometheus_with_blocks(&work);
+    let moto = Moto::start().unwrap();
+    moto.create_bucket("thanos").unwrap();
+    let yaml = s3_config(&moto.endpoint(), "thanos");
+    let args = vec![
+        "sidecar".to_owned(),
+        format!("--prometheus.url={}/", prometheus.url()),
+        format!("--tsdb.path={}", prometheus.data_dir().display()),
+        format!("--objstore.config={yaml}"),
+        "--reloader.watch-interval=5m".to_owned(),
+        "--prometheus.http-client-file".to_owned(),
+        "/etc/thanos/config/prometheus.http-client-file.yaml".to_owned(),
+        "--shipper.sync-interval=1s".to_owned(),
+    ];
+    let local_blocks = block_dirs(prometheus.data_dir()).unwrap();
+    assert_eq!(local_blocks.len(), 2, "promtool should cut two blocks");
+
+    let sidecar = Sidecar::start(&args).unwrap();
+    sidecar.wait_passes(3.0).unwrap();
+    assert_eq!(sidecar.metric("thanos_shipper_uploads_total").unwrap(), 2.0);
+    assert_eq!(
+        sidecar
+            .metric("thanos_shipper_upload_failures_total")
+            .unwrap(),
+        0.0
+    );
+
+    let bucket = open_bucket(&yaml).await.unwrap();
+    for block in &local_blocks {
+        let id = block.file_name().unwrap().to_string_lossy().into_owned();
+        let bytes = bucket.get(&format!("{id}/meta.json")).await.unwrap();
+        let meta = BlockMeta::from_json(&bytes, "bucket").unwrap();
+        let thanos = meta.thanos.expect("thanos section");
+        let labels: BTreeMap<String, String> = external().into_iter().collect();
+        assert_eq!(thanos.labels, labels);
+        assert_eq!(thanos.source, "sidecar");
+        assert_eq!(thanos.downsample.resolution, 0);
+        for file in &thanos.files {
+            if file.rel_path == "meta.json" {
+                continue;
+            }
+            let local_size = std::fs::metadata(block.join(&file.rel_path)).unwrap().len();
+            assert_eq!(file.size_bytes as u64, local_size, "{}", file.rel_path);
+            let remote = bucket
+                .get(&format!("{id}/{}", file.rel_path))
+                .await
+                .unwrap();
+            assert_eq!(remote.len() as u64, local_size);
+        }
+        assert!(thanos.files.iter().any(|file| file.rel_path == "index"));
+    }
+    let objects_before = bucket.iter_recursive("").await.unwrap();
+    drop(sidecar);
+
+    // A restarted sidecar uploads nothing again.
+    let sidecar = Sidecar::start(&args).unwrap();
+    sidecar.wait_passes(3.0).unwrap();
+    assert_eq!(sidecar.metric("thanos_shipper_uploads_total").unwrap(), 0.0);
+    assert_eq!(bucket.iter_recursive("").await.unwrap(), objects_before);
+    let record =
+        std::fs::read_to_string(prometheus.data_dir().join("thanos.shipper.json")).unwrap();
+    for block in &local_blocks {
+        let id = block.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(record.contains(&id), "{record}");
+    }
+}
+
+fn start_moto_on(port: u16, log_dir: &std::path::Path) -> Process {
+    let mut command = Command::new(test_harness::require_program("moto_server").unwrap());
+    command
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .current_dir(log_dir);
+    let process = Process::spawn("moto", command, log_dir).unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_until("moto to answer", Duration::from_secs(60), || {
+        raw_request(addr, "GET", "/").is_ok()
+    })
+    .unwrap();
+    assert_eq!(raw_request(addr, "PUT", "/thanos").unwrap(), 200);
+    process
+}
+
+fn raw_request(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<u16> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_resume_after_the_bucket_was_unreachable() {
+    let work = tempfile::tempdir().unwrap();
+    let prometheus = prometheus_with_blocks(&work);
+    let port = free_port();
+    let moto_dir = tempfile::tempdir().unwrap();
+    let mut moto = start_moto_on(port, moto_dir.path());
+    moto.kill();
+    let endpoint = format!("127.0.0.1:{port}");
+    let yaml = s3_config(&endpoint, "thanos");
+    let sidecar = Sidecar::start(&[
+        format!("--prometheus.url={}", prometheus.url()),
+        format!("--tsdb.path={}", prometheus.data_dir().display()),
+        format!("--objstore.config={yaml}"),
+        "--shipper.sync-interval=1s".to_owned(),
+    ])
+    .unwrap();
+    wait_until("a failed upload", Duration::from_secs(120), || {
+        sidecar
+            .metric("thanos_shipper_upload_failures_total")
+            .is_ok_and(|failures| failures >= 1.0)
+    })
+    .unwrap();
+    assert_eq!(sidecar.metric("thanos_shipper_uploads_total").unwrap(), 0.0);
+
+    let _moto = start_moto_on(port, moto_dir.path());
+    wait_until("uploads after the outage", Duration::from_secs(120), || {
+        sidecar
+            .metric("thanos_shipper_uploads_total")
+            .is_ok_and(|uploads| uploads >= 2.0)
+    })
+    .unwrap();
+    let bucket = open_bucket(&yaml).await.unwrap();
+    for block in block_dirs(prometheus.data_dir()).unwrap() {
+        let id = block.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            bucket.exists(&format!("{id}/meta.json")).await.unwrap(),
+            "{id}"
+        );
+        assert!(bucket.exists(&format!("{id}/index")).await.unwrap(), "{id}");
+        assert!(
+            bucket.exists(&format!("{id}/chunks/000001")).await.unwrap(),
+            "{id}"
+        );
+    }
+    sidecar
+        .wait_passes(sidecar.metric("thanos_shipper_dir_syncs_total").unwrap() + 2.0)
+        .unwrap();
+    assert_eq!(sidecar.metric("thanos_shipper_uploads_total").unwrap(), 2.0);
+}
+
+/// `up[1m]` as Prometheus' HTTP API returns it: labels without external labels → samples.
+fn prometheus_range_vector(
+    prometheus: &Prometheus,
+    at_millis: i64,
+) -> BTreeMap<String, Vec<Sample>> {
+    let body = prometheus
+        .get(&format!(
+            "/api/v1/query?query=up%5B1m%5D&time={}.{:03}",
+            at_millis / 1000,
+            at_millis % 1000
+        ))
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        json["data"]["result"]
+            .as_array()
+            .is_some_and(|result| !result.is_empty()),
+        "{body}"
+    );
+    let mut out = BTreeMap::new();
+    for result in json["data"]["result"].as_array().unwrap() {
+        let labels: BTreeMap<String, String> =
+            serde_json::from_value(result["metric"].clone()).unwrap();
+        let samples = result["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| {
+                let t = (pair[0].as_f64().unwrap() * 1000.0).round() as i64;
+                let v: f64 = pair[1].as_str().unwrap().parse().unwrap();
+                Sample::new(t, v)
+            })
+            .collect();
+        out.insert(format!("{labels:?}"), samples);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn series_equal_prometheus_answers_and_errors_are_clear() {
+    let mut prometheus = Prometheus::start(PrometheusConfig {
+        external_labels: external(),
+        scrape_interval: Duration::from_secs(1),
+        ..PrometheusConfig::default()
+    })
+    .unwrap();
+    let sidecar = Sidecar::start(&[format!("--prometheus.url={}", prometheus.url())]).unwrap();
+    wait_until("three scrapes of up", Duration::from_secs(60), || {
+        prometheus
+            .get("/api/v1/query?query=count_over_time(up%5B1m%5D)%3E%3D3")
+            .is_ok_and(|body| body.contains("\"value\""))
+    })
+    .unwrap();
+    let (mut store, mut info) = sidecar.clients().await.unwrap();
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let expected = prometheus_range_vector(&prometheus, now);
+    assert!(!expected.is_empty());
+    let request = series_request(
+        now - 60_000,
+        now,
+        vec![matcher(MatcherType::Eq, "__name__", "up")],
+    );
+    let result = collect_series(&mut store, request).await.unwrap();
+    let mut actual = BTreeMap::new();
+    for series in result.series {
+        let mut labels: BTreeMap<String, String> = series
+            .labels
+            .iter()
+            .map(|label| (label.name.clone(), label.value.clone()))
+            .collect();
+        for (name, value) in external() {
+            assert_eq!(labels.remove(&name), Some(value), "external label {name}");
+        }
+        let mut samples = Vec::new();
+        for chunk in &series.chunks {
+            let raw = chunk.raw.as_ref().unwrap();
+            samples.extend(
+                storeapi::chunk::decode_float_samples(raw)
+                    .unwrap()
+                    .into_iter()
+                    .filter(|sample| sample.t >= now - 60_000 && sample.t <= now),
+            );
+        }
+        actual.insert(format!("{labels:?}"), samples);
+    }
+    assert_eq!(actual, expected);
+
+    let info = info.info(InfoRequest {}).await.unwrap().into_inner();
+    assert_eq!(info.component_type, "sidecar");
+    let store_info = info.store.unwrap();
+    assert_eq!(store_info.max_time, i64::MAX);
+    assert!(store_info.min_time <= now, "{}", store_info.min_time);
+    let request = series_request(
+        now - 60_000,
+        now,
+        vec![
+            matcher(MatcherType::Eq, "__name__", "up"),
+            matcher(MatcherType::Eq, "replica", "b"),
+        ],
+    );
+    assert!(
+        collect_series(&mut store, request)
+            .await
+            .unwrap()
+            .series
+            .is_empty()
+    );
+
+    // Prometheus gone: a clear Unavailable, quickly.
+    prometheus.process().kill();
+    let request = series_request(
+        now - 60_000,
+        now,
+        vec![matcher(MatcherType::Eq, "__name__", "up")],
+    );
+    let started = std::time::Instant::now();
+    let error = collect_series(&mut store, request).await.unwrap_err();
+    assert_eq!(error.code(), tonic::Code::Unavailable, "{error}");
+    assert!(error.message().contains("prometheus"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// Loads the acceptance data into Prometheus with promtool and starts a sidecar next to it.
+struct PrometheusSidecarFactory;
+
+impl StoreFactory for PrometheusSidecarFactory {
+    async fn start(&self, external_labels: Labels, series: Vec<SeriesData>) -> TestStore {
+        let work = tempfile::tempdir().unwrap();
+        let data = work.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        if !series.is_empty() {
+            promtool_blocks(&series, &data).unwrap();
+        }
+        let prometheus = Prometheus::start(PrometheusConfig {
+            external_labels: external_labels
+                .iter()
+                .map(|label| (label.name.clone(), label.value.clone()))
+                .collect(),
+            data_dir: Some(data),
+            ..PrometheusConfig::default()
+        })
+        .unwrap();
+        let sidecar = Sidecar::start(&[format!("--prometheus.url={}", prometheus.url())]).unwrap();
+        let (store, info) = sidecar.clients().await.unwrap();
+        TestStore {
+            store,
+            info,
+            guard: Box::new((sidecar, prometheus, work)),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn passes_the_storeapi_acceptance_suite() {
+    storeapi::testing::run_acceptance(&PrometheusSidecarFactory).await;
+}
