@@ -177,7 +177,17 @@ impl Syncer {
         })
     }
 
-    async fn meta(&self, id: Ulid) -> MetaOutcome {
+    /// The block's meta, when its folder (`files`, from one listing) has a `meta.json`; metas
+    /// are read once and then cached, since they never change.
+    async fn meta(&self, id: Ulid, files: &[String]) -> MetaOutcome {
+        let name = format!("{id}/meta.json");
+        if !files.contains(&name) {
+            self.metas
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&id);
+            return MetaOutcome::State("no-meta-json");
+        }
         if let Some(meta) = self
             .metas
             .lock()
@@ -186,7 +196,6 @@ impl Syncer {
         {
             return MetaOutcome::Meta(Box::new(meta.clone()));
         }
-        let name = format!("{id}/meta.json");
         match self.bucket.get(&name).await {
             Ok(bytes) => match BlockMeta::from_json(&bytes, &name) {
                 Ok(meta) => {
@@ -210,7 +219,7 @@ impl Syncer {
     }
 
     /// The state a block with `meta` is filtered into, `loaded` when it is served.
-    async fn filter(&self, meta: &BlockMeta) -> Result<&'static str> {
+    async fn filter(&self, meta: &BlockMeta, files: &[String]) -> Result<&'static str> {
         let now = now_millis();
         let (min_time, max_time) = (
             self.config.min_time.millis(now),
@@ -252,6 +261,9 @@ impl Syncer {
             }
         }
         let name = format!("{}/{}", meta.ulid, DeletionMark::FILE_NAME);
+        if !files.contains(&name) {
+            return Ok("loaded");
+        }
         match self.bucket.get(&name).await {
             Ok(bytes) => match DeletionMark::from_json(&bytes) {
                 Ok(mark) => {
@@ -294,9 +306,17 @@ impl Syncer {
         let outcomes: Vec<(Ulid, Result<&'static str>, Option<BlockMeta>)> =
             futures_util::stream::iter(ids)
                 .map(|id| async move {
-                    match self.meta(id).await {
+                    let files = match self.bucket.iter(&format!("{id}/")).await {
+                        Ok(files) => files,
+                        Err(source) => {
+                            return (id, Err(Error::bucket(format!("list {id}"), source)), None);
+                        }
+                    };
+                    match self.meta(id, &files).await {
                         MetaOutcome::State(state) => (id, Ok(state), None),
-                        MetaOutcome::Meta(meta) => (id, self.filter(&meta).await, Some(*meta)),
+                        MetaOutcome::Meta(meta) => {
+                            (id, self.filter(&meta, &files).await, Some(*meta))
+                        }
                     }
                 })
                 .buffer_unordered(self.config.concurrency.max(1))
