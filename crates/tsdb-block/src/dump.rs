@@ -43,7 +43,7 @@ pub fn open_blocks(dir: &Path) -> Result<Vec<BlockReader>> {
     Ok(blocks)
 }
 
-/// Writes the dump of `blocks` for `[min_time, max_time]` (inclusive) to `out`.
+/// Writes the dump of `blocks` for `[min_time, max_time]` (inclusive) to `out`, all series.
 pub fn dump(
     blocks: &[BlockReader],
     min_time: i64,
@@ -56,10 +56,21 @@ pub fn dump(
             detail: error.to_string(),
         }
     })?;
+    dump_matching(blocks, std::slice::from_ref(&all), min_time, max_time, out)
+}
+
+/// Like [`dump`], for the series matching all of `matchers` (`promtool tsdb dump --match`).
+pub fn dump_matching(
+    blocks: &[BlockReader],
+    matchers: &[Matcher],
+    min_time: i64,
+    max_time: i64,
+    out: &mut dyn Write,
+) -> Result<()> {
     let mut cursors: Vec<Cursor<'_>> = Vec::new();
     for block in blocks {
         if block.meta().min_time <= max_time && min_time < block.meta().max_time {
-            let mut series = block.select(std::slice::from_ref(&all), min_time, max_time)?;
+            let mut series = block.select(matchers, min_time, max_time)?;
             let head = series.next().transpose()?;
             cursors.push(Cursor {
                 block,

@@ -122,6 +122,12 @@ fn dump_matches_promtool_byte_for_byte() {
         ],
         vec![format!("--max-time={}", start + 15_000)],
         vec![format!("--min-time={}", start + 100_000_000)],
+        vec![r#"--match=temperature{room!="special"}"#.to_owned()],
+        vec![r#"--match={__name__=~"latency.*",le=~"0.1|\\+Inf"}"#.to_owned()],
+        vec![
+            r#"--match={path=~".*ü.*"}"#.to_owned(),
+            format!("--max-time={}", start + 600_000),
+        ],
     ];
     for extra in ranges {
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
@@ -142,6 +148,9 @@ fn dump_matches_promtool_byte_for_byte() {
         }
         if extra.is_empty() {
             assert!(theirs.len() > 100_000, "dump is suspiciously short");
+        }
+        if extra.iter().any(|argument| argument.starts_with("--match")) {
+            assert!(!theirs.is_empty(), "{extra:?} selects nothing");
         }
     }
 }

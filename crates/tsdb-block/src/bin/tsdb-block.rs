@@ -32,6 +32,9 @@ enum Command {
         /// Maximum timestamp to dump.
         #[arg(long = "max-time", default_value_t = i64::MAX, allow_hyphen_values = true)]
         max_time: i64,
+        /// Series selector (default: every series, as promtool's `{__name__=~'(?s:.*)'}`).
+        #[arg(long = "match")]
+        selector: Option<String>,
     },
     /// Write a block again under a new ULID (chunks copied as they are).
     Rewrite {
@@ -60,12 +63,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             db_path,
             min_time,
             max_time,
+            selector,
         } => {
+            let matchers = selector.as_deref().map(parse_selector).transpose()?;
             let blocks = tsdb_block::dump::open_blocks(&db_path)
                 .with_context(|| format!("open blocks in {}", db_path.display()))?;
             let stdout = std::io::stdout().lock();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout);
-            tsdb_block::dump::dump(&blocks, min_time, max_time, &mut out).context("dump")?;
+            match matchers {
+                Some(matchers) => tsdb_block::dump::dump_matching(
+                    &blocks, &matchers, min_time, max_time, &mut out,
+                ),
+                None => tsdb_block::dump::dump(&blocks, min_time, max_time, &mut out),
+            }
+            .context("dump")?;
             out.flush().context("write stdout")?;
         }
         Command::Rewrite { block_dir, out_dir } => {
@@ -78,4 +89,43 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The matchers of a series selector such as `up{job=~"a|b"}`.
+fn parse_selector(selector: &str) -> anyhow::Result<Vec<prom_model::Matcher>> {
+    use prom_model::{MatchType, Matcher};
+    use promql_parser::label::MatchOp;
+    use promql_parser::parser::Expr;
+
+    let expr = promql_parser::parser::parse(selector)
+        .map_err(|error| anyhow::anyhow!("parse selector {selector:?}: {error}"))?;
+    let Expr::VectorSelector(vector) = expr else {
+        anyhow::bail!("{selector:?} is not a series selector");
+    };
+    if !vector.matchers.or_matchers.is_empty() {
+        anyhow::bail!("{selector:?}: `or` in selectors is not supported");
+    }
+    let mut matchers = Vec::new();
+    if let Some(name) = &vector.name
+        && !vector
+            .matchers
+            .matchers
+            .iter()
+            .any(|m| m.name == "__name__")
+    {
+        matchers.push(Matcher::equal("__name__", name.as_str()));
+    }
+    for matcher in &vector.matchers.matchers {
+        let kind = match matcher.op {
+            MatchOp::Equal => MatchType::Equal,
+            MatchOp::NotEqual => MatchType::NotEqual,
+            MatchOp::Re(_) => MatchType::Regex,
+            MatchOp::NotRe(_) => MatchType::NotRegex,
+        };
+        matchers.push(
+            Matcher::new(kind, matcher.name.as_str(), matcher.value.as_str())
+                .with_context(|| format!("selector {selector:?}"))?,
+        );
+    }
+    Ok(matchers)
 }
