@@ -296,10 +296,7 @@ async fn watch_prometheus(
 }
 
 async fn refresh_min_time(prometheus: &PrometheusClient, state: &PrometheusState, config: &Config) {
-    let flag_min = match parse_min_time(&config.min_time, now_millis()) {
-        Ok(min) => min,
-        Err(_) => i64::MIN,
-    };
+    let flag_min = parse_min_time(&config.min_time, now_millis()).unwrap_or(i64::MIN);
     match prometheus.lowest_timestamp().await {
         Ok(Some(lowest)) => state.set_min_time(lowest.max(flag_min)),
         Ok(None) => state.set_min_time(flag_min),

@@ -1,5 +1,8 @@
 //! The `sidecar` binary next to a real Prometheus 2.42, with moto as the S3 bucket.
 
+// Test helpers outside #[test] functions panic on unexpected failures by design.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;
