@@ -1,5 +1,7 @@
 //! Every HTTP endpoint's JSON shape and Prometheus' error answers, against the real binary.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{Querier, enc, endpoints, series, start_store};

@@ -1,6 +1,8 @@
 //! Two replicas with different gaps behind the real querier: de-duplicated answers have no
 //! gaps and no doubled samples; `dedup=false` shows both replicas.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{Querier, enc, endpoints, points, series, start_store};

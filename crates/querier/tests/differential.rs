@@ -2,6 +2,8 @@
 //! and in a store behind the querier answers the same queries; `promtool query` works against
 //! the querier.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::fmt::Write as _;

@@ -1,6 +1,8 @@
 //! Partial responses: a failing, slow or killed store becomes a warning naming it, or with
 //! `partial_response=false` a 422 error naming it.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The querier's own StoreAPI: the shared acceptance suite through a querier in front of an
 //! in-memory store, and a querier stacked on a querier de-duplicating replicas.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

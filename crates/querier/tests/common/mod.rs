@@ -1,6 +1,6 @@
 //! Shared helpers: in-process stores, the real `querier` binary, HTTP calls.
 
-#![allow(dead_code)]
+#![allow(dead_code, missing_docs, unreachable_pub, clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
