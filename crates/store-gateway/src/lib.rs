@@ -19,7 +19,7 @@
 //! **Modules.** [`sync`] (bucket listing, meta filters, block load/drop), `block` (one block:
 //! index-header, postings → series → chunks), `header` (the index-header file), [`cache`]
 //! (in-memory LRU, memcached, redis index caches), `store` (the gRPC services), [`relabel`]
-//! (block selection), [`time`] (`--min-time`/`--max-time`), `limits`, [`error`].
+//! (block selection), `shard` (vertical query sharding), [`time`] (`--min-time`/`--max-time`), `limits`, [`error`].
 
 mod block;
 pub mod cache;
@@ -27,6 +27,7 @@ pub mod error;
 mod header;
 mod limits;
 pub mod relabel;
+mod shard;
 mod store;
 pub mod sync;
 pub mod time;

@@ -21,6 +21,7 @@ use crate::cache::IndexCache;
 use crate::error::Error;
 use crate::limits::Limiter;
 use crate::relabel::BLOCK_ID_LABEL;
+use crate::shard::ShardMatcher;
 use crate::sync::BlockSet;
 
 /// Blocks queried at once for one request.
@@ -210,7 +211,7 @@ impl BucketStore {
             store: Some(infopb::StoreInfo {
                 min_time,
                 max_time,
-                supports_sharding: false,
+                supports_sharding: true,
                 supports_without_replica_labels: true,
                 tsdb_infos,
                 supports_projections: false,
@@ -269,6 +270,9 @@ impl Store for BucketStore {
         let (mut series, block_ids) = self.select_series(&request).await?;
         let replica_labels = self.replica_labels(&request.without_replica_labels);
         series = storeapi::replica::without_replica_labels(series, &replica_labels);
+        if let Some(shard) = ShardMatcher::new(request.shard_info.as_ref()) {
+            series.retain(|one| shard.matches(&one.labels));
+        }
         debug_assert!(
             series
                 .windows(2)

@@ -32,6 +32,23 @@ fn check_gateway(gateway: &Gateway, blocks: &Blocks) {
     assert_eq!(served, expected);
     assert_eq!(queried_blocks(&result), blocks.ids);
 
+    // Vertical sharding splits the series with none lost or repeated.
+    let mut sharded: Vec<String> = Vec::new();
+    for shard_index in 0..3 {
+        let mut one_shard = request(vec![re("__name__", ".+")]);
+        one_shard.shard_info = Some(thanos::ShardInfo {
+            shard_index,
+            total_shards: 3,
+            by: true,
+            labels: vec!["instance".to_owned(), "room".to_owned()],
+        });
+        let result = runtime.block_on(series(gateway, one_shard)).unwrap();
+        assert!(!result.series.is_empty() && result.series.len() < expected.len());
+        sharded.extend(served_dump(&result, &["cluster", "replica"]).into_keys());
+    }
+    sharded.sort();
+    assert_eq!(sharded, expected.keys().cloned().collect::<Vec<_>>());
+
     // Matchers and time ranges.
     let mut narrow = request(vec![eq("__name__", "requests_total"), eq("job", "j1")]);
     narrow.min_time = (START + 3600) * 1000;
@@ -131,6 +148,7 @@ fn check_gateway(gateway: &Gateway, blocks: &Blocks) {
         assert_eq!(info.component_type, "store");
         assert_eq!(info.label_sets.len(), 1);
         let store = info.store.unwrap();
+        assert!(store.supports_sharding && store.supports_without_replica_labels);
         assert_eq!(store.min_time, START * 1000);
         assert!(store.max_time > START * 1000 + 4 * 3600 * 1000);
     });
