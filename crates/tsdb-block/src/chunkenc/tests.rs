@@ -205,6 +205,13 @@ fn truncated_chunks_report_an_error_with_offset() {
         let yielded = iterator.by_ref().count();
         assert!(yielded < samples.len(), "cut at {cut} yielded everything");
         let error = iterator.err().expect("a truncated chunk is an error");
+        if cut >= 2 {
+            assert_eq!(
+                iterator.num_samples(),
+                50,
+                "the announced count survives the error"
+            );
+        }
         assert!(
             error.offset >= 1000 && error.offset <= 1000 + cut as u64,
             "{error:?}"

@@ -221,7 +221,10 @@ pub struct XorIterator<'a> {
     base: u64,
     /// Next bit to read.
     bit_position: usize,
+    /// The count the header announces.
     total: u16,
+    /// Samples to yield: `total`, or fewer once an error stopped iteration.
+    limit: u16,
     read: u16,
     timestamp: i64,
     value_bits: u64,
@@ -283,6 +286,7 @@ impl<'a> XorIterator<'a> {
             base,
             bit_position: HEADER_BYTES * 8,
             total: 0,
+            limit: 0,
             read: 0,
             timestamp: 0,
             value_bits: 0,
@@ -292,7 +296,10 @@ impl<'a> XorIterator<'a> {
             error: None,
         };
         match data {
-            [high, low, ..] => iterator.total = u16::from_be_bytes([*high, *low]),
+            [high, low, ..] => {
+                iterator.total = u16::from_be_bytes([*high, *low]);
+                iterator.limit = iterator.total;
+            }
             _ => {
                 iterator.error = Some(DecodeError::new(
                     base,
@@ -315,7 +322,7 @@ impl<'a> XorIterator<'a> {
 
     /// Decodes every remaining sample into `out`, or returns the first error.
     pub fn decode_into(mut self, out: &mut Vec<(i64, f64)>) -> Result<(), DecodeError> {
-        out.reserve(usize::from(self.total.saturating_sub(self.read)));
+        out.reserve(usize::from(self.limit - self.read));
         for sample in self.by_ref() {
             out.push(sample);
         }
@@ -335,7 +342,7 @@ impl<'a> XorIterator<'a> {
             format!("{detail} in sample {} of {}", self.read, self.total),
         ));
         // Nothing more is yielded.
-        self.total = self.read;
+        self.limit = self.read;
     }
 
     /// The first two samples: varint timestamp and raw value, then uvarint delta and XOR value.
@@ -358,7 +365,7 @@ impl<'a> XorIterator<'a> {
         };
         if let Err(error) = result {
             self.error = Some(error);
-            self.total = self.read;
+            self.limit = self.read;
             return None;
         }
         self.bit_position = reader.bit_position();
@@ -377,12 +384,31 @@ impl<'a> XorIterator<'a> {
         Some((self.timestamp, f64::from_bits(self.value_bits)))
     }
 
+    /// Commits a decoded sample ending at bit `position`, unless decoding it ran past the end.
+    #[inline(always)]
+    fn finish_sample(&mut self, start: usize, position: usize) -> Option<(i64, f64)> {
+        if position > self.data.len() * 8 {
+            self.fail(start, "bit stream ends early".to_owned());
+            return None;
+        }
+        self.bit_position = position;
+        self.read += 1;
+        Some((self.timestamp, f64::from_bits(self.value_bits)))
+    }
+
     /// Decodes an XOR-ed value at `*position`; `false` (with the error recorded) on a window
     /// no encoder writes.
     #[inline(always)]
     fn read_value(&mut self, position: &mut usize) -> bool {
+        let word = load_word(self.data, *position);
+        self.read_value_from(position, word, 0)
+    }
+
+    /// [`Self::read_value`] with the stream word at `*position` already loaded; `used` of its
+    /// bits were consumed before (0 or 1), so `57 - used` of them are stream bits.
+    #[inline(always)]
+    fn read_value_from(&mut self, position: &mut usize, word: u64, used: u32) -> bool {
         let data = self.data;
-        let word = load_word(data, *position);
         if word >> 63 == 0 {
             *position += 1;
             return true;
@@ -390,7 +416,7 @@ impl<'a> XorIterator<'a> {
         if word & (1 << 62) == 0 {
             // Same window as before.
             let significant = 64 - self.leading - self.trailing;
-            let bits = if significant <= 55 {
+            let bits = if significant + used <= 55 {
                 *position += 2 + significant as usize;
                 (word << 2) >> (64 - significant)
             } else {
@@ -412,7 +438,7 @@ impl<'a> XorIterator<'a> {
         }
         self.leading = leading;
         self.trailing = 64 - leading - significant;
-        let bits = if significant <= 44 {
+        let bits = if significant + used <= 44 {
             *position += 13 + significant as usize;
             (word << 13) >> (64 - significant)
         } else {
@@ -429,7 +455,7 @@ impl Iterator for XorIterator<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<(i64, f64)> {
-        if self.read >= self.total {
+        if self.read >= self.limit {
             return None;
         }
         if self.read < 2 {
@@ -440,8 +466,13 @@ impl Iterator for XorIterator<'_> {
         let mut position = start;
         let word = load_word(data, position);
         let dod = if word >> 63 == 0 {
+            // The most common sample: no delta-of-delta; the value field follows in this word.
             position += 1;
-            0
+            self.timestamp = self.timestamp.wrapping_add(self.delta as i64);
+            if !self.read_value_from(&mut position, word << 1, 1) {
+                return None;
+            }
+            return self.finish_sample(start, position);
         } else {
             match (!word).leading_zeros() {
                 1 => {
@@ -467,17 +498,11 @@ impl Iterator for XorIterator<'_> {
         if !self.read_value(&mut position) {
             return None;
         }
-        if position > data.len() * 8 {
-            self.fail(start, "bit stream ends early".to_owned());
-            return None;
-        }
-        self.bit_position = position;
-        self.read += 1;
-        Some((self.timestamp, f64::from_bits(self.value_bits)))
+        self.finish_sample(start, position)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(usize::from(self.total - self.read)))
+        (0, Some(usize::from(self.limit - self.read)))
     }
 }
 
