@@ -304,6 +304,34 @@ async fn refresh_min_time(prometheus: &PrometheusClient, state: &PrometheusState
     }
 }
 
+/// What Prometheus' block-duration flags mean for uploads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BlockDurations {
+    /// Min and max are 2h: the setting Thanos recommends.
+    Equal2h,
+    /// Min and max are equal but not 2h: uploads work, with a warning.
+    EqualNot2h(String),
+    /// Prometheus compacts its own blocks and compacted uploads were not asked for.
+    Compacting { min: String, max: String },
+}
+
+fn check_block_durations(
+    flags: &std::collections::BTreeMap<String, String>,
+    upload_compacted: bool,
+) -> BlockDurations {
+    let flag = |name: &str| flags.get(name).cloned().unwrap_or_default();
+    let min = flag("storage.tsdb.min-block-duration");
+    let max = flag("storage.tsdb.max-block-duration");
+    if min != max && !upload_compacted {
+        return BlockDurations::Compacting { min, max };
+    }
+    if min == "2h" {
+        BlockDurations::Equal2h
+    } else {
+        BlockDurations::EqualNot2h(min)
+    }
+}
+
 /// Checks Prometheus' block durations, then runs the shipper. Refuses to upload (logging why)
 /// when Prometheus compacts blocks and `--shipper.upload-compacted` is not set.
 async fn ship_when_started(
@@ -322,22 +350,21 @@ async fn ship_when_started(
         _ = shutdown.cancelled() => return Ok(()),
     }
     match prometheus.flags().await {
-        Ok(flags) => {
-            let min = flags.get("storage.tsdb.min-block-duration").cloned();
-            let max = flags.get("storage.tsdb.max-block-duration").cloned();
-            if min != max && !config.shipper_upload_compacted {
+        Ok(flags) => match check_block_durations(&flags, config.shipper_upload_compacted) {
+            BlockDurations::Equal2h => {}
+            BlockDurations::EqualNot2h(duration) => {
+                warn!(block_duration = %duration, "prometheus block duration is not 2h");
+            }
+            BlockDurations::Compacting { min, max } => {
                 error!(
-                    min_block_duration = ?min,
-                    max_block_duration = ?max,
+                    min_block_duration = %min,
+                    max_block_duration = %max,
                     "prometheus compacts blocks (storage.tsdb.min-block-duration != storage.tsdb.max-block-duration): not uploading; set them equal or use --shipper.upload-compacted"
                 );
                 shutdown.cancelled().await;
                 return Ok(());
             }
-            if min.as_deref() != Some("2h") {
-                warn!(block_duration = ?min, "prometheus block duration is not 2h");
-            }
-        }
+        },
         Err(error) => warn!(error = %error, "reading prometheus flags failed, shipping anyway"),
     }
     shipper.run(shutdown).await
@@ -346,6 +373,35 @@ async fn ship_when_started(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unequal_block_durations_refuse_uploads_unless_compacted_uploads_are_asked_for() {
+        let flags = |min: &str, max: &str| {
+            std::collections::BTreeMap::from([
+                ("storage.tsdb.min-block-duration".to_owned(), min.to_owned()),
+                ("storage.tsdb.max-block-duration".to_owned(), max.to_owned()),
+            ])
+        };
+        assert_eq!(
+            check_block_durations(&flags("2h", "2h"), false),
+            BlockDurations::Equal2h
+        );
+        assert_eq!(
+            check_block_durations(&flags("1h", "1h"), false),
+            BlockDurations::EqualNot2h("1h".to_owned())
+        );
+        assert_eq!(
+            check_block_durations(&flags("2h", "36h"), false),
+            BlockDurations::Compacting {
+                min: "2h".to_owned(),
+                max: "36h".to_owned()
+            }
+        );
+        assert_eq!(
+            check_block_durations(&flags("2h", "36h"), true),
+            BlockDurations::Equal2h
+        );
+    }
 
     #[test]
     fn min_time_accepts_rfc3339_and_durations() {

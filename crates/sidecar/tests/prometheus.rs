@@ -84,6 +84,40 @@ fn refuses_to_start_without_external_labels() {
     );
 }
 
+#[test]
+fn not_ready_without_prometheus_and_gives_up_after_ready_timeout() {
+    let unused = free_port();
+    let mut sidecar = Sidecar::spawn(&[
+        format!("--prometheus.url=http://127.0.0.1:{unused}"),
+        "--prometheus.ready_timeout=5s".to_owned(),
+    ])
+    .unwrap();
+    let http = sidecar.http;
+    wait_until("sidecar /-/healthy", Duration::from_secs(30), || {
+        matches!(test_harness::http_get(http, "/-/healthy"), Ok((200, _)))
+    })
+    .unwrap();
+    let (status, _) = test_harness::http_get(http, "/-/ready").unwrap();
+    assert_ne!(status, 200, "ready before prometheus answered");
+    let mut exit = None;
+    wait_until("sidecar to give up", Duration::from_secs(60), || {
+        exit = sidecar.process.try_wait().unwrap();
+        exit.is_some()
+    })
+    .unwrap();
+    assert!(!exit.unwrap().success());
+    let log = sidecar.process.log();
+    let last = log
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or_default();
+    assert!(
+        last.starts_with("sidecar: ") && last.contains("not ready after"),
+        "{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ships_blocks_exactly_once_across_restarts_in_operator_form() {
     let work = tempfile::tempdir().unwrap();
@@ -139,6 +173,12 @@ async fn ships_blocks_exactly_once_across_restarts_in_operator_form() {
         assert!(thanos.files.iter().any(|file| file.rel_path == "index"));
     }
     let objects_before = bucket.iter_recursive("").await.unwrap();
+    let log = sidecar.process.log();
+    assert!(
+        log.contains("--reloader.watch-interval=5m")
+            && log.contains("ignoring Thanos sidecar flag"),
+        "{log}"
+    );
     drop(sidecar);
 
     // A restarted sidecar uploads nothing again.
