@@ -19,13 +19,14 @@
 //! **Modules.** [`sync`] (bucket listing, meta filters, block load/drop), `block` (one block:
 //! index-header, postings → series → chunks), `header` (the index-header file), [`cache`]
 //! (in-memory LRU, memcached, redis index caches), `store` (the gRPC services), [`relabel`]
-//! (block selection), `shard` (vertical query sharding), [`time`] (`--min-time`/`--max-time`), `limits`, [`error`].
+//! (block selection), `metrics` (query metrics), `shard` (vertical query sharding), [`time`] (`--min-time`/`--max-time`), `limits`, [`error`].
 
 mod block;
 pub mod cache;
 pub mod error;
 mod header;
 mod limits;
+mod metrics;
 pub mod relabel;
 mod shard;
 mod store;
@@ -310,6 +311,7 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
         cache,
         limits,
         config.series_max_concurrency,
+        metrics::QueryMetrics::register(&ctx.registry)?,
     );
 
     let http = HttpServer::bind(&config.http, &ctx, axum::Router::new()).await?;

@@ -20,6 +20,7 @@ use crate::block::{Block, BlockQuery};
 use crate::cache::IndexCache;
 use crate::error::Error;
 use crate::limits::Limiter;
+use crate::metrics::QueryMetrics;
 use crate::relabel::BLOCK_ID_LABEL;
 use crate::shard::ShardMatcher;
 use crate::sync::BlockSet;
@@ -41,6 +42,7 @@ pub(crate) struct BucketStore {
     cache: Arc<dyn IndexCache>,
     limits: Limits,
     concurrency: Arc<Semaphore>,
+    metrics: QueryMetrics,
 }
 
 fn bad_request(error: impl std::fmt::Display) -> Status {
@@ -62,12 +64,14 @@ impl BucketStore {
         cache: Arc<dyn IndexCache>,
         limits: Limits,
         max_concurrency: usize,
+        metrics: QueryMetrics,
     ) -> Self {
         Self {
             blocks,
             cache,
             limits,
             concurrency: Arc::new(Semaphore::new(max_concurrency.max(1))),
+            metrics,
         }
     }
 
@@ -140,6 +144,8 @@ impl BucketStore {
         });
         let limiter = Arc::new(Limiter::new(self.limits.series, self.limits.samples));
         let block_ids: Vec<String> = blocks.iter().map(|block| block.id.to_string()).collect();
+        self.metrics.blocks_queried.observe(blocks.len() as f64);
+        let started = std::time::Instant::now();
         let results: Vec<Result<Vec<thanos::Series>, Error>> = futures_util::stream::iter(blocks)
             .map(|block| {
                 block.series(
@@ -154,6 +160,17 @@ impl BucketStore {
         let mut per_block = Vec::with_capacity(results.len());
         for result in results {
             let series = result.map_err(|error| {
+                if let Error::LimitExceeded(message) = &error {
+                    let reason = if message.contains("series") {
+                        "series"
+                    } else {
+                        "chunks"
+                    };
+                    self.metrics
+                        .queries_dropped
+                        .with_label_values(&[reason])
+                        .inc();
+                }
                 tracing::warn!(error = %service_core::error_chain(&error), "series request failed");
                 Status::from(error)
             })?;
@@ -163,6 +180,9 @@ impl BucketStore {
                     .map(|one| Ok::<_, Status>(storeapi::merge::series_frame(one))),
             ));
         }
+        self.metrics
+            .get_all_duration
+            .observe(started.elapsed().as_secs_f64());
         let merged: Vec<Result<thanos::SeriesResponse, Status>> =
             storeapi::merge_series(per_block).collect().await;
         let mut series = Vec::with_capacity(merged.len());
@@ -279,6 +299,7 @@ impl Store for BucketStore {
                 .all(|pair| compare_labels(&pair[0].labels, &pair[1].labels).is_le())
         );
         truncate(&mut series, request.limit);
+        self.metrics.result_series.observe(series.len() as f64);
         let mut frames = pack_series(series, request.response_batch_size);
         let response_hints = hintspb::SeriesResponseHints {
             queried_blocks: block_ids
