@@ -328,6 +328,38 @@ mod tests {
     }
 
     #[test]
+    fn reads_from_prefetched_ranges_only() {
+        let series = series_set(100);
+        let bytes = write_index(&series);
+        let toc =
+            Toc::decode(&bytes[bytes.len() - TOC_LEN as usize..], bytes.len() as u64).unwrap();
+        let range = |from: u64, to: u64| bytes[from as usize..to as usize].to_vec();
+        let mut source = crate::source::RangesSource::new("index", bytes.len() as u64);
+        // What a store gateway keeps: header, symbols, postings offset table and TOC.
+        source.insert(0, range(0, toc.series)).unwrap();
+        source
+            .insert(
+                toc.postings_table,
+                range(toc.postings_table, bytes.len() as u64),
+            )
+            .unwrap();
+        let reader = IndexReader::new(Box::new(source.clone())).unwrap();
+        assert_eq!(reader.label_values("job").unwrap(), vec!["api", "db"]);
+        let error = reader.postings("job", &["api"]).map(collect).unwrap_err();
+        assert!(error.to_string().contains("not fetched"), "{error}");
+        // Fetch postings and series, then everything reads.
+        source
+            .insert(toc.series, range(toc.series, toc.postings))
+            .unwrap();
+        source
+            .insert(toc.postings, range(toc.postings, toc.postings_table))
+            .unwrap();
+        let reader = IndexReader::new(Box::new(source)).unwrap();
+        let matchers = [Matcher::new(MatchType::Equal, "job", "api").unwrap()];
+        check_matchers(&reader, &series, &matchers);
+    }
+
+    #[test]
     fn empty_index_is_readable() {
         let reader = open(write_index(&[])).unwrap();
         assert!(reader.label_names().is_empty());

@@ -58,10 +58,9 @@ impl BlockReader {
         names.sort();
         let mut segments: Vec<Box<dyn ByteSource>> = Vec::with_capacity(names.len());
         for name in names {
-            segments.push(Box::new(MmapSource::open(
-                &chunks_dir.join(&name),
-                format!("chunks/{name}"),
-            )?));
+            let segment = MmapSource::open(&chunks_dir.join(&name), format!("chunks/{name}"))?;
+            crate::chunks::check_segment_header(segment.read_to_end(0, "header")?, segment.name())?;
+            segments.push(Box::new(segment));
         }
         let tombstones_path = dir.join("tombstones");
         let tombstones: Box<dyn ByteSource> = if tombstones_path.exists() {
@@ -151,8 +150,31 @@ impl BlockReader {
                     self.segments.len()
                 ),
             })?;
-        let bytes = segment.read_to_end(0, "chunk")?;
-        crate::chunks::read_chunk(bytes, offset, segment.name())
+        // Read only the chunk, so a source holding just the needed ranges works: the length
+        // field first (at most 5 bytes), then the framed chunk.
+        if offset < 8 || offset >= segment.len() {
+            return Err(Error::Corrupt {
+                file: segment.name().to_owned(),
+                section: "chunk",
+                offset,
+                detail: format!(
+                    "chunk offset outside the chunk area of {} bytes",
+                    segment.len()
+                ),
+            });
+        }
+        let head = segment.read(offset, (segment.len() - offset).min(5), "chunk")?;
+        let mut decoder = crate::encoding::Decoder::new(head, offset);
+        let length = decoder
+            .uvarint()
+            .map_err(|error| error.in_section(segment.name(), "chunk"))?;
+        let framed = (decoder.offset() - offset)
+            .saturating_add(1)
+            .saturating_add(length)
+            .saturating_add(4);
+        let bytes = segment.read(offset, framed, "chunk")?;
+        let chunk = crate::chunks::parse_chunk(bytes, offset, segment.name())?;
+        Ok((chunk.encoding, chunk.data))
     }
 
     /// The float samples of a selected series, with deleted ranges dropped. Reading stops at the

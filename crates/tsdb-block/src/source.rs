@@ -3,7 +3,8 @@
 //! Readers ask a [`ByteSource`] for byte ranges by absolute offset and get a borrowed slice back,
 //! so the same decoding code runs over a local file ([`MmapSource`]) and over bytes fetched from
 //! object storage ([`MemorySource`], or any other implementation holding prefetched ranges). The
-//! trait is synchronous: fetching is the caller's business and happens before reading.
+//! trait is synchronous: fetching is the caller's business and happens before reading
+//! ([`RangesSource`] holds the prefetched ranges of a file).
 
 use std::fmt;
 use std::fs::File;
@@ -166,6 +167,105 @@ impl ByteSource for MemorySource {
     }
 }
 
+/// Some byte ranges of a file, e.g. prefetched from object storage: a read that lies within one
+/// held range is served from memory (so insert coalesced ranges), anything else is an error
+/// saying the range was not fetched.
+#[derive(Clone)]
+pub struct RangesSource {
+    name: String,
+    len: u64,
+    /// Held ranges by start offset; they do not overlap.
+    ranges: std::collections::BTreeMap<u64, Bytes>,
+}
+
+impl RangesSource {
+    /// An empty source for a file called `name` of `len` bytes.
+    pub fn new(name: impl Into<String>, len: u64) -> Self {
+        Self {
+            name: name.into(),
+            len,
+            ranges: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Holds `bytes` as the content at `offset`; fails if it goes past the end of the file or
+    /// overlaps a range already held.
+    pub fn insert(&mut self, offset: u64, bytes: impl Into<Bytes>) -> Result<()> {
+        let bytes = bytes.into();
+        let end = offset
+            .checked_add(bytes.len() as u64)
+            .filter(|end| *end <= self.len);
+        let invalid = |detail: String| Error::InvalidInput {
+            writer: "ranges source",
+            detail,
+        };
+        let Some(end) = end else {
+            return Err(invalid(format!(
+                "range at {offset} of {} bytes is past the end of {} ({} bytes)",
+                bytes.len(),
+                self.name,
+                self.len
+            )));
+        };
+        let before = self.ranges.range(..end).next_back();
+        if let Some((start, held)) = before
+            && start + held.len() as u64 > offset
+        {
+            return Err(invalid(format!(
+                "range at {offset} overlaps the one at {start}"
+            )));
+        }
+        self.ranges.insert(offset, bytes);
+        Ok(())
+    }
+}
+
+impl fmt::Debug for RangesSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RangesSource")
+            .field("name", &self.name)
+            .field("len", &self.len)
+            .field("ranges", &self.ranges.len())
+            .finish()
+    }
+}
+
+impl ByteSource for RangesSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read(&self, offset: u64, length: u64, section: &'static str) -> Result<&[u8]> {
+        let held = self.ranges.range(..=offset).next_back();
+        if let Some((start, bytes)) = held {
+            let within = offset - start;
+            if within
+                .checked_add(length)
+                .is_some_and(|end| end <= bytes.len() as u64)
+            {
+                return Ok(&bytes[within as usize..(within + length) as usize]);
+            }
+        }
+        Err(Error::Corrupt {
+            file: self.name.clone(),
+            section,
+            offset,
+            detail: if offset.checked_add(length).is_none_or(|end| end > self.len) {
+                format!(
+                    "range of {length} bytes goes past the end of the file ({} bytes)",
+                    self.len
+                )
+            } else {
+                format!("range of {length} bytes was not fetched")
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +291,30 @@ mod tests {
         let path = dir.path().join("index");
         std::fs::write(&path, b"abcde").unwrap();
         check(&MmapSource::open(&path, "index").unwrap());
+    }
+
+    #[test]
+    fn ranges_source_serves_held_ranges_only() {
+        let mut whole = RangesSource::new("index", 5);
+        whole.insert(0, b"abcde".to_vec()).unwrap();
+        check(&whole);
+        let mut split = RangesSource::new("index", 5);
+        split.insert(0, b"ab".to_vec()).unwrap();
+        split.insert(2, b"cde".to_vec()).unwrap();
+        assert_eq!(split.read(2, 3, "test").unwrap(), b"cde");
+        assert!(
+            split.read(1, 2, "test").is_err(),
+            "a read must lie within one range"
+        );
+        let mut sparse = RangesSource::new("index", 100);
+        sparse.insert(10, b"0123456789".to_vec()).unwrap();
+        assert_eq!(sparse.read(12, 3, "test").unwrap(), b"234");
+        let error = sparse.read(18, 4, "postings").unwrap_err();
+        assert!(error.to_string().contains("not fetched"), "{error}");
+        assert!(sparse.read(0, 1, "test").is_err());
+        assert!(sparse.insert(15, b"x".to_vec()).is_err(), "overlap");
+        assert!(sparse.insert(99, b"xy".to_vec()).is_err(), "past the end");
+        assert!(sparse.insert(5, b"01234".to_vec()).is_ok(), "adjacent");
     }
 
     #[test]

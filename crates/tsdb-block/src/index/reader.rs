@@ -237,14 +237,33 @@ impl IndexReader {
                 offset: self.toc.series,
                 detail: format!("series reference {series_ref} is outside the series section"),
             })?;
-        let available = source.read_to_end(offset, SERIES)?;
-        let mut decoder = Decoder::new(available, offset);
-        let length = decoder
-            .uvarint_len()
+        // Read only what the entry needs, so a source holding just the series section works:
+        // the length field first (at most 10 bytes, within the section), then the entry.
+        let section_end = if self.toc.label_indices > self.toc.series {
+            self.toc
+                .label_indices
+                .min(self.toc.postings.max(self.toc.series))
+        } else {
+            self.toc.postings
+        };
+        let head = source.read(offset, section_end.saturating_sub(offset).min(10), SERIES)?;
+        let mut head_decoder = Decoder::new(head, offset);
+        let length = head_decoder
+            .uvarint()
             .map_err(|e| e.in_section(source.name(), SERIES))?;
-        let body_offset = decoder.offset();
+        let body_offset = head_decoder.offset();
+        if body_offset.saturating_add(length).saturating_add(4) > section_end {
+            return Err(Error::Corrupt {
+                file: source.name().to_owned(),
+                section: SERIES,
+                offset,
+                detail: format!("series entry of {length} bytes runs past the series section"),
+            });
+        }
+        let entry = source.read(body_offset, length + 4, SERIES)?;
+        let mut decoder = Decoder::new(entry, body_offset);
         let body = decoder
-            .bytes(length)
+            .bytes(length as usize)
             .map_err(|e| e.in_section(source.name(), SERIES))?;
         let stored = decoder
             .be_u32()
