@@ -13,13 +13,19 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = reader.all_symbols();
-    let names: Vec<String> = reader.label_names().into_iter().map(str::to_owned).collect();
+    let names: Vec<String> = reader
+        .label_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     for name in names.iter().take(100) {
         let _ = reader.label_values(name);
     }
     if let Ok(mut postings) = reader.all_postings() {
         for _ in 0..1000 {
-            let Some(series_ref) = postings.next() else { break };
+            let Some(series_ref) = postings.next() else {
+                break;
+            };
             let _ = reader.series(series_ref);
         }
     }

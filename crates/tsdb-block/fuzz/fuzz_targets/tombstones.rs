@@ -7,7 +7,8 @@ use tsdb_block::tombstones::Tombstones;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(tombstones) = Tombstones::decode(data, "tombstones") {
-        let again = Tombstones::decode(&tombstones.encode(), "tombstones").expect("our own file parses");
+        let again =
+            Tombstones::decode(&tombstones.encode(), "tombstones").expect("our own file parses");
         assert_eq!(again, tombstones);
     }
 });
