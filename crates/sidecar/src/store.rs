@@ -109,6 +109,32 @@ fn dot_matches_newline(matchers: Vec<Matcher>) -> Vec<Matcher> {
         .collect()
 }
 
+/// The request's start, raised to the oldest time the store serves (`--min-time` or the oldest
+/// sample). With a query step the start stays on the step grid, so a PromQL engine above sees
+/// whole steps.
+fn clamp_min_time(request: &thanos::SeriesRequest, available_min_time: i64) -> i64 {
+    if request.min_time >= available_min_time {
+        return request.min_time;
+    }
+    let step = request
+        .query_hints
+        .as_ref()
+        .map_or(0, |hints| hints.step_millis);
+    if step <= 0 {
+        return available_min_time;
+    }
+    let (start, available, step) = (
+        i128::from(request.min_time),
+        i128::from(available_min_time),
+        i128::from(step),
+    );
+    let mut aligned = start + (available - start) / step * step;
+    if aligned != available {
+        aligned += step;
+    }
+    i64::try_from(aligned).unwrap_or(available_min_time)
+}
+
 fn label_range(start: i64, end: i64) -> (i64, i64) {
     if start == 0 && end == 0 {
         (i64::MIN, i64::MAX)
@@ -146,9 +172,13 @@ impl SidecarStore {
                 detail: "no matchers specified (excluding external labels)".to_owned(),
             });
         }
+        let min_time = clamp_min_time(request, self.state.min_time());
+        if min_time > request.max_time {
+            return Ok(Vec::new());
+        }
         let outcome = self
             .prometheus
-            .remote_read(&read_request(&matchers, request.min_time, request.max_time))
+            .remote_read(&read_request(&matchers, min_time, request.max_time))
             .await?;
         debug!(
             series = outcome.series.len(),
@@ -306,6 +336,64 @@ impl Info for SidecarStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_silent_prometheus_is_a_bounded_error() {
+        // Connections are accepted by the kernel but never answered.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let timeout = std::time::Duration::from_millis(500);
+        let client = PrometheusClient::new(&format!("http://{addr}"), timeout, timeout).unwrap();
+        let state = PrometheusState::new(Labels::from_pairs([("replica", "a")]), 0);
+        let store = SidecarStore::new(client, Arc::new(state));
+        let started = std::time::Instant::now();
+        let request = thanos::SeriesRequest {
+            min_time: 0,
+            max_time: 1000,
+            matchers: vec![thanos::LabelMatcher {
+                r#type: 0,
+                name: "__name__".into(),
+                value: "up".into(),
+            }],
+            ..Default::default()
+        };
+        let status = match Store::series(&store, Request::new(request)).await {
+            Ok(_) => panic!("a silent prometheus must fail the call"),
+            Err(status) => status,
+        };
+        assert!(
+            matches!(
+                status.code(),
+                tonic::Code::DeadlineExceeded | tonic::Code::Unavailable
+            ),
+            "{status}"
+        );
+        assert!(status.message().contains("prometheus"), "{status}");
+        let names =
+            Store::label_names(&store, Request::new(thanos::LabelNamesRequest::default())).await;
+        assert!(names.is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        drop(listener);
+    }
+
+    #[test]
+    fn requests_start_no_earlier_than_the_served_range() {
+        let request = |min_time, step_millis| thanos::SeriesRequest {
+            min_time,
+            max_time: 1_000_000,
+            query_hints: Some(thanos::QueryHints {
+                step_millis,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(clamp_min_time(&request(500, 0), 100), 500);
+        assert_eq!(clamp_min_time(&request(0, 0), 100), 100);
+        assert_eq!(clamp_min_time(&request(0, 30), 100), 120);
+        assert_eq!(clamp_min_time(&request(10, 30), 100), 100);
+        assert_eq!(clamp_min_time(&request(-20, 30), 100), 100);
+        assert!(clamp_min_time(&request(i64::MIN, 30), 100) >= 100);
+    }
 
     #[test]
     fn external_label_matchers_are_answered_locally() {
