@@ -31,6 +31,8 @@ pub(crate) struct Block {
     state: Mutex<HeaderState>,
     /// Sizes of the chunk segment files, by 0-based segment index.
     segment_sizes: Mutex<HashMap<u32, u64>>,
+    /// Counts index-headers loaded again after an idle release.
+    lazy_loads: prometheus::IntCounter,
 }
 
 #[derive(Debug)]
@@ -62,6 +64,7 @@ impl Block {
         meta: BlockMeta,
         bucket: Bucket,
         data_dir: &std::path::Path,
+        lazy_loads: prometheus::IntCounter,
     ) -> Result<Self> {
         let id = meta.ulid;
         let header_path = data_dir.join(id.to_string()).join("index-header");
@@ -76,6 +79,7 @@ impl Block {
                 last_used: Instant::now(),
             }),
             segment_sizes: Mutex::new(HashMap::new()),
+            lazy_loads,
         };
         let bytes = match block.read_local_header().await {
             Some(bytes) => bytes,
@@ -198,6 +202,7 @@ impl Block {
             }
         };
         let header = Arc::new(parse_header(self.id, bytes).await?);
+        self.lazy_loads.inc();
         let mut state = self.lock();
         state.last_used = Instant::now();
         state.loaded = Some(Arc::clone(&header));

@@ -96,6 +96,8 @@ struct SyncMetrics {
     loads: IntCounter,
     load_failures: IntCounter,
     drops: IntCounter,
+    lazy_loads: IntCounter,
+    lazy_unloads: IntCounter,
 }
 
 impl SyncMetrics {
@@ -140,6 +142,14 @@ impl SyncMetrics {
             drops: counter(
                 "thanos_bucket_store_block_drops_total",
                 "Total number of local blocks that were dropped.",
+            )?,
+            lazy_loads: counter(
+                "thanos_bucket_store_indexheader_lazy_load_total",
+                "Total number of index-header lazy load operations.",
+            )?,
+            lazy_unloads: counter(
+                "thanos_bucket_store_indexheader_lazy_unload_total",
+                "Total number of index-header lazy unload operations.",
             )?,
         })
     }
@@ -376,7 +386,11 @@ impl Syncer {
         let results: Vec<(Ulid, Result<Block>)> = futures_util::stream::iter(new)
             .map(|meta| async move {
                 let id = meta.ulid;
-                (id, Block::load(meta, self.bucket.clone(), data_dir).await)
+                let lazy_loads = self.metrics.lazy_loads.clone();
+                (
+                    id,
+                    Block::load(meta, self.bucket.clone(), data_dir, lazy_loads).await,
+                )
             })
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
@@ -403,6 +417,7 @@ impl Syncer {
     pub(crate) fn release_idle(&self, idle: Duration) {
         for block in self.blocks.all() {
             if block.release_if_idle(idle) {
+                self.metrics.lazy_unloads.inc();
                 tracing::debug!(block = %block.id, "released idle index-header");
             }
         }

@@ -241,3 +241,50 @@ fn serves_promtool_blocks_from_moto_s3_like_promtool_dump() {
     check_gateway(&gateway, &blocks);
     check_cache_saves_requests(&gateway);
 }
+
+#[test]
+fn idle_index_headers_are_released_and_loaded_again_from_disk() {
+    let blocks = make_blocks(4, 3, EXTERNAL).unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    for id in &blocks.ids {
+        copy_dir(&blocks.path(id), &bucket.path().join(id)).unwrap();
+    }
+    let gateway = Gateway::start(
+        &fs_objstore(bucket.path()),
+        &[
+            "--store.index-header-lazy-reader-idle-timeout=1s",
+            "--sync-block-duration=1h",
+        ],
+    )
+    .unwrap();
+    let unloads = || gateway.metric("thanos_bucket_store_indexheader_lazy_unload_total", &[]);
+    test_harness::wait_until(
+        "idle headers released",
+        std::time::Duration::from_secs(20),
+        || unloads() >= blocks.ids.len() as f64,
+    )
+    .unwrap();
+    let index_reads = gateway.metric(
+        "thanos_objstore_bucket_operations_total",
+        &["operation=\"get_range\""],
+    );
+    let runtime = runtime();
+    let result = runtime
+        .block_on(series(&gateway, request(vec![re("__name__", ".+")])))
+        .unwrap();
+    assert_eq!(
+        served_dump(&result, &["cluster", "replica"]),
+        dump_all(&blocks, &blocks.ids).unwrap()
+    );
+    assert!(gateway.metric("thanos_bucket_store_indexheader_lazy_load_total", &[]) >= 1.0);
+    // Headers came back from the local files: the only range reads are postings, series, chunks
+    // (three coalesced reads per block at most).
+    let after = gateway.metric(
+        "thanos_objstore_bucket_operations_total",
+        &["operation=\"get_range\""],
+    );
+    assert!(
+        after - index_reads <= 3.0 * blocks.ids.len() as f64,
+        "{index_reads} -> {after}"
+    );
+}
