@@ -229,7 +229,9 @@ pub struct XorIterator<'a> {
     timestamp: i64,
     value_bits: u64,
     delta: u64,
-    leading: u32,
+    /// Significant bits of the current value window (64 before any window is set).
+    significant: u32,
+    /// Trailing zero bits of the current value window.
     trailing: u32,
     error: Option<DecodeError>,
 }
@@ -291,7 +293,7 @@ impl<'a> XorIterator<'a> {
             timestamp: 0,
             value_bits: 0,
             delta: 0,
-            leading: 0,
+            significant: 64,
             trailing: 0,
             error: None,
         };
@@ -415,7 +417,7 @@ impl<'a> XorIterator<'a> {
         }
         if word & (1 << 62) == 0 {
             // Same window as before.
-            let significant = 64 - self.leading - self.trailing;
+            let significant = self.significant;
             let bits = if significant + used <= 55 {
                 *position += 2 + significant as usize;
                 (word << 2) >> (64 - significant)
@@ -436,7 +438,7 @@ impl<'a> XorIterator<'a> {
             );
             return false;
         }
-        self.leading = leading;
+        self.significant = significant;
         self.trailing = 64 - leading - significant;
         let bits = if significant + used <= 44 {
             *position += 13 + significant as usize;
