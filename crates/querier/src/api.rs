@@ -6,6 +6,7 @@
 //! `--query.max-concurrent` and evaluated on the blocking pool.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
@@ -82,6 +83,15 @@ fn respond(result: Result<String>) -> Response {
     match result {
         Ok(body) => ok_json(body),
         Err(error) => error_response(&error),
+    }
+}
+
+/// Sets its flag when dropped.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -179,10 +189,12 @@ impl Api {
                 deadline: Instant::now() + timeout,
             },
         );
+        // Cancels the evaluation when this future is dropped (the client went away).
+        let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
         let options = QueryOptions {
             lookback_delta,
             timeout: Some(timeout),
-            cancel: None,
+            cancel: Some(Arc::clone(&cancel.0)),
         };
         let engine = self.engine.clone();
         let (result, queryable) = tokio::task::spawn_blocking(move || {
@@ -191,7 +203,13 @@ impl Api {
         })
         .await
         .map_err(|error| Error::Task(error.to_string()))?;
+        drop(cancel);
         let mut warnings = queryable.take_warnings();
+        if result.is_err() && queryable.timed_out() {
+            return Err(Error::Timeout(
+                "query timed out in query execution".to_owned(),
+            ));
+        }
         let result = result.map_err(|error| match error {
             promql_engine::Error::Storage { source } => Error::StoreFailed(source.message),
             other => Error::Engine(other),

@@ -40,6 +40,7 @@ pub(crate) fn series_samples(
     dedup: bool,
     aggregate: crate::downsample::Aggregate,
 ) -> Result<Vec<Sample>, String> {
+    let counter = aggregate == crate::downsample::Aggregate::Counter;
     let mut merged: Option<Vec<Sample>> = None;
     for lane in split_lanes(chunks) {
         let mut samples = Vec::new();
@@ -53,7 +54,7 @@ pub(crate) fn series_samples(
         }
         merged = Some(match merged {
             None => samples,
-            Some(previous) if dedup => penalty_merge(&previous, &samples),
+            Some(previous) if dedup => penalty_merge(&previous, &samples, counter),
             Some(previous) => union_merge(&previous, &samples),
         });
     }
@@ -95,11 +96,16 @@ fn seek(samples: &[Sample], from: usize, t: i64) -> usize {
 }
 
 /// Merges replicas `a` and `b` with Thanos' penalty rule; see the [module docs](self).
-pub(crate) fn penalty_merge(a: &[Sample], b: &[Sample]) -> Vec<Sample> {
-    let mut out = Vec::with_capacity(a.len().max(b.len()));
+///
+/// With `counter`, a switch to a replica whose value is below the last emitted one adds the
+/// difference to that replica's values from then on, so the switch is not a fake counter reset.
+pub(crate) fn penalty_merge(a: &[Sample], b: &[Sample], counter: bool) -> Vec<Sample> {
+    let mut out: Vec<Sample> = Vec::with_capacity(a.len().max(b.len()));
     let (mut ia, mut ib) = (0usize, 0usize);
     let (mut pen_a, mut pen_b) = (0i64, 0i64);
     let mut last_t: Option<i64> = None;
+    let mut last_from_a: Option<bool> = None;
+    let (mut offset_a, mut offset_b) = (0.0f64, 0.0f64);
     loop {
         let next_from = |penalty: i64| match last_t {
             Some(t) => t.saturating_add(1).saturating_add(penalty),
@@ -135,7 +141,19 @@ pub(crate) fn penalty_merge(a: &[Sample], b: &[Sample]) -> Vec<Sample> {
                 (picked, use_a)
             }
         };
-        out.push(picked);
+        let mut emitted = picked;
+        if counter {
+            let offset = if use_a { &mut offset_a } else { &mut offset_b };
+            if let (Some(previous), Some(from_a)) = (out.last(), last_from_a)
+                && from_a != use_a
+                && picked.v + *offset < previous.v
+            {
+                *offset = previous.v - picked.v;
+            }
+            emitted.v = picked.v + *offset;
+        }
+        out.push(emitted);
+        last_from_a = Some(use_a);
         last_t = Some(picked.t);
         if use_a {
             ia += 1;
@@ -155,7 +173,7 @@ mod tests {
     }
 
     fn check(a: &[Sample], b: &[Sample], expected_times: &[i64]) {
-        let merged = penalty_merge(a, b);
+        let merged = penalty_merge(a, b, false);
         let times: Vec<i64> = merged.iter().map(|s| s.t).collect();
         assert_eq!(times, expected_times);
     }
@@ -164,7 +182,7 @@ mod tests {
     fn identical_replicas_are_not_doubled() {
         let a = samples((0..10).map(|i| i * 15_000), 1.0);
         let b = samples((0..10).map(|i| i * 15_000 + 1_000), 2.0);
-        let merged = penalty_merge(&a, &b);
+        let merged = penalty_merge(&a, &b, false);
         assert_eq!(merged, a);
     }
 
@@ -177,7 +195,7 @@ mod tests {
             .map(|t| Sample::new(t, 1.0))
             .collect();
         let b = samples((0..20).map(|i| i * 15_000 + 2_000), 2.0);
-        let merged = penalty_merge(&a, &b);
+        let merged = penalty_merge(&a, &b, false);
         let gaps: Vec<i64> = merged.windows(2).map(|w| w[1].t - w[0].t).collect();
         // A switch costs at most one penalty window (twice the interval) plus the offset.
         assert!(
@@ -203,6 +221,19 @@ mod tests {
             &[0, 10_000, 40_000],
         );
         check(&[], &samples([1, 2], 2.0), &[1, 2]);
+    }
+
+    #[test]
+    fn counter_switch_is_not_a_reset() {
+        // b lags a by 40 and takes over after a's gap; its values are lifted to continue a.
+        let a = vec![Sample::new(0, 100.0), Sample::new(15_000, 110.0)];
+        let b: Vec<Sample> = (0..6)
+            .map(|i| Sample::new(i * 15_000 + 1_000, 70.0 + 10.0 * i as f64))
+            .collect();
+        let merged = penalty_merge(&a, &b, true);
+        assert!(merged.windows(2).all(|w| w[1].v >= w[0].v), "{merged:?}");
+        let plain = penalty_merge(&a, &b, false);
+        assert!(plain.windows(2).any(|w| w[1].v < w[0].v), "{plain:?}");
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub struct StoreSet {
     info_timeout: Duration,
     entries: RwLock<BTreeMap<String, Entry>>,
     resolved: tokio::sync::Mutex<(Option<Instant>, Vec<String>)>,
+    connections: prometheus::IntGaugeVec,
 }
 
 fn now_ms() -> i64 {
@@ -76,21 +77,32 @@ fn now_ms() -> i64 {
 }
 
 impl StoreSet {
-    /// A store set over `specs` (`host:port`, `dns+host:port`).
+    /// A store set over `specs` (`host:port`, `dns+host:port`); registers
+    /// `thanos_store_nodes_grpc_connections` on `registry`.
     pub fn new(
         specs: Vec<String>,
         client_flags: GrpcClientFlags,
         dns_interval: Duration,
         info_timeout: Duration,
-    ) -> Self {
-        Self {
+        registry: &prometheus::Registry,
+    ) -> Result<Self, prometheus::Error> {
+        let connections = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new(
+                "thanos_store_nodes_grpc_connections",
+                "Number of gRPC connection to Store APIs. Opened connection means healthy store APIs available for Querier.",
+            ),
+            &["external_labels", "store_type"],
+        )?;
+        registry.register(Box::new(connections.clone()))?;
+        Ok(Self {
+            connections,
             specs,
             client_flags,
             dns_interval,
             info_timeout,
             entries: RwLock::new(BTreeMap::new()),
             resolved: tokio::sync::Mutex::new((None, Vec::new())),
-        }
+        })
     }
 
     /// Every known store's status, sorted by name.
@@ -153,6 +165,18 @@ impl StoreSet {
             entries.retain(|name, _| addresses.contains(name));
             for entry in results {
                 entries.insert(entry.status.name.clone(), entry);
+            }
+            self.connections.reset();
+            for entry in entries.values().filter(|entry| entry.status.healthy) {
+                let sets: Vec<String> = entry
+                    .status
+                    .label_sets
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                self.connections
+                    .with_label_values(&[sets.join(","), entry.status.component_type.clone()])
+                    .inc();
             }
         }
     }
@@ -299,7 +323,9 @@ mod tests {
             GrpcClientFlags::default(),
             Duration::from_secs(30),
             Duration::from_secs(2),
-        );
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
         set.update().await;
         let statuses = set.statuses();
         assert_eq!(statuses.len(), 1);

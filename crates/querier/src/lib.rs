@@ -224,7 +224,8 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
         config.grpc_client.clone(),
         config.store_sd_dns_interval.get(),
         config.endpoint_info_timeout.get(),
-    ));
+        &ctx.registry,
+    )?);
     let proxy = Arc::new(Proxy::new(
         Arc::clone(&stores),
         config.store_response_timeout.get(),

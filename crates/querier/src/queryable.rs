@@ -5,6 +5,7 @@
 //! handle while the fan-out runs on the async workers, then decodes and de-duplicates the
 //! samples. Store warnings and partial-response failures are collected for the API response.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -38,6 +39,7 @@ pub struct StoreQueryable {
     proxy: Arc<Proxy>,
     options: SelectOptions,
     warnings: Mutex<Vec<String>>,
+    timed_out: AtomicBool,
 }
 
 impl StoreQueryable {
@@ -48,7 +50,13 @@ impl StoreQueryable {
             proxy,
             options,
             warnings: Mutex::new(Vec::new()),
+            timed_out: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a fetch ran past the query's deadline.
+    pub fn timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Relaxed)
     }
 
     /// Warnings collected so far, distinct, in first-seen order.
@@ -92,7 +100,10 @@ impl Queryable for StoreQueryable {
         let fetched = self
             .runtime
             .block_on(async move { tokio::time::timeout_at(deadline, proxy.series(&query)).await })
-            .map_err(|_| StorageError::new("query timed out in fetching series"))?
+            .map_err(|_| {
+                self.timed_out.store(true, Ordering::Relaxed);
+                StorageError::new("query timed out in fetching series")
+            })?
             .map_err(|error| StorageError::new(error.to_string()))?;
         self.warn(fetched.warnings);
         let dedup = !self.options.replica_labels.is_empty();

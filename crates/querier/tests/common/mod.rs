@@ -40,6 +40,8 @@ pub struct Querier {
     pub process: Process,
     pub http: SocketAddr,
     pub grpc: SocketAddr,
+    /// `--web.route-prefix`, normalised (`/thanos` or empty).
+    pub prefix: String,
     _dir: tempfile::TempDir,
 }
 
@@ -57,10 +59,16 @@ impl Querier {
             .arg("--log.level=debug")
             .args(args);
         let process = Process::spawn("querier", command, dir.path()).unwrap();
+        let prefix = args
+            .iter()
+            .find_map(|arg| arg.strip_prefix("--web.route-prefix="))
+            .map(|prefix| prefix.trim_end_matches('/').to_owned())
+            .unwrap_or_default();
         let querier = Querier {
             process,
             http,
             grpc,
+            prefix,
             _dir: dir,
         };
         let ready = wait_until("querier ready", Duration::from_secs(30), || {
@@ -82,7 +90,7 @@ impl Querier {
 
     /// How many stores `/api/v1/stores` lists without an error.
     pub fn healthy_stores(&self) -> usize {
-        let Ok((200, body)) = http_get(self.http, "/api/v1/stores") else {
+        let Ok((200, body)) = http_get(self.http, &format!("{}/api/v1/stores", self.prefix)) else {
             return 0;
         };
         let Ok(json) = serde_json::from_str::<Value>(&body) else {
