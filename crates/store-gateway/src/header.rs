@@ -1,14 +1,14 @@
 //! The index-header: the few sections of a block's `index` needed to resolve postings and series
 //! labels, fetched with ranged reads and kept in `<data-dir>/<ULID>/index-header`.
 //!
-//! Like Thanos' binary index-header it holds the TOC, the symbol table and the postings offset
-//! table, copied verbatim from the remote index; unlike it, the local file uses this crate's own
-//! framing (it never leaves the machine, so only this crate reads it):
+//! The file has Thanos' binary index-header layout (version 1, all integers big-endian): the
+//! symbol table and the postings offset table copied verbatim from the remote index, the index's
+//! TOC right after the table (as in the copied index tail), and a checked trailer:
 //!
 //! ```text
-//! u32 magic 0x5347_4849 | u8 version 1 | u64 index size | 52 B TOC |
-//! u64 symbols offset | u64 length | symbol table bytes |
-//! u64 table offset | u64 length | postings offset table bytes | u32 CRC32C of all before
+//! u32 magic 0xBAAAD792 | u8 1 | u8 index version 2 | u64 postings offset table offset in index |
+//! symbol table | postings offset table | index TOC (52 B) |
+//! u64 symbols offset | u64 postings offset table offset | u32 CRC32C of those 16 bytes
 //! ```
 //!
 //! The parsed header keeps every label value with its postings offset, so that a matcher is
@@ -23,8 +23,12 @@ use tsdb_block::index::{FORMAT_V2, MAGIC, TOC_LEN, Toc};
 
 use crate::error::{Error, Result};
 
-const FILE_MAGIC: u32 = 0x5347_4849;
+const FILE_MAGIC: u32 = 0xBAAA_D792;
 const FILE_VERSION: u8 = 1;
+/// Magic, format version, index version, original postings offset table offset.
+const HEADER_LEN: u64 = 14;
+/// Symbols offset, postings offset table offset, CRC32C of both.
+const TRAILER_LEN: usize = 20;
 
 /// The raw sections of an index needed by [`IndexHeader`].
 #[derive(Debug, Clone)]
@@ -90,60 +94,71 @@ pub(crate) fn decode_start(head: &[u8], tail: &[u8], index_size: u64) -> tsdb_bl
 }
 
 impl HeaderBytes {
-    /// The local file's bytes.
+    /// The local file's bytes, in Thanos' binary index-header layout (version 1).
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut encoder = Encoder::with_capacity(self.symbols.len() + self.table.len() + 100);
+        let toc = self.toc.encode();
+        let mut encoder =
+            Encoder::with_capacity(self.symbols.len() + self.table.len() + toc.len() + 40);
         encoder.put_be_u32(FILE_MAGIC);
         encoder.put_u8(FILE_VERSION);
-        encoder.put_be_u64(self.index_size);
-        encoder.put_bytes(&self.toc.encode());
-        encoder.put_be_u64(self.toc.symbols);
-        encoder.put_be_u64(self.symbols.len() as u64);
-        encoder.put_bytes(&self.symbols);
+        encoder.put_u8(FORMAT_V2);
         encoder.put_be_u64(self.toc.postings_table);
-        encoder.put_be_u64(self.table.len() as u64);
+        encoder.put_bytes(&self.symbols);
         encoder.put_bytes(&self.table);
-        encoder.put_crc32c_since(0);
+        // The index's own TOC follows the postings offset table, as in the copied index tail.
+        encoder.put_bytes(&toc);
+        let trailer = encoder.len();
+        encoder.put_be_u64(HEADER_LEN);
+        encoder.put_be_u64(HEADER_LEN + self.symbols.len() as u64);
+        encoder.put_crc32c_since(trailer);
         encoder.into_vec()
     }
 
-    /// Parses the local file's bytes.
+    /// Parses a local file written by [`Self::encode`] (or by Thanos).
     pub(crate) fn decode(bytes: &[u8]) -> tsdb_block::Result<Self> {
         let fail = |e: tsdb_block::encoding::DecodeError| e.in_section("index-header", "file");
-        let (body, crc) = bytes.split_at(bytes.len().saturating_sub(4));
-        if crc.len() != 4 || crc32c(body).to_be_bytes() != crc {
-            return Err(corrupt("index-header", 0, "checksum mismatch"));
+        let bad = |detail: &str| corrupt("index-header", 0, detail);
+        if bytes.len() < HEADER_LEN as usize + TRAILER_LEN + TOC_LEN as usize {
+            return Err(bad("file too short"));
         }
-        let mut decoder = Decoder::new(body, 0);
+        let mut decoder = Decoder::new(bytes, 0);
         if decoder.be_u32().map_err(fail)? != FILE_MAGIC
             || decoder.u8().map_err(fail)? != FILE_VERSION
+            || decoder.u8().map_err(fail)? != FORMAT_V2
         {
-            return Err(corrupt(
-                "index-header",
-                0,
-                "not an index-header of this version",
-            ));
+            return Err(bad("not a version 1 index-header of a v2 index"));
         }
-        let index_size = decoder.be_u64().map_err(fail)?;
-        let toc_bytes = decoder.bytes(TOC_LEN as usize).map_err(fail)?;
-        let toc = Toc::decode(toc_bytes, index_size)?;
-        let _ = decoder.be_u64().map_err(fail)?;
-        let length = decoder.be_u64().map_err(fail)?;
-        let symbols = decoder
-            .bytes(usize::try_from(length).unwrap_or(usize::MAX))
-            .map_err(fail)?
-            .to_vec();
-        let _ = decoder.be_u64().map_err(fail)?;
-        let length = decoder.be_u64().map_err(fail)?;
-        let table = decoder
-            .bytes(usize::try_from(length).unwrap_or(usize::MAX))
-            .map_err(fail)?
-            .to_vec();
+        let original_table_offset = decoder.be_u64().map_err(fail)?;
+        let trailer_at = bytes.len() - TRAILER_LEN;
+        let trailer = &bytes[trailer_at..];
+        if crc32c(&trailer[..16]).to_be_bytes() != trailer[16..] {
+            return Err(bad("trailer checksum mismatch"));
+        }
+        let mut decoder = Decoder::new(trailer, trailer_at as u64);
+        let symbols_at = decoder.be_u64().map_err(fail)?;
+        let table_at = decoder.be_u64().map_err(fail)?;
+        let (Ok(symbols_at), Ok(table_at)) =
+            (usize::try_from(symbols_at), usize::try_from(table_at))
+        else {
+            return Err(bad("section offsets out of range"));
+        };
+        if symbols_at != HEADER_LEN as usize
+            || table_at < symbols_at
+            || table_at + (TOC_LEN as usize) > trailer_at
+        {
+            return Err(bad("section offsets out of range"));
+        }
+        let toc_at = trailer_at - TOC_LEN as usize;
+        let index_size = original_table_offset + (trailer_at - table_at) as u64;
+        let toc = Toc::decode(&bytes[toc_at..trailer_at], index_size)?;
+        if toc.postings_table != original_table_offset {
+            return Err(bad("postings offset table offset disagrees with the toc"));
+        }
         Ok(Self {
             index_size,
             toc,
-            symbols,
-            table,
+            symbols: bytes[symbols_at..table_at].to_vec(),
+            table: bytes[table_at..toc_at].to_vec(),
         })
     }
 
@@ -322,4 +337,41 @@ pub(crate) fn decode_postings(bytes: &[u8], offset: u64) -> tsdb_block::Result<V
         ));
     }
     Ok(refs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_file_round_trips_and_refuses_damage() {
+        let toc = Toc {
+            symbols: 5,
+            series: 40,
+            label_indices: 100,
+            label_indices_table: 120,
+            postings: 100,
+            postings_table: 200,
+        };
+        let bytes = HeaderBytes {
+            index_size: 200 + 30 + TOC_LEN,
+            toc,
+            symbols: vec![1; 35],
+            table: vec![2; 30],
+        };
+        let encoded = bytes.encode();
+        assert_eq!(&encoded[..4], &[0xBA, 0xAA, 0xD7, 0x92]);
+        let decoded = HeaderBytes::decode(&encoded).unwrap();
+        assert_eq!(decoded.toc, toc);
+        assert_eq!(decoded.index_size, bytes.index_size);
+        assert_eq!(
+            (decoded.symbols, decoded.table),
+            (bytes.symbols, bytes.table)
+        );
+        let mut damaged = encoded.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        assert!(HeaderBytes::decode(&damaged).is_err());
+        assert!(HeaderBytes::decode(&encoded[..20]).is_err());
+    }
 }

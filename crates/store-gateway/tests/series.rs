@@ -207,6 +207,18 @@ fn serves_promtool_blocks_from_a_folder_like_promtool_dump() {
             .join(id)
             .join("index-header");
         assert!(header.is_file(), "{} missing", header.display());
+        // Thanos' binary index-header: the symbol table and the index tail from the postings
+        // offset table on, between a 14-byte head and a 20-byte trailer.
+        let header = std::fs::read(header).unwrap();
+        let index = std::fs::read(blocks.path(id).join("index")).unwrap();
+        let toc_len = tsdb_block::index::TOC_LEN as usize;
+        let toc =
+            tsdb_block::index::Toc::decode(&index[index.len() - toc_len..], index.len() as u64)
+                .unwrap();
+        assert_eq!(&header[..6], &[0xBA, 0xAA, 0xD7, 0x92, 1, 2]);
+        let mut copied = index[toc.symbols as usize..toc.series as usize].to_vec();
+        copied.extend_from_slice(&index[toc.postings_table as usize..]);
+        assert_eq!(&header[14..header.len() - 20], copied.as_slice());
         assert!(
             !gateway
                 .data_dir
