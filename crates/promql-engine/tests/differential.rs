@@ -1,0 +1,516 @@
+//! Differential test against a real Prometheus 2.42 (Debian's `prometheus` package).
+//!
+//! A deterministic dataset (`support/dataset.rs`: ~390 series over 3h — counters with resets,
+//! gauges, a classic histogram, 3 jobs × 5 instances) is written as OpenMetrics, turned into
+//! blocks with `promtool tsdb create-blocks-from openmetrics`, and served by Prometheus; the very
+//! same samples are loaded into a [`MemoryStorage`]. A grammar-based generator with a fixed seed
+//! then produces queries (selectors with all four matcher types, `rate`/`irate`/`increase`/
+//! `delta`/`deriv`/`*_over_time`, aggregations with `by`/`without`, `topk`/`bottomk`/`quantile`,
+//! arithmetic and `bool` comparisons, vector matching with `on`/`ignoring`/`group_left`,
+//! `histogram_quantile` over `sum by (le) (rate(...))`, `label_replace`, `abs`/`ceil`/`clamp`...,
+//! `offset`, subqueries), each run as an instant query and as a range query in both engines.
+//! Labels must be identical, values agree within 1e-6 relative (the conformance tolerance) or
+//! 1e-9 absolute, NaN equals NaN; row order is ignored except for the values of a top-level
+//! `sort`/`sort_desc`. When both fail, that counts as agreement (wording is not compared).
+//!
+//! # What is deliberately kept out (where 2.42 and 3.x genuinely differ)
+//!
+//! - **Window boundaries.** 2.42 uses closed windows `[t-d, t]`, 3.x left-open `(t-d, t]`. Every
+//!   sample has a 100–900 ms fraction, every evaluation time a 50 ms fraction, and every range,
+//!   offset and subquery step is whole seconds, so neither a sample nor an inner subquery
+//!   timestamp ever lies on a boundary.
+//! - **Default subquery step.** Prometheus uses its evaluation interval; it is set to 1m, the
+//!   engine's default.
+//! - **Ties in `topk`/`bottomk`** are broken arbitrarily by both engines, so these only rank
+//!   tie-free inputs (gauges, averages, derivatives).
+//! - **Rate zero-point clamp order.** 2.42 clamps the extrapolation to zero before the
+//!   1.1×-average-gap test. Counters start at ≥ 5000, grow ≤ 20 per scrape and only halve on a
+//!   reset, so the extrapolation to zero is always far longer than 1.1× the gap and the clamp
+//!   never decides a result. For the same reason `rate` over a subquery only wraps raw
+//!   counters, never a `sum` of them (a sum drops only slightly when one member resets).
+//! - **Kahan summation** (`sum`, `avg`, `*_over_time` since 2.54) only moves low-order digits:
+//!   covered by the value tolerance.
+//! - **Regex `.` and newlines**: no label value contains a newline.
+//! - **Delayed `__name__` removal** (3.x behaviour in this engine): no query reads `__name__`
+//!   after a name-dropping function (`label_replace` sources are `instance`/`job` only), and set
+//!   operators only combine one metric with itself.
+//! - **Functions and syntax newer than 2.42** (`limitk`, `sort_by_label`, `first_over_time`,
+//!   `mad_over_time`, `fill`, duration arithmetic, native histograms, `le` normalisation):
+//!   never generated. Annotations (warnings/infos) are not compared (2.42 has none).
+//! - `count_values` only counts exactly integral values (`count_over_time`, `changes`, `resets`,
+//!   `floor(max_over_time(...))`): its label is the formatted value, and `ceil` of an average of
+//!   1e9-sized gauges already flips with the summation order.
+//!
+//! A missing `prometheus` or `promtool` fails the test.
+#![allow(clippy::print_stdout)]
+
+#[path = "support/compare.rs"]
+mod compare;
+#[path = "support/dataset.rs"]
+mod dataset;
+
+use std::time::Instant;
+
+use compare::{Answer, diff, from_engine, from_prometheus};
+use dataset::{Dataset, Rng, Spec, copy_blocks, url_encode};
+use promql_engine::{Engine, QueryOptions};
+use test_harness::prometheus::{Prometheus, PrometheusConfig};
+
+/// Number of generated queries; each runs as an instant and as a range query.
+const QUERIES: usize = 600;
+const SEED: u64 = 0x7a05_2042;
+/// Evaluation times are whole seconds plus this many ms: samples carry 100–900 ms fractions and
+/// subquery steps are whole seconds, so neither a sample nor an inner subquery timestamp ever
+/// sits on a window boundary `t - range` (2.42: closed windows, 3.x: left-open).
+const EVAL_FRACTION_MS: i64 = 50;
+
+fn spec() -> Spec {
+    Spec {
+        // 2023-11-14T20:00:00Z, a multiple of 2h.
+        start_s: 1_699_992_000,
+        scrapes: 720,
+        interval_s: 15,
+        jobs: 3,
+        instances: 5,
+        methods: 2,
+        small_instances: 5,
+        histogram_methods: 2,
+        seed: 42,
+    }
+}
+
+/// The query grammar. Nonterminals are methods; every choice is drawn from the seeded [`Rng`].
+struct QueryGen {
+    rng: Rng,
+}
+
+const RANGES: [&str; 6] = ["1m", "2m", "90s", "5m", "10m", "3m"];
+const GROUPINGS: [&str; 9] = [
+    "by (job)",
+    "by (job, instance)",
+    "by (instance)",
+    "without (instance)",
+    "without (method, code)",
+    "by (code)",
+    "",
+    "without (job)",
+    "by (method)",
+];
+
+impl QueryGen {
+    fn pick(&mut self, items: &[&str]) -> String {
+        self.rng.pick(items).to_string()
+    }
+
+    fn matchers(&mut self, metric: &str) -> String {
+        let mut options = vec![
+            r#"job="api""#,
+            r#"job!="web""#,
+            r#"job=~"api|batch""#,
+            r#"job!~"b.*""#,
+            r#"instance=~"host-[0-2]:.*""#,
+            r#"instance!~".*:9101""#,
+            r#"instance="host-3:9100""#,
+        ];
+        if metric == "app_requests_total" {
+            options.extend([r#"method="get""#, r#"code=~"5..""#, r#"code!="200""#]);
+        }
+        if metric == "app_errors_total" {
+            options.extend([r#"kind="timeout""#, r#"kind=~"t.*|r.*""#]);
+        }
+        let count = self.rng.below(3);
+        let chosen: Vec<String> = (0..count).map(|_| self.pick(&options)).collect();
+        if chosen.is_empty() && self.rng.chance(0.2) {
+            return format!(r#"{{__name__="{metric}"}}"#);
+        }
+        if chosen.is_empty() {
+            return metric.to_string();
+        }
+        if self.rng.chance(0.15) {
+            return format!(r#"{{__name__=~"{metric}", {}}}"#, chosen.join(", "));
+        }
+        format!("{metric}{{{}}}", chosen.join(", "))
+    }
+
+    fn offset(&mut self) -> String {
+        if self.rng.chance(0.8) {
+            String::new()
+        } else {
+            self.pick(&[" offset 5m", " offset 90s", " offset 1h"])
+        }
+    }
+
+    fn counter(&mut self) -> String {
+        let metric = self.pick(&["app_requests_total", "app_errors_total"]);
+        self.matchers(&metric)
+    }
+
+    fn gauge(&mut self) -> String {
+        let metric = self.pick(&["app_memory_bytes", "app_temperature_celsius"]);
+        self.matchers(&metric)
+    }
+
+    fn counter_function(&mut self) -> String {
+        let function = self.pick(&["rate", "irate", "increase", "resets", "changes", "rate"]);
+        let (selector, range, offset) = (self.counter(), self.pick(&RANGES), self.offset());
+        format!("{function}({selector}[{range}]{offset})")
+    }
+
+    fn gauge_function(&mut self) -> String {
+        let (selector, range, offset) = (self.gauge(), self.pick(&RANGES), self.offset());
+        let window = format!("{selector}[{range}]{offset}");
+        match self.rng.below(12) {
+            0 => format!("delta({window})"),
+            1 => format!("deriv({window})"),
+            2 => format!("idelta({window})"),
+            3 => format!("predict_linear({window}, 600)"),
+            4 => format!("quantile_over_time(0.75, {window})"),
+            5 => format!("stddev_over_time({window})"),
+            6 => format!("count_over_time({window})"),
+            7 => format!("last_over_time({window})"),
+            8 => format!("min_over_time({window})"),
+            9 => format!("max_over_time({window})"),
+            10 => format!("sum_over_time({window})"),
+            _ => format!("avg_over_time({window})"),
+        }
+    }
+
+    fn leaf(&mut self) -> String {
+        match self.rng.below(6) {
+            0 | 1 => self.counter_function(),
+            2 | 3 => self.gauge_function(),
+            4 => {
+                let selector = self.gauge();
+                format!("{selector}{}", self.offset())
+            }
+            _ => {
+                let selector = self.counter();
+                format!("{selector}{}", self.offset())
+            }
+        }
+    }
+
+    fn histogram_quantile(&mut self) -> String {
+        let q = self.pick(&["0.5", "0.9", "0.99", "0.25"]);
+        let grouping = self.pick(&["le", "le, job", "le, instance", "job, le, method"]);
+        let matchers = self.pick(&["", r#"{job="api"}"#, r#"{method=~"get|put"}"#]);
+        let range = self.pick(&["1m", "5m", "10m"]);
+        format!(
+            "histogram_quantile({q}, sum by ({grouping}) (rate(app_latency_seconds_bucket{matchers}[{range}])))"
+        )
+    }
+
+    fn matching(&mut self) -> String {
+        let range = self.pick(&["2m", "5m"]);
+        match self.rng.below(7) {
+            0 => format!(
+                "sum by (job) (rate(app_requests_total{{code=\"500\"}}[{range}])) / on (job) sum by (job) (rate(app_requests_total[{range}]))"
+            ),
+            1 => format!(
+                "rate(app_requests_total[{range}]) / on (job, instance) group_left app_memory_bytes"
+            ),
+            2 => format!(
+                "sum without (method, code) (rate(app_requests_total[{range}])) * ignoring (kind) group_left sum without (kind) (rate(app_errors_total[{range}]))"
+            ),
+            3 => format!(
+                "rate(app_latency_seconds_sum[{range}]) / rate(app_latency_seconds_count[{range}])"
+            ),
+            4 => "app_temperature_celsius > bool on (job, instance) app_temperature_celsius offset 10m".to_string(),
+            5 => format!(
+                "rate(app_requests_total[{range}]) > 0.5 or rate(app_requests_total[{range}]) < 0.2"
+            ),
+            _ => format!(
+                "app_memory_bytes unless on (instance) (rate(app_errors_total{{kind=\"timeout\"}}[{range}]) > 0.6)"
+            ),
+        }
+    }
+
+    fn subquery(&mut self) -> String {
+        let step = self.pick(&["1m", "30s", "45s", ""]);
+        let outer = self.pick(&[
+            "max_over_time",
+            "avg_over_time",
+            "min_over_time",
+            "rate",
+            "deriv",
+        ]);
+        let inner = if outer == "rate" {
+            // A raw counter, not a sum of counters: a sum drops only a little when one member
+            // resets, and in a two-point window the extrapolation to zero then falls below
+            // 1.1× the gap, where 2.42's clamp order differs.
+            self.counter()
+        } else {
+            self.leaf()
+        };
+        let range = self.pick(&["5m", "10m", "15m"]);
+        format!("{outer}(({inner})[{range}:{step}]{})", self.offset())
+    }
+
+    /// Expressions whose values practically never tie between series.
+    fn tie_free(&mut self) -> String {
+        let matchers = self.pick(&["", r#"{job=~"api|web"}"#, r#"{instance!="host-1:9101"}"#]);
+        match self.rng.below(4) {
+            0 => format!("app_memory_bytes{matchers}"),
+            1 => format!("avg_over_time(app_temperature_celsius{matchers}[10m])"),
+            2 => format!("deriv(app_memory_bytes{matchers}[5m])"),
+            _ => format!("rate(app_latency_seconds_sum{matchers}[5m])"),
+        }
+    }
+
+    /// Expressions with exact integral values whatever the summation order (`count_values`
+    /// turns values into labels, so last-bit differences must not exist).
+    fn integral(&mut self) -> String {
+        let (range, counter, gauge) = (self.pick(&RANGES), self.counter(), self.gauge());
+        match self.rng.below(4) {
+            0 => format!("count_over_time({gauge}[{range}])"),
+            1 => format!("changes({counter}[{range}])"),
+            2 => format!("resets({counter}[{range}])"),
+            _ => format!("floor(max_over_time({gauge}[{range}]))"),
+        }
+    }
+
+    fn vector(&mut self, depth: usize) -> String {
+        if depth == 0 {
+            return self.leaf();
+        }
+        match self.rng.below(14) {
+            0 | 1 => self.leaf(),
+            2 | 3 => {
+                let op = self.pick(&["sum", "avg", "min", "max", "count", "stddev", "group"]);
+                let grouping = self.pick(&GROUPINGS);
+                format!("{op} {grouping} ({})", self.vector(depth - 1))
+            }
+            4 => {
+                let (name, param) = *self.rng.pick(&[
+                    ("topk", "3"),
+                    ("bottomk", "2"),
+                    ("quantile", "0.9"),
+                    ("quantile", "0.1"),
+                ]);
+                let grouping = self.pick(&["", "by (job)", "without (instance)"]);
+                // topk/bottomk pick arbitrarily among equal values, so they only rank inputs
+                // without ties.
+                let input = if name == "quantile" {
+                    self.vector(depth - 1)
+                } else {
+                    self.tie_free()
+                };
+                format!("{name} {grouping} ({param}, {input})")
+            }
+            5 => {
+                let function =
+                    self.pick(&["abs", "ceil", "floor", "round", "sqrt", "ln", "exp", "sgn"]);
+                format!("{function}({})", self.vector(depth - 1))
+            }
+            6 => {
+                let call = self.pick(&[
+                    "clamp({}, -5, 5)",
+                    "clamp_min({}, 10)",
+                    "clamp_max({}, 0.5)",
+                    "round({}, 0.25)",
+                ]);
+                call.replace("{}", &self.vector(depth - 1))
+            }
+            7 => {
+                let inner = self.vector(depth - 1);
+                let form = self.pick(&[
+                    "{} * 2",
+                    "{} + 1",
+                    "100 - {}",
+                    "{} / 3",
+                    "{} > 10",
+                    "{} < 1",
+                    "{} >= bool 0.5",
+                    "{} != bool 0",
+                    "{} % 7",
+                    "{} ^ 2",
+                ]);
+                form.replace("{}", &format!("({inner})"))
+            }
+            8 => self.histogram_quantile(),
+            9 => format!(
+                r#"label_replace({}, "host", "$1", "instance", "([^:]+):.*")"#,
+                self.vector(depth - 1)
+            ),
+            10 => self.matching(),
+            11 => self.subquery(),
+            12 => {
+                let function = self.pick(&["sort", "sort_desc"]);
+                format!("{function}({})", self.vector(depth - 1))
+            }
+            _ => {
+                let grouping = self.pick(&["", "by (job)"]);
+                format!("count_values {grouping} (\"value\", {})", self.integral())
+            }
+        }
+    }
+
+    fn query(&mut self) -> String {
+        let depth = self.rng.below(3) + 1;
+        self.vector(depth)
+    }
+}
+
+/// A top-level `sort`/`sort_desc` orders an instant result.
+fn is_ordered(query: &str) -> bool {
+    query.starts_with("sort(") || query.starts_with("sort_desc(")
+}
+
+#[test]
+fn engine_agrees_with_prometheus_2_42() {
+    let began = Instant::now();
+    let spec = spec();
+    let data = Dataset::generate(&spec);
+    let (first_t, last_t) = data.time_range();
+    let work = tempfile::tempdir().expect("temp dir");
+    let blocks = work.path().join("blocks");
+    data.create_blocks(work.path(), &blocks)
+        .unwrap_or_else(|error| panic!("{error}"));
+    let data_dir = work.path().join("prometheus-data");
+    copy_blocks(&blocks, &data_dir).expect("copy blocks");
+    let prometheus = Prometheus::start(PrometheusConfig {
+        data_dir: Some(data_dir),
+        retention: "100y".into(),
+        // The evaluation interval (equal to the scrape interval) is Prometheus' default
+        // subquery step; the engine's is 1m.
+        scrape_interval: std::time::Duration::from_secs(60),
+        ..PrometheusConfig::default()
+    })
+    .unwrap_or_else(|error| panic!("start prometheus: {error:#}"));
+    println!(
+        "dataset: {} series, {} samples, {}..{} ms; blocks and prometheus ready after {:.1?}",
+        data.series_count(),
+        data.sample_count(),
+        first_t,
+        last_t,
+        began.elapsed()
+    );
+    let storage = data.into_storage();
+    let engine = Engine::default();
+    let options = QueryOptions::default();
+
+    let mut generator = QueryGen {
+        rng: Rng::new(SEED),
+    };
+    let mut queries: Vec<String> = vec![
+        // Raw samples first: proves both sides hold the identical data.
+        "app_requests_total[5m]".into(),
+        "app_latency_seconds_bucket{job=\"web\"}[10m] offset 1h".into(),
+        "count({__name__=~\".+\"})".into(),
+        "count by (__name__) ({__name__=~\"app_.*\"})".into(),
+    ];
+    while queries.len() < QUERIES {
+        queries.push(generator.query());
+    }
+    let mut rng = Rng::new(SEED ^ 1);
+    let (start_s, end_s) = (spec.start_s, last_t / 1000);
+    let mut compared = 0;
+    let mut non_empty = 0;
+    let mut both_failed = 0;
+    let mut mismatches = Vec::new();
+    for query in &queries {
+        let instant_s = start_s + 600 + rng.below((end_s + 240 - start_s - 600) as usize) as i64;
+        let range_start_s = start_s + 600 + rng.below((end_s - start_s - 1200) as usize) as i64;
+        let range_end_s = range_start_s + 600 + rng.below(3000) as i64;
+        let step_s = *rng.pick(&[15i64, 30, 60, 37]);
+
+        let ours = from_engine(engine.instant_query(
+            &storage,
+            query,
+            instant_s * 1000 + EVAL_FRACTION_MS,
+            &options,
+        ));
+        let path = format!(
+            "/api/v1/query?query={}&time={instant_s}.{EVAL_FRACTION_MS:03}",
+            url_encode(query)
+        );
+        let theirs = fetch(&prometheus, &path);
+        record(
+            &mut mismatches,
+            &mut non_empty,
+            &mut both_failed,
+            format!("instant {query} @ {instant_s}"),
+            &ours,
+            &theirs,
+            is_ordered(query),
+        );
+        compared += 1;
+
+        if !query.contains('(') && query.contains('[') {
+            // A bare range selector has no range-query form.
+            continue;
+        }
+        let ours = from_engine(engine.range_query(
+            &storage,
+            query,
+            range_start_s * 1000 + EVAL_FRACTION_MS,
+            range_end_s * 1000 + EVAL_FRACTION_MS,
+            step_s * 1000,
+            &options,
+        ));
+        let path = format!(
+            "/api/v1/query_range?query={}&start={range_start_s}.{EVAL_FRACTION_MS:03}&end={range_end_s}.{EVAL_FRACTION_MS:03}&step={step_s}",
+            url_encode(query)
+        );
+        let theirs = fetch(&prometheus, &path);
+        record(
+            &mut mismatches,
+            &mut non_empty,
+            &mut both_failed,
+            format!("range {query} [{range_start_s}..{range_end_s} step {step_s}s]"),
+            &ours,
+            &theirs,
+            false,
+        );
+        compared += 1;
+    }
+    println!(
+        "compared {compared} queries ({} generated expressions) against prometheus 2.42: {non_empty} with data, {both_failed} failing in both, {} mismatches, {:.1?}",
+        queries.len(),
+        mismatches.len(),
+        began.elapsed()
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} of {compared} queries differ from prometheus 2.42; first ones:\n{}",
+        mismatches.len(),
+        mismatches
+            .iter()
+            .take(8)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        non_empty * 4 >= compared * 3,
+        "too few queries returned data ({non_empty} of {compared}): the generator lost its teeth"
+    );
+}
+
+fn fetch(prometheus: &Prometheus, path: &str) -> Answer {
+    let (status, body) = test_harness::process::http_get(prometheus.addr(), path)
+        .unwrap_or_else(|error| panic!("GET {path}: {error:#}"));
+    if status != 200 && status != 400 && status != 422 {
+        panic!("GET {path}: status {status}: {body}");
+    }
+    from_prometheus(&body).unwrap_or_else(|error| panic!("GET {path}: {error}"))
+}
+
+fn record(
+    mismatches: &mut Vec<String>,
+    non_empty: &mut usize,
+    both_failed: &mut usize,
+    what: String,
+    ours: &Answer,
+    theirs: &Answer,
+    ordered: bool,
+) {
+    match theirs {
+        Answer::Rows { rows, .. } if !rows.is_empty() => *non_empty += 1,
+        Answer::Error(_) if matches!(ours, Answer::Error(_)) => *both_failed += 1,
+        _ => {}
+    }
+    if let Some(difference) = diff(ours, theirs, ordered) {
+        mismatches.push(format!("{what}\n{difference}"));
+    }
+}
