@@ -578,6 +578,31 @@ pub fn metric(http: SocketAddr, name: &str) -> Option<f64> {
     sum
 }
 
+/// Polls `probe` every 200 ms until it returns `Ok(true)` or `timeout` passes; the last error
+/// is part of the timeout error.
+pub fn wait_until_ok(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<bool>,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last_error = None;
+    while Instant::now() < deadline {
+        match probe() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(error) => last_error = Some(error),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    match last_error {
+        Some(error) => {
+            bail!("timed out after {timeout:?} waiting for {what}; last error: {error:#}")
+        }
+        None => bail!("timed out after {timeout:?} waiting for {what}"),
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_millis() -> i64 {
     SystemTime::now()

@@ -1,0 +1,128 @@
+//! Killing one Prometheus replica loses no data in query answers.
+
+use std::time::{Duration, Instant};
+
+use e2e::cluster::now_millis;
+use e2e::history::{HISTORY_METRIC, HISTORY_SERIES};
+use e2e::{Cluster, ClusterOptions, Component, SCRAPE_INTERVAL_MS, points};
+
+/// Largest distance between two samples of the de-duplicated series, also across the moment
+/// the followed replica dies: twice the scrape interval before switching, plus jitter.
+const MAX_FRESH_GAP_MS: i64 = 4 * SCRAPE_INTERVAL_MS;
+
+fn check_complete(cluster: &Cluster, now: i64) -> Vec<(i64, f64)> {
+    let history = cluster.history();
+    let window = format!("{}ms", now - history.start_ms + 1000);
+    for series in 0..HISTORY_SERIES {
+        let selector = format!("{HISTORY_METRIC}{{series=\"{series}\"}}[{window}]");
+        let answer = cluster.query(&selector, now, "").expect("query history");
+        assert!(answer.is_success(), "{:?}", answer.json);
+        assert_eq!(answer.result().len(), 1, "{:?}", answer.json);
+        assert_eq!(
+            points(&answer.result()[0]),
+            history.counter_samples(series),
+            "series {series}"
+        );
+    }
+    let up = cluster
+        .query(&format!("{}[{window}]", history.up_selector()), now, "")
+        .expect("query up");
+    assert!(up.is_success(), "{:?}", up.json);
+    assert_eq!(up.result().len(), 1, "{:?}", up.json);
+    let samples = points(&up.result()[0]);
+    let old: Vec<i64> = samples
+        .iter()
+        .map(|(t, _)| *t)
+        .filter(|t| *t <= history.end_ms)
+        .collect();
+    assert_eq!(old, history.up_timestamps());
+    let fresh: Vec<(i64, f64)> = samples
+        .into_iter()
+        .filter(|(t, _)| *t > history.end_ms)
+        .collect();
+    for pair in fresh.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(
+            gap > 0 && gap <= MAX_FRESH_GAP_MS,
+            "fresh samples {:?} then {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+    fresh
+}
+
+#[test]
+fn killing_one_prometheus_replica_loses_no_data() {
+    let started = Instant::now();
+    let mut cluster = Cluster::start(ClusterOptions::default()).unwrap();
+    cluster.wait_history_in_bucket().unwrap();
+    cluster.wait_fresh_samples(5).unwrap();
+    let before = check_complete(&cluster, now_millis());
+
+    // Replica a dies without a chance to flush anything; its sidecar stays up.
+    let killed_at = now_millis();
+    cluster.kill(Component::PrometheusA);
+    std::thread::sleep(Duration::from_millis(6 * SCRAPE_INTERVAL_MS as u64));
+
+    let now = now_millis();
+    let after = check_complete(&cluster, now);
+    // The time answered before the kill is still covered (replica a's own scrapes died with
+    // its head, replica b's take their place without holes, as checked above), and fresh data
+    // goes on past the kill.
+    let (first_before, last_before) = (before[0].0, before[before.len() - 1].0);
+    assert!(
+        after[0].0 <= first_before + MAX_FRESH_GAP_MS && after[after.len() - 1].0 >= last_before,
+        "answered {first_before}..{last_before} before the kill, {:?}..{:?} after",
+        after.first(),
+        after.last()
+    );
+    let last = after.last().map_or(0, |(t, _)| *t);
+    assert!(
+        last > killed_at + 2 * SCRAPE_INTERVAL_MS,
+        "no fresh samples after the kill at {killed_at}: last {last}"
+    );
+    // Only replica b answers fresh data now.
+    let raw = cluster
+        .query(
+            &format!("{}[{}ms]", cluster.history().up_selector(), now - killed_at),
+            now,
+            "&dedup=false",
+        )
+        .unwrap();
+    assert!(raw.is_success(), "{:?}", raw.json);
+    let replica_b_samples: usize = raw
+        .result()
+        .iter()
+        .filter(|series| series["metric"]["replica"] == "b")
+        .map(|series| points(series).len())
+        .sum();
+    assert!(replica_b_samples >= 3, "{:?}", raw.json);
+
+    // Replica a comes back on its folder; both replicas answer again.
+    cluster.restart(Component::PrometheusA).unwrap();
+    let restarted_at = now_millis();
+    let selector = cluster.history().up_selector();
+    e2e::cluster::wait_until_ok(
+        "fresh samples of replica a",
+        Duration::from_secs(60),
+        || {
+            let now = now_millis();
+            let answer = cluster.query(
+                &format!("{selector}[{}ms]", now - restarted_at),
+                now,
+                "&dedup=false",
+            )?;
+            Ok(answer
+                .result()
+                .iter()
+                .any(|series| series["metric"]["replica"] == "a" && !points(series).is_empty()))
+        },
+    )
+    .unwrap();
+    check_complete(&cluster, now_millis());
+    eprintln!(
+        "killing_one_prometheus_replica_loses_no_data: {:?}",
+        started.elapsed()
+    );
+}
