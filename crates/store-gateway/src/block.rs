@@ -164,7 +164,6 @@ impl Block {
         let [symbols, table] = section_ranges(&toc, index_size);
         let sections = fetch(vec![symbols, table]).await?;
         Ok(HeaderBytes {
-            index_size,
             toc,
             symbols: sections[0].to_vec(),
             table: sections[1].to_vec(),

@@ -33,7 +33,6 @@ const TRAILER_LEN: usize = 20;
 /// The raw sections of an index needed by [`IndexHeader`].
 #[derive(Debug, Clone)]
 pub(crate) struct HeaderBytes {
-    pub(crate) index_size: u64,
     pub(crate) toc: Toc,
     pub(crate) symbols: Vec<u8>,
     pub(crate) table: Vec<u8>,
@@ -155,7 +154,6 @@ impl HeaderBytes {
             return Err(bad("postings offset table offset disagrees with the toc"));
         }
         Ok(Self {
-            index_size,
             toc,
             symbols: bytes[symbols_at..table_at].to_vec(),
             table: bytes[table_at..toc_at].to_vec(),
@@ -354,7 +352,6 @@ mod tests {
             postings_table: 200,
         };
         let bytes = HeaderBytes {
-            index_size: 200 + 30 + TOC_LEN,
             toc,
             symbols: vec![1; 35],
             table: vec![2; 30],
@@ -363,7 +360,6 @@ mod tests {
         assert_eq!(&encoded[..4], &[0xBA, 0xAA, 0xD7, 0x92]);
         let decoded = HeaderBytes::decode(&encoded).unwrap();
         assert_eq!(decoded.toc, toc);
-        assert_eq!(decoded.index_size, bytes.index_size);
         assert_eq!(
             (decoded.symbols, decoded.table),
             (bytes.symbols, bytes.table)
