@@ -125,6 +125,13 @@ impl Api {
             .route("/status/buildinfo", get(buildinfo))
             .route("/format_query", get(format_query).post(format_query))
             .route("/stores", get(stores))
+            .route("/rules", get(|| empty("{\"groups\":[]}")))
+            .route("/alerts", get(|| empty("{\"alerts\":[]}")))
+            .route(
+                "/targets",
+                get(|| empty("{\"activeTargets\":[],\"droppedTargets\":[]}")),
+            )
+            .route("/query_exemplars", get(|| empty("[]")).post(|| empty("[]")))
             .with_state(self)
     }
 
@@ -490,6 +497,12 @@ async fn label_values(
     RawQuery(raw): RawQuery,
 ) -> Response {
     respond(api.label_values(name, form(raw, &Bytes::new())).await)
+}
+
+/// An endpoint whose data the querier does not federate yet: valid and empty, as Thanos
+/// answers when no endpoint serves that API.
+async fn empty(data: &'static str) -> Response {
+    ok_json(render::success(data, &[], &[]))
 }
 
 async fn metadata() -> Response {

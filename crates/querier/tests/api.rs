@@ -132,6 +132,19 @@ async fn endpoints_answer_prometheus_json() {
     assert_eq!(values["data"], json!(["http_requests_total"]));
 
     assert_eq!(querier.ok("/api/v1/metadata")["data"], json!({}));
+    assert_eq!(querier.ok("/api/v1/rules")["data"], json!({"groups": []}));
+    assert_eq!(querier.ok("/api/v1/alerts")["data"], json!({"alerts": []}));
+    assert_eq!(
+        querier.ok("/api/v1/query_exemplars?query=up")["data"],
+        json!([])
+    );
+    assert_eq!(
+        querier.ok("/api/v1/targets")["data"],
+        json!({"activeTargets": [], "droppedTargets": []})
+    );
+    let (status, labels_post) = querier.post("/api/v1/labels", "match[]=temperature");
+    assert_eq!(status, 200);
+    assert_eq!(labels_post["data"], json!(["__name__", "job", "region"]));
     let build = querier.ok("/api/v1/status/buildinfo");
     assert!(build["data"]["version"].is_string(), "{build}");
     let formatted = querier.ok(&format!(

@@ -189,3 +189,22 @@ async fn killed_store_leaves_the_rest_answering() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_past_its_timeout_is_503() {
+    let slow = broken_store(Some(Duration::from_secs(20))).await;
+    let args = endpoints(&[&slow]);
+    let querier = tokio::task::spawn_blocking(move || Querier::start(&args, 1))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (status, body) = querier.get(&query_path("&timeout=1s"));
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["errorType"], "timeout", "{body}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The process keeps answering.
+    assert_eq!(
+        querier.ok("/api/v1/query?query=2")["data"]["result"][1],
+        "2"
+    );
+}
