@@ -104,7 +104,11 @@ pub struct Config {
     #[arg(long = "shipper.meta-file-name", default_value = "thanos.shipper.json")]
     pub shipper_meta_file_name: String,
     /// Start of time range limit to serve: RFC3339 or a duration relative to now (e.g. -2h).
-    #[arg(long = "min-time", default_value = "0000-01-01T00:00:00Z")]
+    #[arg(
+        long = "min-time",
+        default_value = "0000-01-01T00:00:00Z",
+        allow_hyphen_values = true
+    )]
     pub min_time: String,
     /// Time between shipper passes (not a Thanos flag; for tests).
     #[arg(long = "shipper.sync-interval", default_value = "30s", hide = true)]
@@ -373,6 +377,53 @@ async fn ship_when_started(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        use clap::{Args, FromArgMatches};
+        let normalized = args::normalize_args(args.iter().map(std::ffi::OsString::from));
+        let matches = Config::augment_args(clap::Command::new("sidecar"))
+            .try_get_matches_from(normalized)
+            .unwrap();
+        Config::from_arg_matches(&matches).unwrap()
+    }
+
+    #[test]
+    fn flags_have_thanos_defaults_and_both_value_forms() {
+        let defaults = parse(&["sidecar"]);
+        assert_eq!(defaults.prometheus_url, "http://localhost:9090");
+        assert_eq!(defaults.prometheus_ready_timeout.get().as_secs(), 600);
+        assert_eq!(defaults.prometheus_get_config_interval.get().as_secs(), 30);
+        assert_eq!(defaults.prometheus_get_config_timeout.get().as_secs(), 30);
+        assert_eq!(defaults.tsdb_path, PathBuf::from("./data"));
+        assert!(!defaults.shipper_upload_compacted);
+        assert_eq!(defaults.shipper_meta_file_name, "thanos.shipper.json");
+        assert_eq!(defaults.min_time, "0000-01-01T00:00:00Z");
+        assert_eq!(defaults.http.http_address.to_string(), "0.0.0.0:10902");
+        assert_eq!(defaults.grpc.grpc_address.to_string(), "0.0.0.0:10901");
+        assert!(defaults.objstore.objstore_config.is_none());
+
+        let operator = parse(&[
+            "thanos",
+            "sidecar",
+            "--prometheus.url=http://localhost:9090/",
+            "--tsdb.path",
+            "/prometheus",
+            "--shipper.upload-compacted",
+            "--grpc-address=:10901",
+            "--reloader.config-file=/etc/prometheus/config/prometheus.yaml.gz",
+            "--min-time",
+            "-2h",
+        ]);
+        assert_eq!(operator.prometheus_url, "http://localhost:9090/");
+        assert_eq!(operator.tsdb_path, PathBuf::from("/prometheus"));
+        assert!(operator.shipper_upload_compacted);
+        assert_eq!(operator.min_time, "-2h");
+        assert_eq!(
+            operator.ignored_flags,
+            ["--reloader.config-file=/etc/prometheus/config/prometheus.yaml.gz"]
+        );
+        assert!(!parse(&["sidecar", "--shipper.upload-compacted=false"]).shipper_upload_compacted);
+    }
 
     #[test]
     fn unequal_block_durations_refuse_uploads_unless_compacted_uploads_are_asked_for() {
