@@ -32,6 +32,21 @@ fn check_gateway(gateway: &Gateway, blocks: &Blocks) {
     assert_eq!(served, expected);
     assert_eq!(queried_blocks(&result), blocks.ids);
 
+    // Block matchers in the request hints select blocks by external labels and __block_id.
+    let mut by_block = request(vec![re("__name__", ".+")]);
+    by_block.hints = Some(storeapi::hints::pack(
+        &storeapi::proto::hintspb::SeriesRequestHints {
+            block_matchers: vec![eq("__block_id", &blocks.ids[0])],
+            enable_query_stats: false,
+        },
+    ));
+    let result = runtime.block_on(series(gateway, by_block)).unwrap();
+    assert_eq!(queried_blocks(&result), [blocks.ids[0].clone()]);
+    assert_eq!(
+        served_dump(&result, &["cluster", "replica"]),
+        dump_all(blocks, &blocks.ids[..1]).unwrap()
+    );
+
     // Vertical sharding splits the series with none lost or repeated.
     let mut sharded: Vec<String> = Vec::new();
     for shard_index in 0..3 {
