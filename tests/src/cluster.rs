@@ -163,6 +163,7 @@ impl Node {
 pub struct Cluster {
     nodes: Vec<Node>,
     moto: Option<Moto>,
+    moto_pid: Option<u32>,
     history: History,
     blocks_per_replica: [usize; 2],
     objstore_yaml: String,
@@ -179,6 +180,7 @@ impl Cluster {
         let work = tempfile::Builder::new().prefix("thanos-rs-e2e").tempdir()?;
         let log_dir = work.path().join("logs");
         let mut moto = None;
+        let mut moto_pid = None;
         let objstore_yaml = match options.bucket {
             BucketKind::Filesystem => {
                 let bucket = work.path().join("bucket");
@@ -189,7 +191,8 @@ impl Cluster {
                 )
             }
             BucketKind::Moto => {
-                let server = Moto::start()?;
+                let mut server = Moto::start()?;
+                moto_pid = Some(server.process().pid());
                 server.create_bucket("thanos")?;
                 let yaml = format!(
                     "type: S3\nconfig:\n  bucket: thanos\n  endpoint: {}\n  insecure: true\n  \
@@ -304,6 +307,7 @@ impl Cluster {
         let mut cluster = Self {
             nodes,
             moto,
+            moto_pid,
             history,
             blocks_per_replica,
             objstore_yaml,
@@ -478,6 +482,17 @@ impl Cluster {
             .process
             .as_mut()
             .is_some_and(|process| matches!(process.try_wait(), Ok(None)))
+    }
+
+    /// The process ids of every running program (moto included).
+    pub fn pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .nodes
+            .iter()
+            .filter_map(|node| node.process.as_ref().map(Process::pid))
+            .collect();
+        pids.extend(self.moto_pid);
+        pids
     }
 
     /// Kills `component` with SIGKILL (no clean shutdown).
