@@ -91,6 +91,18 @@ fn querier_answers_from_both_replicas_deduplicated() {
         "{per_replica:?} vs {}",
         samples.len()
     );
+
+    // Dropping the cluster stops every program it started.
+    let pids = cluster.pids();
+    assert_eq!(pids.len(), 6);
+    drop(cluster);
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z"),
+            "process {pid} still running: {stat}"
+        );
+    }
     eprintln!(
         "querier_answers_from_both_replicas_deduplicated: {:?}",
         started.elapsed()
