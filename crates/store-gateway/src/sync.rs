@@ -5,7 +5,9 @@
 //! (`no-meta-json`), unparsable meta (`corrupted-meta-json`), outside `--min-time`/`--max-time`
 //! (`time-excluded`), dropped by `--selector.relabel-config` (`label-excluded`), younger than
 //! `--consistency-delay` (`too-fresh`), deletion mark older than
-//! `--ignore-deletion-marks-delay` (`marked-for-deletion`). The rest are `loaded`.
+//! `--ignore-deletion-marks-delay` (`marked-for-deletion`), compacted into another served block
+//! (`duplicate`: its compaction sources are a subset of another block's of the same resolution
+//! and external labels). The rest are `loaded`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -23,8 +25,9 @@ use crate::error::{Error, Result};
 use crate::relabel::{BLOCK_ID_LABEL, RelabelConfig};
 use crate::time::TimeBound;
 
-const STATES: [&str; 8] = [
+const STATES: [&str; 9] = [
     "loaded",
+    "duplicate",
     "failed",
     "no-meta-json",
     "corrupted-meta-json",
@@ -352,6 +355,11 @@ impl Syncer {
                 _ => {}
             }
         }
+        for duplicate in duplicates(&wanted) {
+            wanted.remove(&duplicate);
+            *counts.entry("loaded").or_default() -= 1;
+            *counts.entry("duplicate").or_default() += 1;
+        }
         for state in STATES {
             self.metrics
                 .synced
@@ -421,5 +429,64 @@ impl Syncer {
                 tracing::debug!(block = %block.id, "released idle index-header");
             }
         }
+    }
+}
+
+/// Blocks whose compaction sources are all in another block of the same resolution and external
+/// labels (for equal source sets the newest block is kept), as Thanos' deduplicate filter.
+fn duplicates(metas: &BTreeMap<Ulid, BlockMeta>) -> Vec<Ulid> {
+    let sources = |meta: &BlockMeta| -> std::collections::BTreeSet<Ulid> {
+        if meta.compaction.sources.is_empty() {
+            std::collections::BTreeSet::from([meta.ulid])
+        } else {
+            meta.compaction.sources.iter().copied().collect()
+        }
+    };
+    let group = |meta: &BlockMeta| {
+        (
+            meta.resolution(),
+            meta.thanos.as_ref().map(|thanos| thanos.labels.clone()),
+        )
+    };
+    let mut duplicate = Vec::new();
+    for (id, meta) in metas {
+        let own = sources(meta);
+        let covered = metas.iter().any(|(other_id, other)| {
+            if other_id == id || group(other) != group(meta) {
+                return false;
+            }
+            let theirs = sources(other);
+            own.is_subset(&theirs) && (own.len() < theirs.len() || other_id > id)
+        });
+        if covered {
+            duplicate.push(*id);
+        }
+    }
+    duplicate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(id: u128, sources: &[u128]) -> BlockMeta {
+        let mut meta = BlockMeta::new(Ulid(id), 0, 1);
+        meta.compaction.sources = sources.iter().map(|source| Ulid(*source)).collect();
+        meta
+    }
+
+    #[test]
+    fn blocks_compacted_into_others_are_duplicates() {
+        let metas: BTreeMap<Ulid, BlockMeta> = [
+            meta(1, &[1]),
+            meta(2, &[2]),
+            meta(3, &[1, 2]),
+            meta(4, &[4]),
+            meta(5, &[4]),
+        ]
+        .into_iter()
+        .map(|meta| (meta.ulid, meta))
+        .collect();
+        assert_eq!(duplicates(&metas), [Ulid(1), Ulid(2), Ulid(4)]);
     }
 }

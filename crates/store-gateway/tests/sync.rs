@@ -133,3 +133,32 @@ fn hashmod_relabel_shards_blocks_between_two_gateways() {
     assert_eq!(served_zero, blocks.ids);
     assert!(zero.metric("thanos_blocks_meta_synced", &["state=\"label-excluded\""]) >= 1.0);
 }
+
+#[test]
+fn a_block_compacted_into_another_is_served_once() {
+    let blocks = make_blocks(2, 3, &[("cluster", "eu1")]).unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    for id in &blocks.ids {
+        copy_dir(&blocks.path(id), &bucket.path().join(id)).unwrap();
+    }
+    // A "compacted" copy of the first block: a new ULID whose sources are the first block.
+    let source = &blocks.ids[0];
+    let compacted = ulid::Ulid::new().to_string();
+    copy_dir(&blocks.path(source), &bucket.path().join(&compacted)).unwrap();
+    let mut meta =
+        tsdb_block::meta::BlockMeta::read_from_dir(&bucket.path().join(&compacted)).unwrap();
+    meta.ulid = compacted.parse().unwrap();
+    meta.compaction.level = 2;
+    meta.compaction.sources = vec![source.parse().unwrap()];
+    meta.write_to_dir(&bucket.path().join(&compacted)).unwrap();
+
+    let gateway = Gateway::start(&fs_objstore(bucket.path()), &[]).unwrap();
+    let mut expected: Vec<String> = blocks.ids[1..].to_vec();
+    expected.push(compacted);
+    expected.sort();
+    assert_eq!(served_blocks(&gateway), expected);
+    assert_eq!(
+        gateway.metric("thanos_blocks_meta_synced", &["state=\"duplicate\""]),
+        1.0
+    );
+}
