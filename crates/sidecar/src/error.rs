@@ -104,6 +104,12 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// A metric could not be registered.
+    #[error("register metrics: {detail}")]
+    Metrics {
+        /// What the registry said.
+        detail: String,
+    },
     /// A server or lifecycle part of service-core failed.
     #[error(transparent)]
     Service(#[from] service_core::Error),

@@ -203,10 +203,11 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
         }
     };
     let shipper_metrics =
-        ShipperMetrics::register(&ctx.registry).map_err(|error| Error::InvalidRequest {
-            detail: format!("register shipper metrics: {error}"),
+        ShipperMetrics::register(&ctx.registry).map_err(|error| Error::Metrics {
+            detail: error.to_string(),
         })?;
 
+    let prometheus_up = prometheus_up_gauge(&ctx.registry)?;
     let store = SidecarStore::new(prometheus.clone(), Arc::clone(&state));
     let http = HttpServer::bind(&config.http, &ctx, Router::new()).await?;
     let mut grpc = GrpcServer::bind(&config.grpc, &ctx).await?;
@@ -234,6 +235,7 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
             config.clone(),
             ctx.clone(),
             started_sender,
+            prometheus_up,
         ),
     );
     if let Some(bucket) = bucket {
@@ -264,6 +266,7 @@ async fn watch_prometheus(
     config: Config,
     ctx: ServiceContext,
     started: watch::Sender<bool>,
+    prometheus_up: ::prometheus::IntGauge,
 ) -> Result<()> {
     ctx.readiness.set_not_ready("waiting for prometheus");
     prometheus
@@ -278,6 +281,7 @@ async fn watch_prometheus(
             url: prometheus.url().to_string(),
         });
     }
+    prometheus_up.set(1);
     info!(external_labels = %labels, "read prometheus external labels");
     state.set_external_labels(labels);
     refresh_min_time(&prometheus, &state, &config).await;
@@ -292,11 +296,32 @@ async fn watch_prometheus(
             Ok(labels) if labels.is_empty() => {
                 warn!("prometheus reports no external labels, keeping the previous ones");
             }
-            Ok(labels) => state.set_external_labels(labels),
-            Err(error) => warn!(error = %error, "reading prometheus config failed"),
+            Ok(labels) => {
+                prometheus_up.set(1);
+                state.set_external_labels(labels);
+            }
+            Err(error) => {
+                prometheus_up.set(0);
+                warn!(error = %error, "reading prometheus config failed");
+            }
         }
         refresh_min_time(&prometheus, &state, &config).await;
     }
+}
+
+/// `thanos_sidecar_prometheus_up`: whether the last configuration read from Prometheus worked.
+fn prometheus_up_gauge(registry: &::prometheus::Registry) -> Result<::prometheus::IntGauge> {
+    let register = || -> Result<::prometheus::IntGauge, ::prometheus::Error> {
+        let gauge = ::prometheus::IntGauge::new(
+            "thanos_sidecar_prometheus_up",
+            "Boolean indicator whether the sidecar can reach its Prometheus peer.",
+        )?;
+        registry.register(Box::new(gauge.clone()))?;
+        Ok(gauge)
+    };
+    register().map_err(|error| Error::Metrics {
+        detail: error.to_string(),
+    })
 }
 
 async fn refresh_min_time(prometheus: &PrometheusClient, state: &PrometheusState, config: &Config) {

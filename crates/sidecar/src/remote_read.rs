@@ -15,6 +15,8 @@ use storeapi::proto::prometheus::{
 };
 use storeapi::proto::thanos;
 
+use tracing::warn;
+
 use crate::error::{Error, Result};
 
 /// How many samples go into one chunk re-encoded from a `SAMPLES` answer (as Prometheus cuts).
@@ -217,8 +219,16 @@ fn convert_chunked_series(series: prompb::ChunkedSeries) -> ReadSeries {
         .chunks
         .into_iter()
         .filter_map(|chunk| {
-            let encoding = u8::try_from(chunk.r#type).ok()?;
-            let encoding = prometheus_to_thanos_encoding(encoding)?;
+            let encoding = u8::try_from(chunk.r#type)
+                .ok()
+                .and_then(prometheus_to_thanos_encoding);
+            let Some(encoding) = encoding else {
+                warn!(
+                    encoding = chunk.r#type,
+                    "dropping a chunk whose encoding the StoreAPI cannot carry"
+                );
+                return None;
+            };
             Some(thanos::AggrChunk {
                 min_time: chunk.min_time_ms,
                 max_time: chunk.max_time_ms,

@@ -367,6 +367,7 @@ async fn series_equal_prometheus_answers_and_errors_are_clear() {
     }
     assert_eq!(actual, expected);
 
+    assert_eq!(sidecar.metric("thanos_sidecar_prometheus_up").unwrap(), 1.0);
     let info = info.info(InfoRequest {}).await.unwrap().into_inner();
     assert_eq!(info.component_type, "sidecar");
     let store_info = info.store.unwrap();
