@@ -57,6 +57,69 @@ pub struct Api {
     engine: Engine,
     settings: ApiSettings,
     gate: Semaphore,
+    metrics: HttpMetrics,
+}
+
+/// `http_requests_total` and `http_request_duration_seconds` by handler, as Thanos names them.
+#[derive(Debug, Clone)]
+struct HttpMetrics {
+    requests: prometheus::IntCounterVec,
+    duration: prometheus::HistogramVec,
+}
+
+impl HttpMetrics {
+    fn register(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
+        let requests = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("http_requests_total", "Tracks the number of HTTP requests."),
+            &["code", "handler", "method"],
+        )?;
+        let duration = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Tracks the latencies for HTTP requests.",
+            )
+            .buckets(vec![
+                0.001, 0.01, 0.1, 0.3, 0.6, 1.0, 3.0, 6.0, 9.0, 20.0, 30.0, 60.0, 90.0, 120.0,
+            ]),
+            &["code", "handler", "method"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        Ok(Self { requests, duration })
+    }
+}
+
+/// The handler label of a matched route: `query`, `query_range`, `label_values`, ...
+fn handler_name(path: &str) -> String {
+    let route = path
+        .rsplit_once("/api/v1/")
+        .map_or(path, |(_, route)| route);
+    if route.starts_with("label/") {
+        return "label_values".to_owned();
+    }
+    route.replace('/', "_")
+}
+
+async fn observe(
+    State(api): State<Arc<Api>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let handler = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "other".to_owned(), |path| handler_name(path.as_str()));
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let code = response.status().as_u16().to_string();
+    let labels = [code.as_str(), handler.as_str(), method.as_str()];
+    api.metrics.requests.with_label_values(&labels).inc();
+    api.metrics
+        .duration
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
 }
 
 fn now_ms() -> i64 {
@@ -102,15 +165,21 @@ struct Common {
 }
 
 impl Api {
-    /// The API over `proxy`.
-    pub fn new(proxy: Arc<Proxy>, engine: Engine, settings: ApiSettings) -> Self {
+    /// The API over `proxy`; registers the HTTP metrics on `registry`.
+    pub fn new(
+        proxy: Arc<Proxy>,
+        engine: Engine,
+        settings: ApiSettings,
+        registry: &prometheus::Registry,
+    ) -> Result<Self, prometheus::Error> {
         let gate = Semaphore::new(settings.max_concurrent.max(1));
-        Self {
+        Ok(Self {
             proxy,
             engine,
             settings,
             gate,
-        }
+            metrics: HttpMetrics::register(registry)?,
+        })
     }
 
     /// The `/api/v1` routes, to nest under the route prefix.
@@ -132,6 +201,10 @@ impl Api {
                 get(|| empty("{\"activeTargets\":[],\"droppedTargets\":[]}")),
             )
             .route("/query_exemplars", get(|| empty("[]")).post(|| empty("[]")))
+            .route_layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&self),
+                observe,
+            ))
             .with_state(self)
     }
 

@@ -247,7 +247,12 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
         max_concurrent: config.max_concurrent,
         instant_max_source_resolution: millis(config.instant_max_source_resolution),
     };
-    let api = Arc::new(Api::new(Arc::clone(&proxy), engine, settings));
+    let api = Arc::new(Api::new(
+        Arc::clone(&proxy),
+        engine,
+        settings,
+        &ctx.registry,
+    )?);
     let prefix = route_prefix(&config.web_route_prefix);
     let routes = axum::Router::new().nest(&format!("{prefix}/api/v1"), api.router());
     let http = HttpServer::bind(&config.http, &ctx, routes).await?;

@@ -22,6 +22,9 @@ use crate::error::{Error, Result};
 /// Warning added when no store could match a request.
 pub const NO_STORE_MATCHED: &str = "No StoreAPIs matched for this query";
 
+/// Series per response frame asked of stores (v0.41+ stores batch; older ones ignore it).
+const RESPONSE_BATCH_SIZE: i64 = 64;
+
 /// One Series fan-out.
 #[derive(Debug, Clone, Default)]
 pub struct SeriesQuery {
@@ -202,6 +205,7 @@ impl Proxy {
                 Vec::new()
             },
             limit: query.limit,
+            response_batch_size: RESPONSE_BATCH_SIZE,
             ..Default::default()
         };
         let mut client = store.client.clone();

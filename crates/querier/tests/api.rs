@@ -166,6 +166,21 @@ async fn endpoints_answer_prometheus_json() {
         store["lastCheck"].as_str().unwrap().ends_with('Z'),
         "{store}"
     );
+
+    let (status, metrics) = test_harness::http_get(querier.http, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    for expected in [
+        r#"http_requests_total{code="200",handler="query",method="GET"}"#,
+        r#"http_requests_total{code="200",handler="label_values",method="GET"}"#,
+        r#"http_requests_total{code="200",handler="query_range",method="POST"}"#,
+        r#"http_request_duration_seconds_bucket{code="200",handler="series""#,
+        r#"thanos_store_nodes_grpc_connections{external_labels="{region=\"eu\"}",store_type="store"} 1"#,
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "metrics lack {expected}:\n{metrics}"
+        );
+    }
 }
 
 fn check_error(querier: &Querier, path: &str, status: u16, error_type: &str, message: &str) {
