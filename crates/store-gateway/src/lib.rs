@@ -380,3 +380,65 @@ async fn sync_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args, Command, FromArgMatches};
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        let command = Config::augment_args(Command::new("store-gateway"));
+        let matches = command
+            .try_get_matches_from(std::iter::once("store-gateway").chain(args.iter().copied()))?;
+        Config::from_arg_matches(&matches)
+    }
+
+    #[test]
+    fn defaults_and_spellings_follow_thanos_store() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(
+            config.sync_block_duration.get(),
+            Duration::from_secs(15 * 60)
+        );
+        assert_eq!(config.consistency_delay.get(), Duration::ZERO);
+        assert_eq!(
+            config.ignore_deletion_marks_delay.get(),
+            Duration::from_secs(24 * 3600)
+        );
+        assert_eq!(config.index_cache_size, "250MB");
+        assert_eq!(config.series_max_concurrency, 20);
+        assert_eq!(config.block_sync_concurrency, 20);
+        assert_eq!(
+            (
+                config.series_sample_limit,
+                config.request_series_limit,
+                config.request_samples_limit
+            ),
+            (0, 0, 0)
+        );
+        assert_eq!(config.grpc.grpc_address.to_string(), "0.0.0.0:10901");
+        assert_eq!(config.http.http_address.to_string(), "0.0.0.0:10902");
+
+        let config = parse(&[
+            "--min-time=-2h",
+            "--max-time",
+            "-30m",
+            "--store.limits.request-series=10",
+            "--selector.relabel-config=- action: keep\n  source_labels: [a]\n",
+        ])
+        .unwrap();
+        assert_eq!(config.min_time, TimeBound::Relative(-7_200_000));
+        assert_eq!(config.max_time, TimeBound::Relative(-1_800_000));
+        assert_eq!(config.request_series_limit, 10);
+        assert!(parse(&["--min-time=soon"]).is_err());
+        assert!(
+            parse(&[
+                "--selector.relabel-config=x",
+                "--selector.relabel-config-file=y"
+            ])
+            .is_err()
+        );
+    }
+}
