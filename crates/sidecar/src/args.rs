@@ -1,8 +1,8 @@
 //! The command line as the Prometheus Operator writes it: `sidecar --flag=value ...`.
 //!
 //! The operator runs Thanos' image with a first argument `sidecar` and may pass Thanos sidecar
-//! flags this implementation does not have (`--reloader.*`, `--prometheus.http-client-file`,
-//! `--shipper.ignore-unequal-block-size`, ...). [`normalize_args`] drops the subcommand and turns
+//! flags this implementation does not have (`--reloader.*`, `--shipper.ignore-unequal-block-size`,
+//! `--hash-func`, ...). [`normalize_args`] drops the subcommand and turns
 //! each unknown `--flag[=value]` (with its separate value, if any) into a hidden
 //! `--ignored-flag=<original>` that [`crate::run`] logs as a warning. Go's listen-address form
 //! `--grpc-address=:10901` becomes `0.0.0.0:10901`.
@@ -110,7 +110,7 @@ mod tests {
                 "--tsdb.path",
                 "/prometheus",
                 "--reloader.watch-interval=5m",
-                "--prometheus.http-client-file",
+                "--reloader.config-file",
                 "/etc/x.yaml",
                 "--shipper.ignore-unequal-block-size",
                 "--log.level=debug",
@@ -124,7 +124,7 @@ mod tests {
                 "--tsdb.path",
                 "/prometheus",
                 "--ignored-flag=--reloader.watch-interval=5m",
-                "--ignored-flag=--prometheus.http-client-file /etc/x.yaml",
+                "--ignored-flag=--reloader.config-file /etc/x.yaml",
                 "--ignored-flag=--shipper.ignore-unequal-block-size",
                 "--log.level=debug",
                 "--grpc-address=0.0.0.0:10901",

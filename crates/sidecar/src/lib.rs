@@ -25,12 +25,14 @@
 //!
 //! **Modules.** [`args`]: the Prometheus Operator's `sidecar --flag=...` form and unknown flags;
 //! [`prometheus`]: the HTTP client (readiness, config, flags, label APIs, remote read);
+//! [`http_client`]: `--prometheus.http-client(-file)` credentials and TLS settings;
 //! [`remote_read`]: remote read answers (streamed chunk frames with CRC32C, samples fallback) to
 //! Thanos series; [`store`]: the StoreAPI services; [`shipper`]: block uploads and
 //! `thanos.shipper.json`; `error`: [`Error`].
 
 pub mod args;
 mod error;
+pub mod http_client;
 pub mod prometheus;
 pub mod remote_read;
 pub mod shipper;
@@ -79,6 +81,13 @@ pub struct Config {
         value_name = "URL"
     )]
     pub prometheus_url: String,
+    /// Path to a YAML file with the HTTP client configuration for Prometheus (basic_auth,
+    /// bearer_token(_file), tls_config.insecure_skip_verify).
+    #[arg(long = "prometheus.http-client-file", value_name = "FILE")]
+    pub prometheus_http_client_file: Option<PathBuf>,
+    /// Alternative to --prometheus.http-client-file: the YAML itself.
+    #[arg(long = "prometheus.http-client", value_name = "YAML")]
+    pub prometheus_http_client: Option<String>,
     /// Maximum time to wait for the Prometheus instance to start up.
     #[arg(long = "prometheus.ready_timeout", default_value = "10m")]
     pub prometheus_ready_timeout: PromDuration,
@@ -172,10 +181,16 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
         warn!(flag = %flag, "ignoring Thanos sidecar flag this implementation does not support");
     }
     let min_time = parse_min_time(&config.min_time, now_millis())?;
-    let prometheus = PrometheusClient::new(
+    let http_client = http_client::HttpClientConfig::from_flags(
+        config.prometheus_http_client_file.as_deref(),
+        config.prometheus_http_client.as_deref(),
+    )?
+    .unwrap_or_default();
+    let prometheus = PrometheusClient::with_http_config(
         &config.prometheus_url,
         config.prometheus_get_config_timeout.get(),
         config.prometheus_read_timeout.get(),
+        http_client,
     )?;
     let state = Arc::new(PrometheusState::new(prom_model::Labels::empty(), min_time));
     let bucket = match (

@@ -13,6 +13,7 @@ use service_core::CancellationToken;
 use tracing::{debug, info};
 
 use crate::error::{Error, Result};
+use crate::http_client::HttpClientConfig;
 use crate::remote_read::{ReadOutcome, read_response};
 use storeapi::proto::prometheus::ReadRequest;
 
@@ -25,6 +26,7 @@ const API_MAX_TIME_MS: i64 = 253_402_300_799_000;
 #[derive(Debug, Clone)]
 pub struct PrometheusClient {
     http: reqwest::Client,
+    auth: HttpClientConfig,
     base: Url,
     api_timeout: Duration,
     read_timeout: Duration,
@@ -59,6 +61,21 @@ impl PrometheusClient {
     /// A client for `base_url` whose API calls time out after `api_timeout`; remote reads after
     /// `read_timeout`.
     pub fn new(base_url: &str, api_timeout: Duration, read_timeout: Duration) -> Result<Self> {
+        Self::with_http_config(
+            base_url,
+            api_timeout,
+            read_timeout,
+            HttpClientConfig::default(),
+        )
+    }
+
+    /// [`Self::new`] with credentials and TLS settings from `--prometheus.http-client(-file)`.
+    pub fn with_http_config(
+        base_url: &str,
+        api_timeout: Duration,
+        read_timeout: Duration,
+        auth: HttpClientConfig,
+    ) -> Result<Self> {
         let mut base = Url::parse(base_url).map_err(|error| Error::InvalidFlag {
             flag: "prometheus.url",
             detail: format!("{base_url:?}: {error}"),
@@ -67,8 +84,8 @@ impl PrometheusClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
+        let http = auth
+            .configure(reqwest::Client::builder().connect_timeout(Duration::from_secs(5)))
             .build()
             .map_err(|source| Error::PrometheusRequest {
                 url: base.to_string(),
@@ -76,6 +93,7 @@ impl PrometheusClient {
             })?;
         Ok(Self {
             http,
+            auth,
             base,
             api_timeout,
             read_timeout,
@@ -99,8 +117,8 @@ impl PrometheusClient {
     async fn get_bytes(&self, url: Url) -> Result<Bytes> {
         let shown = url.to_string();
         let response = self
-            .http
-            .get(url)
+            .auth
+            .authorize(self.http.get(url))
             .timeout(self.api_timeout)
             .send()
             .await
@@ -251,8 +269,8 @@ impl PrometheusClient {
                 detail: format!("snappy-compress remote read request: {error}"),
             })?;
         let response = self
-            .http
-            .post(url)
+            .auth
+            .authorize(self.http.post(url))
             .timeout(self.read_timeout)
             .header("Content-Type", "application/x-protobuf")
             .header("Content-Encoding", "snappy")
@@ -357,6 +375,44 @@ mod tests {
             None
         );
         assert_eq!(parse_lowest_timestamp(""), None);
+    }
+
+    #[tokio::test]
+    async fn credentials_from_the_http_client_file_are_sent() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0_u8; 1024];
+            while !request.ends_with(b"\r\n\r\n") {
+                let read = stream.read(&mut buffer).unwrap();
+                if read == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buffer[..read]);
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK")
+                .unwrap();
+            String::from_utf8_lossy(&request).to_lowercase()
+        });
+        let auth = HttpClientConfig {
+            basic_auth: Some(("admin".to_owned(), "s3cret".to_owned())),
+            ..HttpClientConfig::default()
+        };
+        let timeout = Duration::from_secs(5);
+        let client =
+            PrometheusClient::with_http_config(&format!("http://{addr}"), timeout, timeout, auth)
+                .unwrap();
+        client.ready().await.unwrap();
+        let request = server.join().unwrap();
+        assert!(request.starts_with("get /-/ready "), "{request}");
+        assert!(
+            request.contains("authorization: basic ywrtaw46cznjcmv0"),
+            "{request}"
+        );
     }
 
     #[test]

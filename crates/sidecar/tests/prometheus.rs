@@ -125,6 +125,13 @@ async fn ships_blocks_exactly_once_across_restarts_in_operator_form() {
     let moto = Moto::start().unwrap();
     moto.create_bucket("thanos").unwrap();
     let yaml = s3_config(&moto.endpoint(), "thanos");
+    // What the Prometheus Operator mounts as prometheus.http-client-file.yaml.
+    let http_client_file = work.path().join("prometheus.http-client-file.yaml");
+    std::fs::write(
+        &http_client_file,
+        "tls_config:\n  insecure_skip_verify: true\n",
+    )
+    .unwrap();
     let args = vec![
         "sidecar".to_owned(),
         format!("--prometheus.url={}/", prometheus.url()),
@@ -132,7 +139,7 @@ async fn ships_blocks_exactly_once_across_restarts_in_operator_form() {
         format!("--objstore.config={yaml}"),
         "--reloader.watch-interval=5m".to_owned(),
         "--prometheus.http-client-file".to_owned(),
-        "/etc/thanos/config/prometheus.http-client-file.yaml".to_owned(),
+        http_client_file.display().to_string(),
         "--shipper.sync-interval=1s".to_owned(),
     ];
     let local_blocks = block_dirs(prometheus.data_dir()).unwrap();
