@@ -121,14 +121,14 @@ fn parse_rfc3339(value: &str) -> Option<i64> {
     }
     let offset_minutes = match rest {
         "Z" | "z" => 0,
-        zone if zone.len() == 6 && matches!(&zone[3..4], ":") => {
-            let sign = match &zone[..1] {
-                "+" => 1,
-                "-" => -1,
+        zone if zone.len() == 6 && zone.get(3..4) == Some(":") => {
+            let sign = match zone.get(..1) {
+                Some("+") => 1,
+                Some("-") => -1,
                 _ => return None,
             };
-            let hours: i64 = zone[1..3].parse().ok()?;
-            let minutes: i64 = zone[4..6].parse().ok()?;
+            let hours: i64 = zone.get(1..3)?.parse().ok()?;
+            let minutes: i64 = zone.get(4..6)?.parse().ok()?;
             sign * (hours * 60 + minutes)
         }
         _ => return None,
@@ -269,6 +269,13 @@ mod tests {
         assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_time("yesterday"), None);
         assert_eq!(parse_time("NaN"), None);
+        for hostile in [
+            "2015-07-01T20:10:51+0é:0",
+            "2015-07-01T20:10:51é",
+            "2015-07-01T20:10:51.é",
+        ] {
+            assert_eq!(parse_time(hostile), None, "{hostile}");
+        }
     }
 
     #[test]

@@ -99,6 +99,18 @@ async fn replicas_with_different_gaps_merge_without_gaps_or_doubles() {
     assert_eq!(result[0]["value"][1], "101");
     assert_eq!(result[1]["metric"]["replica"], "b");
 
+    // `replicaLabels[]` overrides the flag: de-duplicating on another label keeps `replica`.
+    let other = querier.ok(&format!(
+        "/api/v1/query?query=up&time={}&replicaLabels[]=cluster",
+        end / 1000
+    ));
+    let result = other["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 2, "{other}");
+    assert!(
+        result.iter().all(|one| one["metric"]["cluster"].is_null()),
+        "{other}"
+    );
+
     // Series and label APIs hide the replica label when de-duplicating.
     let series = querier.ok("/api/v1/series?match[]=up");
     assert_eq!(
