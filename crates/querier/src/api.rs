@@ -266,7 +266,10 @@ impl Api {
                 replica_labels: common.replica_labels,
                 partial_response: common.partial_response,
                 max_resolution_window: window,
-                deadline: Instant::now() + timeout,
+                // A timeout too large for the clock means "no deadline" in practice: a year.
+                deadline: Instant::now()
+                    .checked_add(timeout)
+                    .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 86_400)),
             },
         );
         // Cancels the evaluation when this future is dropped (the client went away).
