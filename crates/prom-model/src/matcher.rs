@@ -128,7 +128,9 @@ impl Matcher {
         match &self.pattern {
             Some(Pattern::Any) => true,
             Some(Pattern::NonEmpty) => !value.is_empty(),
-            Some(Pattern::Literals(values)) => values.binary_search_by(|v| v.as_str().cmp(value)).is_ok(),
+            Some(Pattern::Literals(values)) => {
+                values.binary_search_by(|v| v.as_str().cmp(value)).is_ok()
+            }
             Some(Pattern::Regex(regex)) => regex.is_match(value),
             None => false,
         }
@@ -216,22 +218,42 @@ mod tests {
         assert_eq!(matcher.set_values().unwrap(), ["a", "b", "c"]);
         check(MatchType::Regex, "c|a|b", &["a", "b", "c"], &["ab", ""]);
         check(MatchType::Regex, "a|", &["a", ""], &["b"]);
-        assert!(Matcher::new(MatchType::Regex, "l", "a.|b").unwrap().set_values().is_none());
+        assert!(
+            Matcher::new(MatchType::Regex, "l", "a.|b")
+                .unwrap()
+                .set_values()
+                .is_none()
+        );
     }
 
     #[test]
     fn empty_value_rules() {
         assert!(Matcher::equal("l", "").matches_empty());
-        assert!(!Matcher::new(MatchType::NotEqual, "l", "").unwrap().matches_empty());
-        assert!(Matcher::new(MatchType::NotEqual, "l", "x").unwrap().matches_empty());
-        assert!(!Matcher::new(MatchType::Regex, "l", "x|y").unwrap().matches_empty());
+        assert!(
+            !Matcher::new(MatchType::NotEqual, "l", "")
+                .unwrap()
+                .matches_empty()
+        );
+        assert!(
+            Matcher::new(MatchType::NotEqual, "l", "x")
+                .unwrap()
+                .matches_empty()
+        );
+        assert!(
+            !Matcher::new(MatchType::Regex, "l", "x|y")
+                .unwrap()
+                .matches_empty()
+        );
     }
 
     #[test]
     fn invalid_regex_names_label_and_pattern() {
         let error = Matcher::new(MatchType::Regex, "job", "a(").unwrap_err();
         let message = error.to_string();
-        assert!(message.contains("\"job\"") && message.contains("\"a(\""), "{message}");
+        assert!(
+            message.contains("\"job\"") && message.contains("\"a(\""),
+            "{message}"
+        );
     }
 
     #[test]

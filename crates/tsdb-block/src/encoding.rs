@@ -159,7 +159,10 @@ impl<'a> Decoder<'a> {
         if length > self.remaining() as u64 {
             return Err(DecodeError::new(
                 start,
-                format!("length {length} exceeds the {} bytes left", self.remaining()),
+                format!(
+                    "length {length} exceeds the {} bytes left",
+                    self.remaining()
+                ),
             ));
         }
         Ok(length as usize)
