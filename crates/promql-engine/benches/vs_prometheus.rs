@@ -9,9 +9,10 @@
 //!
 //! Each query runs once on each side as a warm-up, then [`RUNS`] times; the median wall time is
 //! reported (Prometheus timed from the client over HTTP `query_range`, so it includes JSON
-//! encoding and transfer of small answers). Memory: our process' peak RSS (`VmHWM`, reset
-//! through `/proc/self/clear_refs` before each query) and its growth over the RSS before the
-//! query; the same for the Prometheus process. Figures are noisy on a shared machine: the load
+//! encoding and transfer of small answers). Memory, measured over the warm-up run: our process'
+//! peak RSS (`VmHWM`, reset through `/proc/<pid>/clear_refs` before the query; it includes the
+//! ~345 MiB `MemoryStorage`) and its growth over the RSS before the query; the same for the
+//! Prometheus process (whose RSS includes its block index and page-cache-backed chunks). Figures are noisy on a shared machine: the load
 //! average is printed at the start and the end.
 #![allow(clippy::print_stdout, missing_docs)]
 
@@ -165,32 +166,32 @@ fn measure(
     range: (i64, i64),
 ) -> Figures {
     let our_pid = std::process::id().to_string();
+    // Memory is measured over the warm-up run: later runs reuse memory the allocators kept.
+    reset_peak(&our_pid);
+    let (_, our_before) = memory_kib(&our_pid);
     let our_points = run_ours(engine, storage, query, range);
+    let (our_peak_kib, _) = memory_kib(&our_pid);
+    reset_peak(their_pid);
+    let (_, their_before) = memory_kib(their_pid);
     let their_points = run_theirs(prometheus, query, range);
+    let (their_peak_kib, _) = memory_kib(their_pid);
     assert_eq!(
         our_points, their_points,
         "{query}: ours and prometheus' answers differ in size"
     );
 
-    reset_peak(&our_pid);
-    let (_, our_before) = memory_kib(&our_pid);
     let mut ours = Vec::new();
     for _ in 0..RUNS {
         let began = Instant::now();
         run_ours(engine, storage, query, range);
         ours.push(began.elapsed());
     }
-    let (our_peak_kib, _) = memory_kib(&our_pid);
-
-    reset_peak(their_pid);
-    let (_, their_before) = memory_kib(their_pid);
     let mut theirs = Vec::new();
     for _ in 0..RUNS {
         let began = Instant::now();
         run_theirs(prometheus, query, range);
         theirs.push(began.elapsed());
     }
-    let (their_peak_kib, _) = memory_kib(their_pid);
     Figures {
         ours: median(ours),
         theirs: median(theirs),

@@ -13,13 +13,28 @@ use crate::functions::{kahan_inc, quantile};
 use crate::value::Element;
 
 /// Grouping of an aggregation.
-struct Grouping {
+pub(crate) struct Grouping {
     without: bool,
     labels: Vec<String>,
 }
 
 impl Grouping {
-    fn key(&self, labels: &Labels) -> Labels {
+    /// The grouping of `expr` (`by ()` when it has no modifier).
+    pub(crate) fn of(expr: &AggregateExpr) -> Self {
+        match &expr.modifier {
+            Some(modifier) => Grouping {
+                without: !modifier.is_include(),
+                labels: modifier.labels().labels.clone(),
+            },
+            None => Grouping {
+                without: false,
+                labels: Vec::new(),
+            },
+        }
+    }
+
+    /// The output labels of the group `labels` belongs to.
+    pub(crate) fn key(&self, labels: &Labels) -> Labels {
         if self.without {
             let kept: Vec<Label> = labels
                 .iter()
@@ -40,14 +55,7 @@ impl Grouping {
 
 pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &AggregateExpr, ts: i64) -> Result<StepValue> {
     let op = expr.op.to_string();
-    let mut grouping = Grouping {
-        without: false,
-        labels: Vec::new(),
-    };
-    if let Some(modifier) = &expr.modifier {
-        grouping.without = !modifier.is_include();
-        grouping.labels = modifier.labels().labels.clone();
-    }
+    let grouping = Grouping::of(expr);
     if op == "count_values" {
         let label = match expr.param.as_deref().map(crate::parse::unwrap_parens) {
             Some(Expr::StringLiteral(string)) => string.val.clone(),

@@ -175,6 +175,7 @@ impl Engine {
         let settings = self.settings(options);
         let mut ev = Evaluator::new(storage, &settings, start, end, step);
         ev.prefetch(expr)?;
+        crate::fast_path::precompute(&mut ev, expr)?;
         let mut series: BTreeMap<Labels, Series> = BTreeMap::new();
         let mut ts = start;
         while ts <= end {

@@ -76,6 +76,9 @@ pub(crate) struct Evaluator<'a> {
     /// Step-invariant sub-expressions (by node address) and their value once computed.
     invariant: std::collections::HashSet<usize>,
     invariant_values: HashMap<usize, StepValue>,
+    /// Vectors of nodes computed for every step of a range query by [`crate::fast_path`], by
+    /// node address and step index; each is handed out once.
+    precomputed: HashMap<usize, Vec<Option<Vec<Element>>>>,
     /// Samples held by the step currently being evaluated.
     pub(crate) step_samples: usize,
     /// Samples held by the accumulated result of a range query.
@@ -122,6 +125,7 @@ impl<'a> Evaluator<'a> {
             subquery_cache: HashMap::new(),
             invariant: std::collections::HashSet::new(),
             invariant_values: HashMap::new(),
+            precomputed: HashMap::new(),
             step_samples: 0,
             result_samples: 0,
         }
@@ -301,9 +305,34 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
+    /// Whether `expr` is a step-invariant (`@`-pinned) root, evaluated once per range query.
+    pub(crate) fn is_invariant(&self, expr: &Expr) -> bool {
+        self.invariant.contains(&(expr as *const Expr as usize))
+    }
+
+    /// Stores the vectors of `expr` for every step of the range query (index = step number).
+    pub(crate) fn set_precomputed(&mut self, expr: &Expr, steps: Vec<Option<Vec<Element>>>) {
+        self.precomputed.insert(expr as *const Expr as usize, steps);
+    }
+
+    /// Takes the precomputed vector of `expr` at `ts`, if there is one.
+    fn take_precomputed(&mut self, key: usize, ts: i64) -> Option<Vec<Element>> {
+        let steps = self.precomputed.get_mut(&key)?;
+        if self.step <= 0 || ts < self.start || (ts - self.start) % self.step != 0 {
+            return None;
+        }
+        let index = usize::try_from((ts - self.start) / self.step).ok()?;
+        steps.get_mut(index)?.take()
+    }
+
     /// Evaluates `expr` at `ts` (ms).
     pub(crate) fn eval(&mut self, expr: &Expr, ts: i64) -> Result<StepValue> {
         let key = expr as *const Expr as usize;
+        if !self.precomputed.is_empty()
+            && let Some(vector) = self.take_precomputed(key, ts)
+        {
+            return Ok(StepValue::Vector(vector));
+        }
         if !self.invariant.is_empty() && self.invariant.contains(&key) {
             if let Some(value) = self.invariant_values.get(&key) {
                 return Ok(value.clone());
@@ -388,7 +417,7 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn loaded(&self, selector: &VectorSelector) -> Result<Rc<Vec<LoadedSeries>>> {
+    pub(crate) fn loaded(&self, selector: &VectorSelector) -> Result<Rc<Vec<LoadedSeries>>> {
         let key = selector as *const VectorSelector as usize;
         self.selectors
             .get(&key)

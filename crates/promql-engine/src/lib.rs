@@ -24,7 +24,12 @@
 //!   rejected, once at the end of the query. So `label_replace(rate(x[1m]), ...)` still sees
 //!   the name, as in Prometheus with `--enable-feature=promql-delayed-name-removal`.
 //! - Range queries evaluate the expression independently at each step and key the result by
-//!   label set, so instant and range evaluation share one code path and always agree.
+//!   label set, so instant and range evaluation share one code path and always agree. The one
+//!   exception is a speed-up with the same results: aggregations (`sum avg min max count
+//!   group`) directly over a selector or over a single-argument range function such as `rate`
+//!   are computed series-major for all steps at once (`fast_path`), with the same per-series
+//!   functions and the same per-step accumulation order, so values are bit-identical
+//!   (`tests/range_consistency.rs` checks this).
 //! - Selector data is fetched once per query for the whole time range it can touch
 //!   (offsets, `@`, subqueries included); the per-step walk only slices it. Subquery inner
 //!   results are reused across steps, as inner timestamps are aligned to absolute multiples of
@@ -42,6 +47,8 @@
 //! - `binary`: arithmetic, comparison and set operators, vector matching, `fill` modifiers.
 //! - `aggregate`: aggregation operators.
 //! - `functions`, `range_functions`, `histogram`, `info`, `date`: the function library.
+//! - `fast_path`: series-major evaluation of aggregations over selectors and range functions
+//!   in range queries.
 //! - `parse`: glue to `promql-parser` (durations, `@`, offsets, matchers).
 //! - `annotations`, `format`, `hash`: annotation texts, Go-compatible number formatting,
 //!   Prometheus' label hash (for `limit_ratio`).
@@ -70,6 +77,7 @@ mod date;
 pub mod engine;
 mod error;
 mod eval;
+mod fast_path;
 mod format;
 mod functions;
 mod hash;

@@ -135,7 +135,7 @@ pub(crate) fn eval(
     Ok(out)
 }
 
-fn note_possible_non_counter(ev: &mut Evaluator<'_>, metric: Option<&str>, arg: &Expr) {
+pub(crate) fn note_possible_non_counter(ev: &mut Evaluator<'_>, metric: Option<&str>, arg: &Expr) {
     let Some(metric) = metric else { return };
     if ["_total", "_sum", "_count", "_bucket"]
         .iter()
@@ -205,7 +205,7 @@ fn reset_between(points: &[Point], sts: Option<&[i64]>, i: usize) -> bool {
     }
 }
 
-fn compute(
+pub(crate) fn compute(
     name: &str,
     points: &[Point],
     sts: Option<&[i64]>,
