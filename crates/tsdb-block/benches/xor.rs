@@ -5,10 +5,15 @@
 //! of 120 samples each: `counter` (15s scrapes with occasional jitter, a counter growing by
 //! random steps), `gauge` (random full-precision values), `steady` (exact 15s scrapes of a
 //! counter growing at a constant rate). Throughput is reported in samples per second.
+//!
+//! For stable instruction counts on a noisy machine, `XOR_PROFILE=<shape>:<encode|decode|decode_into>:<passes>`
+//! skips criterion and runs that many passes over the 200 chunks, e.g.
+//! `XOR_PROFILE=gauge:decode:11 valgrind --tool=cachegrind --cache-sim=no target/release/deps/xor-*`;
+//! the difference between two pass counts divided by the extra samples is instructions per sample.
 
 use std::hint::black_box;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tsdb_block::chunkenc::{XorEncoder, XorIterator};
@@ -73,45 +78,108 @@ fn encode(chunk: &[(i64, f64)]) -> XorEncoder {
     encoder
 }
 
-fn bench_kind(criterion: &mut Criterion, name: &str, make: fn(&mut StdRng) -> Vec<(i64, f64)>) {
+/// Generates one chunk's samples.
+type MakeChunk = fn(&mut StdRng) -> Vec<(i64, f64)>;
+
+/// The chunks of one shape: raw samples and encoded bytes.
+type Chunks = (Vec<Vec<(i64, f64)>>, Vec<Vec<u8>>);
+
+/// The chunks of one shape, raw and encoded.
+fn make_chunks(make: MakeChunk) -> Chunks {
     let mut rng = StdRng::seed_from_u64(42);
     let chunks: Vec<Vec<(i64, f64)>> = (0..CHUNKS).map(|_| make(&mut rng)).collect();
     let encoded: Vec<Vec<u8>> = chunks
         .iter()
         .map(|chunk| encode(chunk).into_bytes())
         .collect();
+    (chunks, encoded)
+}
+
+/// One encode pass over all chunks.
+fn encode_pass(chunks: &[Vec<(i64, f64)>]) -> usize {
+    let mut total = 0;
+    for chunk in chunks {
+        total += encode(black_box(chunk)).len();
+    }
+    total
+}
+
+/// One decode pass over all chunks.
+fn decode_pass(encoded: &[Vec<u8>]) -> (i64, f64) {
+    let mut sum = 0.0;
+    let mut last = 0;
+    for data in encoded {
+        for (t, v) in XorIterator::new(black_box(data)) {
+            last = t;
+            sum += v;
+        }
+    }
+    (last, sum)
+}
+
+const SHAPES: [(&str, MakeChunk); 3] = [
+    ("counter", counter_chunk),
+    ("gauge", gauge_chunk),
+    ("steady", steady_chunk),
+];
+
+fn bench_kind(criterion: &mut Criterion, name: &str, make: MakeChunk) {
+    let (chunks, encoded) = make_chunks(make);
     let mut group = criterion.benchmark_group(format!("xor/{name}"));
     group.throughput(Throughput::Elements((CHUNKS * SAMPLES_PER_CHUNK) as u64));
-    group.bench_function("encode", |bencher| {
-        bencher.iter(|| {
-            let mut total = 0;
-            for chunk in &chunks {
-                total += encode(black_box(chunk)).len();
-            }
-            total
-        })
-    });
-    group.bench_function("decode", |bencher| {
-        bencher.iter(|| {
-            let mut sum = 0.0;
-            let mut last = 0;
-            for data in &encoded {
-                for (t, v) in XorIterator::new(black_box(data)) {
-                    last = t;
-                    sum += v;
-                }
-            }
-            (last, sum)
-        })
-    });
+    group.bench_function("encode", |bencher| bencher.iter(|| encode_pass(&chunks)));
+    group.bench_function("decode", |bencher| bencher.iter(|| decode_pass(&encoded)));
     group.finish();
 }
 
 fn benches(criterion: &mut Criterion) {
-    bench_kind(criterion, "counter", counter_chunk);
-    bench_kind(criterion, "gauge", gauge_chunk);
-    bench_kind(criterion, "steady", steady_chunk);
+    for (name, make) in SHAPES {
+        bench_kind(criterion, name, make);
+    }
 }
 
 criterion_group!(xor, benches);
-criterion_main!(xor);
+
+/// `XOR_PROFILE=<shape>:<encode|decode|decode_into>:<passes>`: run passes without criterion.
+fn profile(spec: &str) {
+    let mut parts = spec.split(':');
+    let (Some(shape), Some(operation), Some(passes)) = (parts.next(), parts.next(), parts.next())
+    else {
+        panic!("XOR_PROFILE must be <shape>:<encode|decode>:<passes>, not {spec:?}");
+    };
+    let passes: usize = passes.parse().expect("passes is a number");
+    let make = SHAPES
+        .iter()
+        .find(|(name, _)| *name == shape)
+        .map(|(_, make)| *make)
+        .expect("shape is counter, gauge or steady");
+    let (chunks, encoded) = make_chunks(make);
+    for _ in 0..passes {
+        match operation {
+            "encode" => {
+                black_box(encode_pass(&chunks));
+            }
+            "decode" => {
+                black_box(decode_pass(&encoded));
+            }
+            "decode_into" => {
+                let mut out = Vec::with_capacity(SAMPLES_PER_CHUNK);
+                for data in &encoded {
+                    out.clear();
+                    black_box(XorIterator::new(black_box(data)).decode_into(&mut out)).ok();
+                    black_box(&out);
+                }
+            }
+            _ => panic!("operation is encode or decode, not {operation:?}"),
+        }
+    }
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("XOR_PROFILE") {
+        profile(&spec);
+        return;
+    }
+    xor();
+    Criterion::default().configure_from_args().final_summary();
+}
