@@ -56,8 +56,7 @@ impl BitWriter {
         }
         let byte_index = self.bit_len / 8;
         if byte_index + WRITE_SLACK > self.buffer.len() {
-            let new_len = (self.buffer.len() * 2).max(byte_index + WRITE_SLACK);
-            self.buffer.resize(new_len, 0);
+            self.grow(byte_index + WRITE_SLACK);
         }
         let shift = (self.bit_len % 8) as u32;
         let aligned = value << (64 - count);
@@ -71,6 +70,17 @@ impl BitWriter {
             self.buffer[byte_index + 8] |= (aligned as u8) << (8 - shift);
         }
         self.bit_len += count as usize;
+    }
+
+    /// Zero-extends the buffer to at least `min_len` bytes: to its whole capacity while that
+    /// suffices (one fill instead of many small ones), else to twice its length.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, min_len: usize) {
+        let new_len = (self.buffer.len() * 2)
+            .max(self.buffer.capacity())
+            .max(min_len);
+        self.buffer.resize(new_len, 0);
     }
 
     /// Writes a whole byte.
