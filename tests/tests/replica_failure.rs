@@ -7,8 +7,10 @@ use e2e::history::{HISTORY_METRIC, HISTORY_SERIES};
 use e2e::{Cluster, ClusterOptions, Component, SCRAPE_INTERVAL_MS, points};
 
 /// Largest distance between two samples of the de-duplicated series, also across the moment
-/// the followed replica dies: twice the scrape interval before switching, plus jitter.
-const MAX_FRESH_GAP_MS: i64 = 4 * SCRAPE_INTERVAL_MS;
+/// the followed replica dies: twice the scrape interval before switching, one interval to the
+/// other replica's next scrape, plus scrape jitter on a loaded machine. Lost data shows as no
+/// samples after the kill (checked separately), not as a slightly longer switch-over.
+const MAX_FRESH_GAP_MS: i64 = 6 * SCRAPE_INTERVAL_MS;
 
 fn check_complete(cluster: &Cluster, now: i64) -> Vec<(i64, f64)> {
     let history = cluster.history();
@@ -44,7 +46,7 @@ fn check_complete(cluster: &Cluster, now: i64) -> Vec<(i64, f64)> {
         let gap = pair[1].0 - pair[0].0;
         assert!(
             gap > 0 && gap <= MAX_FRESH_GAP_MS,
-            "fresh samples {:?} then {:?}",
+            "fresh samples {:?} then {:?}; all fresh samples: {fresh:?}",
             pair[0],
             pair[1]
         );
