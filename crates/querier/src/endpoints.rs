@@ -11,9 +11,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use prom_model::Labels;
-use service_core::{CancellationToken, GrpcClientFlags};
+use service_core::{CancellationToken, GrpcClientFlags, TraceContextInterceptor};
 use storeapi::proto::thanos::info::InfoRequest;
 use storeapi::{Compression, InfoClient, StoreClient};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 /// How often stores are re-checked.
@@ -42,13 +43,24 @@ pub struct StoreStatus {
     pub last_error: Option<String>,
 }
 
+/// A StoreAPI client that injects the current span's trace context into every call.
+pub type TracedStoreClient = StoreClient<InterceptedService<Channel, TraceContextInterceptor>>;
+
+/// A [`TracedStoreClient`] on `channel` with Thanos' message limits, accepting gzip answers.
+fn traced_store_client(channel: Channel) -> TracedStoreClient {
+    StoreClient::with_interceptor(channel, TraceContextInterceptor)
+        .max_decoding_message_size(storeapi::MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(storeapi::MAX_MESSAGE_SIZE)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+}
+
 /// A store ready to be asked.
 #[derive(Debug, Clone)]
 pub struct StoreHandle {
     /// The store's status at the last check.
     pub status: StoreStatus,
-    /// The gRPC client.
-    pub client: StoreClient<Channel>,
+    /// The gRPC client; it carries the caller's trace context (W3C `traceparent`) to the store.
+    pub client: TracedStoreClient,
 }
 
 #[derive(Debug)]
@@ -123,7 +135,7 @@ impl StoreSet {
             .filter(|entry| entry.status.healthy)
             .map(|entry| StoreHandle {
                 status: entry.status.clone(),
-                client: storeapi::store_client(entry.channel.clone(), Compression::None),
+                client: traced_store_client(entry.channel.clone()),
             })
             .collect()
     }
