@@ -9,9 +9,10 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 run:
 	@scripts/run-local.sh
 
-## test: install what the tests need, then build everything and run every test
+## test: install what the tests need, check formatting and clippy, build everything and run every test
 test: test-deps
 	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 
