@@ -162,6 +162,8 @@ impl Drop for CancelOnDrop {
 struct Common {
     replica_labels: Vec<String>,
     partial_response: bool,
+    /// `storeMatch[]`: selectors on a store's external labels and `__address__`.
+    store_matchers: Vec<Vec<Matcher>>,
 }
 
 impl Api {
@@ -223,9 +225,11 @@ impl Api {
             (true, true) => self.settings.replica_labels.clone(),
             (true, false) => requested,
         };
+        let store_matchers = selector_sets(form, "storeMatch[]")?;
         Ok(Common {
             replica_labels,
             partial_response,
+            store_matchers,
         })
     }
 
@@ -266,6 +270,7 @@ impl Api {
                 replica_labels: common.replica_labels,
                 partial_response: common.partial_response,
                 max_resolution_window: window,
+                store_matchers: common.store_matchers,
                 // A timeout too large for the clock means "no deadline" in practice: a year.
                 deadline: Instant::now()
                     .checked_add(timeout)
@@ -384,6 +389,7 @@ impl Api {
                 aggregates: Aggregate::Average.request_parts(),
                 replica_labels: common.replica_labels.clone(),
                 partial_response: common.partial_response,
+                store_matchers: common.store_matchers.clone(),
                 ..Default::default()
             };
             let fetched = self.proxy.series(&query).await?;
@@ -425,6 +431,7 @@ impl Api {
                     &matchers,
                     &common.replica_labels,
                     common.partial_response,
+                    &common.store_matchers,
                 )
                 .await?;
             names.extend(fetched.data);
@@ -459,6 +466,7 @@ impl Api {
                     &matchers,
                     &common.replica_labels,
                     common.partial_response,
+                    &common.store_matchers,
                 )
                 .await?;
             values.extend(fetched.data);
@@ -528,10 +536,15 @@ fn truncate<T>(items: &mut Vec<T>, limit: usize) {
 
 /// The matcher sets of every `match[]` parameter (each must be a vector selector).
 fn match_sets(form: &Form) -> Result<Vec<Vec<Matcher>>> {
+    selector_sets(form, "match[]")
+}
+
+/// The matcher sets of every `param` value (each must be a vector selector).
+fn selector_sets(form: &Form, param: &str) -> Result<Vec<Vec<Matcher>>> {
     let mut sets = Vec::new();
-    for text in form.all("match[]") {
+    for text in form.all(param) {
         let invalid =
-            |message: String| Error::BadData(format!("invalid parameter \"match[]\": {message}"));
+            |message: String| Error::BadData(format!("invalid parameter \"{param}\": {message}"));
         let expr = promql_engine::parse_expr(text).map_err(|error| invalid(error.to_string()))?;
         if !matches!(expr, Expr::VectorSelector(_)) {
             return Err(invalid(format!("{text:?} is not a vector selector")));

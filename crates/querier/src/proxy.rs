@@ -11,16 +11,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use prom_model::Matcher;
+use prom_model::{Labels, Matcher};
 use storeapi::convert::matchers_to_proto;
 use storeapi::proto::thanos::{self, series_response};
 use storeapi::{StoreRange, store_matches};
 
-use crate::endpoints::{StoreHandle, StoreSet};
+use crate::endpoints::{StoreHandle, StoreSet, StoreStatus};
 use crate::error::{Error, Result};
 
 /// Warning added when no store could match a request.
 pub const NO_STORE_MATCHED: &str = "No StoreAPIs matched for this query";
+
+/// The label `storeMatch[]` selectors match a store's address with.
+pub const ADDRESS_LABEL: &str = "__address__";
 
 /// Series per response frame asked of stores (v0.41+ stores batch; older ones ignore it).
 const RESPONSE_BATCH_SIZE: i64 = 64;
@@ -46,6 +49,8 @@ pub struct SeriesQuery {
     pub partial_response: bool,
     /// Most series per store (0 = no limit).
     pub limit: i64,
+    /// `storeMatch[]` selectors: only stores one of them matches are asked (empty: all).
+    pub store_matchers: Vec<Vec<Matcher>>,
 }
 
 /// What a fan-out returns: merged series and warnings.
@@ -88,11 +93,20 @@ impl Proxy {
         &self.stores
     }
 
-    fn matching(&self, min_time: i64, max_time: i64, matchers: &[Matcher]) -> Vec<StoreHandle> {
+    fn matching(
+        &self,
+        min_time: i64,
+        max_time: i64,
+        matchers: &[Matcher],
+        store_matchers: &[Vec<Matcher>],
+    ) -> Vec<StoreHandle> {
         self.stores
             .healthy()
             .into_iter()
             .filter(|store| {
+                if !store_selected(&store.status, store_matchers) {
+                    return false;
+                }
                 let range = StoreRange {
                     min_time: store.status.min_time,
                     max_time: store.status.max_time,
@@ -126,7 +140,12 @@ impl Proxy {
 
     /// Series from every matching store, merged; see the [module docs](self).
     pub async fn series(&self, query: &SeriesQuery) -> Result<Fetched<Vec<thanos::Series>>> {
-        let stores = self.matching(query.min_time, query.max_time, &query.matchers);
+        let stores = self.matching(
+            query.min_time,
+            query.max_time,
+            &query.matchers,
+            &query.store_matchers,
+        );
         if stores.is_empty() {
             return Ok(Fetched {
                 data: Vec::new(),
@@ -238,6 +257,7 @@ impl Proxy {
         matchers: &[Matcher],
         replica_labels: &[String],
         partial_response: bool,
+        store_matchers: &[Vec<Matcher>],
     ) -> Result<Fetched<Vec<String>>> {
         let request = thanos::LabelNamesRequest {
             start,
@@ -247,7 +267,7 @@ impl Proxy {
             partial_response_strategy: strategy(partial_response).into(),
             ..Default::default()
         };
-        let stores = self.matching(start, end, matchers);
+        let stores = self.matching(start, end, matchers, store_matchers);
         let calls = stores.iter().map(|store| {
             let mut client = store.client.clone();
             let request = request.clone();
@@ -288,6 +308,7 @@ impl Proxy {
         matchers: &[Matcher],
         replica_labels: &[String],
         partial_response: bool,
+        store_matchers: &[Vec<Matcher>],
     ) -> Result<Fetched<Vec<String>>> {
         if replica_labels.iter().any(|name| name == label) {
             return Ok(Fetched::default());
@@ -301,7 +322,7 @@ impl Proxy {
             partial_response_strategy: strategy(partial_response).into(),
             ..Default::default()
         };
-        let stores = self.matching(start, end, matchers);
+        let stores = self.matching(start, end, matchers, store_matchers);
         let calls = stores.iter().map(|store| {
             let mut client = store.client.clone();
             let request = request.clone();
@@ -331,6 +352,26 @@ impl Proxy {
         fetched.data.dedup();
         Ok(fetched)
     }
+}
+
+/// Whether a store passes the request's `storeMatch[]` selectors: one selector must match one of
+/// the store's external label sets extended with `__address__` (its address). As in Thanos' label
+/// set matching, a matcher naming a label the set lacks does not exclude the store; `__address__`
+/// is always present, so address matchers always apply.
+pub fn store_selected(status: &StoreStatus, store_matchers: &[Vec<Matcher>]) -> bool {
+    if store_matchers.is_empty() {
+        return true;
+    }
+    let mut sets = status.label_sets.clone();
+    if sets.is_empty() {
+        sets.push(Labels::empty());
+    }
+    for set in &mut sets {
+        set.set(ADDRESS_LABEL, status.name.clone());
+    }
+    store_matchers
+        .iter()
+        .any(|selector| storeapi::selection::label_sets_match(selector, &sets))
 }
 
 fn strategy(partial_response: bool) -> thanos::PartialResponseStrategy {

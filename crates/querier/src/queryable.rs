@@ -30,6 +30,8 @@ pub struct SelectOptions {
     pub max_resolution_window: i64,
     /// When the query must be done.
     pub deadline: Instant,
+    /// `storeMatch[]` selectors restricting the stores asked (empty: all).
+    pub store_matchers: Vec<Vec<Matcher>>,
 }
 
 /// A [`Queryable`] over a [`Proxy`]; see the [module docs](self).
@@ -93,6 +95,7 @@ impl Queryable for StoreQueryable {
             aggregates: aggregate.request_parts(),
             replica_labels: self.options.replica_labels.clone(),
             partial_response: self.options.partial_response,
+            store_matchers: self.options.store_matchers.clone(),
             ..Default::default()
         };
         let deadline = tokio::time::Instant::from_std(self.options.deadline);

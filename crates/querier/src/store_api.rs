@@ -62,6 +62,7 @@ impl Store for QueryStore {
                 request.partial_response_strategy,
             ),
             limit: request.limit,
+            store_matchers: Vec::new(),
         };
         let fetched = self.proxy.series(&query).await?;
         let mut frames: Vec<thanos::SeriesResponse> = fetched
@@ -99,6 +100,7 @@ impl Store for QueryStore {
                     request.partial_response_disabled,
                     request.partial_response_strategy,
                 ),
+                &[],
             )
             .await?;
         Ok(Response::new(thanos::LabelNamesResponse {
@@ -131,6 +133,7 @@ impl Store for QueryStore {
                     request.partial_response_disabled,
                     request.partial_response_strategy,
                 ),
+                &[],
             )
             .await?;
         Ok(Response::new(thanos::LabelValuesResponse {
