@@ -1,0 +1,54 @@
+//! The packaging checks (`scripts/check-packaging.sh`): the Dockerfile passes hadolint, the Helm
+//! charts lint, render and validate against the Kubernetes schemas with every value set, and each
+//! flag the charts render for a component is accepted by that component's binary built here.
+//! helm, kubernetes-validate and hadolint come from `scripts/install-test-deps.sh`; a missing one
+//! fails the test.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The service binaries the charts and the Prometheus Operator's sidecar args are checked against.
+const BINARIES: [&str; 3] = ["sidecar", "store-gateway", "querier"];
+
+#[test]
+fn charts_and_dockerfile_pass_the_packaging_checks() {
+    for program in ["helm", "kubernetes-validate", "hadolint"] {
+        test_harness::require_program(program).unwrap();
+    }
+    // One folder holding every binary, wherever the target folder put each.
+    let bin_dir = tempfile::tempdir().unwrap();
+    for name in BINARIES {
+        let path: PathBuf = e2e::binary(name).unwrap();
+        std::os::unix::fs::symlink(&path, bin_dir.path().join(name)).unwrap();
+    }
+    let root = test_harness::process::workspace_root();
+    let output = Command::new("bash")
+        .arg(root.join("scripts/check-packaging.sh"))
+        .arg(bin_dir.path())
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report = format!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert!(
+        output.status.success(),
+        "check-packaging.sh failed:\n{report}"
+    );
+
+    assert!(stdout.contains("all packaging checks passed"), "{report}");
+    // Each rendered workload of each value set (3 in ci/) and each standalone subchart.
+    let querier_checks = stdout.matches(": querier accepts ").count();
+    let store_gateway_checks = stdout.matches(": store-gateway accepts ").count();
+    assert_eq!(querier_checks, 4, "querier workloads checked:\n{report}");
+    assert_eq!(
+        store_gateway_checks, 3,
+        "store-gateway workloads checked:\n{report}"
+    );
+    assert!(
+        stdout.contains("prometheus-operator-sidecar-args.txt: sidecar accepts 14 args"),
+        "{report}"
+    );
+    // The negative checks ran and each refused its broken input.
+    assert_eq!(stdout.matches(": refused (").count(), 6, "{report}");
+}
