@@ -6,7 +6,8 @@
 //! - [`Label`] and [`Labels`]: a series' identity, always kept sorted by label name;
 //! - [`Matcher`]: a label matcher (`=`, `!=`, `=~`, `!~`) with Prometheus' fully anchored regex
 //!   semantics and empty-value rules;
-//! - [`Sample`] and the staleness marker ([`STALE_NAN_BITS`], [`is_stale_nan`]).
+//! - [`Sample`] and the staleness marker ([`STALE_NAN_BITS`], [`is_stale_nan`]);
+//! - [`time`]: Unix timestamps as UTC calendar dates and RFC 3339 text.
 //!
 //! **Invariant:** a [`Labels`] value is sorted by name and holds no duplicate names; every
 //! constructor enforces it, so code that compares or merges label sets may rely on it.
@@ -15,6 +16,7 @@ mod error;
 mod labels;
 mod matcher;
 mod sample;
+pub mod time;
 
 pub use error::{Error, Result};
 pub use labels::{Label, Labels, METRIC_NAME};
