@@ -1,14 +1,16 @@
-//! The set of stores: static and DNS-discovered addresses, health from periodic Info calls.
+//! The set of stores: addresses from [`discovery`](crate::discovery), health from periodic
+//! Info calls.
 //!
-//! Every update round resolves the `--endpoint` specs (DNS names again once per
-//! `--store.sd-dns-interval`), calls `thanos.info.Info/Info` on every address with a 5s timeout
+//! Every update round asks discovery for the current addresses (flags, SD config and files, DNS
+//! names again once per `--store.sd-dns-interval`), calls `thanos.info.Info/Info` on every address with a 5s timeout
 //! and records label sets, time range, component type and the last error. A store whose Info
 //! fails is unhealthy: it stays listed in `/api/v1/stores` but receives no requests until an
-//! Info call succeeds again. Addresses that disappear from DNS are dropped.
+//! Info call succeeds again, unless it is strict (`--endpoint-strict`, `strict: true`): a strict
+//! store is always asked. Addresses that disappear from discovery are dropped.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use prom_model::Labels;
 use service_core::{CancellationToken, GrpcClientFlags, TraceContextInterceptor};
@@ -16,6 +18,8 @@ use storeapi::proto::thanos::info::InfoRequest;
 use storeapi::{Compression, InfoClient, StoreClient};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+use crate::discovery::Discovery;
 
 /// How often stores are re-checked.
 pub const UPDATE_INTERVAL: Duration = Duration::from_secs(5);
@@ -41,6 +45,8 @@ pub struct StoreStatus {
     pub last_check: i64,
     /// The last Info error, if the last check failed.
     pub last_error: Option<String>,
+    /// Always asked, even when unhealthy.
+    pub strict: bool,
 }
 
 /// A StoreAPI client that injects the current span's trace context into every call.
@@ -72,12 +78,10 @@ struct Entry {
 /// The stores the querier fans out to; see the [module docs](self).
 #[derive(Debug)]
 pub struct StoreSet {
-    specs: Vec<String>,
+    discovery: Discovery,
     client_flags: GrpcClientFlags,
-    dns_interval: Duration,
     info_timeout: Duration,
     entries: RwLock<BTreeMap<String, Entry>>,
-    resolved: tokio::sync::Mutex<(Option<Instant>, Vec<String>)>,
     connections: prometheus::IntGaugeVec,
 }
 
@@ -89,12 +93,11 @@ fn now_ms() -> i64 {
 }
 
 impl StoreSet {
-    /// A store set over `specs` (`host:port`, `dns+host:port`); registers
+    /// A store set over the addresses `discovery` finds; registers
     /// `thanos_store_nodes_grpc_connections` on `registry`.
     pub fn new(
-        specs: Vec<String>,
+        discovery: Discovery,
         client_flags: GrpcClientFlags,
-        dns_interval: Duration,
         info_timeout: Duration,
         registry: &prometheus::Registry,
     ) -> Result<Self, prometheus::Error> {
@@ -108,12 +111,10 @@ impl StoreSet {
         registry.register(Box::new(connections.clone()))?;
         Ok(Self {
             connections,
-            specs,
+            discovery,
             client_flags,
-            dns_interval,
             info_timeout,
             entries: RwLock::new(BTreeMap::new()),
-            resolved: tokio::sync::Mutex::new((None, Vec::new())),
         })
     }
 
@@ -125,14 +126,14 @@ impl StoreSet {
         }
     }
 
-    /// The healthy stores with clients.
+    /// The stores to ask, with clients: the healthy ones and the strict ones.
     pub fn healthy(&self) -> Vec<StoreHandle> {
         let Ok(entries) = self.entries.read() else {
             return Vec::new();
         };
         entries
             .values()
-            .filter(|entry| entry.status.healthy)
+            .filter(|entry| entry.status.healthy || entry.status.strict)
             .map(|entry| StoreHandle {
                 status: entry.status.clone(),
                 client: traced_store_client(entry.channel.clone()),
@@ -140,37 +141,23 @@ impl StoreSet {
             .collect()
     }
 
-    async fn addresses(&self) -> Vec<String> {
-        let mut resolved = self.resolved.lock().await;
-        let fresh = resolved
-            .0
-            .is_some_and(|at| at.elapsed() < self.dns_interval);
-        if fresh {
-            return resolved.1.clone();
-        }
-        let mut addresses = Vec::new();
-        for spec in &self.specs {
-            addresses.extend(resolve(spec).await);
-        }
-        addresses.sort();
-        addresses.dedup();
-        *resolved = (Some(Instant::now()), addresses.clone());
-        addresses
-    }
-
     /// One update round: resolve, check every store, drop vanished addresses.
     pub async fn update(&self) {
-        let addresses = self.addresses().await;
-        let mut checks = Vec::with_capacity(addresses.len());
-        for address in &addresses {
-            let channel = match self.channel_for(address) {
+        let targets = self.discovery.targets().await;
+        let addresses: Vec<String> = targets
+            .iter()
+            .map(|target| target.address.clone())
+            .collect();
+        let mut checks = Vec::with_capacity(targets.len());
+        for target in &targets {
+            let channel = match self.channel_for(&target.address) {
                 Ok(channel) => channel,
                 Err(error) => {
-                    tracing::warn!(endpoint = %address, error = %error, "cannot create gRPC channel");
+                    tracing::warn!(endpoint = %target.address, error = %error, "cannot create gRPC channel");
                     continue;
                 }
             };
-            checks.push(self.check(address.clone(), channel));
+            checks.push(self.check(target.address.clone(), target.strict, channel));
         }
         let results = futures_util::future::join_all(checks).await;
         if let Ok(mut entries) = self.entries.write() {
@@ -202,7 +189,7 @@ impl StoreSet {
         service_core::grpc_channel(address, &self.client_flags)
     }
 
-    async fn check(&self, address: String, channel: Channel) -> Entry {
+    async fn check(&self, address: String, strict: bool, channel: Channel) -> Entry {
         let previous = self
             .entries
             .read()
@@ -221,7 +208,9 @@ impl StoreSet {
             supports_without_replica_labels: false,
             last_check: 0,
             last_error: None,
+            strict,
         });
+        status.strict = strict;
         status.last_check = now_ms();
         let info = match outcome {
             Ok(Ok(response)) => response.into_inner(),
@@ -290,52 +279,27 @@ fn unhealthy(mut status: StoreStatus, channel: Channel, error: String) -> Entry 
     Entry { status, channel }
 }
 
-/// The addresses of one `--endpoint` spec.
-async fn resolve(spec: &str) -> Vec<String> {
-    if let Some(target) = spec.strip_prefix("dns+") {
-        return match tokio::net::lookup_host(target).await {
-            Ok(addresses) => addresses.map(|address| address.to_string()).collect(),
-            Err(error) => {
-                tracing::warn!(endpoint = %spec, error = %error, "dns lookup failed");
-                Vec::new()
-            }
-        };
-    }
-    if spec.starts_with("dnssrv+") || spec.starts_with("dnssrvnoa+") {
-        tracing::warn!(endpoint = %spec, "SRV discovery is not supported; use dns+host:port");
-        return Vec::new();
-    }
-    vec![spec.to_owned()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn resolves_static_and_dns_specs() {
-        assert_eq!(resolve("10.0.0.1:10901").await, vec!["10.0.0.1:10901"]);
-        assert_eq!(
-            resolve("dns+127.0.0.1:10901").await,
-            vec!["127.0.0.1:10901"]
-        );
-        let localhost = resolve("dns+localhost:10901").await;
-        assert!(!localhost.is_empty());
-        assert!(
-            resolve("dnssrv+_grpc._tcp.example.invalid")
-                .await
-                .is_empty()
-        );
-    }
+    use crate::discovery::DiscoveryConfig;
 
     #[tokio::test]
     async fn unreachable_store_is_listed_unhealthy() {
+        let registry = prometheus::Registry::new();
+        let discovery = Discovery::new(
+            DiscoveryConfig {
+                endpoints: vec!["127.0.0.1:1".to_owned()],
+                ..DiscoveryConfig::default()
+            },
+            &registry,
+        )
+        .unwrap();
         let set = StoreSet::new(
-            vec!["127.0.0.1:1".to_owned()],
+            discovery,
             GrpcClientFlags::default(),
-            Duration::from_secs(30),
             Duration::from_secs(2),
-            &prometheus::Registry::new(),
+            &registry,
         )
         .unwrap();
         set.update().await;

@@ -19,16 +19,18 @@
 //!   the stores through the runtime handle ([`queryable`]).
 //! - Errors reach clients as Prometheus' error JSON with its `errorType` and status code.
 //!
-//! **Modules.** [`endpoints`] (store discovery and health), [`proxy`] (fan-out and merge),
+//! **Modules.** [`discovery`] (flags, SD config and files, DNS), [`endpoints`] (store health), [`proxy`] (fan-out and merge),
 //! [`dedup`] (penalty de-duplication), [`downsample`] (resolution and aggregate choice),
 //! [`queryable`] (the engine's storage), [`api`] (HTTP handlers), [`params`] and [`render`]
 //! (Prometheus' parameter and JSON formats), [`store_api`] (the StoreAPI server), [`error`].
 //!
-//! **Not yet.** SRV discovery (`dnssrv+`), `--endpoint.sd-config`, the counter-reset
+//! **Not yet.** Per-endpoint `client_config` (TLS) and `group` balancing in the SD config (the
+//! gRPC client flags apply to every endpoint; a group is dialled as one address), the counter-reset
 //! adjustment of de-duplicated counters, query explain/analyze, exemplars, rules, targets.
 
 pub mod api;
 pub mod dedup;
+pub mod discovery;
 pub mod downsample;
 pub mod endpoints;
 pub mod error;
@@ -51,6 +53,7 @@ use service_core::{
 pub use error::{Error, Result};
 
 use crate::api::{Api, ApiSettings};
+use crate::discovery::{Discovery, DiscoveryConfig};
 use crate::endpoints::StoreSet;
 use crate::proxy::Proxy;
 use crate::store_api::QueryStore;
@@ -79,6 +82,50 @@ pub struct Config {
     /// lookups.
     #[arg(long = "endpoint", alias = "store", value_name = "ADDRESS")]
     pub endpoints: Vec<String>,
+
+    /// Addresses of only statically configured store API servers that are always used, even if
+    /// the health check fails. Useful if you have a caching layer on top.
+    #[arg(long = "endpoint-strict", value_name = "ADDRESS")]
+    pub strict_endpoints: Vec<String>,
+
+    /// Alternative to 'endpoint.sd-config-file' flag (mutually exclusive). Content of Config
+    /// File with endpoint definitions.
+    #[arg(long = "endpoint.sd-config", value_name = "YAML")]
+    pub endpoint_sd_config: Option<String>,
+
+    /// Path to Config File with endpoint definitions.
+    #[arg(
+        long = "endpoint.sd-config-file",
+        value_name = "PATH",
+        conflicts_with = "endpoint_sd_config"
+    )]
+    pub endpoint_sd_config_file: Option<std::path::PathBuf>,
+
+    /// Interval between endpoint config refreshes.
+    #[arg(
+        long = "endpoint.sd-config-reload-interval",
+        value_name = "DURATION",
+        default_value = "5m"
+    )]
+    pub endpoint_sd_config_reload_interval: PromDuration,
+
+    /// Path to files that contain addresses of store API servers. The path can be a glob pattern
+    /// (repeatable).
+    #[arg(long = "store.sd-files", value_name = "PATH")]
+    pub store_sd_files: Vec<String>,
+
+    /// Refresh interval to re-read file SD files. It is used as a resync fallback.
+    #[arg(
+        long = "store.sd-interval",
+        value_name = "DURATION",
+        default_value = "5m"
+    )]
+    pub store_sd_interval: PromDuration,
+
+    /// Name servers for `dns+`, `dnssrv+` and `dnssrvnoa+` lookups instead of the system's
+    /// (set by tests and embedders; not a flag).
+    #[arg(skip)]
+    pub dns_nameservers: Vec<std::net::SocketAddr>,
 
     /// Interval between DNS resolutions.
     #[arg(
@@ -219,10 +266,27 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
             message: "must be positive".to_owned(),
         });
     }
+    let discovery = Discovery::new(
+        DiscoveryConfig {
+            endpoints: config.endpoints.clone(),
+            strict_endpoints: config.strict_endpoints.clone(),
+            sd_config: config.endpoint_sd_config.clone(),
+            sd_config_file: config.endpoint_sd_config_file.clone(),
+            sd_config_reload_interval: config.endpoint_sd_config_reload_interval.get(),
+            sd_files: config.store_sd_files.clone(),
+            sd_files_interval: config.store_sd_interval.get(),
+            dns_interval: config.store_sd_dns_interval.get(),
+            nameservers: config.dns_nameservers.clone(),
+        },
+        &ctx.registry,
+    )
+    .map_err(|error| Error::Config {
+        flag: "endpoint.sd-config",
+        message: error.to_string(),
+    })?;
     let stores = Arc::new(StoreSet::new(
-        config.endpoints.clone(),
+        discovery,
         config.grpc_client.clone(),
-        config.store_sd_dns_interval.get(),
         config.endpoint_info_timeout.get(),
         &ctx.registry,
     )?);

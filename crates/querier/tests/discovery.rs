@@ -1,0 +1,350 @@
+//! Endpoint discovery for real: SRV records served by a tiny DNS server on 127.0.0.1 (answers
+//! encoded with hickory-proto) pointing at two running stores, and SD files that change under a
+//! running querier.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Querier, series, start_store};
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::{A, SRV};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncodable;
+use prom_model::Matcher;
+use querier::discovery::{Discovery, DiscoveryConfig};
+use querier::endpoints::StoreSet;
+use querier::proxy::{Proxy, SeriesQuery};
+use service_core::GrpcClientFlags;
+use test_harness::wait_until;
+use tokio::net::UdpSocket;
+
+const T0: i64 = 1_700_000_000_000;
+const SERVICE: &str = "_grpc._tcp.stores.test.";
+
+/// What the DNS server answers.
+#[derive(Debug, Clone)]
+enum Zone {
+    /// SRV records of `SERVICE`: `(target, port)`; every target has A 127.0.0.1.
+    Srv(Vec<(&'static str, u16)>),
+    /// SERVFAIL to everything.
+    Broken,
+}
+
+/// A UDP DNS server on 127.0.0.1 answering from `zone`; counts the queries it got.
+async fn dns_server(zone: Arc<Mutex<Zone>>) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let address = socket.local_addr().unwrap();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&asked);
+    tokio::spawn(async move {
+        let mut buffer = [0u8; 4096];
+        loop {
+            let Ok((size, peer)) = socket.recv_from(&mut buffer).await else {
+                return;
+            };
+            let Ok(request) = Message::from_vec(&buffer[..size]) else {
+                continue;
+            };
+            let answer = answer(&request, &zone.lock().unwrap().clone(), &log);
+            let _ = socket.send_to(&answer.to_bytes().unwrap(), peer).await;
+        }
+    });
+    (address, asked)
+}
+
+fn answer(request: &Message, zone: &Zone, log: &Mutex<Vec<String>>) -> Message {
+    let mut response = Message::new();
+    response
+        .set_id(request.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(request.op_code())
+        .set_recursion_desired(request.recursion_desired())
+        .set_recursion_available(true)
+        .set_authoritative(true)
+        .add_queries(request.queries().to_vec());
+    let Some(query) = request.queries().first() else {
+        response.set_response_code(ResponseCode::FormErr);
+        return response;
+    };
+    let name = query.name().to_ascii();
+    log.lock()
+        .unwrap()
+        .push(format!("{} {}", query.query_type(), name));
+    let Zone::Srv(records) = zone else {
+        response.set_response_code(ResponseCode::ServFail);
+        return response;
+    };
+    match query.query_type() {
+        RecordType::SRV if name.eq_ignore_ascii_case(SERVICE) => {
+            for (target, port) in records {
+                let srv = SRV::new(0, 10, *port, Name::from_str(target).unwrap());
+                response.add_answer(Record::from_rdata(query.name().clone(), 0, RData::SRV(srv)));
+            }
+        }
+        RecordType::A if records.iter().any(|(target, _)| name == *target) => {
+            response.add_answer(Record::from_rdata(
+                query.name().clone(),
+                0,
+                RData::A(A(Ipv4Addr::LOCALHOST)),
+            ));
+        }
+        // AAAA of a known name: no records (NOERROR, empty).
+        RecordType::AAAA if records.iter().any(|(target, _)| name == *target) => {}
+        _ => {
+            response.set_response_code(ResponseCode::NXDomain);
+        }
+    }
+    response
+}
+
+fn discovery(endpoint: &str, nameserver: SocketAddr, registry: &prometheus::Registry) -> Discovery {
+    Discovery::new(
+        DiscoveryConfig {
+            endpoints: vec![endpoint.to_owned()],
+            // Re-resolve on every round.
+            dns_interval: Duration::ZERO,
+            nameservers: vec![nameserver],
+            ..DiscoveryConfig::default()
+        },
+        registry,
+    )
+    .unwrap()
+}
+
+fn counter(registry: &prometheus::Registry, name: &str) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .find(|family| family.get_name() == name)
+        .map(|family| family.get_metric()[0].get_counter().get_value())
+        .unwrap_or(-1.0)
+}
+
+async fn addresses(discovery: &Discovery) -> Vec<String> {
+    discovery
+        .targets()
+        .await
+        .into_iter()
+        .map(|target| target.address)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_records_find_both_stores_and_failures_keep_the_last_good_set() {
+    let a = start_store(
+        &[("site", "a")],
+        vec![series(&[("__name__", "up"), ("zone", "a")], [(T0, 1.0)])],
+    )
+    .await;
+    let b = start_store(
+        &[("site", "b")],
+        vec![series(&[("__name__", "up"), ("zone", "b")], [(T0, 2.0)])],
+    )
+    .await;
+    let (port_a, port_b) = (a.address().port(), b.address().port());
+    let zone = Arc::new(Mutex::new(Zone::Srv(vec![
+        ("store-a.stores.test.", port_a),
+        ("store-b.stores.test.", port_b),
+    ])));
+    let (nameserver, asked) = dns_server(Arc::clone(&zone)).await;
+    let want = {
+        let mut want = vec![format!("127.0.0.1:{port_a}"), format!("127.0.0.1:{port_b}")];
+        want.sort();
+        want
+    };
+
+    // dnssrv+: SRV, then A of each target with the SRV port; the querier's store set finds both
+    // stores healthy and a fan-out reaches both.
+    let registry = prometheus::Registry::new();
+    let stores = Arc::new(
+        StoreSet::new(
+            discovery(&format!("dnssrv+{SERVICE}"), nameserver, &registry),
+            GrpcClientFlags::default(),
+            Duration::from_secs(5),
+            &registry,
+        )
+        .unwrap(),
+    );
+    stores.update().await;
+    let mut healthy: Vec<String> = stores
+        .statuses()
+        .into_iter()
+        .filter(|status| status.healthy)
+        .map(|status| status.name)
+        .collect();
+    healthy.sort();
+    assert_eq!(healthy, want, "dns queries: {:?}", asked.lock().unwrap());
+    let proxy = Proxy::new(Arc::clone(&stores), Duration::ZERO);
+    let fetched = proxy
+        .series(&SeriesQuery {
+            min_time: T0 - 1000,
+            max_time: T0 + 1000,
+            matchers: vec![Matcher::equal("__name__", "up")],
+            skip_chunks: true,
+            partial_response: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(fetched.data.len(), 2, "{:?}", fetched.warnings);
+    {
+        let asked = asked.lock().unwrap();
+        assert!(
+            asked.iter().any(|query| query.starts_with("SRV ")),
+            "{asked:?}"
+        );
+        assert!(
+            asked.iter().any(|query| query == "A store-a.stores.test."),
+            "{asked:?}"
+        );
+    }
+
+    // The server breaks: the last good set stays, the failure is counted.
+    *zone.lock().unwrap() = Zone::Broken;
+    stores.update().await;
+    let mut healthy: Vec<String> = stores
+        .statuses()
+        .into_iter()
+        .filter(|status| status.healthy)
+        .map(|status| status.name)
+        .collect();
+    healthy.sort();
+    assert_eq!(healthy, want);
+    assert!(counter(&registry, "thanos_query_endpoints_dns_failures_total") >= 1.0);
+    assert!(counter(&registry, "thanos_query_endpoints_dns_lookups_total") >= 2.0);
+
+    // The records change: re-resolution drops the store that left.
+    *zone.lock().unwrap() = Zone::Srv(vec![("store-b.stores.test.", port_b)]);
+    stores.update().await;
+    let names: Vec<String> = stores
+        .statuses()
+        .into_iter()
+        .map(|status| status.name)
+        .collect();
+    assert_eq!(names, [format!("127.0.0.1:{port_b}")]);
+
+    // dnssrvnoa+: the SRV targets as they are, with no address lookups.
+    *zone.lock().unwrap() = Zone::Srv(vec![
+        ("store-a.stores.test.", port_a),
+        ("store-b.stores.test.", port_b),
+    ]);
+    asked.lock().unwrap().clear();
+    let registry = prometheus::Registry::new();
+    let noa = discovery(&format!("dnssrvnoa+{SERVICE}"), nameserver, &registry);
+    assert_eq!(
+        addresses(&noa).await,
+        [
+            format!("store-a.stores.test:{port_a}"),
+            format!("store-b.stores.test:{port_b}")
+        ]
+    );
+    assert!(
+        asked
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|query| query.starts_with("SRV ")),
+        "{:?}",
+        asked.lock().unwrap()
+    );
+
+    // dns+ through the same server: A records with the given port.
+    let registry = prometheus::Registry::new();
+    let a_records = discovery("dns+store-a.stores.test:10901", nameserver, &registry);
+    assert_eq!(addresses(&a_records).await, ["127.0.0.1:10901"]);
+    drop((a, b));
+}
+
+/// Names of the stores `/api/v1/stores` lists without an error.
+fn healthy_names(querier: &Querier) -> Vec<String> {
+    let json = querier.ok("/api/v1/stores");
+    let mut names: Vec<String> = json["data"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|items| items.as_array().cloned().unwrap_or_default())
+        .filter(|item| item["lastError"].is_null())
+        .map(|item| item["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn wait_for_names(querier: &Querier, want: &[String]) {
+    let result = wait_until(
+        "stores to follow the SD file",
+        Duration::from_secs(40),
+        || healthy_names(querier) == want,
+    );
+    if let Err(error) = result {
+        querier.process.print_log();
+        panic!("{error}: have {:?}, want {want:?}", healthy_names(querier));
+    }
+}
+
+/// Replaces `path` atomically (write, then rename), as config management does.
+fn replace(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sd_config_file_and_file_sd_are_reloaded_when_they_change() {
+    let stores = [
+        start_store(&[("site", "a")], vec![]).await,
+        start_store(&[("site", "b")], vec![]).await,
+        start_store(&[("site", "c")], vec![]).await,
+    ];
+    let address = |index: usize| stores[index].address().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let sd_config = dir.path().join("endpoints.yaml");
+    let file_sd = dir.path().join("stores.json");
+    replace(
+        &sd_config,
+        &format!("endpoints:\n  - address: {}\n", address(0)),
+    );
+    replace(&file_sd, "[]");
+    let mut querier = Querier::start(
+        &[
+            format!("--endpoint.sd-config-file={}", sd_config.display()),
+            format!("--store.sd-files={}", dir.path().join("*.json").display()),
+        ],
+        1,
+    );
+    let mut want = vec![address(0)];
+    wait_for_names(&querier, &want);
+
+    // A target appears in the file SD file (JSON, found through the glob).
+    replace(
+        &file_sd,
+        &format!(r#"[{{"targets":["{}"],"labels":{{"x":"y"}}}}]"#, address(1)),
+    );
+    want.push(address(1));
+    want.sort();
+    wait_for_names(&querier, &want);
+
+    // The endpoint SD config changes: store a leaves, store c (strict) arrives.
+    replace(
+        &sd_config,
+        &format!(
+            "endpoints:\n  - address: {}\n    strict: true\n",
+            address(2)
+        ),
+    );
+    let mut want = vec![address(1), address(2)];
+    want.sort();
+    wait_for_names(&querier, &want);
+
+    // A broken file keeps the last good endpoints.
+    replace(&sd_config, "endpoints: [ {address: ");
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(healthy_names(&querier), want);
+    assert!(querier.process.try_wait().unwrap().is_none());
+}
