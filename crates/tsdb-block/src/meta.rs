@@ -8,7 +8,6 @@
 //! which writes metas holding a `thanos` section, ends the file with one.
 
 mod marks;
-mod time;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -24,7 +23,7 @@ use crate::error::{Error, Result};
 pub use marks::{
     DeletionMark, Mark, NoCompactMark, NoDownsampleMark, no_compact_reason, no_downsample_reason,
 };
-pub use time::{format_rfc3339_millis, parse_rfc3339_millis};
+pub use prom_model::time::{format_rfc3339_millis, parse_rfc3339_millis};
 
 /// File name of the block meta.
 pub const META_FILENAME: &str = "meta.json";
