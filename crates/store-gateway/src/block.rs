@@ -2,6 +2,7 @@
 //! label names and label values with coalesced ranged reads of postings, series and chunks.
 
 mod select;
+mod series;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,7 +18,8 @@ use ulid::Ulid;
 use crate::error::{Error, Result};
 use crate::header::{HeaderBytes, IndexHeader, decode_start, section_ranges};
 
-pub(crate) use select::BlockQuery;
+pub(crate) use select::{BlockQuery, SelectedSeries};
+pub(crate) use series::{BlockBatch, BlockSeries, SeriesContext, compare_series};
 
 /// A loaded block.
 #[derive(Debug)]

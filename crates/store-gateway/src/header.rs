@@ -294,6 +294,11 @@ impl IndexHeader {
             .map(String::as_str)
     }
 
+    /// Whether some series of the block has a label `name`.
+    pub(crate) fn has_label_name(&self, name: &str) -> bool {
+        self.postings.contains_key(name)
+    }
+
     /// Every value of `name` with its postings offset, sorted by value.
     pub(crate) fn values(&self, name: &str) -> &[(String, u64)] {
         self.postings.get(name).map(Vec::as_slice).unwrap_or(&[])

@@ -5,18 +5,15 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use prom_model::{Labels, Matcher};
-use storeapi::convert::{
-    compare_labels, label_set_to_proto, matchers_from_proto, zlabel_set_to_proto,
-};
+use storeapi::convert::{label_set_to_proto, matchers_from_proto, zlabel_set_to_proto};
 use storeapi::hints;
-use storeapi::memory::pack_series;
 use storeapi::proto::hintspb;
 use storeapi::proto::thanos::info::{self as infopb, info_server::Info};
 use storeapi::proto::thanos::{self, series_response, store_server::Store};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tonic::{Request, Response, Status};
 
-use crate::block::{Block, BlockQuery};
+use crate::block::{Block, BlockQuery, SeriesContext};
 use crate::cache::IndexCache;
 use crate::error::Error;
 use crate::limits::Limiter;
@@ -25,8 +22,15 @@ use crate::relabel::BLOCK_ID_LABEL;
 use crate::shard::ShardMatcher;
 use crate::sync::BlockSet;
 
-/// Blocks queried at once for one request.
+mod merge;
+
+/// Bucket reads of one request in flight at once (every block's stream is open, see
+/// [`merge`]).
 const BLOCK_QUERY_CONCURRENCY: usize = 8;
+/// Batches a block may have ready before the merge takes them.
+const BLOCK_CHANNEL: usize = 1;
+/// Response frames ready before the client takes them.
+const FRAME_CHANNEL: usize = 4;
 
 /// Request limits (0 = unlimited).
 #[derive(Debug, Clone, Copy, Default)]
@@ -116,82 +120,6 @@ impl BucketStore {
             })
             .cloned()
             .collect()
-    }
-
-    async fn select_series(
-        &self,
-        request: &thanos::SeriesRequest,
-    ) -> Result<(Vec<thanos::Series>, Vec<String>), Status> {
-        let matchers = matchers_from_proto(&request.matchers)?;
-        let block_matchers = match &request.hints {
-            Some(any) => {
-                let hints: hintspb::SeriesRequestHints = hints::unpack(any)?;
-                matchers_from_proto(&hints.block_matchers)?
-            }
-            None => Vec::new(),
-        };
-        let blocks = self.blocks_for(request.min_time, request.max_time, &block_matchers);
-        let _permit = self
-            .concurrency
-            .acquire()
-            .await
-            .map_err(|_| Status::unavailable("store is shutting down"))?;
-        let query = Arc::new(BlockQuery {
-            matchers,
-            min_time: request.min_time,
-            max_time: request.max_time,
-            skip_chunks: request.skip_chunks,
-        });
-        let limiter = Arc::new(Limiter::new(self.limits.series, self.limits.samples));
-        let block_ids: Vec<String> = blocks.iter().map(|block| block.id.to_string()).collect();
-        self.metrics.blocks_queried.observe(blocks.len() as f64);
-        let started = std::time::Instant::now();
-        let results: Vec<Result<Vec<thanos::Series>, Error>> = futures_util::stream::iter(blocks)
-            .map(|block| {
-                block.series(
-                    Arc::clone(&query),
-                    Arc::clone(&self.cache),
-                    Arc::clone(&limiter),
-                )
-            })
-            .buffered(BLOCK_QUERY_CONCURRENCY)
-            .collect()
-            .await;
-        let mut per_block = Vec::with_capacity(results.len());
-        for result in results {
-            let series = result.map_err(|error| {
-                if let Error::LimitExceeded(message) = &error {
-                    let reason = if message.contains("series") {
-                        "series"
-                    } else {
-                        "chunks"
-                    };
-                    self.metrics
-                        .queries_dropped
-                        .with_label_values(&[reason])
-                        .inc();
-                }
-                tracing::warn!(error = %service_core::error_chain(&error), "series request failed");
-                Status::from(error)
-            })?;
-            per_block.push(futures_util::stream::iter(
-                series
-                    .into_iter()
-                    .map(|one| Ok::<_, Status>(storeapi::merge::series_frame(one))),
-            ));
-        }
-        self.metrics
-            .get_all_duration
-            .observe(started.elapsed().as_secs_f64());
-        let merged: Vec<Result<thanos::SeriesResponse, Status>> =
-            storeapi::merge_series(per_block).collect().await;
-        let mut series = Vec::with_capacity(merged.len());
-        for frame in merged {
-            if let Some(series_response::Result::Series(one)) = frame?.result {
-                series.push(one);
-            }
-        }
-        Ok((series, block_ids))
     }
 
     fn info_response(&self) -> infopb::InfoResponse {
@@ -287,33 +215,89 @@ impl Store for BucketStore {
         request: Request<thanos::SeriesRequest>,
     ) -> Result<Response<storeapi::SeriesResponseStream>, Status> {
         let request = request.into_inner();
-        let (mut series, block_ids) = self.select_series(&request).await?;
-        let replica_labels = self.replica_labels(&request.without_replica_labels);
-        series = storeapi::replica::without_replica_labels(series, &replica_labels);
-        if let Some(shard) = ShardMatcher::new(request.shard_info.as_ref()) {
-            series.retain(|one| shard.matches(&one.labels));
-        }
-        debug_assert!(
-            series
-                .windows(2)
-                .all(|pair| compare_labels(&pair[0].labels, &pair[1].labels).is_le())
-        );
-        truncate(&mut series, request.limit);
-        self.metrics.result_series.observe(series.len() as f64);
-        let mut frames = pack_series(series, request.response_batch_size);
+        let matchers = matchers_from_proto(&request.matchers)?;
+        let block_matchers = match &request.hints {
+            Some(any) => {
+                let hints: hintspb::SeriesRequestHints = hints::unpack(any)?;
+                matchers_from_proto(&hints.block_matchers)?
+            }
+            None => Vec::new(),
+        };
+        let blocks = self.blocks_for(request.min_time, request.max_time, &block_matchers);
+        let permit = Arc::clone(&self.concurrency)
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("store is shutting down"))?;
+        let context = Arc::new(SeriesContext {
+            query: BlockQuery {
+                matchers,
+                min_time: request.min_time,
+                max_time: request.max_time,
+                skip_chunks: request.skip_chunks,
+            },
+            cache: Arc::clone(&self.cache),
+            limiter: Limiter::new(self.limits.series, self.limits.samples),
+            removed: self.replica_labels(&request.without_replica_labels),
+            shard: ShardMatcher::new(request.shard_info.as_ref()),
+            fetches: Semaphore::new(BLOCK_QUERY_CONCURRENCY),
+        });
+        self.metrics.blocks_queried.observe(blocks.len() as f64);
         let response_hints = hintspb::SeriesResponseHints {
-            queried_blocks: block_ids
-                .into_iter()
-                .map(|id| hintspb::Block { id })
-                .collect(),
+            queried_blocks: queried_blocks(&blocks),
             query_stats: None,
         };
-        frames.push(thanos::SeriesResponse {
+        let hints_frame = thanos::SeriesResponse {
             result: Some(series_response::Result::Hints(hints::pack(&response_hints))),
+        };
+        let mut receivers = Vec::with_capacity(blocks.len());
+        for block in blocks {
+            let (sender, receiver) = mpsc::channel(BLOCK_CHANNEL);
+            tokio::spawn(block.stream_series(Arc::clone(&context), sender));
+            receivers.push(receiver);
+        }
+        let (sender, frames) = mpsc::channel(FRAME_CHANNEL);
+        let metrics = self.metrics.clone();
+        let limit = usize::try_from(request.limit).unwrap_or(0);
+        let batch_size = usize::try_from(request.response_batch_size).unwrap_or(0);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let started = std::time::Instant::now();
+            match merge::merge_blocks(receivers, &sender, limit, batch_size).await {
+                Ok(Some(count)) => {
+                    metrics.result_series.observe(count as f64);
+                    metrics
+                        .get_all_duration
+                        .observe(started.elapsed().as_secs_f64());
+                    let _ = sender.send(Ok(hints_frame)).await;
+                }
+                Ok(None) => tracing::debug!("series client went away"),
+                Err(error) => {
+                    if let Error::LimitExceeded(message) = &error {
+                        let reason = if message.contains("series") {
+                            "series"
+                        } else {
+                            "chunks"
+                        };
+                        metrics.queries_dropped.with_label_values(&[reason]).inc();
+                    }
+                    tracing::warn!(error = %service_core::error_chain(&error), "series request failed");
+                    let _ = sender.send(Err(Status::from(error))).await;
+                }
+            }
         });
-        Ok(Response::new(Box::pin(futures_util::stream::iter(
-            frames.into_iter().map(Ok),
-        ))))
+        let mut frames = futures_util::stream::unfold(frames, |mut frames| async move {
+            frames.recv().await.map(|frame| (frame, frames))
+        })
+        .boxed();
+        // The first frame is awaited here so that a failure before any series is sent (a
+        // bucket error, a limit) is the call's status rather than the stream's.
+        match frames.next().await {
+            Some(Ok(first)) => Ok(Response::new(Box::pin(
+                futures_util::stream::once(std::future::ready(Ok(first))).chain(frames),
+            ))),
+            Some(Err(status)) => Err(status),
+            None => Err(Status::internal("series stream ended without an answer")),
+        }
     }
 
     async fn label_names(

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use prom_model::{Label, Labels, MatchType, Matcher};
@@ -15,7 +14,6 @@ use super::Block;
 use crate::cache::{CacheKey, IndexCache};
 use crate::error::{Error, Result};
 use crate::header::{IndexHeader, decode_postings};
-use crate::limits::Limiter;
 
 /// Bytes read for a series entry whose size is not known yet.
 const SERIES_SIZE_ESTIMATE: u64 = 16 * 1024;
@@ -102,7 +100,7 @@ impl Block {
 
     /// The references of the series matching `matchers` (index matchers only), sorted. No
     /// matchers select every series.
-    async fn postings(
+    pub(super) async fn postings(
         &self,
         header: &IndexHeader,
         matchers: &[Matcher],
@@ -254,7 +252,7 @@ impl Block {
     }
 
     /// Raw series entries (`uvarint len | body | crc`) for `refs` (sorted).
-    async fn fetch_series(
+    pub(super) async fn fetch_series(
         &self,
         header: &IndexHeader,
         refs: &[u64],
@@ -326,8 +324,8 @@ impl Block {
         }
     }
 
-    /// Decodes a series entry into labels (with external labels) and chunk metas.
-    fn decode_series(
+    /// Decodes a series entry into its index labels (without external labels) and chunk metas.
+    pub(super) fn decode_entry(
         &self,
         header: &IndexHeader,
         entry: &[u8],
@@ -391,11 +389,7 @@ impl Block {
             };
             chunks.push(chunk);
         }
-        let mut full = Labels::from_sorted(labels);
-        for label in &self.external {
-            full.set(label.name.clone(), label.value.clone());
-        }
-        Ok((full, chunks))
+        Ok((Labels::from_sorted(labels), chunks))
     }
 
     /// The series matching `query`, sorted by labels, with the chunk metas in range; series
@@ -419,7 +413,10 @@ impl Block {
         let entries = self.fetch_series(&header, &refs, cache).await?;
         let mut selected = Vec::with_capacity(entries.len());
         for entry in entries {
-            let (labels, chunks) = self.decode_series(&header, &entry)?;
+            let (mut labels, chunks) = self.decode_entry(&header, &entry)?;
+            for label in &self.external {
+                labels.set(label.name.clone(), label.value.clone());
+            }
             let chunks: Vec<ChunkMeta> = chunks
                 .into_iter()
                 .filter(|chunk| {
@@ -502,51 +499,6 @@ impl Block {
             }
         }
         Ok(chunks)
-    }
-
-    /// Series of this block as wire series, chunks loaded unless `skip_chunks`; counted
-    /// against `limiter`.
-    pub(crate) async fn series(
-        self: Arc<Self>,
-        query: Arc<BlockQuery>,
-        cache: Arc<dyn IndexCache>,
-        limiter: Arc<Limiter>,
-    ) -> Result<Vec<thanos::Series>> {
-        let selected = self.select(&query, cache.as_ref()).await?;
-        limiter.add_series(selected.len() as u64)?;
-        let chunk_count: usize = selected.iter().map(|series| series.chunks.len()).sum();
-        limiter.add_chunks(chunk_count as u64)?;
-        let loaded = if query.skip_chunks {
-            HashMap::new()
-        } else {
-            let metas: Vec<ChunkMeta> = selected
-                .iter()
-                .flat_map(|series| series.chunks.iter().copied())
-                .collect();
-            self.load_chunks(&metas).await?
-        };
-        let mut out = Vec::with_capacity(selected.len());
-        for series in selected {
-            let chunks = if query.skip_chunks {
-                Vec::new()
-            } else {
-                series
-                    .chunks
-                    .iter()
-                    .map(|meta| thanos::AggrChunk {
-                        min_time: meta.min_time,
-                        max_time: meta.max_time,
-                        raw: loaded.get(&meta.chunk_ref).cloned(),
-                        ..Default::default()
-                    })
-                    .collect()
-            };
-            out.push(thanos::Series {
-                labels: storeapi::convert::labels_to_proto(&series.labels),
-                chunks,
-            });
-        }
-        Ok(out)
     }
 
     /// Label names of the series matching `query` (all names when there are no index
