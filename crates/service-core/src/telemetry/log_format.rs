@@ -91,33 +91,10 @@ fn level_name(level: &Level) -> &'static str {
     }
 }
 
-/// `2026-11-25T10:43:54.123Z` for a time since the epoch.
+/// `2026-11-25T10:43:54.123Z` for a time since the epoch (saturating 292 million years on).
 pub(crate) fn format_timestamp(since_epoch: std::time::Duration) -> String {
-    let seconds = since_epoch.as_secs();
-    let millis = since_epoch.subsec_millis();
-    let days = i64::try_from(seconds / 86_400).unwrap_or(i64::MAX);
-    let second_of_day = seconds % 86_400;
-    // Howard Hinnant's days-to-civil algorithm.
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        second_of_day / 3600,
-        second_of_day / 60 % 60,
-        second_of_day % 60
-    )
+    let unix_millis = i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX);
+    prom_model::time::format_rfc3339_millis_fixed(unix_millis)
 }
 
 fn needs_quotes(value: &str) -> bool {
