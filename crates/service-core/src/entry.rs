@@ -38,17 +38,7 @@ where
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: Into<anyhow::Error>,
 {
-    match try_service_main(name, about, None, run) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            // The one place a library prints: the last words of a failing process.
-            #[allow(clippy::print_stderr)]
-            {
-                eprintln!("{name}: {}", one_line(&format!("{error:#}")));
-            }
-            ExitCode::FAILURE
-        }
-    }
+    service_main_from(name, about, std::env::args_os(), run)
 }
 
 /// [`service_main`] over an explicit command line (the first item is the program name), for
@@ -68,8 +58,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
-    match try_service_main(name, about, Some(args), run) {
+    match try_service_main(name, about, args, run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // The one place a library prints: the last words of a failing process.
@@ -90,10 +79,10 @@ fn one_line(text: &str) -> String {
         .join(" ")
 }
 
-fn try_service_main<C, F, Fut, E>(
+fn try_service_main<C, F, Fut, E, I, T>(
     name: &'static str,
     about: &'static str,
-    args: Option<Vec<std::ffi::OsString>>,
+    args: I,
     run: F,
 ) -> anyhow::Result<()>
 where
@@ -101,6 +90,8 @@ where
     F: FnOnce(C, ServiceContext) -> Fut,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: Into<anyhow::Error>,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
 {
     let command = C::augment_args(
         Command::new(name)
@@ -108,10 +99,7 @@ where
             .version(VERSION_SUMMARY)
             .long_version(VERSION_DETAILS),
     );
-    let matches = match args {
-        Some(args) => command.get_matches_from(args),
-        None => command.get_matches(),
-    };
+    let matches = command.get_matches_from(args);
     let config = match C::from_arg_matches(&matches) {
         Ok(config) => config,
         Err(error) => error.exit(),
@@ -159,4 +147,18 @@ where
         runtime.block_on(async { tokio::task::spawn_blocking(move || telemetry.shutdown()).await });
     runtime.shutdown_timeout(Duration::from_secs(1));
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn error_chains_print_on_one_line() {
+        assert_eq!(
+            one_line("bind 0.0.0.0:10902:\n  address in use\n\n"),
+            "bind 0.0.0.0:10902: address in use"
+        );
+        assert_eq!(one_line("plain"), "plain");
+    }
 }
