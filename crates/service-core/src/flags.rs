@@ -19,6 +19,15 @@ use clap::{Args, ValueEnum};
 
 use crate::duration::PromDuration;
 
+/// Parses a listen address (`--http-address`, `--grpc-address`) as Go's `net.Listen` spells it:
+/// `ip:port`, or `:port` with the host left out for every interface (read as `0.0.0.0:port`).
+pub fn parse_listen_address(text: &str) -> Result<SocketAddr, std::net::AddrParseError> {
+    match text.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}").parse(),
+        None => text.parse(),
+    }
+}
+
 /// Where and how the HTTP server listens (`--http-address`, `--http-grace-period`,
 /// `--http.config`).
 #[derive(Debug, Clone, Args)]
@@ -27,7 +36,8 @@ pub struct HttpFlags {
     #[arg(
         long = "http-address",
         value_name = "ADDRESS",
-        default_value = "0.0.0.0:10902"
+        default_value = "0.0.0.0:10902",
+        value_parser = parse_listen_address
     )]
     pub http_address: SocketAddr,
 
@@ -53,7 +63,8 @@ pub struct GrpcFlags {
     #[arg(
         long = "grpc-address",
         value_name = "ADDRESS",
-        default_value = "0.0.0.0:10901"
+        default_value = "0.0.0.0:10901",
+        value_parser = parse_listen_address
     )]
     pub grpc_address: SocketAddr,
 
@@ -332,6 +343,42 @@ mod tests {
     }
 
     #[test]
+    fn listen_addresses_accept_go_form() {
+        for (text, expected) in [
+            (":10901", "0.0.0.0:10901"),
+            (":0", "0.0.0.0:0"),
+            ("127.0.0.1:10902", "127.0.0.1:10902"),
+            ("0.0.0.0:10902", "0.0.0.0:10902"),
+            ("[::]:10901", "[::]:10901"),
+            ("[::1]:1", "[::1]:1"),
+        ] {
+            assert_eq!(
+                parse_listen_address(text).map(|address| address.to_string()),
+                Ok(expected.to_owned()),
+                "{text}"
+            );
+        }
+        for bad in [
+            "",
+            ":",
+            "::",
+            ":::1",
+            ":port",
+            ":65536",
+            "10901",
+            "localhost",
+            "localhost:10901",
+            "::1:10901",
+            " :10901",
+        ] {
+            assert!(parse_listen_address(bad).is_err(), "{bad:?}");
+        }
+        let flags = parse(&["--grpc-address=:10911", "--http-address", ":10912"]).unwrap();
+        assert_eq!(flags.grpc.grpc_address.to_string(), "0.0.0.0:10911");
+        assert_eq!(flags.http.http_address.to_string(), "0.0.0.0:10912");
+    }
+
+    #[test]
     fn refuses_bad_values_and_conflicts() {
         for bad in [
             &["--log.level=trace"][..],
@@ -339,6 +386,8 @@ mod tests {
             &["--http-grace-period=2"],
             &["--grpc-server-tls-min-version=1.4"],
             &["--http-address=localhost"],
+            &["--grpc-address=:"],
+            &["--http-address=:x"],
             &["--objstore.config-file=a", "--objstore.config=b"],
             &["--tracing.config-file=a", "--tracing.config=b"],
         ] {

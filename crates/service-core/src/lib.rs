@@ -49,7 +49,7 @@ pub use entry::{ServiceConfig, service_main, service_main_from};
 pub use error::{BoxError, Error, Result};
 pub use flags::{
     GrpcClientFlags, GrpcFlags, HttpFlags, LogFlags, LogFormat, LogLevel, ObjstoreFlags,
-    TlsVersion, TracingFlags,
+    TlsVersion, TracingFlags, parse_listen_address,
 };
 pub use grpc::{
     CLIENT_KEEPALIVE_INTERVAL, CLIENT_KEEPALIVE_TIMEOUT, GrpcServer, MAX_MESSAGE_SIZE, grpc_channel,
