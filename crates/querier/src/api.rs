@@ -27,7 +27,7 @@ use crate::params::{
     Form, MAX_TIME, MIN_TIME, format_rfc3339, parse_bool_param, parse_duration_param,
     parse_time_param,
 };
-use crate::proxy::{Proxy, SeriesQuery};
+use crate::proxy::{LabelOptions, Proxy, SeriesQuery};
 use crate::queryable::{SelectOptions, StoreQueryable};
 use crate::render;
 
@@ -429,9 +429,11 @@ impl Api {
                     start,
                     end,
                     &matchers,
-                    &common.replica_labels,
-                    common.partial_response,
-                    &common.store_matchers,
+                    &LabelOptions {
+                        replica_labels: &common.replica_labels,
+                        partial_response: common.partial_response,
+                        store_matchers: &common.store_matchers,
+                    },
                 )
                 .await?;
             names.extend(fetched.data);
@@ -464,9 +466,11 @@ impl Api {
                     start,
                     end,
                     &matchers,
-                    &common.replica_labels,
-                    common.partial_response,
-                    &common.store_matchers,
+                    &LabelOptions {
+                        replica_labels: &common.replica_labels,
+                        partial_response: common.partial_response,
+                        store_matchers: &common.store_matchers,
+                    },
                 )
                 .await?;
             values.extend(fetched.data);

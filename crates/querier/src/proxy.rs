@@ -53,6 +53,17 @@ pub struct SeriesQuery {
     pub store_matchers: Vec<Vec<Matcher>>,
 }
 
+/// Request options of a label names or label values fan-out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LabelOptions<'a> {
+    /// Replica labels to leave out.
+    pub replica_labels: &'a [String],
+    /// Whether a failing store is a warning (true) or an error.
+    pub partial_response: bool,
+    /// `storeMatch[]` selectors restricting the stores asked (empty: all).
+    pub store_matchers: &'a [Vec<Matcher>],
+}
+
 /// What a fan-out returns: merged series and warnings.
 #[derive(Debug, Default)]
 pub struct Fetched<T> {
@@ -255,10 +266,13 @@ impl Proxy {
         start: i64,
         end: i64,
         matchers: &[Matcher],
-        replica_labels: &[String],
-        partial_response: bool,
-        store_matchers: &[Vec<Matcher>],
+        options: &LabelOptions<'_>,
     ) -> Result<Fetched<Vec<String>>> {
+        let LabelOptions {
+            replica_labels,
+            partial_response,
+            store_matchers,
+        } = *options;
         let request = thanos::LabelNamesRequest {
             start,
             end,
@@ -306,10 +320,13 @@ impl Proxy {
         start: i64,
         end: i64,
         matchers: &[Matcher],
-        replica_labels: &[String],
-        partial_response: bool,
-        store_matchers: &[Vec<Matcher>],
+        options: &LabelOptions<'_>,
     ) -> Result<Fetched<Vec<String>>> {
+        let LabelOptions {
+            replica_labels,
+            partial_response,
+            store_matchers,
+        } = *options;
         if replica_labels.iter().any(|name| name == label) {
             return Ok(Fetched::default());
         }

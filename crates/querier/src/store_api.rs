@@ -15,7 +15,7 @@ use storeapi::proto::thanos::info::{self as infopb, info_server::Info};
 use storeapi::proto::thanos::{self, store_server::Store};
 use tonic::{Request, Response, Status};
 
-use crate::proxy::{Proxy, SeriesQuery};
+use crate::proxy::{LabelOptions, Proxy, SeriesQuery};
 
 /// The querier's StoreAPI; see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -95,12 +95,14 @@ impl Store for QueryStore {
                 request.start,
                 request.end,
                 &matchers,
-                &request.without_replica_labels,
-                partial(
-                    request.partial_response_disabled,
-                    request.partial_response_strategy,
-                ),
-                &[],
+                &LabelOptions {
+                    replica_labels: &request.without_replica_labels,
+                    partial_response: partial(
+                        request.partial_response_disabled,
+                        request.partial_response_strategy,
+                    ),
+                    store_matchers: &[],
+                },
             )
             .await?;
         Ok(Response::new(thanos::LabelNamesResponse {
@@ -128,12 +130,14 @@ impl Store for QueryStore {
                 request.start,
                 request.end,
                 &matchers,
-                &request.without_replica_labels,
-                partial(
-                    request.partial_response_disabled,
-                    request.partial_response_strategy,
-                ),
-                &[],
+                &LabelOptions {
+                    replica_labels: &request.without_replica_labels,
+                    partial_response: partial(
+                        request.partial_response_disabled,
+                        request.partial_response_strategy,
+                    ),
+                    store_matchers: &[],
+                },
             )
             .await?;
         Ok(Response::new(thanos::LabelValuesResponse {

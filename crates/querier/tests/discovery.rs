@@ -121,7 +121,7 @@ fn counter(registry: &prometheus::Registry, name: &str) -> f64 {
     registry
         .gather()
         .iter()
-        .find(|family| family.get_name() == name)
+        .find(|family| family.name() == name)
         .map(|family| family.get_metric()[0].get_counter().get_value())
         .unwrap_or(-1.0)
 }
