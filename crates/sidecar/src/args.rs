@@ -4,8 +4,8 @@
 //! flags this implementation does not have (`--reloader.*`, `--shipper.ignore-unequal-block-size`,
 //! `--hash-func`, ...). [`normalize_args`] drops the subcommand and turns
 //! each unknown `--flag[=value]` (with its separate value, if any) into a hidden
-//! `--ignored-flag=<original>` that [`crate::run`] logs as a warning. Go's listen-address form
-//! `--grpc-address=:10901` becomes `0.0.0.0:10901`.
+//! `--ignored-flag=<original>` that [`crate::run`] logs as a warning. (Go's listen-address form
+//! `--grpc-address=:10901` needs no rewrite: service-core's flags accept it.)
 
 use std::ffi::OsString;
 
@@ -15,17 +15,6 @@ use crate::Config;
 
 /// The hidden flag unknown flags are rewritten to.
 pub const IGNORED_FLAG: &str = "ignored-flag";
-
-/// Listen-address flags whose Go form `:PORT` (all interfaces) is rewritten to `0.0.0.0:PORT`.
-const ADDRESS_FLAGS: [&str; 2] = ["http-address", "grpc-address"];
-
-fn full_address(value: &str) -> String {
-    if value.starts_with(':') {
-        format!("0.0.0.0{value}")
-    } else {
-        value.to_owned()
-    }
-}
 
 /// Rewrites the process arguments (program name first) into what [`Config`] parses.
 pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
@@ -55,21 +44,6 @@ pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString>
             continue;
         };
         let name = flag.split_once('=').map_or(flag, |(name, _)| name);
-        if ADDRESS_FLAGS.contains(&name) {
-            match flag.split_once('=') {
-                Some((_, value)) => {
-                    normalized.push(OsString::from(format!("--{name}={}", full_address(value))));
-                }
-                None => {
-                    normalized.push(arg);
-                    if let Some(value) = rest.get(index).and_then(|value| value.to_str()) {
-                        normalized.push(OsString::from(full_address(value)));
-                        index += 1;
-                    }
-                }
-            }
-            continue;
-        }
         if name.is_empty() || known.iter().any(|known| known == name) {
             normalized.push(arg);
             continue;
@@ -127,9 +101,9 @@ mod tests {
                 "--ignored-flag=--reloader.config-file /etc/x.yaml",
                 "--ignored-flag=--shipper.ignore-unequal-block-size",
                 "--log.level=debug",
-                "--grpc-address=0.0.0.0:10901",
+                "--grpc-address=:10901",
                 "--http-address",
-                "0.0.0.0:10902",
+                ":10902",
             ],
         );
     }

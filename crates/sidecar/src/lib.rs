@@ -144,7 +144,7 @@ impl ServiceConfig for Config {
 /// `--min-time` in Unix milliseconds: RFC 3339, or a (possibly negative) duration relative to
 /// `now_millis`.
 pub fn parse_min_time(text: &str, now_millis: i64) -> Result<i64> {
-    if let Some(millis) = tsdb_block::meta::parse_rfc3339_millis(text) {
+    if let Some(millis) = prom_model::time::parse_rfc3339_millis(text) {
         return Ok(millis);
     }
     if text.starts_with("0000-") {
@@ -458,6 +458,7 @@ mod tests {
         assert_eq!(operator.tsdb_path, PathBuf::from("/prometheus"));
         assert!(operator.shipper_upload_compacted);
         assert_eq!(operator.min_time, "-2h");
+        assert_eq!(operator.grpc.grpc_address.to_string(), "0.0.0.0:10901");
         assert_eq!(
             operator.ignored_flags,
             ["--reloader.config-file=/etc/prometheus/config/prometheus.yaml.gz"]
