@@ -1,6 +1,7 @@
 //! The index cache: postings lists and series entries by block, kept in memory (an LRU bounded
 //! by bytes) or in a shared memcached / redis, configured with Thanos' index-cache YAML.
 
+mod codec;
 pub mod config;
 mod memcached;
 mod memory;
@@ -11,43 +12,122 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use prom_model::{MatchType, Matcher};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
+pub(crate) use codec::{decode_postings, encode_postings, series_body, series_entry};
 pub use config::IndexCacheConfig;
 pub(crate) use memory::InMemoryCache;
 
 /// Item types, as Thanos labels them.
 pub(crate) const POSTINGS: &str = "Postings";
+pub(crate) const EXPANDED_POSTINGS: &str = "ExpandedPostings";
 pub(crate) const SERIES: &str = "Series";
 
-/// A cache key: the item type and its identity within a block.
+/// The compression tag Thanos' shared (memcached / redis) index cache appends to postings and
+/// expanded postings keys: diff+varint, streamed snappy.
+pub(crate) const COMPRESSION: &str = "dss";
+
+/// A cache key: the item type and the key string, spelled as Thanos' shared index cache spells
+/// it (`pkg/store/cache`, `CacheKey.String()` with the `dss` compression of
+/// `RemoteIndexCache`), so that a memcached or redis shared with Thanos stores gateways is
+/// consistent:
+///
+/// * postings: `P:<block ULID>:<base64url(blake2b-256(name ":" value)), unpadded>:dss`
+/// * expanded postings: `EP:<block ULID>:<base64url(blake2b-256(matchers))>:dss`, the matchers
+///   sorted by type, name, value and printed as Prometheus prints them, joined by `;`
+/// * series: `S:<block ULID>:<byte offset of the series entry in the index>`
+///
+/// At most 3 + 26 + 1 + 43 + 4 = 77 bytes, well within memcached's 250-byte key limit. (Thanos'
+/// in-memory cache leaves out the `:dss` tag; ours keeps one spelling for every backend.)
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct CacheKey {
     pub(crate) item: &'static str,
     pub(crate) key: String,
 }
 
+fn hashed(text: &str) -> String {
+    use base64::Engine as _;
+    use blake2::{Blake2b256, Digest};
+    let digest = Blake2b256::digest(text.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+}
+
+/// A matcher as Prometheus' `Matcher.String()` prints it: the name (quoted unless it is a
+/// legacy name `[a-zA-Z_][a-zA-Z0-9_]*`), the operator, the quoted value.
+pub(crate) fn matcher_string(matcher: &Matcher) -> String {
+    let name = matcher.name();
+    let legacy = !name.is_empty()
+        && name.chars().enumerate().all(|(position, c)| {
+            c == '_' || c.is_ascii_alphabetic() || (position > 0 && c.is_ascii_digit())
+        });
+    let operator = match matcher.kind() {
+        MatchType::Equal => "=",
+        MatchType::NotEqual => "!=",
+        MatchType::Regex => "=~",
+        MatchType::NotRegex => "!~",
+    };
+    let name = if legacy {
+        name.to_owned()
+    } else {
+        codec::go_quote(name)
+    };
+    format!("{name}{operator}{}", codec::go_quote(matcher.value()))
+}
+
+/// The matchers as Thanos' store keys expanded postings: sorted by type (`=`, `!=`, `=~`,
+/// `!~`), then name, then value, each printed by [`matcher_string`], joined by `;`.
+pub(crate) fn matchers_string(matchers: &[Matcher]) -> String {
+    let rank = |kind: MatchType| match kind {
+        MatchType::Equal => 0,
+        MatchType::NotEqual => 1,
+        MatchType::Regex => 2,
+        MatchType::NotRegex => 3,
+    };
+    let mut sorted: Vec<&Matcher> = matchers.iter().collect();
+    sorted.sort_by(|left, right| {
+        rank(left.kind())
+            .cmp(&rank(right.kind()))
+            .then_with(|| left.name().cmp(right.name()))
+            .then_with(|| left.value().cmp(right.value()))
+    });
+    sorted
+        .into_iter()
+        .map(matcher_string)
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
 impl CacheKey {
     /// The postings list of `name=value` in `block`.
     pub(crate) fn postings(block: &ulid::Ulid, name: &str, value: &str) -> Self {
-        use md5::{Digest, Md5};
-        let mut hasher = Md5::new();
-        hasher.update(name.as_bytes());
-        hasher.update([0xff]);
-        hasher.update(value.as_bytes());
-        let digest = hasher.finalize();
-        let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
         Self {
             item: POSTINGS,
-            key: format!("P:{block}:{hex}"),
+            key: format!(
+                "P:{block}:{}:{COMPRESSION}",
+                hashed(&format!("{name}:{value}"))
+            ),
         }
     }
 
-    /// The series entry `reference` of `block`.
-    pub(crate) fn series(block: &ulid::Ulid, reference: u64) -> Self {
+    /// The references of the series of `block` matching all `matchers` (block matchers: those
+    /// on external labels already removed).
+    pub(crate) fn expanded_postings(block: &ulid::Ulid, matchers: &[Matcher]) -> Self {
+        Self {
+            item: EXPANDED_POSTINGS,
+            key: format!(
+                "EP:{block}:{}:{COMPRESSION}",
+                hashed(&matchers_string(matchers))
+            ),
+        }
+    }
+
+    /// The series entry at byte `offset` of `block`'s index (Thanos' series reference: the
+    /// index reference times 16 in index version 2).
+    pub(crate) fn series(block: &ulid::Ulid, offset: u64) -> Self {
         Self {
             item: SERIES,
-            key: format!("S:{block}:{reference}"),
+            key: format!("S:{block}:{offset}"),
         }
     }
 }
@@ -135,4 +215,70 @@ pub(crate) fn build(
         return Ok(Arc::new(InMemoryCache::new(default_size, metrics)));
     };
     config.build(metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Expected hashes computed outside this code (Python: hashlib.blake2b(text,
+    // digest_size=32), base64.urlsafe_b64encode, '=' stripped), per Thanos' key format.
+    const BLOCK: &str = "01HQZ8X3M6V2T6J9R1K4W5Y7AB";
+
+    #[test]
+    fn postings_keys_follow_thanos_format() {
+        let block: ulid::Ulid = BLOCK.parse().unwrap();
+        let key = CacheKey::postings(&block, "__name__", "up");
+        assert_eq!(
+            key.key,
+            "P:01HQZ8X3M6V2T6J9R1K4W5Y7AB:4BTtibLpOZUR1aJHkCHmvdmBQ8Kv8TnO9fkCf4ZBaOs:dss"
+        );
+        assert_eq!(key.item, "Postings");
+        // The all-postings list (empty name and value) hashes ":".
+        assert_eq!(
+            CacheKey::postings(&block, "", "").key,
+            "P:01HQZ8X3M6V2T6J9R1K4W5Y7AB:DcQKMLmxz9NRLFUvIYH7xHEXCRQCie5wnCttjitdnqw:dss"
+        );
+        // Long label values still give a short key.
+        let long = "v".repeat(10_000);
+        assert_eq!(CacheKey::postings(&block, "name", &long).key.len(), 76);
+    }
+
+    #[test]
+    fn series_keys_use_the_byte_offset() {
+        let block: ulid::Ulid = BLOCK.parse().unwrap();
+        let key = CacheKey::series(&block, 7 * 16);
+        assert_eq!(key.key, "S:01HQZ8X3M6V2T6J9R1K4W5Y7AB:112");
+        assert_eq!(key.item, "Series");
+    }
+
+    #[test]
+    fn expanded_postings_keys_sort_and_print_matchers_like_thanos() {
+        let block: ulid::Ulid = BLOCK.parse().unwrap();
+        let matchers = vec![
+            Matcher::new(MatchType::Regex, "job", "a|b").unwrap(),
+            Matcher::new(MatchType::NotEqual, "env", "prod").unwrap(),
+            Matcher::new(MatchType::Equal, "a.b", "x\"y").unwrap(),
+            Matcher::equal("__name__", "up"),
+        ];
+        assert_eq!(
+            matchers_string(&matchers),
+            r#"__name__="up";"a.b"="x\"y";env!="prod";job=~"a|b""#
+        );
+        let key = CacheKey::expanded_postings(&block, &matchers);
+        assert_eq!(
+            key.key,
+            "EP:01HQZ8X3M6V2T6J9R1K4W5Y7AB:z30kY3fXwz5H-QBG-1gMC10kfPI6HxMKNMqRvMaLsLU:dss"
+        );
+        assert_eq!(key.item, "ExpandedPostings");
+        // The order of the request's matchers does not change the key.
+        let mut reversed = matchers.clone();
+        reversed.reverse();
+        assert_eq!(CacheKey::expanded_postings(&block, &reversed), key);
+        assert_eq!(
+            matcher_string(&Matcher::new(MatchType::NotRegex, "_9", "").unwrap()),
+            r#"_9!~"""#
+        );
+        assert_eq!(matcher_string(&Matcher::equal("9a", "\n")), r#""9a"="\n""#);
+    }
 }

@@ -7,7 +7,9 @@ mod common;
 use common::*;
 use test_harness::{Memcached, Redis};
 
-fn check_shared_cache(cache_config: &str) {
+/// Runs a query on one gateway, then on a second one sharing the cache: the second one must
+/// answer alike from cache hits only, with hits of each of `hit_items`.
+fn check_shared_cache(cache_config: &str, hit_items: &[&str]) {
     let blocks = make_blocks(6, 3, &[("cluster", "eu1")]).unwrap();
     let bucket = tempfile::tempdir().unwrap();
     for id in &blocks.ids {
@@ -37,36 +39,37 @@ fn check_shared_cache(cache_config: &str) {
         requests > 0.0 && hits == requests,
         "hits {hits} of {requests}"
     );
-    assert!(
-        gateway.metric(
-            "thanos_store_index_cache_hits_total",
-            &["item_type=\"Postings\""]
-        ) > 0.0
-    );
-    assert!(
-        gateway.metric(
-            "thanos_store_index_cache_hits_total",
-            &["item_type=\"Series\""]
-        ) > 0.0
-    );
+    for item in hit_items {
+        let label = format!("item_type=\"{item}\"");
+        assert!(
+            gateway.metric("thanos_store_index_cache_hits_total", &[&label]) > 0.0,
+            "no {item} hits"
+        );
+    }
 }
 
 #[test]
 fn memcached_index_cache_is_shared_between_gateways() {
     let memcached = Memcached::start().unwrap();
-    check_shared_cache(&format!(
-        "type: MEMCACHED\nconfig:\n  addresses: [\"{}\"]\n  timeout: 2s\n  max_idle_connections: 10\n",
-        memcached.address()
-    ));
+    check_shared_cache(
+        &format!(
+            "type: MEMCACHED\nconfig:\n  addresses: [\"{}\"]\n  timeout: 2s\n  max_idle_connections: 10\n",
+            memcached.address()
+        ),
+        &["ExpandedPostings", "Series"],
+    );
 }
 
 #[test]
 fn redis_index_cache_is_shared_between_gateways() {
     let redis = Redis::start().unwrap();
-    check_shared_cache(&format!(
-        "type: REDIS\nconfig:\n  addr: {}\n  db: 1\nttl: 10m\n",
-        redis.address()
-    ));
+    check_shared_cache(
+        &format!(
+            "type: REDIS\nconfig:\n  addr: {}\n  db: 1\nttl: 10m\nenabled_items: [Postings, Series]\n",
+            redis.address()
+        ),
+        &["Postings", "Series"],
+    );
 }
 
 #[test]

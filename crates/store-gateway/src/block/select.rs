@@ -11,9 +11,11 @@ use tsdb_block::encoding::{Decoder, crc32c};
 use tsdb_block::index::{ChunkMeta, SERIES_ALIGNMENT};
 
 use super::Block;
-use crate::cache::{CacheKey, IndexCache};
+use crate::cache::{
+    CacheKey, IndexCache, decode_postings, encode_postings, series_body, series_entry,
+};
 use crate::error::{Error, Result};
-use crate::header::{IndexHeader, decode_postings};
+use crate::header::{IndexHeader, decode_postings as decode_postings_list};
 
 /// Bytes read for a series entry whose size is not known yet.
 const SERIES_SIZE_ESTIMATE: u64 = 16 * 1024;
@@ -98,9 +100,31 @@ impl Block {
         Some(left)
     }
 
-    /// The references of the series matching `matchers` (index matchers only), sorted. No
-    /// matchers select every series.
+    /// The references of the series matching `matchers` (index matchers only), sorted, looked
+    /// up as expanded postings in the index cache first. No matchers select every series.
     pub(super) async fn postings(
+        &self,
+        header: &IndexHeader,
+        matchers: &[Matcher],
+        cache: &dyn IndexCache,
+    ) -> Result<Vec<u64>> {
+        if matchers.is_empty() {
+            return self.expand_postings(header, matchers, cache).await;
+        }
+        let key = CacheKey::expanded_postings(&self.id, matchers);
+        let cached = cache.fetch(std::slice::from_ref(&key)).await;
+        if let Some(refs) = cached.get(&key).and_then(|value| decode_postings(value)) {
+            return Ok(refs);
+        }
+        let refs = self.expand_postings(header, matchers, cache).await?;
+        if let Some(value) = encode_postings(&refs) {
+            cache.store(vec![(key, value)]).await;
+        }
+        Ok(refs)
+    }
+
+    /// The references of the series matching `matchers`, from the postings lists.
+    async fn expand_postings(
         &self,
         header: &IndexHeader,
         matchers: &[Matcher],
@@ -198,12 +222,12 @@ impl Block {
             .map(|(name, value, _)| CacheKey::postings(&self.id, name, value))
             .collect();
         let cached = cache.fetch(&keys).await;
-        let mut raw: HashMap<u64, Bytes> = HashMap::new();
+        let mut lists = HashMap::with_capacity(unique.len());
         let mut missing = Vec::new();
         for (entry, key) in unique.iter().zip(&keys) {
-            match cached.get(key) {
-                Some(bytes) => {
-                    raw.insert(entry.2, bytes.clone());
+            match cached.get(key).and_then(|value| decode_postings(value)) {
+                Some(refs) => {
+                    lists.insert(entry.2, refs);
                 }
                 None => missing.push((entry.2, key.clone())),
             }
@@ -216,19 +240,17 @@ impl Block {
             let fetched = self.get_ranges("index", &ranges).await?;
             let mut to_cache = Vec::with_capacity(missing.len());
             for ((offset, key), bytes) in missing.into_iter().zip(fetched) {
-                to_cache.push((key, bytes.clone()));
-                raw.insert(offset, bytes);
+                let refs = decode_postings_list(&bytes, offset).map_err(|source| Error::Block {
+                    block: self.id,
+                    action: "read postings",
+                    source,
+                })?;
+                if let Some(value) = encode_postings(&refs) {
+                    to_cache.push((key, value));
+                }
+                lists.insert(offset, refs);
             }
             cache.store(to_cache).await;
-        }
-        let mut lists = HashMap::with_capacity(raw.len());
-        for (offset, bytes) in raw {
-            let refs = decode_postings(&bytes, offset).map_err(|source| Error::Block {
-                block: self.id,
-                action: "read postings",
-                source,
-            })?;
-            lists.insert(offset, refs);
         }
         Ok(lists)
     }
@@ -260,7 +282,7 @@ impl Block {
     ) -> Result<Vec<Bytes>> {
         let keys: Vec<CacheKey> = refs
             .iter()
-            .map(|reference| CacheKey::series(&self.id, *reference))
+            .map(|reference| CacheKey::series(&self.id, reference.saturating_mul(SERIES_ALIGNMENT)))
             .collect();
         let cached = cache.fetch(&keys).await;
         let end = Self::series_end(header);
@@ -292,8 +314,10 @@ impl Block {
         } else {
             self.get_ranges("index", &ranges).await?
         };
-        let mut entries: Vec<Option<Bytes>> =
-            keys.iter().map(|key| cached.get(key).cloned()).collect();
+        let mut entries: Vec<Option<Bytes>> = keys
+            .iter()
+            .map(|key| cached.get(key).map(|body| series_entry(body)))
+            .collect();
         let mut to_cache = Vec::new();
         for ((position, range), bytes) in missing.into_iter().zip(fetched) {
             let entry = match entry_length(&bytes) {
@@ -304,7 +328,9 @@ impl Block {
                 }
                 None => return Err(self.corrupt_series(range.start, "series entry length")),
             };
-            to_cache.push((keys[position].clone(), entry.clone()));
+            if let Some(body) = series_body(&entry) {
+                to_cache.push((keys[position].clone(), body));
+            }
             entries[position] = Some(entry);
         }
         cache.store(to_cache).await;

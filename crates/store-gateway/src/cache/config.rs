@@ -241,7 +241,7 @@ impl IndexCacheConfig {
     }
 
     pub(crate) fn build(self, metrics: CacheMetrics) -> Result<Arc<dyn IndexCache>> {
-        let enabled: Vec<&'static str> = [super::POSTINGS, super::SERIES]
+        let enabled: Vec<&'static str> = [super::POSTINGS, super::EXPANDED_POSTINGS, super::SERIES]
             .into_iter()
             .filter(|item| self.enabled(item))
             .collect();

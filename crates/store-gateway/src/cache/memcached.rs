@@ -33,6 +33,8 @@ impl MemcachedCache {
         ttl: Duration,
         metrics: CacheMetrics,
     ) -> Self {
+        let mut servers = servers;
+        servers.sort_by(|left, right| natural_cmp(left, right));
         Self {
             servers,
             idle: Mutex::new(HashMap::new()),
@@ -42,11 +44,14 @@ impl MemcachedCache {
         }
     }
 
+    /// The server of `key`, picked as Thanos' memcached client picks it (so gateways and
+    /// Thanos stores sharing the servers agree): servers in natural sort order, xxhash64 of the
+    /// key, jump consistent hash over the server count.
     fn server_of(&self, key: &str) -> usize {
-        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3)
-        });
-        (hash % self.servers.len().max(1) as u64) as usize
+        if self.servers.len() < 2 {
+            return 0;
+        }
+        jump_hash(crate::shard::xxhash64(key.as_bytes()), self.servers.len())
     }
 
     async fn connection(&self, server: usize) -> std::io::Result<Connection> {
@@ -120,6 +125,50 @@ impl MemcachedCache {
         self.give_back(server, connection);
         Ok(())
     }
+}
+
+/// Jump consistent hash (Lamping and Veach): a bucket in `0..buckets` for `key`.
+fn jump_hash(mut key: u64, buckets: usize) -> usize {
+    let mut bucket: i64 = -1;
+    let mut next: i64 = 0;
+    while next < buckets as i64 {
+        bucket = next;
+        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        next = ((bucket + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
+    }
+    usize::try_from(bucket).unwrap_or(0)
+}
+
+/// Natural order: runs of digits compare by their number, other runs by their bytes.
+fn natural_cmp(left: &str, right: &str) -> std::cmp::Ordering {
+    fn chunks(text: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = text.as_bytes();
+        for position in 1..=bytes.len() {
+            if position == bytes.len()
+                || bytes[position].is_ascii_digit() != bytes[start].is_ascii_digit()
+            {
+                out.push((bytes[start].is_ascii_digit(), &text[start..position]));
+                start = position;
+            }
+        }
+        out
+    }
+    let (left_chunks, right_chunks) = (chunks(left), chunks(right));
+    for (left, right) in left_chunks.iter().zip(&right_chunks) {
+        let order = match (left, right) {
+            ((true, a), (true, b)) => {
+                let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
+                a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+            }
+            ((_, a), (_, b)) => a.cmp(b),
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+    left_chunks.len().cmp(&right_chunks.len())
 }
 
 async fn get_on(
@@ -211,5 +260,41 @@ impl IndexCache for MemcachedCache {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jump_hash_spreads_and_moves_few_keys() {
+        // By hand: key 0 becomes 1 after the first step, so the next jump is 2^31: bucket 0.
+        assert_eq!(jump_hash(0, 7), 0);
+        assert_eq!(jump_hash(0xDEAD_BEEF, 1), 0);
+        let mut moved = 0;
+        let mut counts = [0usize; 4];
+        for key in 0..10_000u64 {
+            let hash = crate::shard::xxhash64(&key.to_le_bytes());
+            let four = jump_hash(hash, 4);
+            counts[four] += 1;
+            let five = jump_hash(hash, 5);
+            if five != four {
+                assert_eq!(five, 4, "keys only move to the new bucket");
+                moved += 1;
+            }
+        }
+        assert!(
+            counts.iter().all(|count| (2_000..3_000).contains(count)),
+            "{counts:?}"
+        );
+        assert!((1_500..2_500).contains(&moved), "{moved}");
+    }
+
+    #[test]
+    fn servers_sort_naturally() {
+        let mut servers = vec!["m-10:11211", "m-2:11211", "m-1:11211"];
+        servers.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(servers, ["m-1:11211", "m-2:11211", "m-10:11211"]);
     }
 }
