@@ -20,11 +20,12 @@
 //!
 //! **Modules.** [`binaries`] (finding our binaries), [`history`] (the generated history and its
 //! blocks), [`cluster`] (the topology, kill and restart), [`api`] (the querier's HTTP API and its
-//! JSON).
+//! JSON), [`continuity`] (one sample per scrape over a window: none lost, none doubled).
 
 pub mod api;
 pub mod binaries;
 pub mod cluster;
+pub mod continuity;
 pub mod history;
 
 pub use api::{QueryAnswer, enc, format_time, points};

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::cluster::now_millis;
+use e2e::continuity::{Cadence, check_window};
 use e2e::history::{HISTORY_METRIC, HISTORY_SERIES};
 use e2e::{Cluster, ClusterOptions, Component, SCRAPE_INTERVAL_MS, points};
 
@@ -11,6 +12,15 @@ use e2e::{Cluster, ClusterOptions, Component, SCRAPE_INTERVAL_MS, points};
 /// other replica's next scrape, plus scrape jitter on a loaded machine. Lost data shows as no
 /// samples after the kill (checked separately), not as a slightly longer switch-over.
 const MAX_FRESH_GAP_MS: i64 = 6 * SCRAPE_INTERVAL_MS;
+
+/// The cadence of the surviving replica's scrapes: the scrape interval, give or take 900 ms of
+/// delay of one scrape on a loaded machine. Less than half the interval, so two replicas'
+/// interleaved scrapes (no de-duplication) always show as a doubled sample, and one lost scrape
+/// (a gap of two intervals) always shows as a gap.
+const CADENCE: Cadence = Cadence {
+    interval_ms: SCRAPE_INTERVAL_MS,
+    jitter_ms: 900,
+};
 
 fn check_complete(cluster: &Cluster, now: i64) -> Vec<(i64, f64)> {
     let history = cluster.history();
@@ -46,12 +56,37 @@ fn check_complete(cluster: &Cluster, now: i64) -> Vec<(i64, f64)> {
         let gap = pair[1].0 - pair[0].0;
         assert!(
             gap > 0 && gap <= MAX_FRESH_GAP_MS,
-            "fresh samples {:?} then {:?}; all fresh samples: {fresh:?}",
+            "fresh samples {:?} then {:?}; all fresh samples: {fresh:?}; each replica's: {}",
             pair[0],
-            pair[1]
+            pair[1],
+            replicas_fresh(cluster, now, &window)
         );
     }
     fresh
+}
+
+/// Each replica's fresh `up` timestamps (no de-duplication), to read a failure from.
+fn replicas_fresh(cluster: &Cluster, now: i64, window: &str) -> String {
+    let history = cluster.history();
+    let Ok(raw) = cluster.query(
+        &format!("{}[{window}]", history.up_selector()),
+        now,
+        "&dedup=false",
+    ) else {
+        return "(query failed)".to_owned();
+    };
+    raw.result()
+        .iter()
+        .map(|series| {
+            let fresh: Vec<i64> = points(series)
+                .into_iter()
+                .map(|(t, _)| t)
+                .filter(|t| *t > history.end_ms)
+                .collect();
+            format!("{}: {fresh:?}", series["metric"]["replica"])
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[test]
@@ -79,27 +114,42 @@ fn killing_one_prometheus_replica_loses_no_data() {
         after.first(),
         after.last()
     );
-    let last = after.last().map_or(0, |(t, _)| *t);
-    assert!(
-        last > killed_at + 2 * SCRAPE_INTERVAL_MS,
-        "no fresh samples after the kill at {killed_at}: last {last}"
+    // The window between the kill and the end of the query range, served by replica b alone:
+    // one sample per scrape, none doubled, none missing, up to the end. The range ends one
+    // interval in the past, so both queries below see the same committed scrapes.
+    let end = now_millis() - SCRAPE_INTERVAL_MS;
+    let range = format!(
+        "{}[{}ms]",
+        cluster.history().up_selector(),
+        end - killed_at + SCRAPE_INTERVAL_MS
     );
-    // Only replica b answers fresh data now.
-    let raw = cluster
-        .query(
-            &format!("{}[{}ms]", cluster.history().up_selector(), now - killed_at),
-            now,
-            "&dedup=false",
-        )
-        .unwrap();
+    let deduplicated = cluster.query(&range, end, "").unwrap();
+    assert!(deduplicated.is_success(), "{:?}", deduplicated.json);
+    assert_eq!(deduplicated.result().len(), 1, "{:?}", deduplicated.json);
+    let answered = check_window(&points(&deduplicated.result()[0]), killed_at, end, CADENCE)
+        .unwrap_or_else(|error| panic!("after the kill: {error}"));
+    // Exactly replica b's samples: the survivor's data is what the answer holds.
+    let raw = cluster.query(&range, end, "&dedup=false").unwrap();
     assert!(raw.is_success(), "{:?}", raw.json);
-    let replica_b_samples: usize = raw
+    let survivor: Vec<(i64, f64)> = raw
         .result()
         .iter()
         .filter(|series| series["metric"]["replica"] == "b")
-        .map(|series| points(series).len())
-        .sum();
-    assert!(replica_b_samples >= 3, "{:?}", raw.json);
+        .flat_map(points)
+        .filter(|(t, _)| *t > killed_at && *t <= end)
+        .collect();
+    assert_eq!(answered, survivor, "answer vs replica b after the kill");
+    let gaps: Vec<i64> = answered
+        .windows(2)
+        .map(|pair| pair[1].0 - pair[0].0)
+        .collect();
+    eprintln!(
+        "after the kill: {} samples in {} ms, gaps {}..{} ms",
+        answered.len(),
+        end - killed_at,
+        gaps.iter().min().unwrap_or(&0),
+        gaps.iter().max().unwrap_or(&0)
+    );
 
     // Replica a comes back on its folder; both replicas answer again.
     cluster.restart(Component::PrometheusA).unwrap();
