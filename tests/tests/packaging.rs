@@ -37,13 +37,17 @@ fn charts_and_dockerfile_pass_the_packaging_checks() {
     );
 
     assert!(stdout.contains("all packaging checks passed"), "{report}");
-    // Each rendered workload of each value set (3 in ci/) and each standalone subchart.
+    // Each rendered workload of each value set (3 in ci/ today) and of each standalone subchart:
+    // at least 3 + 1 querier and 2 + 1 store gateway workloads.
     let querier_checks = stdout.matches(": querier accepts ").count();
     let store_gateway_checks = stdout.matches(": store-gateway accepts ").count();
-    assert_eq!(querier_checks, 4, "querier workloads checked:\n{report}");
-    assert_eq!(
-        store_gateway_checks, 3,
-        "store-gateway workloads checked:\n{report}"
+    assert!(
+        querier_checks >= 4,
+        "querier workloads checked: {querier_checks}\n{report}"
+    );
+    assert!(
+        store_gateway_checks >= 3,
+        "store-gateway workloads checked: {store_gateway_checks}\n{report}"
     );
     assert!(
         stdout.contains("prometheus-operator-sidecar-args.txt: sidecar accepts 14 args"),
