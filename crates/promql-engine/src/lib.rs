@@ -87,6 +87,7 @@ mod invariant;
 mod parse;
 mod range_functions;
 pub mod storage;
+mod syntax;
 pub mod value;
 
 pub use engine::{Engine, EngineOptions, QueryOptions};

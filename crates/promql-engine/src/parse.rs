@@ -9,8 +9,114 @@ use promql_parser::parser::{self, AtModifier, Expr, Offset, VectorSelector};
 use crate::error::{Error, Result};
 
 /// Parses a PromQL expression; errors are `bad_data`.
+///
+/// Parse errors are worded as Prometheus words them (`1:5: parse error: unclosed left
+/// parenthesis`, see the `syntax` module). When the query fails to parse for a reason the
+/// checker does not recognise (syntax the parser does not support), the error is the parser's
+/// own message, without a position.
+///
+/// String literals are read as Go reads them, as bytes: a label name given as a literal that is
+/// not valid UTF-8 (`label_replace(x, "\xff", ...)`) is rejected here with the `execution` error
+/// Prometheus raises when it evaluates the call, which `promql-parser` cannot notice (it decodes
+/// `\xff` to `ÿ`).
 pub fn parse_expr(query: &str) -> Result<Expr> {
-    parser::parse(query).map_err(|message| Error::Parse { message })
+    let expr = parser::parse(query).map_err(|message| Error::Parse {
+        message: match crate::syntax::check(query) {
+            Some(error) => error.render(query),
+            None => message,
+        },
+    })?;
+    reject_invalid_utf8_label_names(query, &expr)?;
+    Ok(expr)
+}
+
+/// What a string literal is used for, when it names a label Prometheus validates.
+#[derive(Clone, Copy)]
+enum LabelNameUse {
+    Other,
+    ReplaceDestination,
+    JoinDestination,
+    JoinSource,
+    CountValuesLabel,
+}
+
+fn reject_invalid_utf8_label_names(query: &str, expr: &Expr) -> Result<()> {
+    let (count, invalid) = crate::syntax::invalid_utf8_strings(query);
+    if invalid.is_empty() {
+        return Ok(());
+    }
+    let mut uses = Vec::new();
+    collect_string_uses(expr, LabelNameUse::Other, &mut uses);
+    if uses.len() != count {
+        // Literals the AST does not hold as strings (quoted label names in grouping clauses):
+        // the source order cannot be matched, so nothing is claimed.
+        return Ok(());
+    }
+    for (index, bytes) in invalid {
+        let name = String::from_utf8_lossy(&bytes);
+        let message = match uses.get(index) {
+            Some(LabelNameUse::ReplaceDestination) => {
+                format!("invalid destination label name in label_replace(): {name}")
+            }
+            Some(LabelNameUse::JoinDestination) => {
+                format!("invalid destination label name in label_join(): {name}")
+            }
+            Some(LabelNameUse::JoinSource) => {
+                format!("invalid source label name in label_join(): {name}")
+            }
+            Some(LabelNameUse::CountValuesLabel) => {
+                format!(
+                    "invalid label name {}",
+                    crate::syntax::go_quote_bytes(&bytes)
+                )
+            }
+            Some(LabelNameUse::Other) | None => continue,
+        };
+        return Err(Error::Execution { message });
+    }
+    Ok(())
+}
+
+/// The use of every string literal of `expr`, in source order.
+fn collect_string_uses(expr: &Expr, role: LabelNameUse, out: &mut Vec<LabelNameUse>) {
+    match expr {
+        Expr::StringLiteral(_) => out.push(role),
+        Expr::Paren(paren) => collect_string_uses(&paren.expr, role, out),
+        Expr::Unary(unary) => collect_string_uses(&unary.expr, LabelNameUse::Other, out),
+        Expr::Subquery(subquery) => {
+            collect_string_uses(&subquery.expr, LabelNameUse::Other, out);
+        }
+        Expr::Binary(binary) => {
+            collect_string_uses(&binary.lhs, LabelNameUse::Other, out);
+            collect_string_uses(&binary.rhs, LabelNameUse::Other, out);
+        }
+        Expr::Aggregate(aggregate) => {
+            if let Some(param) = &aggregate.param {
+                let role = if aggregate.op.to_string() == "count_values" {
+                    LabelNameUse::CountValuesLabel
+                } else {
+                    LabelNameUse::Other
+                };
+                collect_string_uses(param, role, out);
+            }
+            collect_string_uses(&aggregate.expr, LabelNameUse::Other, out);
+        }
+        Expr::Call(call) => {
+            for (index, arg) in call.args.args.iter().enumerate() {
+                let role = match (call.func.name, index) {
+                    ("label_replace", 1) => LabelNameUse::ReplaceDestination,
+                    ("label_join", 1) => LabelNameUse::JoinDestination,
+                    ("label_join", i) if i >= 3 => LabelNameUse::JoinSource,
+                    _ => LabelNameUse::Other,
+                };
+                collect_string_uses(arg, role, out);
+            }
+        }
+        Expr::NumberLiteral(_)
+        | Expr::VectorSelector(_)
+        | Expr::MatrixSelector(_)
+        | Expr::Extension(_) => {}
+    }
 }
 
 pub(crate) fn duration_ms(duration: &Duration) -> i64 {
