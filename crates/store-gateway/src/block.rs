@@ -83,15 +83,7 @@ impl Block {
             segment_sizes: Mutex::new(HashMap::new()),
             lazy_loads,
         };
-        let bytes = match block.read_local_header().await {
-            Some(bytes) => bytes,
-            None => {
-                let bytes = block.download_header().await?;
-                bytes.write(&block.header_path)?;
-                bytes
-            }
-        };
-        let header = parse_header(id, bytes).await?;
+        let header = block.open_header().await?;
         block.lock().loaded = Some(Arc::new(header));
         Ok(block)
     }
@@ -106,15 +98,35 @@ impl Block {
         format!("{}/{name}", self.id)
     }
 
-    async fn read_local_header(&self) -> Option<HeaderBytes> {
-        let bytes = tokio::fs::read(&self.header_path).await.ok()?;
-        match HeaderBytes::decode(&bytes) {
-            Ok(header) => Some(header),
-            Err(error) => {
-                tracing::warn!(block = %self.id, %error, "rebuilding unreadable index-header");
-                None
+    /// The index-header from the local file, built from ranged reads of the index first when
+    /// the file is missing or unreadable.
+    async fn open_header(&self) -> Result<IndexHeader> {
+        if tokio::fs::try_exists(&self.header_path)
+            .await
+            .unwrap_or(false)
+        {
+            match open_header_file(self.header_path.clone()).await? {
+                Ok(header) => {
+                    tracing::debug!(block = %self.id, memory_bytes = header.size_bytes, "index-header loaded");
+                    return Ok(header);
+                }
+                Err(error) => {
+                    tracing::warn!(block = %self.id, %error, "rebuilding unreadable index-header");
+                }
             }
         }
+        let bytes = self.download_header().await?;
+        bytes.write(&self.header_path)?;
+        drop(bytes);
+        let header = open_header_file(self.header_path.clone())
+            .await?
+            .map_err(|source| Error::Block {
+                block: self.id,
+                action: "parse index-header",
+                source,
+            })?;
+        tracing::debug!(block = %self.id, memory_bytes = header.size_bytes, "index-header built");
+        Ok(header)
     }
 
     /// The size of a block file: from `thanos.files` when listed, else asked of the bucket.
@@ -194,15 +206,7 @@ impl Block {
                 return Ok(Arc::clone(header));
             }
         }
-        let bytes = match self.read_local_header().await {
-            Some(bytes) => bytes,
-            None => {
-                let bytes = self.download_header().await?;
-                bytes.write(&self.header_path)?;
-                bytes
-            }
-        };
-        let header = Arc::new(parse_header(self.id, bytes).await?);
+        let header = Arc::new(self.open_header().await?);
         self.lazy_loads.inc();
         let mut state = self.lock();
         state.last_used = Instant::now();
@@ -250,15 +254,9 @@ impl Block {
     }
 }
 
-async fn parse_header(id: Ulid, bytes: HeaderBytes) -> Result<IndexHeader> {
-    let header = tokio::task::spawn_blocking(move || IndexHeader::parse(&bytes))
+/// Opens an index-header file off the async threads.
+async fn open_header_file(path: PathBuf) -> Result<tsdb_block::Result<IndexHeader>> {
+    tokio::task::spawn_blocking(move || IndexHeader::open(&path))
         .await
-        .map_err(|error| Error::Internal(format!("index-header parse task: {error}")))?
-        .map_err(|source| Error::Block {
-            block: id,
-            action: "parse index-header",
-            source,
-        })?;
-    tracing::debug!(block = %id, memory_bytes = header.size_bytes, "index-header loaded");
-    Ok(header)
+        .map_err(|error| Error::Internal(format!("index-header open task: {error}")))
 }

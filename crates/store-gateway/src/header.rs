@@ -11,13 +11,17 @@
 //! u64 symbols offset | u64 postings offset table offset | u32 CRC32C of those 16 bytes
 //! ```
 //!
-//! The parsed header keeps every label value with its postings offset, so that a matcher is
-//! resolved to postings byte ranges without touching the bucket.
+//! The loaded header maps the file read-only and keeps in memory only a sample of it, as Thanos'
+//! binary reader does: the file offset of every 32nd symbol, and per label name every 32nd value
+//! (and the last) with its entry's file offset and postings offset. A symbol, the values of a
+//! name or the end of a postings list are decoded from the mapped file on demand. The whole file
+//! is checked (checksums, order, bounds) when loaded, and the pages read then are given back, so
+//! that a loaded header costs little more than its samples until queries touch it.
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
+use memmap2::{Advice, Mmap, UncheckedAdvice};
 use tsdb_block::encoding::{Decoder, Encoder, crc32c};
 use tsdb_block::index::{FORMAT_V2, MAGIC, TOC_LEN, Toc};
 
@@ -38,17 +42,61 @@ pub(crate) struct HeaderBytes {
     pub(crate) table: Vec<u8>,
 }
 
-/// A parsed index-header.
-#[derive(Debug)]
+/// One symbol in this many, and one value of a label name in this many, is kept in memory.
+const SAMPLING: usize = 32;
+
+/// A loaded index-header: the mapped file and samples of it.
 pub(crate) struct IndexHeader {
     pub(crate) toc: Toc,
-    symbols: Vec<String>,
-    /// Label name → its values, sorted, with the offset of their postings list.
-    postings: BTreeMap<String, Vec<(String, u64)>>,
-    /// Every postings list start, sorted: a list ends where the next one starts.
-    list_starts: Vec<u64>,
-    /// Approximate memory held, bytes.
+    file: Mmap,
+    symbol_count: usize,
+    /// File offset of every [`SAMPLING`]th symbol.
+    symbol_samples: Vec<usize>,
+    /// File offset just past the last symbol.
+    symbols_end: usize,
+    /// Label names in table order (sorted), with their sampled values.
+    names: Vec<(String, NameIndex)>,
+    /// Approximate memory held, bytes (not counting the mapped file).
     pub(crate) size_bytes: usize,
+}
+
+impl std::fmt::Debug for IndexHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexHeader")
+            .field("toc", &self.toc)
+            .field("file_len", &self.file.len())
+            .field("symbols", &self.symbol_count)
+            .field("names", &self.names.len())
+            .field("size_bytes", &self.size_bytes)
+            .finish()
+    }
+}
+
+/// The sampled postings offset table entries of one label name.
+#[derive(Debug)]
+struct NameIndex {
+    /// Every [`SAMPLING`]th value and the last one, in table order.
+    samples: Vec<ValueSample>,
+    /// File offset just past the name's last entry.
+    entries_end: usize,
+    /// Where the name's last postings list ends: the next list's start.
+    postings_end: u64,
+}
+
+#[derive(Debug)]
+struct ValueSample {
+    value: String,
+    /// File offset of the table entry.
+    entry_at: usize,
+    /// Offset of the postings list in the index.
+    postings: u64,
+}
+
+/// One postings offset table entry decoded from the file.
+struct TableEntry<'a> {
+    name: &'a str,
+    value: &'a str,
+    postings: u64,
 }
 
 fn corrupt(section: &'static str, offset: u64, detail: impl Into<String>) -> tsdb_block::Error {
@@ -114,49 +162,13 @@ impl HeaderBytes {
     }
 
     /// Parses a local file written by [`Self::encode`] (or by Thanos).
+    #[cfg(test)]
     pub(crate) fn decode(bytes: &[u8]) -> tsdb_block::Result<Self> {
-        let fail = |e: tsdb_block::encoding::DecodeError| e.in_section("index-header", "file");
-        let bad = |detail: &str| corrupt("index-header", 0, detail);
-        if bytes.len() < HEADER_LEN as usize + TRAILER_LEN + TOC_LEN as usize {
-            return Err(bad("file too short"));
-        }
-        let mut decoder = Decoder::new(bytes, 0);
-        if decoder.be_u32().map_err(fail)? != FILE_MAGIC
-            || decoder.u8().map_err(fail)? != FILE_VERSION
-            || decoder.u8().map_err(fail)? != FORMAT_V2
-        {
-            return Err(bad("not a version 1 index-header of a v2 index"));
-        }
-        let original_table_offset = decoder.be_u64().map_err(fail)?;
-        let trailer_at = bytes.len() - TRAILER_LEN;
-        let trailer = &bytes[trailer_at..];
-        if crc32c(&trailer[..16]).to_be_bytes() != trailer[16..] {
-            return Err(bad("trailer checksum mismatch"));
-        }
-        let mut decoder = Decoder::new(trailer, trailer_at as u64);
-        let symbols_at = decoder.be_u64().map_err(fail)?;
-        let table_at = decoder.be_u64().map_err(fail)?;
-        let (Ok(symbols_at), Ok(table_at)) =
-            (usize::try_from(symbols_at), usize::try_from(table_at))
-        else {
-            return Err(bad("section offsets out of range"));
-        };
-        if symbols_at != HEADER_LEN as usize
-            || table_at < symbols_at
-            || table_at + (TOC_LEN as usize) > trailer_at
-        {
-            return Err(bad("section offsets out of range"));
-        }
-        let toc_at = trailer_at - TOC_LEN as usize;
-        let index_size = original_table_offset + (trailer_at - table_at) as u64;
-        let toc = Toc::decode(&bytes[toc_at..trailer_at], index_size)?;
-        if toc.postings_table != original_table_offset {
-            return Err(bad("postings offset table offset disagrees with the toc"));
-        }
+        let layout = layout(bytes)?;
         Ok(Self {
-            toc,
-            symbols: bytes[symbols_at..table_at].to_vec(),
-            table: bytes[table_at..toc_at].to_vec(),
+            toc: layout.toc,
+            symbols: bytes[layout.symbols].to_vec(),
+            table: bytes[layout.table].to_vec(),
         })
     }
 
@@ -173,6 +185,59 @@ impl HeaderBytes {
         std::fs::write(&temporary, self.encode()).map_err(local)?;
         std::fs::rename(&temporary, path).map_err(local)
     }
+}
+
+/// Where the sections of a local index-header file lie.
+struct Layout {
+    toc: Toc,
+    symbols: Range<usize>,
+    table: Range<usize>,
+}
+
+/// Checks a local index-header file's frame and finds its sections.
+fn layout(bytes: &[u8]) -> tsdb_block::Result<Layout> {
+    let fail = |e: tsdb_block::encoding::DecodeError| e.in_section("index-header", "file");
+    let bad = |detail: &str| corrupt("index-header", 0, detail);
+    if bytes.len() < HEADER_LEN as usize + TRAILER_LEN + TOC_LEN as usize {
+        return Err(bad("file too short"));
+    }
+    let mut decoder = Decoder::new(bytes, 0);
+    if decoder.be_u32().map_err(fail)? != FILE_MAGIC
+        || decoder.u8().map_err(fail)? != FILE_VERSION
+        || decoder.u8().map_err(fail)? != FORMAT_V2
+    {
+        return Err(bad("not a version 1 index-header of a v2 index"));
+    }
+    let original_table_offset = decoder.be_u64().map_err(fail)?;
+    let trailer_at = bytes.len() - TRAILER_LEN;
+    let trailer = &bytes[trailer_at..];
+    if crc32c(&trailer[..16]).to_be_bytes() != trailer[16..] {
+        return Err(bad("trailer checksum mismatch"));
+    }
+    let mut decoder = Decoder::new(trailer, trailer_at as u64);
+    let symbols_at = decoder.be_u64().map_err(fail)?;
+    let table_at = decoder.be_u64().map_err(fail)?;
+    let (Ok(symbols_at), Ok(table_at)) = (usize::try_from(symbols_at), usize::try_from(table_at))
+    else {
+        return Err(bad("section offsets out of range"));
+    };
+    if symbols_at != HEADER_LEN as usize
+        || table_at < symbols_at
+        || table_at + (TOC_LEN as usize) > trailer_at
+    {
+        return Err(bad("section offsets out of range"));
+    }
+    let toc_at = trailer_at - TOC_LEN as usize;
+    let index_size = original_table_offset + (trailer_at - table_at) as u64;
+    let toc = Toc::decode(&bytes[toc_at..trailer_at], index_size)?;
+    if toc.postings_table != original_table_offset {
+        return Err(bad("postings offset table offset disagrees with the toc"));
+    }
+    Ok(Layout {
+        toc,
+        symbols: symbols_at..table_at,
+        table: table_at..toc_at,
+    })
 }
 
 /// `u32 len | body | u32 crc` at the start of `bytes`; the body.
@@ -197,123 +262,307 @@ fn section_body<'a>(
     Ok(body)
 }
 
+fn decode_entry<'a>(decoder: &mut Decoder<'a>) -> tsdb_block::Result<TableEntry<'a>> {
+    let fail =
+        |e: tsdb_block::encoding::DecodeError| e.in_section("index", "postings offset table");
+    let at = decoder.offset();
+    if decoder.uvarint().map_err(fail)? != 2 {
+        return Err(corrupt(
+            "postings offset table",
+            at,
+            "entry does not have 2 keys",
+        ));
+    }
+    let name = decoder.uvarint_str().map_err(fail)?;
+    let value = decoder.uvarint_str().map_err(fail)?;
+    let postings = decoder.uvarint().map_err(fail)?;
+    Ok(TableEntry {
+        name,
+        value,
+        postings,
+    })
+}
+
 impl IndexHeader {
-    /// Parses the symbol table and the postings offset table.
-    pub(crate) fn parse(bytes: &HeaderBytes) -> tsdb_block::Result<Self> {
-        let symbols_body = section_body(&bytes.symbols, bytes.toc.symbols, "symbol table")?;
+    /// Maps the local index-header file at `path` and checks and samples it.
+    pub(crate) fn open(path: &Path) -> tsdb_block::Result<Self> {
+        let file = std::fs::File::open(path)
+            .map_err(|source| tsdb_block::Error::io("open", path, source))?;
+        // SAFETY: index-header files are written under a temporary name and renamed into place
+        // complete, and never modified afterwards (a rebuilt header is a new file), which is
+        // the condition for mapping them.
+        let map = unsafe { Mmap::map(&file) }
+            .map_err(|source| tsdb_block::Error::io("mmap", path, source))?;
+        let header = Self::parse(map)?;
+        // Queries read the file at random places; the pages read while checking it are not
+        // needed until then.
+        let _ = header.file.advise(Advice::Random);
+        // SAFETY: the mapping is read-only and file-backed: dropping its pages only makes the
+        // next access read them from the file again.
+        let _ = unsafe { header.file.unchecked_advise(UncheckedAdvice::DontNeed) };
+        Ok(header)
+    }
+
+    /// Checks the mapped file and samples its symbol table and postings offset table.
+    fn parse(file: Mmap) -> tsdb_block::Result<Self> {
+        let layout = layout(&file)?;
+        let toc = layout.toc;
+
+        let symbols_body =
+            section_body(&file[layout.symbols.clone()], toc.symbols, "symbol table")?;
+        let symbols_body_at = layout.symbols.start + 4;
         let fail = |e: tsdb_block::encoding::DecodeError| e.in_section("index", "symbol table");
-        let mut decoder = Decoder::new(symbols_body, bytes.toc.symbols + 4);
-        let count = decoder.be_u32().map_err(fail)?;
-        if count as usize > decoder.remaining() {
+        let mut decoder = Decoder::new(symbols_body, symbols_body_at as u64);
+        let symbol_count = decoder.be_u32().map_err(fail)? as usize;
+        if symbol_count > decoder.remaining() {
             return Err(corrupt(
                 "symbol table",
-                bytes.toc.symbols,
-                format!("{count} symbols cannot fit"),
+                toc.symbols,
+                format!("{symbol_count} symbols cannot fit"),
             ));
         }
-        let mut symbols = Vec::with_capacity(count as usize);
-        let mut size_bytes = 0;
-        for _ in 0..count {
+        let mut symbol_samples = Vec::with_capacity(symbol_count / SAMPLING + 1);
+        let mut previous: Option<&str> = None;
+        for ordinal in 0..symbol_count {
+            let at = decoder.offset();
+            if ordinal % SAMPLING == 0 {
+                symbol_samples.push(at as usize);
+            }
             let symbol = decoder.uvarint_str().map_err(fail)?;
-            size_bytes += symbol.len() + 24;
-            symbols.push(symbol.to_owned());
+            if previous.is_some_and(|previous| previous >= symbol) {
+                return Err(corrupt("symbol table", at, "symbols are not sorted"));
+            }
+            previous = Some(symbol);
         }
+        let symbols_end = decoder.offset() as usize;
 
         let table_body = section_body(
-            &bytes.table,
-            bytes.toc.postings_table,
+            &file[layout.table.clone()],
+            toc.postings_table,
             "postings offset table",
         )?;
         let fail =
             |e: tsdb_block::encoding::DecodeError| e.in_section("index", "postings offset table");
-        let mut decoder = Decoder::new(table_body, bytes.toc.postings_table + 4);
+        let mut decoder = Decoder::new(table_body, (layout.table.start + 4) as u64);
         let count = decoder.be_u32().map_err(fail)?;
         if count as usize > decoder.remaining() {
             return Err(corrupt(
                 "postings offset table",
-                bytes.toc.postings_table,
+                toc.postings_table,
                 format!("{count} entries cannot fit"),
             ));
         }
-        let mut postings: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
-        let mut list_starts = Vec::with_capacity(count as usize);
+        let mut names: Vec<(String, NameIndex)> = Vec::new();
+        let mut last: Option<(&str, &str, usize, u64)> = None;
+        let mut in_name = 0usize;
         for _ in 0..count {
-            let at = decoder.offset();
-            if decoder.uvarint().map_err(fail)? != 2 {
+            let at = decoder.offset() as usize;
+            let entry = decode_entry(&mut decoder)?;
+            if entry.postings < toc.postings || entry.postings >= toc.postings_table {
                 return Err(corrupt(
                     "postings offset table",
-                    at,
-                    "entry does not have 2 keys",
+                    at as u64,
+                    format!(
+                        "postings offset {} outside the postings section",
+                        entry.postings
+                    ),
                 ));
             }
-            let name = decoder.uvarint_str().map_err(fail)?;
-            let value = decoder.uvarint_str().map_err(fail)?;
-            let offset = decoder.uvarint().map_err(fail)?;
-            if offset < bytes.toc.postings || offset >= bytes.toc.postings_table {
-                return Err(corrupt(
-                    "postings offset table",
-                    at,
-                    format!("postings offset {offset} outside the postings section"),
-                ));
-            }
-            size_bytes += name.len() + value.len() + 40;
-            list_starts.push(offset);
-            match postings.get_mut(name) {
-                Some(values) => values.push((value.to_owned(), offset)),
-                None => {
-                    postings.insert(name.to_owned(), vec![(value.to_owned(), offset)]);
+            if let Some((name, value, _, postings)) = last {
+                if (name, value) >= (entry.name, entry.value) || postings >= entry.postings {
+                    return Err(corrupt(
+                        "postings offset table",
+                        at as u64,
+                        "entries are not in label and postings order",
+                    ));
                 }
             }
+            if last.is_none_or(|(name, ..)| name != entry.name) {
+                if let Some((_, index)) = names.last_mut() {
+                    index.close(last, at, entry.postings);
+                }
+                names.push((
+                    entry.name.to_owned(),
+                    NameIndex {
+                        samples: Vec::new(),
+                        entries_end: at,
+                        postings_end: entry.postings,
+                    },
+                ));
+                in_name = 0;
+            }
+            if in_name % SAMPLING == 0
+                && let Some((_, index)) = names.last_mut()
+            {
+                index.samples.push(ValueSample {
+                    value: entry.value.to_owned(),
+                    entry_at: at,
+                    postings: entry.postings,
+                });
+            }
+            in_name += 1;
+            last = Some((entry.name, entry.value, at, entry.postings));
         }
-        for values in postings.values_mut() {
-            values.sort();
+        let table_end = decoder.offset() as usize;
+        if let Some((_, index)) = names.last_mut() {
+            index.close(last, table_end, toc.postings_table);
         }
-        list_starts.sort_unstable();
-        list_starts.dedup();
+        let size_bytes = symbol_samples.len() * 8
+            + names
+                .iter()
+                .map(|(name, index)| {
+                    name.len()
+                        + 64
+                        + index
+                            .samples
+                            .iter()
+                            .map(|sample| sample.value.len() + 40)
+                            .sum::<usize>()
+                })
+                .sum::<usize>();
         Ok(Self {
-            toc: bytes.toc,
-            symbols,
-            postings,
-            list_starts,
+            toc,
+            file,
+            symbol_count,
+            symbol_samples,
+            symbols_end,
+            names,
             size_bytes,
         })
     }
 
-    /// The symbol with ordinal `reference`.
+    /// The symbol with ordinal `reference`, decoded from the file.
     pub(crate) fn symbol(&self, reference: u64) -> Option<&str> {
-        self.symbols
-            .get(usize::try_from(reference).ok()?)
-            .map(String::as_str)
+        let ordinal = usize::try_from(reference).ok()?;
+        if ordinal >= self.symbol_count {
+            return None;
+        }
+        let start = *self.symbol_samples.get(ordinal / SAMPLING)?;
+        let bytes = self.file.get(start..self.symbols_end)?;
+        let mut decoder = Decoder::new(bytes, start as u64);
+        for _ in 0..ordinal % SAMPLING {
+            let length = decoder.uvarint_len().ok()?;
+            decoder.skip(length).ok()?;
+        }
+        decoder.uvarint_str().ok()
+    }
+
+    fn name_index(&self, name: &str) -> Option<&NameIndex> {
+        self.names
+            .binary_search_by(|(known, _)| known.as_str().cmp(name))
+            .ok()
+            .map(|position| &self.names[position].1)
     }
 
     /// Every label name, sorted.
     pub(crate) fn label_names(&self) -> impl Iterator<Item = &str> {
-        self.postings
-            .keys()
+        self.names
+            .iter()
+            .map(|(name, _)| name.as_str())
             .filter(|name| !name.is_empty())
-            .map(String::as_str)
     }
 
     /// Whether some series of the block has a label `name`.
     pub(crate) fn has_label_name(&self, name: &str) -> bool {
-        self.postings.contains_key(name)
+        self.name_index(name).is_some()
     }
 
-    /// Every value of `name` with its postings offset, sorted by value.
-    pub(crate) fn values(&self, name: &str) -> &[(String, u64)] {
-        self.postings.get(name).map(Vec::as_slice).unwrap_or(&[])
+    /// Decodes the table entries in the file range `from..to`, calling `visit` until it
+    /// returns `false`. The file was checked when loaded, so a failure here means it changed
+    /// underneath: logged, and the entries decoded so far stand.
+    fn visit_entries(&self, from: usize, to: usize, mut visit: impl FnMut(TableEntry<'_>) -> bool) {
+        let Some(bytes) = self.file.get(from..to) else {
+            tracing::error!(from, to, "index-header entries out of the file");
+            return;
+        };
+        let mut decoder = Decoder::new(bytes, from as u64);
+        while !decoder.is_empty() {
+            match decode_entry(&mut decoder) {
+                Ok(entry) => {
+                    if !visit(entry) {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "index-header changed after it was loaded");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Every value of `name` with the offset of its postings list, sorted by value, decoded
+    /// from the file.
+    pub(crate) fn values(&self, name: &str) -> Vec<(String, u64)> {
+        let Some(index) = self.name_index(name) else {
+            return Vec::new();
+        };
+        let Some(first) = index.samples.first() else {
+            return Vec::new();
+        };
+        let mut values = Vec::new();
+        self.visit_entries(first.entry_at, index.entries_end, |entry| {
+            values.push((entry.value.to_owned(), entry.postings));
+            true
+        });
+        values
     }
 
     /// The byte range of the postings list starting at `offset` (its length field, body, CRC
-    /// and any alignment padding).
+    /// and any alignment padding): up to the next list's start.
     pub(crate) fn list_range(&self, offset: u64) -> Range<u64> {
-        let index = self.list_starts.partition_point(|start| *start <= offset);
-        let end = self
-            .list_starts
-            .get(index)
-            .copied()
-            .unwrap_or(self.toc.postings_table);
+        let after_name = self.names.partition_point(|(_, index)| {
+            index
+                .samples
+                .first()
+                .is_some_and(|first| first.postings <= offset)
+        });
+        let Some((_, index)) = after_name
+            .checked_sub(1)
+            .map(|position| &self.names[position])
+        else {
+            return offset..offset;
+        };
+        let after_sample = index
+            .samples
+            .partition_point(|sample| sample.postings <= offset);
+        let Some(sample) = after_sample
+            .checked_sub(1)
+            .and_then(|position| index.samples.get(position))
+        else {
+            return offset..offset;
+        };
+        let mut end = index.postings_end;
+        self.visit_entries(sample.entry_at, index.entries_end, |entry| {
+            if entry.postings > offset {
+                end = entry.postings;
+                false
+            } else {
+                true
+            }
+        });
         offset..end.max(offset)
+    }
+}
+
+impl NameIndex {
+    /// Ends a name's entries at file offset `end`: its last value is sampled too, and its last
+    /// list ends at `postings_end`.
+    fn close(&mut self, last: Option<(&str, &str, usize, u64)>, end: usize, postings_end: u64) {
+        if let Some((_, value, at, postings)) = last
+            && self
+                .samples
+                .last()
+                .is_none_or(|sample| sample.entry_at != at)
+        {
+            self.samples.push(ValueSample {
+                value: value.to_owned(),
+                entry_at: at,
+                postings,
+            });
+        }
+        self.entries_end = end;
+        self.postings_end = postings_end;
     }
 }
 
@@ -345,6 +594,74 @@ pub(crate) fn decode_postings(bytes: &[u8], offset: u64) -> tsdb_block::Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A block with more symbols and values per name than one sample covers: every symbol,
+    /// every value and every postings list is found through the samples.
+    #[test]
+    fn sampled_header_finds_every_symbol_value_and_postings_list() {
+        use prom_model::Labels;
+        use tsdb_block::writer::{BlockWriter, symbols_of};
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut series: Vec<Labels> = (0..300)
+            .map(|index| {
+                Labels::from_pairs([
+                    ("__name__", format!("metric_{}", index % 7)),
+                    ("instance", format!("host-{index:04}")),
+                    ("zone", format!("z{}", index % 3)),
+                ])
+            })
+            .collect();
+        series.sort();
+        let symbols: Vec<String> = symbols_of(series.iter()).into_iter().collect();
+        let mut writer = BlockWriter::create(dir.path(), symbols.clone()).unwrap();
+        for labels in &series {
+            writer
+                .add_series_samples(labels, &[(1000, 1.0), (2000, 2.0)])
+                .unwrap();
+        }
+        let (_, block) = writer.finish().unwrap();
+        let index = std::fs::read(block.join("index")).unwrap();
+        let size = index.len() as u64;
+        let toc =
+            decode_start(&index[..5], &index[index.len() - TOC_LEN as usize..], size).unwrap();
+        let [symbol_range, table_range] = section_ranges(&toc, size);
+        let slice = |range: Range<u64>| index[range.start as usize..range.end as usize].to_vec();
+        let path = dir.path().join("index-header");
+        HeaderBytes {
+            toc,
+            symbols: slice(symbol_range),
+            table: slice(table_range),
+        }
+        .write(&path)
+        .unwrap();
+        let header = IndexHeader::open(&path).unwrap();
+
+        for (ordinal, symbol) in symbols.iter().enumerate() {
+            assert_eq!(header.symbol(ordinal as u64), Some(symbol.as_str()));
+        }
+        assert_eq!(header.symbol(symbols.len() as u64), None);
+        assert_eq!(
+            header.label_names().collect::<Vec<_>>(),
+            ["__name__", "instance", "zone"]
+        );
+        let instances = header.values("instance");
+        assert_eq!(instances.len(), 300);
+        assert!(instances.windows(2).all(|pair| pair[0].0 < pair[1].0));
+        assert!(header.values("missing").is_empty() && !header.has_label_name("missing"));
+        for name in ["", "__name__", "instance", "zone"] {
+            for (value, offset) in header.values(name) {
+                let range = header.list_range(offset);
+                let refs = decode_postings(&slice(range), offset).unwrap();
+                let expected = series
+                    .iter()
+                    .filter(|labels| name.is_empty() || labels.get(name) == Some(value.as_str()))
+                    .count();
+                assert_eq!(refs.len(), expected, "{name}={value}");
+            }
+        }
+        assert!(header.size_bytes < symbols.iter().map(String::len).sum::<usize>());
+    }
 
     #[test]
     fn local_file_round_trips_and_refuses_damage() {
