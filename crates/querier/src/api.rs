@@ -24,8 +24,7 @@ use tokio::sync::Semaphore;
 use crate::downsample::{Aggregate, max_resolution_window, parse_source_resolution};
 use crate::error::{Error, Result};
 use crate::params::{
-    Form, MAX_TIME, MIN_TIME, format_rfc3339, parse_bool_param, parse_duration_param,
-    parse_time_param,
+    Form, MAX_TIME, MIN_TIME, parse_bool_param, parse_duration_param, parse_time_param,
 };
 use crate::proxy::{LabelOptions, Proxy, SeriesQuery};
 use crate::queryable::{SelectOptions, StoreQueryable};
@@ -493,7 +492,7 @@ impl Api {
             let item = format!(
                 "{{\"name\":{},\"lastCheck\":{},\"lastError\":{},\"labelSets\":[{}],\"minTime\":{},\"maxTime\":{}}}",
                 render::string(&status.name),
-                render::string(&format_rfc3339(status.last_check)),
+                render::string(&prom_model::time::format_rfc3339_millis(status.last_check)),
                 last_error,
                 label_sets.join(","),
                 status.min_time,

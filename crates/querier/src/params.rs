@@ -5,6 +5,7 @@
 //! (Rust's shortest round-trip `Display` produces the same digits) with `NaN`, `+Inf`, `-Inf`,
 //! and timestamps as seconds with up to three decimals.
 
+use prom_model::time::format_rfc3339_millis;
 use service_core::PromDuration;
 
 /// Form values from a query string and an optional urlencoded body; body values come first,
@@ -78,110 +79,7 @@ pub fn parse_time(value: &str) -> Option<i64> {
         "292277025-08-18T07:12:54.999999999Z" => return Some(MAX_TIME),
         _ => {}
     }
-    parse_rfc3339(value)
-}
-
-/// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` to ms.
-fn parse_rfc3339(value: &str) -> Option<i64> {
-    let bytes = value.as_bytes();
-    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || !matches!(bytes[10], b'T' | b't')
-    {
-        return None;
-    }
-    let number = |range: std::ops::Range<usize>| -> Option<i64> {
-        let text = value.get(range)?;
-        if !text.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        text.parse().ok()
-    };
-    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-    if bytes[13] != b':' || bytes[16] != b':' {
-        return None;
-    }
-    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut rest = &value[19..];
-    let mut millis = 0i64;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let padded = format!("{:0<3}", &fraction[..digits.min(3)]);
-        millis = padded.parse().ok()?;
-        rest = &fraction[digits..];
-    }
-    let offset_minutes = match rest {
-        "Z" | "z" => 0,
-        zone if zone.len() == 6 && zone.get(3..4) == Some(":") => {
-            let sign = match zone.get(..1) {
-                Some("+") => 1,
-                Some("-") => -1,
-                _ => return None,
-            };
-            let hours: i64 = zone.get(1..3)?.parse().ok()?;
-            let minutes: i64 = zone.get(4..6)?.parse().ok()?;
-            sign * (hours * 60 + minutes)
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-    Some(seconds * 1000 + millis)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12;
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The date of a day count since 1970-01-01: `(year, month, day)`.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// RFC 3339 with milliseconds in UTC, e.g. `2024-05-01T10:00:00.123Z` (Go trims zero
-/// fractions; we do too).
-pub fn format_rfc3339(ms: i64) -> String {
-    let seconds = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let (year, month, day) = civil_from_days(seconds.div_euclid(86_400));
-    let in_day = seconds.rem_euclid(86_400);
-    let (hour, minute, second) = (in_day / 3600, in_day % 3600 / 60, in_day % 60);
-    let fraction = if millis == 0 {
-        String::new()
-    } else {
-        format!(".{millis:03}").trim_end_matches('0').to_owned()
-    };
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}{fraction}Z")
+    prom_model::time::parse_rfc3339_millis(value)
 }
 
 /// A duration in ms from float seconds or a Prometheus duration.
@@ -282,13 +180,16 @@ mod tests {
     fn rfc3339_round_trips() {
         for ms in [0, 1_435_781_451_781, 951_782_400_000, -86_400_000] {
             assert_eq!(
-                parse_time(&format_rfc3339(ms)),
+                parse_time(&format_rfc3339_millis(ms)),
                 Some(ms),
                 "{}",
-                format_rfc3339(ms)
+                format_rfc3339_millis(ms)
             );
         }
-        assert_eq!(format_rfc3339(1_435_781_451_780), "2015-07-01T20:10:51.78Z");
+        assert_eq!(
+            format_rfc3339_millis(1_435_781_451_780),
+            "2015-07-01T20:10:51.78Z"
+        );
     }
 
     #[test]
