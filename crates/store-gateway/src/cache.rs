@@ -1,5 +1,17 @@
-//! The index cache: postings lists and series entries by block, kept in memory (an LRU bounded
-//! by bytes) or in a shared memcached / redis, configured with Thanos' index-cache YAML.
+//! The index cache: postings lists, expanded postings and series entries by block, kept in
+//! memory (an LRU bounded by bytes) or in a shared memcached / redis, configured with Thanos'
+//! index-cache YAML.
+//!
+//! Keys (`CacheKey`) and values (`codec`) are those of Thanos' store gateway, so one memcached
+//! or redis can serve Thanos and this gateway together: postings and expanded postings are
+//! stored `dss`-encoded (diff + uvarint + streamed snappy), series as the index entry's body;
+//! on reading, Thanos' older `dvs` and unencoded postings are accepted too, and a value that
+//! decodes as none of them is a miss. Memcached keys go to servers as Thanos' client sends
+//! them (natural sort of the addresses, xxhash64, jump hash). Known differences: Thanos'
+//! in-memory cache leaves `:dss` out of its keys (not shared, so it does not matter); matcher
+//! values with non-ASCII characters that Go's `strconv.Quote` escapes are quoted by an
+//! approximation of Go's printable-character test, so such expanded postings keys may differ;
+//! entries get the configured `ttl`, not a TTL derived from the block.
 
 mod codec;
 pub mod config;
