@@ -28,7 +28,7 @@ impl FromStr for TimeBound {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if let Some(millis) = tsdb_block::meta::parse_rfc3339_millis(text) {
+        if let Some(millis) = prom_model::time::parse_rfc3339_millis(text) {
             return Ok(Self::Absolute(millis));
         }
         let (negative, duration) = match text.strip_prefix('-') {
