@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
 .PHONY: run test test-deps build lint bench fuzz fmt clean
 
-## run: build the release binaries and start the local stack on a filesystem bucket
+## run: build the binaries (cargo profile `local`: optimised, quick to build) and start the local stack on a filesystem bucket
 run:
 	@scripts/run-local.sh
 
