@@ -85,7 +85,7 @@ fn time_range_and_consistency_delay_filter_blocks() {
     }
     let objstore = fs_objstore(bucket.path());
     // Only blocks ending after START+4h.
-    let min_time = tsdb_block::meta::format_rfc3339_millis((START + 4 * 3600) * 1000);
+    let min_time = prom_model::time::format_rfc3339_millis((START + 4 * 3600) * 1000);
     let gateway = Gateway::start(&objstore, &[&format!("--min-time={min_time}")]).unwrap();
     let served = served_blocks(&gateway);
     assert!(
