@@ -14,6 +14,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
 
+use prom_model::time::{format_rfc3339_millis, parse_rfc3339_millis};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use ulid::Ulid;
@@ -23,7 +24,6 @@ use crate::error::{Error, Result};
 pub use marks::{
     DeletionMark, Mark, NoCompactMark, NoDownsampleMark, no_compact_reason, no_downsample_reason,
 };
-pub use prom_model::time::{format_rfc3339_millis, parse_rfc3339_millis};
 
 /// File name of the block meta.
 pub const META_FILENAME: &str = "meta.json";
