@@ -5,7 +5,6 @@
 //! (Rust's shortest round-trip `Display` produces the same digits) with `NaN`, `+Inf`, `-Inf`,
 //! and timestamps as seconds with up to three decimals.
 
-use prom_model::time::format_rfc3339_millis;
 use service_core::PromDuration;
 
 /// Form values from a query string and an optional urlencoded body; body values come first,
@@ -149,6 +148,8 @@ pub fn format_timestamp(ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use prom_model::time::format_rfc3339_millis;
+
     use super::*;
 
     #[test]
