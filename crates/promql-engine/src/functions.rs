@@ -499,12 +499,12 @@ pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 
 fn date_function(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], ts: i64) -> Result<StepValue> {
     let compute = |seconds: f64| -> f64 {
-        let civil = crate::date::Civil::from_unix(seconds as i64);
+        let civil = prom_model::time::DateTime::from_unix_seconds(seconds as i64);
         match name {
             "days_in_month" => f64::from(civil.days_in_month()),
             "day_of_month" => f64::from(civil.day),
-            "day_of_week" => f64::from(civil.weekday),
-            "day_of_year" => f64::from(civil.day_of_year),
+            "day_of_week" => f64::from(civil.weekday()),
+            "day_of_year" => f64::from(civil.day_of_year()),
             "hour" => f64::from(civil.hour),
             "minute" => f64::from(civil.minute),
             "month" => f64::from(civil.month),

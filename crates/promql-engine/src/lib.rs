@@ -73,7 +73,6 @@
 mod aggregate;
 mod annotations;
 mod binary;
-mod date;
 pub mod engine;
 mod error;
 mod eval;
