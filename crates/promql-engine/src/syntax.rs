@@ -1471,6 +1471,18 @@ impl<'a> Parser<'a> {
                         self.advance();
                         return Ok(args);
                     }
+                    if self
+                        .peek_kind()
+                        .is_some_and(|kind| !starts_expression(kind))
+                    {
+                        // Prometheus' grammar closes the argument list at the comma before it
+                        // looks at what follows, so the comma is what it reports.
+                        self.errors.push(SyntaxError::new(
+                            comma,
+                            "trailing commas not allowed in function call args",
+                        ));
+                        return Err(self.unexpected(None, None));
+                    }
                 }
                 Some(Kind::RParen) => {
                     self.advance();
@@ -1910,6 +1922,23 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// Whether an expression can begin with a token of this kind.
+fn starts_expression(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Number
+            | Kind::Str
+            | Kind::LParen
+            | Kind::LBrace
+            | Kind::Ident
+            | Kind::MetricIdent
+            | Kind::Aggr
+            | Kind::Preprocessor
+            | Kind::Op(Op::Add | Op::Sub | Op::And | Op::Or | Op::Unless)
+            | Kind::Keyword(Kw::By | Kw::Without | Kw::Offset)
+    )
+}
+
 fn op_name(op: Op) -> &'static str {
     match op {
         Op::And => "and",
@@ -1989,8 +2018,13 @@ fn parse_go_number(text: &str) -> Option<f64> {
     if let Some(hex) = lower.strip_prefix("0x") {
         return i64::from_str_radix(hex, 16).ok().map(|v| v as f64);
     }
-    if lower.len() > 1 && lower.starts_with('0') && lower.bytes().all(|b| b.is_ascii_digit()) {
-        return i64::from_str_radix(&lower[1..], 8).ok().map(|v| v as f64);
+    if lower.len() > 1
+        && lower.starts_with('0')
+        && lower.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(octal) = i64::from_str_radix(&lower[1..], 8)
+    {
+        // Go reads a leading 0 as octal; when that fails it falls back to a float ("09" is 9).
+        return Some(octal as f64);
     }
     match lower.as_str() {
         "inf" | "+inf" => return Some(f64::INFINITY),
