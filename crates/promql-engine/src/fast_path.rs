@@ -328,6 +328,9 @@ fn compute(
                     if points.is_empty() {
                         None
                     } else {
+                        // Prometheus notes a possible non-counter for any series with samples
+                        // in the window, even when the function has too few to return a value.
+                        produced = true;
                         step_samples[step] += points.len();
                         let matrix = RangeVector {
                             series: Vec::new(),

@@ -112,6 +112,11 @@ pub(crate) fn eval(
             ev.annotations
                 .warn(annotations::start_time_overlap(metric), Some(&anchor));
         }
+        // Prometheus notes a possible non-counter for any series with samples in the window,
+        // even when there are too few for a rate.
+        if from_selector && (name == "rate" || name == "increase") && !series.points.is_empty() {
+            note_possible_non_counter(ev, series.labels.metric_name(), arg);
+        }
         let Some(value) = compute(
             name,
             &series.points,
@@ -122,9 +127,6 @@ pub(crate) fn eval(
         ) else {
             continue;
         };
-        if from_selector && (name == "rate" || name == "increase") {
-            note_possible_non_counter(ev, series.labels.metric_name(), arg);
-        }
         out.push(Element {
             labels: series.labels.clone(),
             t: ts,

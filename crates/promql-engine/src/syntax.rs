@@ -1320,17 +1320,17 @@ impl<'a> Parser<'a> {
     }
 
     fn check_duration(&mut self, token: Option<Token>) {
-        if let Some(token) = token
-            && token
-                .text
-                .bytes()
-                .filter(u8::is_ascii_digit)
-                .all(|d| d == b'0')
-        {
-            self.errors.push(SyntaxError::new(
+        let Some(token) = token else { return };
+        match duration_ms(&token.text) {
+            None => self.errors.push(SyntaxError::new(
+                token.pos,
+                format!("not a valid duration string: {}", go_quote(&token.text)),
+            )),
+            Some(0) => self.errors.push(SyntaxError::new(
                 token.pos,
                 "duration must be greater than 0",
-            ));
+            )),
+            Some(_) => {}
         }
     }
 
@@ -2001,6 +2001,48 @@ fn check_regex(pattern: &str) -> Result<(), String> {
     ))
 }
 
+/// Milliseconds of a Prometheus duration (`1h30m`: units y w d h m s ms, each at most once,
+/// largest first), or `None` if it is not one.
+fn duration_ms(text: &str) -> Option<u128> {
+    const UNITS: [(&str, u128); 7] = [
+        ("y", 365 * 24 * 3_600_000),
+        ("w", 7 * 24 * 3_600_000),
+        ("d", 24 * 3_600_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ];
+    if text == "0" {
+        return Some(0);
+    }
+    if text.is_empty() {
+        return None;
+    }
+    let mut rest = text;
+    let mut next_unit = 0;
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let value: u128 = rest.get(..digits)?.parse().ok()?;
+        rest = rest.get(digits..)?;
+        // "ms" wins over "m" followed by "s".
+        let (index, unit) = UNITS
+            .iter()
+            .enumerate()
+            .skip(next_unit)
+            .filter(|(_, (name, _))| rest.starts_with(name))
+            .max_by_key(|(_, (name, _))| name.len())?;
+        total = total.checked_add(value.checked_mul(unit.1)?)?;
+        rest = rest.get(unit.0.len()..)?;
+        next_unit = index + 1;
+    }
+    Some(total)
+}
+
 /// Go's `%f` of a float.
 fn go_float(value: f64) -> String {
     if value.is_nan() {
@@ -2084,6 +2126,20 @@ mod tests {
             "1:6: parse error: expected type range vector in call to function \"rate\", got instant vector"
         );
         assert_eq!(message("rate(foo[5m])"), "");
+    }
+
+    #[test]
+    fn durations_follow_prometheus_syntax() {
+        assert_eq!(duration_ms("1h30m"), Some(5_400_000));
+        assert_eq!(duration_ms("1ms"), Some(1));
+        assert_eq!(duration_ms("1m1s"), Some(61_000));
+        assert_eq!(duration_ms("1m1h"), None);
+        assert_eq!(duration_ms("m"), None);
+        assert_eq!(duration_ms("0s"), Some(0));
+        assert_eq!(
+            message("foo[1m1h]"),
+            "1:5: parse error: not a valid duration string: \"1m1h\""
+        );
     }
 
     #[test]
