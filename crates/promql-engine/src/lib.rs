@@ -50,6 +50,7 @@
 //! - `fast_path`: series-major evaluation of aggregations over selectors and range functions
 //!   in range queries.
 //! - `parse`: glue to `promql-parser` (durations, `@`, offsets, matchers).
+//! - `syntax`: Prometheus-worded parse errors, Go string unquoting.
 //! - `annotations`, `format`, `hash`: annotation texts, Go-compatible number formatting,
 //!   Prometheus' label hash (for `limit_ratio`).
 //! - [`storage`]: [`Queryable`], [`SelectHints`], [`MemoryStorage`].
@@ -62,6 +63,38 @@
 //! without Kahan compensation before 2.54, and had no `limitk`/`limit_ratio`, `fill` modifiers,
 //! `first_over_time`, `ts_of_*_over_time`, `mad_over_time` or `start()`/`end()` functions. Results
 //! on window boundaries therefore differ from a 2.x server; this crate follows 3.x only.
+//!
+//! # Error messages
+//!
+//! Parse errors read as Prometheus 3 words them, `<line>:<col>: parse error: <message>` (the
+//! HTTP layer adds `invalid parameter "query": `), with `errorType` `bad_data`. `promql-parser`
+//! decides whether a query parses; when it does not, the `syntax` module re-reads the query
+//! with its own lexer and checker, modelled on Prometheus' lexer errors, the grammar's error
+//! rules ("unexpected X in aggregation", `... in grouping opts, expected "("`, ...), the checks
+//! made while building nodes and the type checks made afterwards, and reports the first problem
+//! at Prometheus' position. `tests/differential.rs` compares `errorType` and message with
+//! Prometheus 2.42 on 80 listed invalid queries (lexer, grammar, node, type and execution
+//! errors: 80 equal) and on 300 seeded mutations of valid queries (201 still fail after
+//! leaving out 2.42-specific wordings: 201 equal).
+//!
+//! Known differences:
+//!
+//! - Prometheus 2.42 versus 3 (the engine follows 3): matcher regexes are anchored as
+//!   `^(?s:...)$` in regex errors (2.42: `^(?:...)$`); a letter inside brackets is "unexpected
+//!   character: 'x', expected ':'" (2.42 lexes it as a colon: "unexpected colon 'x'"); the `@`
+//!   item is named `<op:@>` (2.42: `"<Item 57385>" <op:@>`); the two series named in "found
+//!   duplicate series" are sorted; and 3 accepts what 2.42 rejects: bare numbers as durations
+//!   (`x[5]`, `offset 1`), quoted label names (`{"x"}`, `by ("a")`) and any UTF-8 label name in
+//!   `label_replace`, `label_join` and `count_values`.
+//! - Not reproduced: Go `regexp` messages other than unbalanced parentheses (others read
+//!   `error parsing regexp: invalid regular expression: ...`); errors for queries `promql-parser`
+//!   accepts but Prometheus rejects (numbers beyond the float range such as `1e999`, `@`
+//!   timestamps beyond the int64 range); and queries using syntax the parser cannot read (the
+//!   `anchored`/`smoothed` modifiers, duration arithmetic), which report `promql-parser`'s own
+//!   message without a position.
+//! - String literals are read as Go reads them, as bytes: a label name given as a literal
+//!   that is not UTF-8 (`label_replace(x, "\xff", ...)`) fails with Prometheus' `execution`
+//!   error, raised when the query is parsed rather than when the call is evaluated.
 //!
 //! # Not supported yet
 //!
