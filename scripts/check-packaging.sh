@@ -10,9 +10,15 @@
 #   4. Every flag the rendered workloads pass to a thanos-rs binary is accepted by that binary
 #      (BIN_DIR/<binary>: listed in its --help, and `<binary> <args...> --help` exits 0), and the
 #      sidecar accepts the Prometheus Operator's command line
-#      (charts/thanos-rs/examples/prometheus-operator-sidecar-args.txt).
-#   5. Each check is shown to fail on a broken input (schema type error, missing bucket config,
-#      unknown flag, invalid manifest), so a check that silently passes everything is caught.
+#      (charts/thanos-rs/examples/prometheus-operator-sidecar-args.txt). Each querier --endpoint
+#      naming a Service of the same release matches it: `dnssrv+_<port>._tcp.<svc>...` needs a
+#      headless Service with a port named <port>, `dns+<svc>...:<port>` one publishing <port>.
+#   5. The querier, run with the rendered args of each umbrella value set (listen ports swapped
+#      for free ones, still in the `:port` form), answers /-/healthy and looks up each of its
+#      dns+/dnssrv+/dnssrvnoa+ endpoints.
+#   6. Each check is shown to fail on a broken input (schema type error, missing bucket config,
+#      unknown flag, bad flag value, SRV port name missing, SRV name of a ClusterIP Service,
+#      querier that exits at start, invalid manifest), so a check that silently passes everything is caught.
 #
 # Usage: scripts/check-packaging.sh [BIN_DIR]   (default: $THANOS_RS_BIN_DIR or target/debug;
 #        build first: cargo build -p sidecar -p store-gateway -p querier)
@@ -39,7 +45,8 @@ kv_python=$(head -1 "$(readlink -f "$(command -v kubernetes-validate)")" | sed -
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cat >"$work/flags.py" <<'PY'
-"""Checks that every flag a rendered chart passes to a thanos-rs binary is one that binary accepts.
+"""Checks that every flag a rendered chart passes to a thanos-rs binary is one that binary accepts,
+and that each --endpoint naming a Service of the same manifest matches that Service.
 
 Usage: check-packaging-flags.py BIN_DIR RENDERED.yaml [--args-file ARGS.txt --binary NAME]
 
@@ -111,10 +118,64 @@ def binary_of(image: str) -> str | None:
     return None
 
 
+SRV_ENDPOINT = re.compile(r"^dnssrv(?:noa)?\+_([^.]+)\._tcp\.([^.]+)\.([^.]+)\.svc\.(.+)$")
+DNS_ENDPOINT = re.compile(r"^dns\+([^.:]+)\.([^.:]+)\.svc\.[^:]+:(\d+)$")
+
+
+def rendered_services(docs: list) -> dict[tuple[str, str], dict]:
+    return {
+        (d["metadata"]["name"], str(d["metadata"].get("namespace", "default"))): d.get("spec") or {}
+        for d in docs
+        if isinstance(d, dict) and d.get("kind") == "Service"
+    }
+
+
+def check_endpoints(name: str, args: list[str], services: dict) -> int:
+    """An endpoint naming a Service of the same release must match it: `dnssrv+_<port>._tcp.<svc>`
+    needs a headless Service with a port named <port> (else there is no SRV name, or only one
+    target), `dns+<svc>...:<port>` a headless Service publishing that port. Services not rendered
+    here (e.g. kube-prometheus-stack's) are only listed."""
+    failures = 0
+    for arg in args:
+        if not arg.startswith("--endpoint="):
+            continue
+        endpoint = arg.split("=", 1)[1]
+        if m := SRV_ENDPOINT.match(endpoint):
+            port_name, svc, namespace = m.group(1), m.group(2), m.group(3)
+            spec = services.get((svc, namespace))
+            if spec is None:
+                print(f"ok   {name}: {endpoint}: Service {namespace}/{svc} is not in this release")
+                continue
+            port_names = [p.get("name") for p in spec.get("ports") or []]
+            if port_name not in port_names:
+                print(f"FAIL {name}: {endpoint}: Service {namespace}/{svc} has no port named {port_name} ({port_names})")
+                failures += 1
+            elif spec.get("clusterIP") != "None":
+                print(f"FAIL {name}: {endpoint}: Service {namespace}/{svc} is not headless (one SRV target, not one per pod)")
+                failures += 1
+            else:
+                print(f"ok   {name}: {endpoint}: headless Service {namespace}/{svc} has port {port_name}")
+        elif m := DNS_ENDPOINT.match(endpoint):
+            svc, namespace, port = m.group(1), m.group(2), int(m.group(3))
+            spec = services.get((svc, namespace))
+            if spec is None:
+                print(f"ok   {name}: {endpoint}: Service {namespace}/{svc} is not in this release")
+                continue
+            ports = [p.get("port") for p in spec.get("ports") or []]
+            if port not in ports or spec.get("clusterIP") != "None":
+                print(f"FAIL {name}: {endpoint}: Service {namespace}/{svc} is not headless with port {port} ({ports})")
+                failures += 1
+            else:
+                print(f"ok   {name}: {endpoint}: headless Service {namespace}/{svc} has port {port}")
+    return failures
+
+
 def check_rendered(bin_dir: Path, rendered: Path) -> int:
     failures = 0
     checked = 0
-    for doc in yaml.safe_load_all(rendered.read_text()):
+    docs = list(yaml.safe_load_all(rendered.read_text()))
+    services = rendered_services(docs)
+    for doc in docs:
         if not isinstance(doc, dict) or doc.get("kind") not in WORKLOADS:
             continue
         name = f"{doc['kind']}/{doc['metadata']['name']}"
@@ -139,6 +200,7 @@ def check_rendered(bin_dir: Path, rendered: Path) -> int:
             if error:
                 print(f"FAIL {name}: `{component} <args> --help` refused the rendered args: {error}")
                 failures += 1
+            failures += check_endpoints(name, args, services)
             checked += 1
             print(f"ok   {name}: {component} accepts {len(flag_names(args))} flags: {' '.join(args)}")
     if checked == 0:
@@ -181,6 +243,100 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv))
+PY
+cat >"$work/start.py" <<'PY'
+"""Starts the querier with the args a chart rendered and checks that it serves and resolves them.
+
+Usage: check-packaging-start.py BIN_DIR RENDERED.yaml
+
+The querier Deployment's args are run as they are, except that the ports of --grpc-address and
+--http-address (kept in their `:port` form) are swapped for free ones. The querier must answer
+/-/healthy on the HTTP port within 30 s and count a DNS lookup for each dns+/dnssrv+/dnssrvnoa+
+endpoint (thanos_query_endpoints_dns_lookups_total; the cluster names do not resolve here, a
+failed lookup is logged and kept, not fatal) without exiting.
+"""
+
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, response.read().decode()
+    except Exception as error:  # connection refused while starting
+        return 0, str(error)
+
+
+def main(bin_dir: Path, rendered: Path) -> int:
+    args = None
+    for doc in yaml.safe_load_all(rendered.read_text()):
+        if isinstance(doc, dict) and doc.get("kind") == "Deployment":
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                if str(container.get("image", "")).split("@")[0].rsplit(":", 1)[0].endswith("thanos-rs/querier"):
+                    args = [str(a) for a in container.get("args") or []]
+    if args is None:
+        print(f"FAIL {rendered}: no querier Deployment")
+        return 1
+    http, grpc = free_port(), free_port()
+    swapped = []
+    for arg in args:
+        for flag, port in (("--http-address=", http), ("--grpc-address=", grpc)):
+            if arg.startswith(flag):
+                if not re.fullmatch(re.escape(flag) + r":\d+", arg):
+                    print(f"FAIL {arg}: not in the :port form")
+                    return 1
+                arg = f"{flag}:{port}"
+        swapped.append(arg)
+    dns_endpoints = [a for a in args if re.match(r"--endpoint=(dns|dnssrv|dnssrvnoa)\+", a)]
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen([bin_dir / "querier", *swapped], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        lookups = 0
+        while time.monotonic() < deadline and process.poll() is None:
+            status, _ = get(f"http://127.0.0.1:{http}/-/healthy")
+            if status == 200:
+                _, metrics = get(f"http://127.0.0.1:{http}/metrics")
+                m = re.search(r"^thanos_query_endpoints_dns_lookups_total (\d+)", metrics, re.M)
+                lookups = int(m.group(1)) if m else 0
+                if lookups >= len(dns_endpoints):
+                    break
+            time.sleep(0.3)
+        exited = process.poll()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    log.seek(0)
+    output = log.read().decode(errors="replace")
+    if exited is not None or status != 200 or lookups < len(dns_endpoints):
+        print(f"FAIL querier {' '.join(swapped)}: exited {exited}, /-/healthy {status}, "
+              f"{lookups} DNS lookups for {len(dns_endpoints)} DNS endpoints\n{output}")
+        return 1
+    print(f"ok   querier started with the rendered args (ports :{grpc}, :{http}): /-/healthy 200, "
+          f"{lookups} DNS lookups for {' '.join(dns_endpoints)}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))
 PY
 flags() { "$kv_python" "$work/flags.py" "$@"; }
 # Runs "$@" expecting a failure whose output contains $expect.
@@ -247,10 +403,14 @@ for values in "${value_sets[@]}"; do
   kubernetes-validate --strict --quiet -k "$k8s_version" "$work/$name.yaml"
   flags "$bin_dir" "$work/$name.yaml"
 done
+for name in default full query-only; do
+  step "value set $name: querier started with its rendered args"
+  "$kv_python" "$work/start.py" "$bin_dir" "$work/$name.yaml"
+done
 step "sidecar with the Prometheus Operator's args"
 flags "$bin_dir" --args-file "$umbrella/examples/prometheus-operator-sidecar-args.txt" sidecar
 
-# 5. Each check fails on a broken input.
+# 6. Each check fails on a broken input.
 default_values="$umbrella/ci/default-values.yaml"
 expect_failure "schema (helm lint)" "replicaCount: Invalid type" \
   helm lint --strict "$umbrella" -f "$default_values" --set query.replicaCount=abc
@@ -262,6 +422,14 @@ helm template thanos-rs "$umbrella" -f "$default_values" --set 'query.extraFlags
 expect_failure "unknown flag (flag check)" "querier --help has no --no-such-flag" flags "$bin_dir" "$work/bad-flag.yaml"
 helm template thanos-rs "$umbrella" -f "$default_values" --set 'storegateway.extraFlags[0]=--sync-block-duration=soon' >"$work/bad-value.yaml"
 expect_failure "bad flag value (flag check)" "refused the rendered args" flags "$bin_dir" "$work/bad-value.yaml"
+helm template thanos-rs "$umbrella" --namespace observability -f "$default_values" \
+  --set 'query.stores[0]=dnssrv+_grpcx._tcp.thanos-rs-storegateway-headless.observability.svc.cluster.local' >"$work/bad-srv.yaml"
+expect_failure "SRV name without a port of that name (endpoint check)" "has no port named grpcx" flags "$bin_dir" "$work/bad-srv.yaml"
+helm template thanos-rs "$umbrella" --namespace observability -f "$default_values" \
+  --set 'query.stores[0]=dnssrv+_grpc._tcp.thanos-rs-storegateway.observability.svc.cluster.local' >"$work/not-headless.yaml"
+expect_failure "SRV name of a ClusterIP Service (endpoint check)" "is not headless" flags "$bin_dir" "$work/not-headless.yaml"
+helm template thanos-rs "$umbrella" -f "$default_values" --set 'query.extraFlags[0]=--http.config=/nonexistent' >"$work/no-start.yaml"
+expect_failure "querier that exits (start check)" "exited 1" "$kv_python" "$work/start.py" "$bin_dir" "$work/no-start.yaml"
 sed 's/^  replicas: 1$/  replicas: "one"/' "$work/default.yaml" >"$work/bad-manifest.yaml"
 cmp -s "$work/default.yaml" "$work/bad-manifest.yaml" && fail "could not break the default manifest for the negative check"
 expect_failure "invalid manifest (kubernetes-validate)" "replicas" \

@@ -1,6 +1,8 @@
 //! The packaging checks (`scripts/check-packaging.sh`): the Dockerfile passes hadolint, the Helm
 //! charts lint, render and validate against the Kubernetes schemas with every value set, and each
-//! flag the charts render for a component is accepted by that component's binary built here.
+//! flag the charts render for a component is accepted by that component's binary built here, each
+//! `dnssrv+` endpoint names a headless Service port of the release, and the querier starts with
+//! the rendered args.
 //! helm, kubernetes-validate and hadolint come from `scripts/install-test-deps.sh`; a missing one
 //! fails the test.
 
@@ -53,6 +55,28 @@ fn charts_and_dockerfile_pass_the_packaging_checks() {
         stdout.contains("prometheus-operator-sidecar-args.txt: sidecar accepts 14 args"),
         "{report}"
     );
+    // The querier finds the store gateway through the SRV name of its headless Service's grpc
+    // port, and the charts render Go's `:port` listen addresses.
+    let srv = "--endpoint=dnssrv+_grpc._tcp.thanos-rs-storegateway-headless.observability.svc.cluster.local";
+    assert!(stdout.contains(srv), "{report}");
+    assert!(
+        stdout.contains(
+            ": headless Service observability/thanos-rs-storegateway-headless has port grpc"
+        ),
+        "{report}"
+    );
+    assert!(
+        stdout.contains("--grpc-address=:10901 --http-address=:10902"),
+        "{report}"
+    );
+    // The querier started with the rendered args of each value set and looked its DNS names up.
+    assert_eq!(
+        stdout
+            .matches("ok   querier started with the rendered args")
+            .count(),
+        3,
+        "{report}"
+    );
     // The negative checks ran and each refused its broken input.
-    assert_eq!(stdout.matches(": refused (").count(), 6, "{report}");
+    assert_eq!(stdout.matches(": refused (").count(), 9, "{report}");
 }
