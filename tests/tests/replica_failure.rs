@@ -89,6 +89,67 @@ fn replicas_fresh(cluster: &Cluster, now: i64, window: &str) -> String {
         .join("; ")
 }
 
+/// Checks the window between the kill and the end of the query range: the de-duplicated answer
+/// is replica b's samples, exactly, one per scrape (none doubled, none missing) up to the end.
+/// The range ends one interval in the past, so both queries see the same committed scrapes.
+/// With `both_replicas`, replica a must hold samples in the window too (so the check would see
+/// doubled samples if the answer were not de-duplicated).
+fn check_survivor_window(cluster: &Cluster, killed_at: i64, when: &str, both_replicas: bool) {
+    let end = now_millis() - SCRAPE_INTERVAL_MS;
+    let range = format!(
+        "{}[{}ms]",
+        cluster.history().up_selector(),
+        end - killed_at + SCRAPE_INTERVAL_MS
+    );
+    let deduplicated = cluster.query(&range, end, "").unwrap();
+    assert!(deduplicated.is_success(), "{when}: {:?}", deduplicated.json);
+    assert_eq!(
+        deduplicated.result().len(),
+        1,
+        "{when}: {:?}",
+        deduplicated.json
+    );
+    let answered = check_window(&points(&deduplicated.result()[0]), killed_at, end, CADENCE)
+        .unwrap_or_else(|error| panic!("{when}: {error}"));
+    let raw = cluster.query(&range, end, "&dedup=false").unwrap();
+    assert!(raw.is_success(), "{when}: {:?}", raw.json);
+    let survivor: Vec<(i64, f64)> = raw
+        .result()
+        .iter()
+        .filter(|series| series["metric"]["replica"] == "b")
+        .flat_map(points)
+        .filter(|(t, _)| *t > killed_at && *t <= end)
+        .collect();
+    assert_eq!(
+        answered, survivor,
+        "{when}: the answer vs replica b's samples"
+    );
+    let replica_a_samples = raw
+        .result()
+        .iter()
+        .filter(|series| series["metric"]["replica"] == "a")
+        .flat_map(points)
+        .filter(|(t, _)| *t > killed_at && *t <= end)
+        .count();
+    assert_eq!(
+        replica_a_samples > 0,
+        both_replicas,
+        "{when}: replica a's samples since the kill: {:?}",
+        raw.json
+    );
+    let gaps: Vec<i64> = answered
+        .windows(2)
+        .map(|pair| pair[1].0 - pair[0].0)
+        .collect();
+    eprintln!(
+        "{when}: {} samples in the {} ms since the kill, gaps {}..{} ms",
+        answered.len(),
+        end - killed_at,
+        gaps.iter().min().unwrap_or(&0),
+        gaps.iter().max().unwrap_or(&0)
+    );
+}
+
 #[test]
 fn killing_one_prometheus_replica_loses_no_data() {
     let started = Instant::now();
@@ -114,42 +175,8 @@ fn killing_one_prometheus_replica_loses_no_data() {
         after.first(),
         after.last()
     );
-    // The window between the kill and the end of the query range, served by replica b alone:
-    // one sample per scrape, none doubled, none missing, up to the end. The range ends one
-    // interval in the past, so both queries below see the same committed scrapes.
-    let end = now_millis() - SCRAPE_INTERVAL_MS;
-    let range = format!(
-        "{}[{}ms]",
-        cluster.history().up_selector(),
-        end - killed_at + SCRAPE_INTERVAL_MS
-    );
-    let deduplicated = cluster.query(&range, end, "").unwrap();
-    assert!(deduplicated.is_success(), "{:?}", deduplicated.json);
-    assert_eq!(deduplicated.result().len(), 1, "{:?}", deduplicated.json);
-    let answered = check_window(&points(&deduplicated.result()[0]), killed_at, end, CADENCE)
-        .unwrap_or_else(|error| panic!("after the kill: {error}"));
-    // Exactly replica b's samples: the survivor's data is what the answer holds.
-    let raw = cluster.query(&range, end, "&dedup=false").unwrap();
-    assert!(raw.is_success(), "{:?}", raw.json);
-    let survivor: Vec<(i64, f64)> = raw
-        .result()
-        .iter()
-        .filter(|series| series["metric"]["replica"] == "b")
-        .flat_map(points)
-        .filter(|(t, _)| *t > killed_at && *t <= end)
-        .collect();
-    assert_eq!(answered, survivor, "answer vs replica b after the kill");
-    let gaps: Vec<i64> = answered
-        .windows(2)
-        .map(|pair| pair[1].0 - pair[0].0)
-        .collect();
-    eprintln!(
-        "after the kill: {} samples in {} ms, gaps {}..{} ms",
-        answered.len(),
-        end - killed_at,
-        gaps.iter().min().unwrap_or(&0),
-        gaps.iter().max().unwrap_or(&0)
-    );
+    // The window between the kill and the end of the query range, served by replica b alone.
+    check_survivor_window(&cluster, killed_at, "before replica a restarts", false);
 
     // Replica a comes back on its folder; both replicas answer again.
     cluster.restart(Component::PrometheusA).unwrap();
@@ -173,6 +200,11 @@ fn killing_one_prometheus_replica_loses_no_data() {
     )
     .unwrap();
     check_complete(&cluster, now_millis());
+    // With replica a back (its new scrapes and, from its WAL, the ones before the kill), the
+    // window since the kill still answers replica b's samples exactly once each: without
+    // de-duplication the replicas' scrapes would show as doubled samples or a second series.
+    std::thread::sleep(Duration::from_millis(2 * SCRAPE_INTERVAL_MS as u64));
+    check_survivor_window(&cluster, killed_at, "after replica a restarted", true);
     eprintln!(
         "killing_one_prometheus_replica_loses_no_data: {:?}",
         started.elapsed()
