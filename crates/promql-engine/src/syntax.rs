@@ -2129,6 +2129,23 @@ mod tests {
     }
 
     #[test]
+    fn every_prefix_and_suffix_is_checked_without_panicking() {
+        let queries = [
+            r#"sum by (job, "ä") (rate(x{a=~"ü(", b!="\u00ff\x41\101"}[5m:1m] offset -1h @ start()))"#,
+            "label_join(`é`, 'a\\'', \"z\", \"€\") # comment ✓\n + 0x1F ^ -1e3 atan2 .5 and on(x) group_left y",
+            "topk(1, {__name__=\"é\"}) > bool 2 unless ignoring(a) quantile(0.5, b)",
+        ];
+        for query in queries {
+            for (index, _) in query.char_indices() {
+                let _ = check(&query[..index]);
+                let _ = check(&query[index..]);
+                let _ = invalid_utf8_strings(&query[..index]);
+            }
+        }
+        assert_eq!(check(queries[2]), None);
+    }
+
+    #[test]
     fn durations_follow_prometheus_syntax() {
         assert_eq!(duration_ms("1h30m"), Some(5_400_000));
         assert_eq!(duration_ms("1ms"), Some(1));
