@@ -93,15 +93,22 @@ fn replicas_fresh(cluster: &Cluster, now: i64, window: &str) -> String {
 /// is replica b's samples, exactly, one per scrape (none doubled, none missing) up to the end.
 /// The range ends one interval in the past, so both queries see the same committed scrapes.
 /// With `both_replicas`, replica a must hold samples in the window too (so the check would see
-/// doubled samples if the answer were not de-duplicated).
-fn check_survivor_window(cluster: &Cluster, killed_at: i64, when: &str, both_replicas: bool) {
+/// doubled samples if the answer were not de-duplicated). Returns a summary of the window.
+fn check_survivor_window(
+    cluster: &Cluster,
+    killed_at: i64,
+    when: &str,
+    both_replicas: bool,
+) -> String {
     let end = now_millis() - SCRAPE_INTERVAL_MS;
     let range = format!(
         "{}[{}ms]",
         cluster.history().up_selector(),
         end - killed_at + SCRAPE_INTERVAL_MS
     );
-    let deduplicated = cluster.query(&range, end, "").unwrap();
+    let deduplicated = cluster
+        .query(&range, end, "")
+        .expect("query since the kill");
     assert!(deduplicated.is_success(), "{when}: {:?}", deduplicated.json);
     assert_eq!(
         deduplicated.result().len(),
@@ -111,7 +118,9 @@ fn check_survivor_window(cluster: &Cluster, killed_at: i64, when: &str, both_rep
     );
     let answered = check_window(&points(&deduplicated.result()[0]), killed_at, end, CADENCE)
         .unwrap_or_else(|error| panic!("{when}: {error}"));
-    let raw = cluster.query(&range, end, "&dedup=false").unwrap();
+    let raw = cluster
+        .query(&range, end, "&dedup=false")
+        .expect("query since the kill, dedup=false");
     assert!(raw.is_success(), "{when}: {:?}", raw.json);
     let survivor: Vec<(i64, f64)> = raw
         .result()
@@ -141,13 +150,13 @@ fn check_survivor_window(cluster: &Cluster, killed_at: i64, when: &str, both_rep
         .windows(2)
         .map(|pair| pair[1].0 - pair[0].0)
         .collect();
-    eprintln!(
+    format!(
         "{when}: {} samples in the {} ms since the kill, gaps {}..{} ms",
         answered.len(),
         end - killed_at,
         gaps.iter().min().unwrap_or(&0),
         gaps.iter().max().unwrap_or(&0)
-    );
+    )
 }
 
 #[test]
@@ -176,7 +185,8 @@ fn killing_one_prometheus_replica_loses_no_data() {
         after.last()
     );
     // The window between the kill and the end of the query range, served by replica b alone.
-    check_survivor_window(&cluster, killed_at, "before replica a restarts", false);
+    let summary = check_survivor_window(&cluster, killed_at, "before replica a restarts", false);
+    eprintln!("{summary}");
 
     // Replica a comes back on its folder; both replicas answer again.
     cluster.restart(Component::PrometheusA).unwrap();
@@ -204,7 +214,8 @@ fn killing_one_prometheus_replica_loses_no_data() {
     // window since the kill still answers replica b's samples exactly once each: without
     // de-duplication the replicas' scrapes would show as doubled samples or a second series.
     std::thread::sleep(Duration::from_millis(2 * SCRAPE_INTERVAL_MS as u64));
-    check_survivor_window(&cluster, killed_at, "after replica a restarted", true);
+    let summary = check_survivor_window(&cluster, killed_at, "after replica a restarted", true);
+    eprintln!("{summary}");
     eprintln!(
         "killing_one_prometheus_replica_loses_no_data: {:?}",
         started.elapsed()
