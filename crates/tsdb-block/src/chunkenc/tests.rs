@@ -274,3 +274,165 @@ fn encoding_ids_match_prometheus() {
     assert_eq!(Encoding::Xor.sample_count(&[1]), None);
     assert_eq!(Encoding::Xor.to_string(), "XOR");
 }
+
+/// A plain bit-at-a-time XOR decoder, written from the layout alone: the samples before the
+/// first problem, and whether there was one.
+fn reference_decode(data: &[u8]) -> (Vec<(i64, f64)>, bool) {
+    let bit = |position: usize| -> Option<u64> {
+        let byte = data.get(position / 8)?;
+        Some(u64::from(byte >> (7 - position % 8) & 1))
+    };
+    let bits = |position: &mut usize, count: u32| -> Option<u64> {
+        let mut value = 0u64;
+        for _ in 0..count {
+            value = (value << 1) | bit(*position)?;
+            *position += 1;
+        }
+        Some(value)
+    };
+    let uvarint = |position: &mut usize| -> Option<u64> {
+        let mut value = 0u64;
+        for index in 0..10 {
+            let byte = bits(position, 8)?;
+            if index == 9 && byte > 1 {
+                return None;
+            }
+            value |= (byte & 0x7f) << (7 * index);
+            if byte < 0x80 {
+                return Some(value);
+            }
+        }
+        None
+    };
+    let mut samples = Vec::new();
+    let Some(header) = data.first_chunk::<2>() else {
+        return (samples, true);
+    };
+    let total = u16::from_be_bytes(*header);
+    let mut position = 16;
+    let (mut timestamp, mut delta, mut value, mut leading, mut significant) =
+        (0i64, 0u64, 0u64, 0u32, 64u32);
+    for index in 0..total {
+        let step = (|| -> Option<()> {
+            if index == 0 {
+                let raw = uvarint(&mut position)?;
+                timestamp = ((raw >> 1) as i64) ^ -((raw & 1) as i64);
+                value = bits(&mut position, 64)?;
+                return Some(());
+            }
+            if index == 1 {
+                delta = uvarint(&mut position)?;
+            } else {
+                let mut ones = 0;
+                while ones < 4 && bit(position)? == 1 {
+                    ones += 1;
+                    position += 1;
+                }
+                if ones < 4 {
+                    position += 1;
+                }
+                let width = [0, 14, 17, 20, 64][ones];
+                let raw = bits(&mut position, width)?;
+                let dod = if width == 0 || width == 64 || raw <= 1 << (width - 1) {
+                    raw
+                } else {
+                    raw.wrapping_sub(1 << width)
+                };
+                delta = delta.wrapping_add(dod);
+            }
+            timestamp = timestamp.wrapping_add(delta as i64);
+            if bits(&mut position, 1)? == 1 {
+                if bits(&mut position, 1)? == 1 {
+                    leading = bits(&mut position, 5)? as u32;
+                    significant = match bits(&mut position, 6)? as u32 {
+                        0 => 64,
+                        count => count,
+                    };
+                    if leading + significant > 64 {
+                        return None;
+                    }
+                }
+                let payload = bits(&mut position, significant)?;
+                value ^= payload << (64 - leading - significant);
+            }
+            Some(())
+        })();
+        if step.is_none() {
+            return (samples, true);
+        }
+        samples.push((timestamp, f64::from_bits(value)));
+    }
+    (samples, false)
+}
+
+/// Decodes `data` with `next` and with `decode_xor` and checks both against
+/// [`reference_decode`].
+fn check_against_reference(data: &[u8]) {
+    let (want, want_error) = reference_decode(data);
+    let bits_of = |samples: &[(i64, f64)]| -> Vec<(i64, u64)> {
+        samples.iter().map(|&(t, v)| (t, v.to_bits())).collect()
+    };
+    let mut iterator = XorIterator::new(data);
+    let by_next: Vec<(i64, f64)> = iterator.by_ref().collect();
+    assert_eq!(bits_of(&by_next), bits_of(&want), "next() on {data:02x?}");
+    assert_eq!(
+        iterator.err().is_some(),
+        want_error,
+        "next() error on {data:02x?}"
+    );
+    match decode_xor(data) {
+        Ok(samples) => {
+            assert!(!want_error);
+            assert_eq!(bits_of(&samples), bits_of(&want));
+        }
+        Err(error) => {
+            assert!(want_error, "{error:?}");
+            assert!(!error.detail.is_empty());
+        }
+    }
+}
+
+#[test]
+fn fast_paths_agree_with_a_bit_at_a_time_decoder() {
+    let mut rng = StdRng::seed_from_u64(23);
+    for _ in 0..300 {
+        let count = rng.random_range(1..150);
+        let mut t: i64 = rng.random_range(-1_000_000..1_000_000_000);
+        let mut value: f64 = rng.random_range(-1e3..1e3);
+        let samples: Vec<(i64, f64)> = (0..count)
+            .map(|_| {
+                t += match rng.random_range(0..12) {
+                    0 => rng.random_range(1..i64::from(u32::MAX)),
+                    1 => rng.random_range(1..200_000),
+                    2..=4 => 15_000 + rng.random_range(-9_000..9_000),
+                    _ => 15_000,
+                };
+                value = match rng.random_range(0..5) {
+                    0 => f64::from_bits(rng.random()),
+                    1 => value,
+                    2 => value + rng.random_range(1..100) as f64,
+                    _ => rng.random_range(0.0..100.0),
+                };
+                (t, value)
+            })
+            .collect();
+        let bytes = check_round_trip(&samples);
+        check_against_reference(&bytes);
+        // Cut short: the tail paths must notice where the data ends.
+        let cut = rng.random_range(0..bytes.len());
+        check_against_reference(&bytes[..cut]);
+        // Flipped bits: unusual windows and buckets anywhere.
+        let mut corrupt = bytes.clone();
+        for _ in 0..3 {
+            let bit = rng.random_range(16..corrupt.len() * 8);
+            corrupt[bit / 8] ^= 0x80 >> (bit % 8);
+        }
+        check_against_reference(&corrupt);
+    }
+    for _ in 0..3_000 {
+        let length = rng.random_range(2..48);
+        let mut bytes: Vec<u8> = (0..length).map(|_| rng.random()).collect();
+        bytes[0] = 0;
+        check_against_reference(&bytes);
+    }
+}
