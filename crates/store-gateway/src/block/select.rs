@@ -328,8 +328,10 @@ impl Block {
                 }
                 None => return Err(self.corrupt_series(range.start, "series entry length")),
             };
+            // A copy: the fetched entry shares the buffer of a whole coalesced read, which a
+            // cached slice would keep alive.
             if let Some(body) = series_body(&entry) {
-                to_cache.push((keys[position].clone(), body));
+                to_cache.push((keys[position].clone(), Bytes::copy_from_slice(&body)));
             }
             entries[position] = Some(entry);
         }

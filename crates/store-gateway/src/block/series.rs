@@ -30,7 +30,7 @@ use crate::limits::Limiter;
 use crate::shard::ShardMatcher;
 
 /// Series entries fetched, and series whose chunks are fetched, per batch.
-pub(crate) const SERIES_BATCH: usize = 1024;
+pub(crate) const SERIES_BATCH: usize = 512;
 
 /// What every block of one `Series` call shares.
 #[derive(Debug)]
