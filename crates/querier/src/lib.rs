@@ -365,6 +365,12 @@ mod tests {
         assert!(config.partial_response);
         assert!(!config.auto_downsampling);
         assert_eq!(config.store_sd_dns_interval.get(), Duration::from_secs(30));
+        assert_eq!(config.store_sd_interval.get(), Duration::from_secs(300));
+        assert_eq!(
+            config.endpoint_sd_config_reload_interval.get(),
+            Duration::from_secs(300)
+        );
+        assert!(config.endpoint_sd_config.is_none() && config.store_sd_files.is_empty());
         assert!(config.store_response_timeout.get().is_zero());
         assert_eq!(config.lookback_delta, None);
     }
@@ -391,5 +397,27 @@ mod tests {
         assert_eq!(route_prefix(&config.web_route_prefix), "/thanos");
         assert!(parse(&["--no-query.partial-response"]).no_partial_response);
         assert!(parse(&["--query.partial-response"]).partial_response);
+        let sd = parse(&[
+            "--endpoint-strict=s:1",
+            "--endpoint.sd-config-file=/etc/endpoints.yaml",
+            "--store.sd-files=/etc/sd/*.json",
+            "--store.sd-files=/etc/more.yml",
+            "--store.sd-interval=1m",
+            "--store.sd-dns-interval=10s",
+        ]);
+        assert_eq!(sd.strict_endpoints, vec!["s:1"]);
+        assert_eq!(
+            sd.endpoint_sd_config_file.as_deref(),
+            Some(std::path::Path::new("/etc/endpoints.yaml"))
+        );
+        assert_eq!(sd.store_sd_files, vec!["/etc/sd/*.json", "/etc/more.yml"]);
+        assert_eq!(sd.store_sd_interval.get(), Duration::from_secs(60));
+        assert_eq!(sd.store_sd_dns_interval.get(), Duration::from_secs(10));
+        let conflict = Cli::try_parse_from([
+            "querier",
+            "--endpoint.sd-config=endpoints: []",
+            "--endpoint.sd-config-file=/x",
+        ]);
+        assert!(conflict.is_err());
     }
 }
