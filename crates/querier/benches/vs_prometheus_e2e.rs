@@ -20,6 +20,10 @@
 //!
 //! The binaries: `querier` is this package's own (built by `cargo bench`); `store-gateway` is
 //! built with `cargo build --release -p store-gateway` unless `STORE_GATEWAY_BIN` names one.
+//!
+//! Last run (2026-11-25, 2 shared cores at load 7-10, so absolute times are inflated): ratios
+//! 1.36, 1.36, 1.76, 1.89 in the order of [`QUERIES`], geometric mean 1.58; peak RSS ours
+//! (querier + store gateway) 602, 281, 664, 623 MiB against Prometheus' 649, 804, 979, 1131 MiB.
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
 #[allow(dead_code, unreachable_pub)]
