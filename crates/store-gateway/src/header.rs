@@ -325,7 +325,7 @@ impl IndexHeader {
         let mut previous: Option<&str> = None;
         for ordinal in 0..symbol_count {
             let at = decoder.offset();
-            if ordinal % SAMPLING == 0 {
+            if ordinal.is_multiple_of(SAMPLING) {
                 symbol_samples.push(at as usize);
             }
             let symbol = decoder.uvarint_str().map_err(fail)?;
@@ -368,14 +368,14 @@ impl IndexHeader {
                     ),
                 ));
             }
-            if let Some((name, value, _, postings)) = last {
-                if (name, value) >= (entry.name, entry.value) || postings >= entry.postings {
-                    return Err(corrupt(
-                        "postings offset table",
-                        at as u64,
-                        "entries are not in label and postings order",
-                    ));
-                }
+            if let Some((name, value, _, postings)) = last
+                && ((name, value) >= (entry.name, entry.value) || postings >= entry.postings)
+            {
+                return Err(corrupt(
+                    "postings offset table",
+                    at as u64,
+                    "entries are not in label and postings order",
+                ));
             }
             if last.is_none_or(|(name, ..)| name != entry.name) {
                 if let Some((_, index)) = names.last_mut() {
@@ -391,7 +391,7 @@ impl IndexHeader {
                 ));
                 in_name = 0;
             }
-            if in_name % SAMPLING == 0
+            if in_name.is_multiple_of(SAMPLING)
                 && let Some((_, index)) = names.last_mut()
             {
                 index.samples.push(ValueSample {
