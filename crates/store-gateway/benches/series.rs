@@ -45,8 +45,13 @@ const SCRAPE_MS: i64 = 30_000;
 const START_MS: i64 = 1_699_999_200_000;
 /// Changes whenever the generated data changes, so that a stale cache is rebuilt.
 const DATA_VERSION: &str = "series-bench v1: 20 blocks, 50 metrics x 1000 pods, 30s";
-/// Index cache size given to the gateway: small, so that resident memory shows the query.
+/// Index cache size given to the gateway (`SERIES_BENCH_INDEX_CACHE` overrides): small, so that
+/// resident memory shows the query.
 const INDEX_CACHE_SIZE: &str = "32MB";
+
+fn index_cache_size() -> String {
+    std::env::var("SERIES_BENCH_INDEX_CACHE").unwrap_or_else(|_| INDEX_CACHE_SIZE.to_owned())
+}
 const TARGET_EXTRA_RSS: u64 = 256 * 1024 * 1024;
 
 fn data_root() -> PathBuf {
@@ -256,7 +261,7 @@ impl Gateway {
             .arg(format!("--data-dir={}", data_dir.display()))
             .arg(format!("--grpc-address={grpc}"))
             .arg(format!("--http-address={http}"))
-            .arg(format!("--index-cache-size={INDEX_CACHE_SIZE}"))
+            .arg(format!("--index-cache-size={}", index_cache_size()))
             .arg("--log.level=warn");
         let process = Process::spawn("store-gateway", command, work.path()).unwrap();
         let gateway = Gateway {
@@ -493,9 +498,10 @@ fn main() {
     let cases = [("1k-series", small, 5), ("50k-series", large, 3)];
     println!();
     println!(
-        "store gateway Series() over {BLOCKS} blocks ({} series each, {}h each), index cache {INDEX_CACHE_SIZE}",
+        "store gateway Series() over {BLOCKS} blocks ({} series each, {}h each), index cache {}",
         METRICS * PODS,
-        BLOCK_MS / 3_600_000
+        BLOCK_MS / 3_600_000,
+        index_cache_size()
     );
     println!(
         "resident memory at rest after the initial sync: {}",
