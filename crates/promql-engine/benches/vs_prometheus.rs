@@ -23,63 +23,13 @@ mod dataset;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use dataset::{Dataset, Spec, copy_blocks, url_encode};
+use dataset::{Dataset, HEAVY_QUERIES, Spec, copy_blocks, heavy_spec, url_encode};
 use promql_engine::{Engine, EngineOptions, MemoryStorage, QueryOptions};
+use test_harness::procfs::{load_average, memory, mib, reset_peak};
 use test_harness::prometheus::{Prometheus, PrometheusConfig};
 
 const RUNS: usize = 3;
 const STEP_S: i64 = 15;
-
-fn spec() -> Spec {
-    Spec {
-        start_s: 1_699_992_000,
-        scrapes: 8 * 240,
-        interval_s: 15,
-        jobs: 10,
-        instances: 250,
-        methods: 2,
-        small_instances: 10,
-        histogram_methods: 1,
-        seed: 7,
-    }
-}
-
-const QUERIES: [&str; 4] = [
-    "sum by (job) (rate(app_requests_total[5m]))",
-    "histogram_quantile(0.9, sum by (le) (rate(app_latency_seconds_bucket[5m])))",
-    r#"count({__name__=~".+"})"#,
-    r#"sum(app_requests_total{instance=~".*1.*"})"#,
-];
-
-/// `VmHWM` and `VmRSS` of a process, in KiB.
-fn memory_kib(pid: &str) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
-/// Resets the peak RSS of a process (Linux: writing 5 to `clear_refs`).
-fn reset_peak(pid: &str) {
-    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
-}
 
 fn cached_blocks(spec: &Spec, data: &Dataset) -> PathBuf {
     let key = {
@@ -161,20 +111,20 @@ fn measure(
     engine: &Engine,
     storage: &MemoryStorage,
     prometheus: &Prometheus,
-    their_pid: &str,
+    their_pid: u32,
     query: &str,
     range: (i64, i64),
 ) -> Figures {
-    let our_pid = std::process::id().to_string();
+    let our_pid = std::process::id();
     // Memory is measured over the warm-up run: later runs reuse memory the allocators kept.
-    reset_peak(&our_pid);
-    let (_, our_before) = memory_kib(&our_pid);
+    reset_peak(our_pid);
+    let our_before = memory(our_pid).rss_kib;
     let our_points = run_ours(engine, storage, query, range);
-    let (our_peak_kib, _) = memory_kib(&our_pid);
+    let our_peak_kib = memory(our_pid).peak_kib;
     reset_peak(their_pid);
-    let (_, their_before) = memory_kib(their_pid);
+    let their_before = memory(their_pid).rss_kib;
     let their_points = run_theirs(prometheus, query, range);
-    let (their_peak_kib, _) = memory_kib(their_pid);
+    let their_peak_kib = memory(their_pid).peak_kib;
     assert_eq!(
         our_points, their_points,
         "{query}: ours and prometheus' answers differ in size"
@@ -202,14 +152,10 @@ fn measure(
     }
 }
 
-fn mib(kib: u64) -> String {
-    format!("{:.0} MiB", kib as f64 / 1024.0)
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     println!("load average at start: {}", load_average());
-    let spec = spec();
+    let spec = heavy_spec();
     let began = Instant::now();
     let data = Dataset::generate(&spec);
     let (first_t, last_t) = data.time_range();
@@ -220,11 +166,11 @@ fn main() {
         began.elapsed()
     );
     let blocks = cached_blocks(&spec, &data);
-    let our_pid = std::process::id().to_string();
+    let our_pid = std::process::id();
     let storage = data.into_storage();
     println!(
         "memory storage loaded; our rss {}",
-        mib(memory_kib(&our_pid).1)
+        mib(memory(our_pid).rss_kib)
     );
 
     let work = tempfile::tempdir().expect("temp dir");
@@ -237,7 +183,7 @@ fn main() {
         ..PrometheusConfig::default()
     })
     .unwrap_or_else(|error| panic!("start prometheus: {error:#}"));
-    let their_pid = prometheus.process().pid().to_string();
+    let their_pid = prometheus.process().pid();
 
     let engine = Engine::new(EngineOptions {
         timeout: Duration::from_secs(600),
@@ -255,8 +201,8 @@ fn main() {
     );
     let mut log_sum = 0.0;
     let mut slower = Vec::new();
-    for query in QUERIES {
-        let figures = measure(&engine, &storage, &prometheus, &their_pid, query, range);
+    for query in HEAVY_QUERIES {
+        let figures = measure(&engine, &storage, &prometheus, their_pid, query, range);
         let ratio = figures.ours.as_secs_f64() / figures.theirs.as_secs_f64();
         log_sum += ratio.ln();
         if ratio > 1.0 {
@@ -274,7 +220,7 @@ fn main() {
             mib(figures.their_growth_kib),
         );
     }
-    let geomean = (log_sum / QUERIES.len() as f64).exp();
+    let geomean = (log_sum / HEAVY_QUERIES.len() as f64).exp();
     println!("geometric mean of ratios (ours / prometheus): {geomean:.3} (target <= 0.5)");
     if slower.is_empty() {
         println!("no query slower than prometheus");

@@ -22,7 +22,7 @@
 //! built with `cargo build --release -p store-gateway` unless `STORE_GATEWAY_BIN` names one.
 //!
 //! Last run (2026-11-25, 2 shared cores at load 7-10, so absolute times are inflated): ratios
-//! 1.36, 1.36, 1.76, 1.89 in the order of [`QUERIES`], geometric mean 1.58; peak RSS ours
+//! 1.36, 1.36, 1.76, 1.89 in the order of [`HEAVY_QUERIES`], geometric mean 1.58; peak RSS ours
 //! (querier + store gateway) 602, 281, 664, 623 MiB against Prometheus' 649, 804, 979, 1131 MiB.
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
@@ -36,9 +36,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dataset::{Dataset, Spec, copy_blocks, url_encode};
+use dataset::{Dataset, HEAVY_QUERIES, Spec, copy_blocks, heavy_spec, url_encode};
 use prom_model::Labels;
 use serde_json::Value;
+use test_harness::procfs::{load_average, memory, mib, reset_peak};
 use test_harness::prometheus::{Prometheus, PrometheusConfig};
 use test_harness::{Process, free_port, http_get, wait_until};
 use tsdb_block::meta::{BlockMeta, ThanosMeta};
@@ -47,61 +48,6 @@ use tsdb_block::writer::{BlockWriter, symbols_of};
 const RUNS: usize = 3;
 const STEP_S: i64 = 15;
 const BLOCK_MS: i64 = 2 * 3600 * 1000;
-
-fn spec() -> Spec {
-    Spec {
-        start_s: 1_699_992_000,
-        scrapes: 8 * 240,
-        interval_s: 15,
-        jobs: 10,
-        instances: 250,
-        methods: 2,
-        small_instances: 10,
-        histogram_methods: 1,
-        seed: 7,
-    }
-}
-
-const QUERIES: [&str; 4] = [
-    "sum by (job) (rate(app_requests_total[5m]))",
-    "histogram_quantile(0.9, sum by (le) (rate(app_latency_seconds_bucket[5m])))",
-    r#"count({__name__=~".+"})"#,
-    r#"sum(app_requests_total{instance=~".*1.*"})"#,
-];
-
-/// `VmHWM` and `VmRSS` of a process, in KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.split_whitespace().nth(1))
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
-
-/// Resets the peak RSS of a process (Linux: writing 5 to `clear_refs`).
-fn reset_peak(pid: u32) {
-    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
-}
-
-fn mib(kib: u64) -> String {
-    format!("{:.0} MiB", kib as f64 / 1024.0)
-}
 
 /// Writes the dataset as aligned 2h blocks with a thanos section into `bucket`.
 fn write_blocks(data: &Dataset, spec: &Spec, bucket: &Path) {
@@ -351,7 +297,7 @@ fn timed(runs: usize, mut run: impl FnMut()) -> Duration {
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     println!("load average at start: {}", load_average());
-    let spec = spec();
+    let spec = heavy_spec();
     let began = Instant::now();
     let data = Dataset::generate(&spec);
     let (first_t, last_t) = data.time_range();
@@ -414,9 +360,9 @@ fn main() {
     }
     println!(
         "querier + store-gateway ready; rss before queries: querier {}, store-gateway {}, prometheus {}",
-        mib(memory_kib(querier_pid).1),
-        mib(memory_kib(gateway_pid).1),
-        mib(memory_kib(their_pid).1)
+        mib(memory(querier_pid).rss_kib),
+        mib(memory(gateway_pid).rss_kib),
+        mib(memory(their_pid).rss_kib)
     );
     println!(
         "range queries {}..{} step {STEP_S}s, median of {RUNS} after a warm-up",
@@ -427,16 +373,16 @@ fn main() {
         "query", "ours", "prom", "ratio", "our peak (querier+gateway)", "prom peak"
     );
     let mut log_sum = 0.0;
-    for query in QUERIES {
+    for query in HEAVY_QUERIES {
         let path = range_path(query, range);
         reset_peak(querier_pid);
         reset_peak(gateway_pid);
         let our_answer = get(querier.http, &path);
-        let (querier_peak, _) = memory_kib(querier_pid);
-        let (gateway_peak, _) = memory_kib(gateway_pid);
+        let querier_peak = memory(querier_pid).peak_kib;
+        let gateway_peak = memory(gateway_pid).peak_kib;
         reset_peak(their_pid);
         let their_answer = get(prometheus.addr(), &path);
-        let (their_peak, _) = memory_kib(their_pid);
+        let their_peak = memory(their_pid).peak_kib;
         let points = assert_same(query, &our_answer, &their_answer);
         assert!(points > 0, "{query}: empty answers");
 
@@ -460,7 +406,7 @@ fn main() {
             mib(their_peak),
         );
     }
-    let geomean = (log_sum / QUERIES.len() as f64).exp();
+    let geomean = (log_sum / HEAVY_QUERIES.len() as f64).exp();
     println!("geometric mean of time ratios (querier+store-gateway / prometheus): {geomean:.3}");
     println!("answers equal on every query (same series and timestamps, values within 1e-9)");
     println!("load average at end: {}", load_average());

@@ -14,6 +14,7 @@ pub mod azurite;
 pub mod memcached;
 pub mod moto;
 pub mod process;
+pub mod procfs;
 pub mod prometheus;
 pub mod redis;
 pub mod s3s;

@@ -431,3 +431,30 @@ pub(crate) fn url_encode(value: &str) -> String {
     }
     out
 }
+
+/// The data of the heavy benchmarks (the engine's and the querier's, side by side with
+/// Prometheus): 8 hours of 15 s scrapes, about 11k series and 21.7M samples.
+#[allow(dead_code)] // used by the benchmarks, not by every test that includes this module
+pub(crate) fn heavy_spec() -> Spec {
+    Spec {
+        // 2023-11-14T20:00:00Z, a multiple of 2h.
+        start_s: 1_699_992_000,
+        scrapes: 8 * 240,
+        interval_s: 15,
+        jobs: 10,
+        instances: 250,
+        methods: 2,
+        small_instances: 10,
+        histogram_methods: 1,
+        seed: 7,
+    }
+}
+
+/// The heavy benchmarks' queries, each run as a range query over the whole of [`heavy_spec`].
+#[allow(dead_code)] // used by the benchmarks, not by every test that includes this module
+pub(crate) const HEAVY_QUERIES: [&str; 4] = [
+    "sum by (job) (rate(app_requests_total[5m]))",
+    "histogram_quantile(0.9, sum by (le) (rate(app_latency_seconds_bucket[5m])))",
+    r#"count({__name__=~".+"})"#,
+    r#"sum(app_requests_total{instance=~".*1.*"})"#,
+];
