@@ -6,7 +6,7 @@
 //! random steps), `gauge` (random full-precision values), `steady` (exact 15s scrapes of a
 //! counter growing at a constant rate). Throughput is reported in samples per second.
 //!
-//! For stable instruction counts on a noisy machine, `XOR_PROFILE=<shape>:<encode|decode|decode_into>:<passes>`
+//! For stable instruction counts on a noisy machine, `XOR_PROFILE=<shape>:<encode|decode|iterate|decode_into>:<passes>`
 //! skips criterion and runs that many passes over the 200 chunks, e.g.
 //! `XOR_PROFILE=gauge:decode:11 valgrind --tool=cachegrind --cache-sim=no target/release/deps/xor-*`;
 //! the difference between two pass counts divided by the extra samples is instructions per sample.
@@ -104,8 +104,24 @@ fn encode_pass(chunks: &[Vec<(i64, f64)>]) -> usize {
     total
 }
 
-/// One decode pass over all chunks.
+/// One decode pass over all chunks through the fastest public path,
+/// [`XorIterator::for_each_sample`].
 fn decode_pass(encoded: &[Vec<u8>]) -> (i64, f64) {
+    let mut sum = 0.0;
+    let mut last = 0;
+    for data in encoded {
+        XorIterator::new(black_box(data))
+            .for_each_sample(|t, v| {
+                last = t;
+                sum += v;
+            })
+            .ok();
+    }
+    (last, sum)
+}
+
+/// One decode pass over all chunks through the [`Iterator`] implementation.
+fn iterate_pass(encoded: &[Vec<u8>]) -> (i64, f64) {
     let mut sum = 0.0;
     let mut last = 0;
     for data in encoded {
@@ -129,6 +145,7 @@ fn bench_kind(criterion: &mut Criterion, name: &str, make: MakeChunk) {
     group.throughput(Throughput::Elements((CHUNKS * SAMPLES_PER_CHUNK) as u64));
     group.bench_function("encode", |bencher| bencher.iter(|| encode_pass(&chunks)));
     group.bench_function("decode", |bencher| bencher.iter(|| decode_pass(&encoded)));
+    group.bench_function("iterate", |bencher| bencher.iter(|| iterate_pass(&encoded)));
     group.finish();
 }
 
@@ -140,7 +157,7 @@ fn benches(criterion: &mut Criterion) {
 
 criterion_group!(xor, benches);
 
-/// `XOR_PROFILE=<shape>:<encode|decode|decode_into>:<passes>`: run passes without criterion.
+/// `XOR_PROFILE=<shape>:<encode|decode|iterate|decode_into>:<passes>`: run passes without criterion.
 fn profile(spec: &str) {
     let mut parts = spec.split(':');
     let (Some(shape), Some(operation), Some(passes)) = (parts.next(), parts.next(), parts.next())
@@ -161,6 +178,9 @@ fn profile(spec: &str) {
             }
             "decode" => {
                 black_box(decode_pass(&encoded));
+            }
+            "iterate" => {
+                black_box(iterate_pass(&encoded));
             }
             "decode_into" => {
                 let mut out = Vec::with_capacity(SAMPLES_PER_CHUNK);

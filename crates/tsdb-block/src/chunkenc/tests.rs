@@ -392,6 +392,25 @@ fn check_against_reference(data: &[u8]) {
     }
 }
 
+/// Checks the batch paths against [`reference_decode`], including a hand-over from `next` to
+/// the batch loop after `skip` samples.
+fn check_batch_against_reference(data: &[u8], skip: usize) {
+    let (want, want_error) = reference_decode(data);
+    let bits_of = |samples: &[(i64, f64)]| -> Vec<(i64, u64)> {
+        samples.iter().map(|&(t, v)| (t, v.to_bits())).collect()
+    };
+    let mut iterator = XorIterator::new(data);
+    let mut got: Vec<(i64, f64)> = iterator.by_ref().take(skip).collect();
+    let result = iterator.for_each_sample(|t, v| got.push((t, v)));
+    assert_eq!(bits_of(&got), bits_of(&want), "skip {skip} on {data:02x?}");
+    assert_eq!(result.is_err(), want_error, "skip {skip} on {data:02x?}");
+    let (mut timestamps, mut values) = (Vec::new(), Vec::new());
+    let result = XorIterator::new(data).decode_columns(&mut timestamps, &mut values);
+    let columns: Vec<(i64, f64)> = timestamps.into_iter().zip(values).collect();
+    assert_eq!(bits_of(&columns), bits_of(&want), "columns on {data:02x?}");
+    assert_eq!(result.is_err(), want_error, "columns on {data:02x?}");
+}
+
 #[test]
 fn fast_paths_agree_with_a_bit_at_a_time_decoder() {
     let mut rng = StdRng::seed_from_u64(23);
@@ -418,9 +437,11 @@ fn fast_paths_agree_with_a_bit_at_a_time_decoder() {
             .collect();
         let bytes = check_round_trip(&samples);
         check_against_reference(&bytes);
+        check_batch_against_reference(&bytes, rng.random_range(0..4));
         // Cut short: the tail paths must notice where the data ends.
         let cut = rng.random_range(0..bytes.len());
         check_against_reference(&bytes[..cut]);
+        check_batch_against_reference(&bytes[..cut], rng.random_range(0..4));
         // Flipped bits: unusual windows and buckets anywhere.
         let mut corrupt = bytes.clone();
         for _ in 0..3 {
@@ -428,11 +449,13 @@ fn fast_paths_agree_with_a_bit_at_a_time_decoder() {
             corrupt[bit / 8] ^= 0x80 >> (bit % 8);
         }
         check_against_reference(&corrupt);
+        check_batch_against_reference(&corrupt, rng.random_range(0..4));
     }
     for _ in 0..3_000 {
         let length = rng.random_range(2..48);
         let mut bytes: Vec<u8> = (0..length).map(|_| rng.random()).collect();
         bytes[0] = 0;
         check_against_reference(&bytes);
+        check_batch_against_reference(&bytes, 0);
     }
 }

@@ -322,15 +322,140 @@ impl<'a> XorIterator<'a> {
         self.error.as_ref()
     }
 
-    /// Decodes every remaining sample into `out`, or returns the first error.
-    pub fn decode_into(mut self, out: &mut Vec<(i64, f64)>) -> Result<(), DecodeError> {
+    /// Decodes every remaining sample into `out`, or returns the first error (the samples
+    /// before it are pushed).
+    pub fn decode_into(self, out: &mut Vec<(i64, f64)>) -> Result<(), DecodeError> {
         out.reserve(usize::from(self.limit - self.read));
-        for sample in self.by_ref() {
-            out.push(sample);
+        self.for_each_sample(|t, v| out.push((t, v)))
+    }
+
+    /// Decodes every remaining sample into two columns, or returns the first error (the samples
+    /// before it are pushed).
+    pub fn decode_columns(
+        self,
+        timestamps: &mut Vec<i64>,
+        values: &mut Vec<f64>,
+    ) -> Result<(), DecodeError> {
+        let remaining = usize::from(self.limit - self.read);
+        timestamps.reserve(remaining);
+        values.reserve(remaining);
+        self.for_each_sample(|t, v| {
+            timestamps.push(t);
+            values.push(v);
+        })
+    }
+
+    /// Calls `visit` with every remaining sample in order, then returns the error that stopped
+    /// decoding, if any. The fastest way through a chunk: the whole decoder state stays in
+    /// registers for the loop, where [`Iterator::next`] stores and reloads it per sample.
+    #[inline]
+    pub fn for_each_sample<F: FnMut(i64, f64)>(mut self, mut visit: F) -> Result<(), DecodeError> {
+        while self.read < self.limit && self.read < 2 {
+            if let Some((t, v)) = self.read_first_samples() {
+                visit(t, v);
+            }
         }
+        self.decode_rest(&mut visit);
         match self.error {
             Some(error) => Err(error),
             None => Ok(()),
+        }
+    }
+
+    /// The samples after the first two, with the state in locals for the whole loop.
+    #[inline(always)]
+    fn decode_rest<F: FnMut(i64, f64)>(&mut self, visit: &mut F) {
+        let data = self.data;
+        let end = data.len() * 8;
+        let mut position = self.bit_position;
+        let mut timestamp = self.timestamp;
+        let mut delta = self.delta;
+        let mut value_bits = self.value_bits;
+        let mut significant = self.significant;
+        let mut trailing = self.trailing;
+        let mut read = self.read;
+        let limit = self.limit;
+        let mut failure: Option<(usize, String)> = None;
+        while read < limit {
+            let start = position;
+            let word = load_word(data, position);
+            // The value field's bits: at least 56 stream bits (or zeros past the end).
+            let value_word = if word >> 63 == 0 {
+                position += 1;
+                word << 1
+            } else {
+                let dod = match (!word).leading_zeros() {
+                    1 => {
+                        position += 16;
+                        sign_extend((word << 2) >> 50, 14)
+                    }
+                    2 => {
+                        position += 20;
+                        sign_extend((word << 3) >> 47, 17)
+                    }
+                    3 => {
+                        position += 24;
+                        sign_extend((word << 4) >> 44, 20)
+                    }
+                    _ => {
+                        position += 4;
+                        read_bits(data, &mut position, 64) as i64
+                    }
+                };
+                delta = delta.wrapping_add(dod as u64);
+                load_word(data, position)
+            };
+            timestamp = timestamp.wrapping_add(delta as i64);
+            if value_word >> 63 == 0 {
+                position += 1;
+            } else if value_word & (1 << 62) == 0 {
+                // Same window as before.
+                let bits = if significant <= 54 {
+                    position += 2 + significant as usize;
+                    (value_word << 2) >> (64 - significant)
+                } else {
+                    position += 2;
+                    read_bits(data, &mut position, significant)
+                };
+                value_bits ^= bits << trailing;
+            } else {
+                let leading = ((value_word >> 57) & 0x1f) as u32;
+                let raw_count = ((value_word >> 51) & 0x3f) as u32;
+                let count = if raw_count == 0 { 64 } else { raw_count };
+                if leading + count > 64 {
+                    failure = Some((
+                        position,
+                        format!("window of {leading} leading zeros and {count} significant bits"),
+                    ));
+                    break;
+                }
+                significant = count;
+                trailing = 64 - leading - count;
+                let bits = if significant <= 43 {
+                    position += 13 + significant as usize;
+                    (value_word << 13) >> (64 - significant)
+                } else {
+                    position += 13;
+                    read_bits(data, &mut position, significant)
+                };
+                value_bits ^= bits << trailing;
+            }
+            if position > end {
+                failure = Some((start, "bit stream ends early".to_owned()));
+                break;
+            }
+            read += 1;
+            visit(timestamp, f64::from_bits(value_bits));
+        }
+        self.bit_position = position;
+        self.timestamp = timestamp;
+        self.delta = delta;
+        self.value_bits = value_bits;
+        self.significant = significant;
+        self.trailing = trailing;
+        self.read = read;
+        if let Some((at, detail)) = failure {
+            self.fail(at, detail);
         }
     }
 
