@@ -15,14 +15,23 @@ use crate::series::decode_chunk;
 /// Penalty applied to the other replica before any sample interval is known (ms).
 const INITIAL_PENALTY: i64 = 5000;
 
-/// Splits chunks sorted by `min_time` into lanes of non-overlapping chunks, first fit.
+/// Splits chunks sorted by `min_time` into lanes of non-overlapping chunks.
+///
+/// Replica labels are gone by now, so a lane stands in for a replica: each chunk joins the
+/// free lane whose last chunk ended latest (best fit), which keeps a replica's next chunk in
+/// its own lane. First fit could put that chunk behind another replica that had just stopped;
+/// the lane the replica left then looked exhausted, and the penalty earned by the switch hid
+/// the replica's following samples (a 10s+ hole although it scraped every 2s).
 pub(crate) fn split_lanes(chunks: &[thanos::AggrChunk]) -> Vec<Vec<&thanos::AggrChunk>> {
     let mut lanes: Vec<Vec<&thanos::AggrChunk>> = Vec::new();
     for chunk in chunks {
-        let free = lanes.iter_mut().find(|lane| {
-            lane.last()
-                .is_none_or(|last| last.max_time < chunk.min_time)
-        });
+        let free = lanes
+            .iter_mut()
+            .filter(|lane| {
+                lane.last()
+                    .is_some_and(|last| last.max_time < chunk.min_time)
+            })
+            .max_by_key(|lane| lane.last().map(|last| last.max_time));
         match free {
             Some(lane) => lane.push(chunk),
             None => lanes.push(vec![chunk]),
@@ -266,5 +275,272 @@ mod tests {
                 Sample::new(3, 1.0)
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod replica_properties {
+    //! Property tests: replicas with outages, restarts, jitter and varied chunking, merged into
+    //! one series (as the proxy does once replica labels are gone) and de-duplicated.
+
+    use super::*;
+    use crate::downsample::Aggregate;
+
+    const INTERVAL: i64 = 2_000;
+    const END: i64 = 1_200_000;
+
+    /// xorshift64: deterministic pseudo-random numbers without a dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn range(&mut self, low: i64, high: i64) -> i64 {
+            low + (self.next() % ((high - low) as u64 + 1)) as i64
+        }
+    }
+
+    /// A replica's samples (value = `id`, so the source of an output sample is known) and its
+    /// chunks: `per_chunk` samples each, a new chunk after every outage (a restart).
+    fn replica(
+        rng: &mut Rng,
+        id: f64,
+        outages: &[(i64, i64)],
+        per_chunk: usize,
+    ) -> (Vec<Sample>, Vec<thanos::AggrChunk>) {
+        let phase = rng.range(INTERVAL, 2 * INTERVAL - 1);
+        let (mut all, mut run, mut chunks) = (Vec::new(), Vec::new(), Vec::new());
+        let mut t = phase;
+        while t < END {
+            let at = t + rng.range(-INTERVAL / 20, INTERVAL / 20);
+            if outages.iter().any(|(from, to)| (*from..*to).contains(&at)) {
+                chunks.extend(storeapi::chunk::raw_chunks(&run, per_chunk));
+                run.clear();
+            } else if all.last().is_none_or(|last: &Sample| last.t < at) {
+                run.push(Sample::new(at, id));
+                all.push(Sample::new(at, id));
+            }
+            t += INTERVAL;
+        }
+        chunks.extend(storeapi::chunk::raw_chunks(&run, per_chunk));
+        (all, chunks)
+    }
+
+    /// Gaps `(t1, t2)` of `out` longer than `limit` where the union of all replicas had data
+    /// at least every `2.3 * INTERVAL / 2` — i.e. a replica could have filled them.
+    fn covered_gaps(out: &[Sample], union: &[Sample], limit: i64) -> Vec<(i64, i64)> {
+        out.windows(2)
+            .map(|pair| (pair[0].t, pair[1].t))
+            .filter(|(t1, t2)| t2 - t1 > limit)
+            .filter(|(t1, t2)| {
+                let inside: Vec<i64> = union
+                    .iter()
+                    .map(|sample| sample.t)
+                    .filter(|t| (*t1..=*t2).contains(t))
+                    .collect();
+                inside
+                    .windows(2)
+                    .all(|pair| pair[1] - pair[0] <= INTERVAL * 23 / 20)
+            })
+            .collect()
+    }
+
+    struct Case {
+        union: Vec<Sample>,
+        chunks: Vec<thanos::AggrChunk>,
+        /// Thanos' per-replica answer: each replica's own samples folded pairwise.
+        reference: Vec<Sample>,
+    }
+
+    /// `replicas` replicas, each down 0..=2 times for 1s..2m; outages of different replicas
+    /// are at least 2m apart, so some replica always has data.
+    fn case(rng: &mut Rng, replicas: usize) -> Case {
+        let mut slots: Vec<i64> = Vec::new();
+        let (mut union, mut chunks) = (Vec::new(), Vec::new());
+        let mut reference: Option<Vec<Sample>> = None;
+        for id in 0..replicas {
+            let mut outages = Vec::new();
+            for _ in 0..rng.range(0, 2) {
+                let from = rng.range(0, END / 240_000 - 1) * 240_000 + rng.range(0, 100_000);
+                let slot = from / 240_000;
+                if slots.contains(&slot) {
+                    continue;
+                }
+                slots.push(slot);
+                outages.push((from, from + rng.range(1_000, 120_000)));
+            }
+            let per_chunk = rng.range(20, 130) as usize;
+            let (samples, replica_chunks) = replica(rng, id as f64, &outages, per_chunk);
+            union.extend(samples.iter().copied());
+            chunks.extend(replica_chunks);
+            reference = Some(match reference {
+                None => samples,
+                Some(previous) => penalty_merge(&previous, &samples, false),
+            });
+        }
+        union.sort_by_key(|sample| sample.t);
+        storeapi::merge::sort_chunks(&mut chunks);
+        Case {
+            union,
+            chunks,
+            reference: reference.unwrap_or_default(),
+        }
+    }
+
+    fn deduplicated(chunks: &[thanos::AggrChunk]) -> Vec<Sample> {
+        series_samples(chunks, 0, END, true, Aggregate::Sum).unwrap()
+    }
+
+    /// The longest gap a switch may cost: the other replica's penalty window (twice the last
+    /// interval) plus up to one of its intervals, with jitter.
+    const SWITCH_GAP: i64 = 3 * INTERVAL + INTERVAL / 2;
+
+    fn check_case(case: &Case, seed: u64) {
+        let out = deduplicated(&case.chunks);
+        assert!(
+            out.windows(2).all(|pair| pair[0].t < pair[1].t),
+            "seed {seed}: not strictly increasing"
+        );
+        // Every sample is one of the replicas' own samples.
+        assert!(
+            out.iter()
+                .all(|sample| case.union.binary_search_by_key(&sample.t, |s| s.t).is_ok()),
+            "seed {seed}: invented sample"
+        );
+        assert_eq!(
+            out.first().map(|sample| sample.t),
+            case.union.first().map(|sample| sample.t),
+            "seed {seed}: start"
+        );
+        let gaps = covered_gaps(&out, &case.union, SWITCH_GAP);
+        assert!(
+            gaps.is_empty(),
+            "seed {seed}: gaps another replica could fill: {gaps:?}"
+        );
+        // Thanos on the same replicas keeps the same bound (the bound is not too tight).
+        let reference_gaps = covered_gaps(&case.reference, &case.union, SWITCH_GAP);
+        assert!(
+            reference_gaps.is_empty(),
+            "seed {seed}: reference {reference_gaps:?}"
+        );
+    }
+
+    /// Consecutive samples of different replicas (values differ) closer than the other
+    /// replica's penalty window allows, minus jitter.
+    fn close_switches(out: &[Sample]) -> Vec<(Sample, Sample)> {
+        out.windows(3)
+            .filter(|window| window[2].v != window[1].v)
+            .filter(|window| {
+                let step = window[1].t - window[0].t;
+                window[2].t - window[1].t < step.min(INTERVAL) - INTERVAL / 5
+            })
+            .map(|window| (window[1], window[2]))
+            .collect()
+    }
+
+    #[test]
+    fn two_replicas_with_outages_and_restarts() {
+        for seed in 1..=600u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            check_case(&case(&mut rng, 2), seed);
+        }
+    }
+
+    #[test]
+    fn three_replicas_with_outages_and_restarts() {
+        for seed in 1..=300u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
+            check_case(&case(&mut rng, 3), seed);
+        }
+    }
+
+    /// Known limitation, kept as a failing check: once replica labels are gone a lane can hold
+    /// chunks of two replicas (one replica's chunk ends in an outage, the other's next chunk
+    /// follows in the same lane), and the switch inside a lane is not penalised, so samples of
+    /// different replicas can be closer than Thanos' per-replica merge allows.
+    #[test]
+    #[ignore = "known: switches inside a lane are not penalised (see report)"]
+    fn switches_keep_the_penalty_window() {
+        for seed in 1..=600u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let case = case(&mut rng, 2);
+            assert!(
+                close_switches(&case.reference).is_empty(),
+                "seed {seed}: reference"
+            );
+            let close = close_switches(&deduplicated(&case.chunks));
+            assert!(close.is_empty(), "seed {seed}: {close:?}");
+        }
+    }
+
+    /// The report's shape: replica a is killed after T, b's chunk ends a few seconds later and
+    /// its next chunk follows; a restarts at T+x with a new chunk. b's samples must fill the
+    /// hole (first-fit lanes put b's next chunk behind a's, and the penalty earned by the
+    /// switch then skipped 10s of b).
+    #[test]
+    fn killed_replica_does_not_hide_the_other() {
+        let a_before: Vec<Sample> = (0..=50)
+            .map(|i| Sample::new(710_213 + i * 2_000, 0.0))
+            .collect();
+        let a_after: Vec<Sample> = (0..50)
+            .map(|i| Sample::new(863_242 + i * 2_000, 0.0))
+            .collect();
+        let b: Vec<Sample> = (0..120)
+            .map(|i| Sample::new(711_213 + i * 2_000, 1.0))
+            .collect();
+        let b_first = b.iter().take_while(|s| s.t <= 815_213).count();
+        let mut chunks = storeapi::chunk::raw_chunks(&a_before, 120);
+        chunks.extend(storeapi::chunk::raw_chunks(&a_after, 120));
+        chunks.extend(storeapi::chunk::raw_chunks(&b[..b_first], 120));
+        chunks.extend(storeapi::chunk::raw_chunks(&b[b_first..], 120));
+        storeapi::merge::sort_chunks(&mut chunks);
+        let out = series_samples(&chunks, 0, 2_000_000, true, Aggregate::Sum).unwrap();
+        let gaps: Vec<(i64, i64)> = out
+            .windows(2)
+            .map(|pair| (pair[0].t, pair[1].t))
+            .filter(|(t1, t2)| t2 - t1 > 6_000)
+            .collect();
+        assert!(gaps.is_empty(), "{gaps:?}");
+        assert!(out.iter().any(|s| s.t == 819_213 && s.v == 1.0), "{out:?}");
+        assert_eq!(
+            out.last().map(|s| s.t),
+            b.last().map(|s| s.t).max(a_after.last().map(|s| s.t))
+        );
+    }
+
+    /// Counters: b lags a by 5 (it missed increments); with outages and restarts of either
+    /// replica the counter-adjusted answer never goes down (no fake resets).
+    #[test]
+    #[ignore = "known: a replica switch inside a lane gets no counter adjustment (see report)"]
+    fn counter_never_goes_down_across_switches() {
+        for seed in 1..=300u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let case = case(&mut rng, 2);
+            let value = |sample: &Sample| sample.t as f64 / 1000.0 - 5.0 * sample.v;
+            let counted: Vec<thanos::AggrChunk> = case
+                .chunks
+                .iter()
+                .map(|chunk| {
+                    let samples: Vec<Sample> = crate::series::decode_chunk(chunk, Aggregate::Sum)
+                        .unwrap()
+                        .iter()
+                        .map(|sample| Sample::new(sample.t, value(sample)))
+                        .collect();
+                    storeapi::chunk::raw_chunks(&samples, usize::from(u16::MAX)).remove(0)
+                })
+                .collect();
+            let out = series_samples(&counted, 0, END, true, Aggregate::Counter).unwrap();
+            let down: Vec<(Sample, Sample)> = out
+                .windows(2)
+                .filter(|pair| pair[1].v < pair[0].v)
+                .map(|pair| (pair[0], pair[1]))
+                .collect();
+            assert!(down.is_empty(), "seed {seed}: {down:?}");
+        }
     }
 }
