@@ -367,95 +367,49 @@ impl<'a> XorIterator<'a> {
     fn decode_rest<F: FnMut(i64, f64)>(&mut self, visit: &mut F) {
         let data = self.data;
         let end = data.len() * 8;
-        let mut position = self.bit_position;
-        let mut timestamp = self.timestamp;
-        let mut delta = self.delta;
-        let mut value_bits = self.value_bits;
-        let mut significant = self.significant;
-        let mut trailing = self.trailing;
-        let mut read = self.read;
-        let limit = self.limit;
-        let mut failure: Option<(usize, String)> = None;
-        while read < limit {
-            let start = position;
-            let word = load_word(data, position);
-            // The value field's bits: at least 56 stream bits (or zeros past the end).
-            let value_word = if word >> 63 == 0 {
-                position += 1;
-                word << 1
-            } else {
-                let dod = match (!word).leading_zeros() {
-                    1 => {
-                        position += 16;
-                        sign_extend((word << 2) >> 50, 14)
-                    }
-                    2 => {
-                        position += 20;
-                        sign_extend((word << 3) >> 47, 17)
-                    }
-                    3 => {
-                        position += 24;
-                        sign_extend((word << 4) >> 44, 20)
-                    }
-                    _ => {
-                        position += 4;
-                        read_bits(data, &mut position, 64) as i64
-                    }
-                };
-                delta = delta.wrapping_add(dod as u64);
-                load_word(data, position)
-            };
-            timestamp = timestamp.wrapping_add(delta as i64);
-            if value_word >> 63 == 0 {
-                position += 1;
-            } else if value_word & (1 << 62) == 0 {
-                // Same window as before.
-                let bits = if significant <= 54 {
-                    position += 2 + significant as usize;
-                    (value_word << 2) >> (64 - significant)
-                } else {
-                    position += 2;
-                    read_bits(data, &mut position, significant)
-                };
-                value_bits ^= bits << trailing;
-            } else {
-                let leading = ((value_word >> 57) & 0x1f) as u32;
-                let raw_count = ((value_word >> 51) & 0x3f) as u32;
-                let count = if raw_count == 0 { 64 } else { raw_count };
-                if leading + count > 64 {
-                    failure = Some((
-                        position,
-                        format!("window of {leading} leading zeros and {count} significant bits"),
-                    ));
-                    break;
-                }
-                significant = count;
-                trailing = 64 - leading - count;
-                let bits = if significant <= 43 {
-                    position += 13 + significant as usize;
-                    (value_word << 13) >> (64 - significant)
-                } else {
-                    position += 13;
-                    read_bits(data, &mut position, significant)
-                };
-                value_bits ^= bits << trailing;
-            }
-            if position > end {
-                failure = Some((start, "bit stream ends early".to_owned()));
+        let leading = 64 - self.significant - self.trailing;
+        let mut state = DecodeState {
+            position: self.bit_position,
+            timestamp: self.timestamp,
+            delta: self.delta,
+            value_bits: self.value_bits,
+            significant: self.significant,
+            leading,
+            mask: window_mask(leading, self.trailing),
+        };
+        let mut remaining = usize::from(self.limit - self.read);
+        let mut fault = None;
+        while remaining > 0 {
+            let start = state.position;
+            if let Err(error) = state.step(data) {
+                fault = Some(error);
                 break;
             }
-            read += 1;
-            visit(timestamp, f64::from_bits(value_bits));
+            if state.position > end {
+                fault = Some(Fault::EndsEarly(start));
+                break;
+            }
+            visit(state.timestamp, f64::from_bits(state.value_bits));
+            remaining -= 1;
         }
-        self.bit_position = position;
-        self.timestamp = timestamp;
-        self.delta = delta;
-        self.value_bits = value_bits;
-        self.significant = significant;
-        self.trailing = trailing;
-        self.read = read;
-        if let Some((at, detail)) = failure {
-            self.fail(at, detail);
+        self.read = self.limit - remaining as u16;
+        self.bit_position = state.position;
+        self.timestamp = state.timestamp;
+        self.delta = state.delta;
+        self.value_bits = state.value_bits;
+        self.significant = state.significant;
+        self.trailing = 64 - state.leading - state.significant;
+        match fault {
+            Some(Fault::EndsEarly(at)) => self.fail(at, "bit stream ends early".to_owned()),
+            Some(Fault::Window {
+                position,
+                leading,
+                significant,
+            }) => self.fail(
+                position,
+                format!("window of {leading} leading zeros and {significant} significant bits"),
+            ),
+            None => {}
         }
     }
 
@@ -641,6 +595,115 @@ fn sign_extend(raw: u64, bits: u32) -> i64 {
         raw.wrapping_sub(1 << bits) as i64
     } else {
         raw as i64
+    }
+}
+
+/// Why the batch decoder stopped.
+enum Fault {
+    /// The sample starting at this bit ran past the end of the data.
+    EndsEarly(usize),
+    /// A value window no encoder writes, at this bit.
+    Window {
+        position: usize,
+        leading: u32,
+        significant: u32,
+    },
+}
+
+/// Ones over the value window with `leading` zero bits above it and `trailing` below.
+#[inline(always)]
+fn window_mask(leading: u32, trailing: u32) -> u64 {
+    (u64::MAX >> leading) & (u64::MAX << trailing)
+}
+
+/// The batch decoder's state, kept in registers: the leading/trailing window is held as the
+/// shift and mask that place its bits.
+struct DecodeState {
+    position: usize,
+    timestamp: i64,
+    delta: u64,
+    value_bits: u64,
+    /// Significant bits of the value window (64 before any window is set).
+    significant: u32,
+    /// Leading zero bits of the value window.
+    leading: u32,
+    /// Ones over the value window.
+    mask: u64,
+}
+
+impl DecodeState {
+    /// Decodes one sample after the second. May leave `position` past the end of the data
+    /// (bits there read as zero); the caller checks.
+    #[inline(always)]
+    fn step(&mut self, data: &[u8]) -> Result<(), Fault> {
+        let word = load_word(data, self.position);
+        // The value field's first bits, at least 56 of them stream bits (or zeros past the end).
+        let value_word = if word >> 63 == 0 {
+            self.position += 1;
+            word << 1
+        } else {
+            let dod = match (!word).leading_zeros() {
+                1 => {
+                    self.position += 16;
+                    sign_extend((word << 2) >> 50, 14)
+                }
+                2 => {
+                    self.position += 20;
+                    sign_extend((word << 3) >> 47, 17)
+                }
+                3 => {
+                    self.position += 24;
+                    sign_extend((word << 4) >> 44, 20)
+                }
+                _ => {
+                    self.position += 4;
+                    read_bits(data, &mut self.position, 64) as i64
+                }
+            };
+            self.delta = self.delta.wrapping_add(dod as u64);
+            load_word(data, self.position)
+        };
+        self.timestamp = self.timestamp.wrapping_add(self.delta as i64);
+        if value_word >> 63 == 0 {
+            self.position += 1;
+            return Ok(());
+        }
+        if value_word & (1 << 62) == 0 {
+            // Same window as before.
+            let significant = self.significant;
+            if significant <= 54 {
+                self.position += 2 + significant as usize;
+                self.value_bits ^= ((value_word << 2) >> self.leading) & self.mask;
+            } else {
+                self.position += 2;
+                let bits = read_bits(data, &mut self.position, significant);
+                self.value_bits ^= bits << (64 - self.leading - significant);
+            }
+            return Ok(());
+        }
+        let leading = ((value_word >> 57) & 0x1f) as u32;
+        let raw_count = ((value_word >> 51) & 0x3f) as u32;
+        let significant = if raw_count == 0 { 64 } else { raw_count };
+        if leading + significant > 64 {
+            return Err(Fault::Window {
+                position: self.position,
+                leading,
+                significant,
+            });
+        }
+        let trailing = 64 - leading - significant;
+        self.significant = significant;
+        self.leading = leading;
+        self.mask = window_mask(leading, trailing);
+        if significant <= 43 {
+            self.position += 13 + significant as usize;
+            self.value_bits ^= ((value_word << 13) >> leading) & self.mask;
+        } else {
+            self.position += 13;
+            let bits = read_bits(data, &mut self.position, significant);
+            self.value_bits ^= bits << trailing;
+        }
+        Ok(())
     }
 }
 
