@@ -4,6 +4,7 @@
 //! bits into a zero-padded byte buffer with one big-endian word store (plus one spill byte), and
 //! the reader loads the next 64 bits with one big-endian word load and shifts.
 
+#[cfg(test)]
 use crate::encoding::DecodeError;
 
 /// Zero bytes kept past the last written byte so a word store never needs a length check.
@@ -95,6 +96,8 @@ impl BitWriter {
 /// Reads past the end yield zero bits from [`BitReader::peek`] but fail in
 /// [`BitReader::consume`], so decoders may look ahead freely and learn about truncation when they
 /// commit.
+/// Only the tests use it: the XOR decoder reads words itself.
+#[cfg(test)]
 #[derive(Debug, Clone)]
 pub(crate) struct BitReader<'a> {
     bytes: &'a [u8],
@@ -104,6 +107,7 @@ pub(crate) struct BitReader<'a> {
     base: u64,
 }
 
+#[cfg(test)]
 impl<'a> BitReader<'a> {
     /// A reader starting at the first bit of `bytes`, which sit at file offset `base`.
     pub(crate) fn new(bytes: &'a [u8], base: u64) -> Self {
@@ -112,16 +116,6 @@ impl<'a> BitReader<'a> {
             bit_position: 0,
             base,
         }
-    }
-
-    /// The next bit to read.
-    pub(crate) fn bit_position(&self) -> usize {
-        self.bit_position
-    }
-
-    /// Starts reading at bit `bit_position`.
-    pub(crate) fn seek_bit(&mut self, bit_position: usize) {
-        self.bit_position = bit_position;
     }
 
     /// An error at the current position.
@@ -183,34 +177,6 @@ impl<'a> BitReader<'a> {
         let low = self.peek() >> 32;
         self.consume(32)?;
         Ok((high << 32) | low)
-    }
-
-    /// Reads 8 bits.
-    #[inline]
-    pub(crate) fn read_byte(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.read_bits(8)? as u8)
-    }
-
-    /// Reads an unsigned LEB128 value whose bytes sit in the stream as 8-bit groups.
-    pub(crate) fn read_uvarint(&mut self) -> Result<u64, DecodeError> {
-        let mut value: u64 = 0;
-        for index in 0..10u32 {
-            let byte = self.read_byte()?;
-            if index == 9 && byte > 1 {
-                return Err(self.error("uvarint overflows 64 bits"));
-            }
-            value |= u64::from(byte & 0x7f) << (7 * index);
-            if byte < 0x80 {
-                return Ok(value);
-            }
-        }
-        Err(self.error("uvarint longer than 10 bytes"))
-    }
-
-    /// Reads a zig-zag varint whose bytes sit in the stream as 8-bit groups.
-    pub(crate) fn read_varint(&mut self) -> Result<i64, DecodeError> {
-        let raw = self.read_uvarint()?;
-        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
     }
 }
 

@@ -8,7 +8,7 @@
 //! leading/trailing-zero window, else `11` + 5 bits of leading zeros (clamped to 31) + 6 bits of
 //! meaningful-bit count (64 written as 0) + the meaningful bits.
 
-use super::bstream::{BitReader, BitWriter};
+use super::bstream::BitWriter;
 use crate::encoding::DecodeError;
 
 /// Bytes of the sample-count header at the start of the chunk data.
@@ -430,26 +430,33 @@ impl<'a> XorIterator<'a> {
     #[cold]
     #[inline(never)]
     fn read_first_samples(&mut self) -> Option<(i64, f64)> {
-        let mut reader = BitReader::new(self.data, self.base);
-        reader.seek_bit(self.bit_position);
+        // Both start on a byte boundary: after the 2-byte count, and after a whole-byte varint
+        // and 64 raw bits.
+        let mut byte_index = self.bit_position / 8;
         let result = if self.read == 0 {
-            reader.read_varint().and_then(|timestamp| {
-                self.timestamp = timestamp;
-                self.value_bits = reader.read_bits(64)?;
+            uvarint_at(self.data, &mut byte_index).and_then(|raw| {
+                self.timestamp = ((raw >> 1) as i64) ^ -((raw & 1) as i64);
+                let bytes = self
+                    .data
+                    .get(byte_index..byte_index + 8)
+                    .ok_or("bit stream ends early")?;
+                let mut raw_value = [0u8; 8];
+                raw_value.copy_from_slice(bytes);
+                self.value_bits = u64::from_be_bytes(raw_value);
+                byte_index += 8;
                 Ok(())
             })
         } else {
-            reader.read_uvarint().map(|delta| {
+            uvarint_at(self.data, &mut byte_index).map(|delta| {
                 self.delta = delta;
                 self.timestamp = self.timestamp.wrapping_add(delta as i64);
             })
         };
-        if let Err(error) = result {
-            self.error = Some(error);
-            self.limit = self.read;
+        if let Err(detail) = result {
+            self.fail(byte_index * 8, detail.to_owned());
             return None;
         }
-        self.bit_position = reader.bit_position();
+        self.bit_position = byte_index * 8;
         if self.read == 1 {
             let mut position = self.bit_position;
             if !self.read_value(&mut position) {
@@ -596,6 +603,24 @@ fn sign_extend(raw: u64, bits: u32) -> i64 {
     } else {
         raw as i64
     }
+}
+
+/// Reads an unsigned LEB128 value from whole bytes at `*byte_index`, advancing it past the
+/// bytes read.
+fn uvarint_at(data: &[u8], byte_index: &mut usize) -> Result<u64, &'static str> {
+    let mut value = 0u64;
+    for index in 0..10u32 {
+        let byte = *data.get(*byte_index).ok_or("bit stream ends early")?;
+        if index == 9 && byte > 1 {
+            return Err("uvarint overflows 64 bits");
+        }
+        *byte_index += 1;
+        value |= u64::from(byte & 0x7f) << (7 * index);
+        if byte < 0x80 {
+            return Ok(value);
+        }
+    }
+    Err("uvarint longer than 10 bytes")
 }
 
 /// Why the batch decoder stopped.
