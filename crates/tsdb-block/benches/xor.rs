@@ -5,6 +5,8 @@
 //! of 120 samples each: `counter` (15s scrapes with occasional jitter, a counter growing by
 //! random steps), `gauge` (random full-precision values), `steady` (exact 15s scrapes of a
 //! counter growing at a constant rate). Throughput is reported in samples per second.
+//! `decode` goes through `XorIterator::for_each_sample` (the fastest public path), `iterate`
+//! through the `Iterator` implementation.
 //!
 //! For stable instruction counts on a noisy machine, `XOR_PROFILE=<shape>:<encode|decode|iterate|decode_into>:<passes>`
 //! skips criterion and runs that many passes over the 200 chunks, e.g.
