@@ -32,14 +32,7 @@ const RUNS: usize = 3;
 const STEP_S: i64 = 15;
 
 fn cached_blocks(spec: &Spec, data: &Dataset) -> PathBuf {
-    let key = {
-        // FNV-1a of the spec's text: a stable folder name for these parameters.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in format!("{spec:?}").bytes() {
-            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("{hash:016x}")
-    };
+    let key = spec.cache_key();
     let root = test_harness::process::workspace_root()
         .join("target/promql-bench-data")
         .join(key);

@@ -432,6 +432,19 @@ pub(crate) fn url_encode(value: &str) -> String {
     out
 }
 
+impl Spec {
+    /// A stable folder name for these parameters (FNV-1a of the spec's text), for benchmarks
+    /// that cache the blocks they write.
+    #[allow(dead_code)] // used by the benchmarks, not by every test that includes this module
+    pub(crate) fn cache_key(&self) -> String {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in format!("{self:?}").bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{hash:016x}")
+    }
+}
+
 /// The data of the heavy benchmarks (the engine's and the querier's, side by side with
 /// Prometheus): 8 hours of 15 s scrapes, about 11k series and 21.7M samples.
 #[allow(dead_code)] // used by the benchmarks, not by every test that includes this module
