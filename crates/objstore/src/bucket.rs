@@ -88,6 +88,9 @@ impl Bucket {
         options: BucketOptions,
         registry: &Registry,
     ) -> Result<Self> {
+        if !matches!(config.provider, ProviderConfig::Filesystem(_)) {
+            crate::tls::install_crypto_provider();
+        }
         let mut options = options;
         let mut multipart = true;
         let mut put_attributes = Attributes::new();

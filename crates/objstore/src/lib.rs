@@ -25,7 +25,8 @@
 //!   writes a temporary file and renames it), multipart uploads are aborted on error.
 //!
 //! Modules: [`config`] (the YAML), [`bucket`] (operations), [`layout`] (block upload/delete
-//! order), `options` ([`BucketOptions`]), `metrics`, `ranges` (coalescing plan), `error`;
+//! order), `options` ([`BucketOptions`]), `metrics`, `ranges` (coalescing plan), `error`,
+//! [`tls`] (the one crypto provider of every HTTP client);
 //! `testing` (feature `testing`): the conformance suite every backend must pass.
 
 pub mod bucket;
@@ -37,6 +38,7 @@ mod options;
 mod ranges;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 
 pub use bucket::{Bucket, ObjectAttributes};
 pub use config::{ObjstoreConfig, ProviderConfig, Secret};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use objstore::{Bucket, BucketOptions, ErrorKind, ObjstoreConfig};
 use prometheus::Registry;
-use test_harness::{Azurite, Moto, S3sFs};
+use test_harness::{Azurite, Moto, S3sFs, TestPki};
 
 const PART_SIZE: u64 = 5 * 1024 * 1024;
 
@@ -78,6 +78,50 @@ async fn moto_s3_conforms() {
     let bucket = open(&s3_yaml(&moto.endpoint(), "any", "any-secret")).await;
     assert_eq!(bucket.part_size(), Some(PART_SIZE));
     objstore::testing::run_all(&bucket).await;
+}
+
+/// S3 over HTTPS: the TLS handshake runs on the workspace's one crypto provider (ring, see
+/// `objstore::tls`), the server certificate is checked against `tls_config.ca_file`, and a
+/// bucket that does not trust that CA is refused.
+#[tokio::test]
+async fn moto_s3_over_https_verifies_the_server_certificate() {
+    let pki = TestPki::generate().expect("generate certificates");
+    let moto = Moto::start_tls(&pki.server_cert, &pki.server_key).expect("start moto with TLS");
+    objstore::tls::install_crypto_provider();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let created = client
+        .put(format!("https://{}/thanos", moto.endpoint()))
+        .send()
+        .await
+        .expect("create the bucket over https");
+    assert!(created.status().is_success(), "{}", created.status());
+
+    let https_yaml = |tls: &str| {
+        format!(
+            "type: S3\nconfig:\n  bucket: thanos\n  endpoint: {}\n  access_key: any\n  secret_key: any-secret\n  part_size: {PART_SIZE}\n  http_config:\n    tls_config:\n{tls}",
+            moto.endpoint()
+        )
+    };
+    let trusted = open(&https_yaml(&format!(
+        "      ca_file: {}\n",
+        pki.ca.display()
+    )))
+    .await;
+    objstore::testing::run_all(&trusted).await;
+
+    let untrusting = open(&https_yaml("      server_name: \"\"\n")).await;
+    let error = untrusting
+        .upload("refused", bytes::Bytes::from_static(b"x"))
+        .await
+        .expect_err("a server certificate from an unknown CA is refused");
+    assert!(
+        !trusted.exists("refused").await.unwrap(),
+        "nothing was written through the refused connection: {error}"
+    );
 }
 
 #[tokio::test]

@@ -272,7 +272,7 @@ mod tests {
     use super::*;
     use crate::duration::PromDuration;
     use crate::flags::TlsVersion;
-    use crate::test_pki::TestPki;
+    use test_harness::TestPki;
 
     fn server_flags(pki: Option<&TestPki>) -> GrpcFlags {
         GrpcFlags {
@@ -338,7 +338,7 @@ mod tests {
 
     #[tokio::test]
     async fn mutual_tls_between_our_server_and_client() {
-        let pki = TestPki::generate();
+        let pki = TestPki::generate().unwrap();
         let (address, ctx, _serving) = start(&server_flags(Some(&pki))).await;
         let mut client_flags = GrpcClientFlags {
             grpc_client_tls_secure: true,
@@ -377,7 +377,7 @@ mod tests {
 
     #[tokio::test]
     async fn client_skip_verify_accepts_unknown_ca() {
-        let pki = TestPki::generate();
+        let pki = TestPki::generate().unwrap();
         let mut flags = server_flags(Some(&pki));
         flags.grpc_server_tls_client_ca = None;
         let (address, ctx, _serving) = start(&flags).await;

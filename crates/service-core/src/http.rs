@@ -196,8 +196,8 @@ mod tests {
     use tokio::net::TcpStream;
 
     use super::*;
-    use crate::test_pki::TestPki;
     use crate::tls::{ClientTlsSettings, client_config};
+    use test_harness::TestPki;
 
     struct Running {
         address: SocketAddr,
@@ -336,7 +336,7 @@ mod tests {
 
     #[tokio::test]
     async fn tls_without_client_auth() {
-        let pki = TestPki::generate();
+        let pki = TestPki::generate().unwrap();
         let config = format!(
             "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
             pki.server_cert.display(),
@@ -352,7 +352,7 @@ mod tests {
 
     #[tokio::test]
     async fn mutual_tls_refuses_missing_and_wrong_client_certificates() {
-        let pki = TestPki::generate();
+        let pki = TestPki::generate().unwrap();
         let config = "tls_server_config:\n  cert_file: server.pem\n  key_file: server-key.pem\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n  min_version: TLS13\n";
         std::fs::write(pki.dir.path().join("web.yml"), config).unwrap();
         // Relative names resolve against the config file's directory.

@@ -38,8 +38,6 @@ pub mod propagation;
 pub mod snappy;
 mod status;
 pub mod telemetry;
-#[cfg(test)]
-mod test_pki;
 pub mod tls;
 mod tracing_config;
 mod web_config;

@@ -84,6 +84,7 @@ impl PrometheusClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
+        objstore::tls::install_crypto_provider();
         let http = auth
             .configure(reqwest::Client::builder().connect_timeout(Duration::from_secs(5)))
             .build()

@@ -8,11 +8,12 @@
 //!
 //! Modules: [`process`] (spawn, wait, kill), [`prometheus`] (Prometheus server and promtool),
 //! [`moto`], [`s3s`] and [`azurite`] (S3 and Azure Blob servers for the object-storage tests),
-//! [`memcached`] and [`redis`] (shared caches).
+//! [`memcached`] and [`redis`] (shared caches), [`pki`] (throw-away TLS certificates).
 
 pub mod azurite;
 pub mod memcached;
 pub mod moto;
+pub mod pki;
 pub mod process;
 pub mod procfs;
 pub mod prometheus;
@@ -22,6 +23,7 @@ pub mod s3s;
 pub use azurite::{AZURITE_ACCOUNT, AZURITE_KEY, Azurite};
 pub use memcached::Memcached;
 pub use moto::Moto;
+pub use pki::TestPki;
 pub use process::{Process, free_port, http_get, require_program, wait_until};
 pub use prometheus::{Prometheus, PrometheusConfig, promtool};
 pub use redis::Redis;

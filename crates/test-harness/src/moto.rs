@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -21,6 +22,23 @@ pub struct Moto {
 impl Moto {
     /// Starts `moto_server` on a free port and waits until it answers HTTP.
     pub fn start() -> Result<Self> {
+        Self::spawn(&[], |addr| http_request(addr, "GET", "/").is_ok())
+    }
+
+    /// Starts `moto_server` serving HTTPS with the PEM certificate chain and key at these paths
+    /// and waits until it accepts connections. [`Moto::create_bucket`] speaks plain HTTP, so the
+    /// caller creates buckets over TLS itself.
+    pub fn start_tls(cert_file: &Path, key_file: &Path) -> Result<Self> {
+        let cert = cert_file
+            .to_str()
+            .context("certificate path is not UTF-8")?;
+        let key = key_file.to_str().context("key path is not UTF-8")?;
+        Self::spawn(&["-c", cert, "-k", key], |addr| {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
+        })
+    }
+
+    fn spawn(extra_args: &[&str], ready: impl Fn(SocketAddr) -> bool) -> Result<Self> {
         let binary = require_program("moto_server")?;
         let work_dir = tempfile::tempdir()?;
         let port = free_port();
@@ -28,10 +46,11 @@ impl Moto {
         let mut command = Command::new(binary);
         command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(extra_args)
             .current_dir(work_dir.path());
         let process = Process::spawn("moto", command, work_dir.path())?;
         let ready = wait_until("moto_server to answer", Duration::from_secs(60), || {
-            http_request(addr, "GET", "/").is_ok()
+            ready(addr)
         });
         if let Err(error) = ready {
             process.print_log();
