@@ -16,11 +16,15 @@ run="$root/.run"
 logs="$run/logs"
 mkdir -p "$logs" "$run/bucket"
 
+# A missing Prometheus is installed (Debian's package) while the binaries build: the two overlap.
+install_pid=""
 if ! command -v prometheus >/dev/null; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-    echo "make run: installing Debian's prometheus package"
+    echo "make run: installing Debian's prometheus package in the background ($logs/install-prometheus.log)"
     [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus) \
+      >"$logs/install-prometheus.log" 2>&1 &
+    install_pid=$!
   else
     echo "make run: Prometheus is missing: install it (Debian/Ubuntu: sudo apt-get install prometheus) and run again" >&2
     exit 1
@@ -73,6 +77,10 @@ echo "make run: building the binaries (cargo profile local, ${#components[@]} co
 build_started=$SECONDS
 cargo build --profile local --bins --quiet "${packages[@]}"
 echo "make run: built in $((SECONDS - build_started)) s"
+if [ -n "$install_pid" ] && ! wait "$install_pid"; then
+  echo "make run: installing prometheus failed; see $logs/install-prometheus.log" >&2
+  exit 1
+fi
 bin="${CARGO_TARGET_DIR:-$root/target}/local"
 
 pids=()
