@@ -325,50 +325,30 @@ impl<'a> XorIterator<'a> {
     /// Decodes every remaining sample into `out`, or returns the first error (the samples
     /// before it are pushed).
     pub fn decode_into(self, out: &mut Vec<(i64, f64)>) -> Result<(), DecodeError> {
-        let start = out.len();
-        out.resize(start + self.slots_needed(), (0, 0.0));
-        let slots = &mut out[start..];
-        let (decoded, result) = self.decode_indexed(|index, t, v| {
-            if let Some(slot) = slots.get_mut(index) {
-                *slot = (t, v);
-            }
-        });
-        out.truncate(start + decoded);
-        result
+        out.reserve(self.capacity_needed());
+        self.for_each_sample(|t, v| out.push((t, v)))
     }
 
     /// Decodes every remaining sample into two columns, or returns the first error (the samples
-    /// before it are pushed). Faster than pushing from [`XorIterator::for_each_sample`]: the
-    /// samples are stored by index into slots made up front, so no vector length goes through
-    /// memory from one sample to the next.
+    /// before it are pushed).
     pub fn decode_columns(
         self,
         timestamps: &mut Vec<i64>,
         values: &mut Vec<f64>,
     ) -> Result<(), DecodeError> {
-        let slots = self.slots_needed();
-        let (time_start, value_start) = (timestamps.len(), values.len());
-        timestamps.resize(time_start + slots, 0);
-        values.resize(value_start + slots, 0.0);
-        let time_slots = &mut timestamps[time_start..];
-        let value_slots = &mut values[value_start..];
-        let (decoded, result) = self.decode_indexed(|index, t, v| {
-            if let (Some(time_slot), Some(value_slot)) =
-                (time_slots.get_mut(index), value_slots.get_mut(index))
-            {
-                *time_slot = t;
-                *value_slot = v;
-            }
-        });
-        timestamps.truncate(time_start + decoded);
-        values.truncate(value_start + decoded);
-        result
+        let capacity = self.capacity_needed();
+        timestamps.reserve(capacity);
+        values.reserve(capacity);
+        self.for_each_sample(|t, v| {
+            timestamps.push(t);
+            values.push(v);
+        })
     }
 
-    /// Slots for the samples still to decode: the count left, but no more than the data can
-    /// hold, so a corrupt count on a short chunk allocates little. Every decoded sample ends
+    /// Room for the samples still to decode: the count left, but no more than the data can
+    /// hold, so a corrupt count on a short chunk reserves little. Every decoded sample ends
     /// within the data and takes at least 2 bits, so at most `data.len() * 4` are decoded.
-    fn slots_needed(&self) -> usize {
+    fn capacity_needed(&self) -> usize {
         usize::from(self.limit - self.read).min(self.data.len() * 4)
     }
 
@@ -376,28 +356,16 @@ impl<'a> XorIterator<'a> {
     /// decoding, if any. The fastest way through a chunk: the whole decoder state stays in
     /// registers for the loop, where [`Iterator::next`] stores and reloads it per sample.
     #[inline]
-    pub fn for_each_sample<F: FnMut(i64, f64)>(self, mut visit: F) -> Result<(), DecodeError> {
-        self.decode_indexed(|_, t, v| visit(t, v)).1
-    }
-
-    /// Calls `visit` with the index (from 0) and value of every remaining sample in order;
-    /// returns how many were visited and the error that stopped decoding, if any.
-    #[inline(always)]
-    fn decode_indexed<F: FnMut(usize, i64, f64)>(
-        mut self,
-        mut visit: F,
-    ) -> (usize, Result<(), DecodeError>) {
-        let start = self.read;
+    pub fn for_each_sample<F: FnMut(i64, f64)>(mut self, mut visit: F) -> Result<(), DecodeError> {
         while self.read < self.limit && self.read < 2 {
             if let Some((t, v)) = self.read_first_samples() {
-                visit(usize::from(self.read - start - 1), t, v);
+                visit(t, v);
             }
         }
-        self.decode_rest(usize::from(self.read - start), &mut visit);
-        let decoded = usize::from(self.read - start);
+        self.decode_rest(&mut visit);
         match self.error {
-            Some(error) => (decoded, Err(error)),
-            None => (decoded, Ok(())),
+            Some(error) => Err(error),
+            None => Ok(()),
         }
     }
 
@@ -408,7 +376,7 @@ impl<'a> XorIterator<'a> {
     /// bytes are copied into a zero-padded buffer and decoded by the same loop, which then has
     /// to check where each sample ends.
     #[inline(always)]
-    fn decode_rest<F: FnMut(usize, i64, f64)>(&mut self, visited: usize, visit: &mut F) {
+    fn decode_rest<F: FnMut(i64, f64)>(&mut self, visit: &mut F) {
         let data = self.data;
         let leading = 64 - self.significant - self.trailing;
         let state = DecodeState {
@@ -421,10 +389,8 @@ impl<'a> XorIterator<'a> {
             mask: window_mask(leading, self.trailing),
         };
         let remaining = usize::from(self.limit - self.read);
-        // Index of the next sample is `count - remaining`.
-        let count = visited + remaining;
         let (mut state, mut remaining, mut fault) =
-            run_windows::<false, F>(data, 0, state, count, remaining, visit);
+            run_windows::<false, F>(data, 0, state, remaining, visit);
         if fault.is_none() && remaining > 0 {
             // Fewer than WINDOW bytes are left: decode them from a copy of the last WINDOW
             // bytes padded with zeros, where every sample has a whole window and reads past the
@@ -445,14 +411,8 @@ impl<'a> XorIterator<'a> {
             };
             let base = byte * 8;
             state.position -= base;
-            (state, remaining, fault) = run_windows::<true, F>(
-                &padded,
-                data.len() * 8 - base,
-                state,
-                count,
-                remaining,
-                visit,
-            );
+            (state, remaining, fault) =
+                run_windows::<true, F>(&padded, data.len() * 8 - base, state, remaining, visit);
             state.position += base;
             fault = match fault {
                 Some(Fault::EndsEarly(at)) => Some(Fault::EndsEarly(at + base)),
@@ -742,14 +702,12 @@ fn window_word64(window: &[u8; WINDOW], bit: usize) -> u64 {
 /// Decodes samples after the second from `bytes` while `remaining > 0` and each sample's first
 /// byte starts a whole [`WINDOW`]. With `CHECK_END`, samples ending past bit `end` are an
 /// error; without, the caller guarantees every window lies within the data, where no sample
-/// can end past it. `visit` gets each sample's index, `count - remaining`. Returns the state
-/// after the last sample decoded and the samples left.
+/// can end past it. Returns the state after the last sample decoded and the samples left.
 #[inline(always)]
-fn run_windows<const CHECK_END: bool, F: FnMut(usize, i64, f64)>(
+fn run_windows<const CHECK_END: bool, F: FnMut(i64, f64)>(
     bytes: &[u8],
     end: usize,
     mut state: DecodeState,
-    count: usize,
     mut remaining: usize,
     visit: &mut F,
 ) -> (DecodeState, usize, Option<Fault>) {
@@ -760,11 +718,7 @@ fn run_windows<const CHECK_END: bool, F: FnMut(usize, i64, f64)>(
         return (state, remaining, stop);
     }
     loop {
-        visit(
-            count - remaining,
-            state.timestamp,
-            f64::from_bits(state.value_bits),
-        );
+        visit(state.timestamp, f64::from_bits(state.value_bits));
         remaining -= 1;
         if remaining == 0 {
             return (state, remaining, None);
