@@ -1,32 +1,41 @@
 //! Bit streams, most significant bit first, as Prometheus' chunk encodings lay them out.
 //!
-//! Both sides work a machine word at a time rather than a bit at a time: the writer ORs up to 64
-//! bits into a zero-padded byte buffer with one big-endian word store (plus one spill byte), and
-//! the reader loads the next 64 bits with one big-endian word load and shifts.
+//! Both sides work a machine word at a time rather than a bit at a time: the writer keeps the
+//! 64-bit word it is filling in a register and stores it (and the bits that spill into the next
+//! word) after every write, never loading what it stored, and the reader loads the next 64 bits
+//! with one big-endian word load and shifts.
 
 #[cfg(test)]
 use crate::encoding::DecodeError;
 
-/// Zero bytes kept past the last written byte so a word store never needs a length check.
+/// Zero bytes kept from the word being filled: it and the spill word after it.
 const WRITE_SLACK: usize = 16;
 
 /// An append-only bit stream over a byte buffer whose bytes past the written bits are zero.
 #[derive(Debug, Clone)]
 pub(crate) struct BitWriter {
-    /// The stream bytes followed by at least [`WRITE_SLACK`] zero bytes.
+    /// The stream bytes followed by zero bytes, at least [`WRITE_SLACK`] from `word_at`.
     buffer: Vec<u8>,
-    /// Number of bits written, counting from the first byte of `buffer`.
-    bit_len: usize,
+    /// Byte offset of the word being filled.
+    word_at: usize,
+    /// The word being filled, as stored at `word_at`: `used` stream bits, then zeros.
+    word: u64,
+    /// Stream bits in `word`, below 64.
+    used: u32,
 }
 
 impl BitWriter {
-    /// A stream whose first `header_bytes` bytes are zero and already count as written.
+    /// A stream whose first `header_bytes` (at most 7) bytes are zero and already count as
+    /// written.
     pub(crate) fn with_header(header_bytes: usize, capacity: usize) -> Self {
+        debug_assert!(header_bytes < 8);
         let mut buffer = Vec::with_capacity(capacity.max(header_bytes) + WRITE_SLACK);
-        buffer.resize(header_bytes + WRITE_SLACK, 0);
+        buffer.resize(WRITE_SLACK, 0);
         Self {
             buffer,
-            bit_len: header_bytes * 8,
+            word_at: 0,
+            word: 0,
+            used: header_bytes as u32 * 8,
         }
     }
 
@@ -36,16 +45,18 @@ impl BitWriter {
     }
 
     /// Overwrites the first two bytes (a header the stream was created with) with `value`,
-    /// big-endian.
+    /// big-endian. Word stores zero them again while the first word is being filled: set the
+    /// header after writing.
     #[inline]
     pub(crate) fn set_header_u16(&mut self, value: u16) {
-        debug_assert!(self.bit_len >= 16);
-        self.buffer[..2].copy_from_slice(&value.to_be_bytes());
+        if let Some(header) = self.buffer.first_chunk_mut::<2>() {
+            *header = value.to_be_bytes();
+        }
     }
 
     /// Number of bytes the written bits occupy.
     pub(crate) fn byte_len(&self) -> usize {
-        self.bit_len.div_ceil(8)
+        self.word_at + self.used.div_ceil(8) as usize
     }
 
     /// Writes the low `count` bits of `value`, `count <= 64`.
@@ -55,32 +66,45 @@ impl BitWriter {
         if count == 0 {
             return;
         }
-        let byte_index = self.bit_len / 8;
-        if byte_index + WRITE_SLACK > self.buffer.len() {
-            self.grow(byte_index + WRITE_SLACK);
-        }
-        let shift = (self.bit_len % 8) as u32;
         let aligned = value << (64 - count);
-        let word_bytes: &mut [u8; 8] = (&mut self.buffer[byte_index..byte_index + 8])
-            .try_into()
-            .expect("the slice is 8 bytes long");
-        let word = u64::from_be_bytes(*word_bytes) | (aligned >> shift);
-        *word_bytes = word.to_be_bytes();
-        if shift + count > 64 {
-            // The lowest `shift` bits of `aligned` did not fit the word: they start the next byte.
-            self.buffer[byte_index + 8] |= (aligned as u8) << (8 - shift);
+        let used = self.used;
+        let word = self.word | (aligned >> used);
+        // The bits that did not fit this word (none when `used` is 0: two shifts make 64).
+        let spill = (aligned << 1) << (63 - used);
+        let stored = loop {
+            if let Some(stored) = self
+                .buffer
+                .get_mut(self.word_at..)
+                .and_then(|rest| rest.first_chunk_mut::<WRITE_SLACK>())
+            {
+                break stored;
+            }
+            self.grow();
+        };
+        // Both words are stored whether or not the first is full, so the buffer always holds
+        // the stream without a branch or a flush; the spill word is zero while nothing spills.
+        let (first, second) = stored.split_at_mut(8);
+        first.copy_from_slice(&word.to_be_bytes());
+        second.copy_from_slice(&spill.to_be_bytes());
+        let total = used + count;
+        if total >= 64 {
+            self.word_at += 8;
+            self.word = spill;
+        } else {
+            self.word = word;
         }
-        self.bit_len += count as usize;
+        self.used = total & 63;
     }
 
-    /// Zero-extends the buffer to at least `min_len` bytes: to its whole capacity while that
-    /// suffices (one fill instead of many small ones), else to twice its length.
+    /// Zero-extends the buffer by at least a word past `word_at`'s slack: to its whole
+    /// capacity while that suffices (one fill instead of many small ones), else to twice its
+    /// length.
     #[cold]
     #[inline(never)]
-    fn grow(&mut self, min_len: usize) {
+    fn grow(&mut self) {
         let new_len = (self.buffer.len() * 2)
             .max(self.buffer.capacity())
-            .max(min_len);
+            .max(self.word_at + WRITE_SLACK + 8);
         self.buffer.resize(new_len, 0);
     }
 
@@ -211,6 +235,40 @@ mod tests {
                     (0xDEAD_BEEF_CAFE_F00D, count),
                     (u64::MAX, 3),
                 ]);
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_are_exact_after_every_write() {
+        // Random widths cross word boundaries at every offset, including a spill of the whole
+        // 64-bit field, and grow the buffer from nothing; the bytes must be exact after each
+        // write, not only after the last one.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for header in [0usize, 2] {
+            let mut writer = BitWriter::with_header(header, 0);
+            let mut bits: Vec<bool> = vec![false; header * 8];
+            for _ in 0..2_000 {
+                let count = (next() % 65) as u32;
+                let value = next();
+                writer.write_bits(value, count);
+                bits.extend((0..count).rev().map(|bit| value >> bit & 1 == 1));
+                let expected: Vec<u8> = bits
+                    .chunks(8)
+                    .map(|byte| {
+                        byte.iter()
+                            .enumerate()
+                            .fold(0u8, |acc, (index, &bit)| acc | u8::from(bit) << (7 - index))
+                    })
+                    .collect();
+                assert_eq!(writer.bytes(), expected, "after {} bits", bits.len());
+                assert_eq!(writer.byte_len(), expected.len());
             }
         }
     }

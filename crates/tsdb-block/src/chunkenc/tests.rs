@@ -459,3 +459,66 @@ fn fast_paths_agree_with_a_bit_at_a_time_decoder() {
         check_batch_against_reference(&bytes, 0);
     }
 }
+
+#[test]
+fn long_runs_of_two_bit_samples_decode_at_every_cut() {
+    // Unchanged values at a steady interval are 2-bit samples: runs of them cross the batch
+    // decoder's windows at every bit offset and end inside its padded tail copy. A few changes
+    // break the runs so every control path meets a window boundary somewhere.
+    let samples: Vec<(i64, f64)> = (0..700i64)
+        .map(|index| {
+            let value = match index {
+                0..=299 => 7.0,
+                300..=349 => index as f64,
+                _ if index % 97 == 0 => f64::from_bits(0x7FF8_0000_0000_0001),
+                _ => -3.5,
+            };
+            (index * 15_000 + i64::from(index % 211 == 0), value)
+        })
+        .collect();
+    let bytes = check_round_trip(&samples);
+    check_against_reference(&bytes);
+    for cut in 0..bytes.len() {
+        check_against_reference(&bytes[..cut]);
+        check_batch_against_reference(&bytes[..cut], cut % 3);
+    }
+}
+
+#[test]
+fn columns_append_to_existing_contents_and_keep_the_prefix_on_error() {
+    let samples: Vec<(i64, f64)> = (0..90)
+        .map(|index| (index * 15_000, (index / 4) as f64))
+        .collect();
+    let bytes = check_round_trip(&samples);
+    let (mut timestamps, mut values) = (vec![-1i64], vec![-1.0f64]);
+    XorIterator::new(&bytes)
+        .decode_columns(&mut timestamps, &mut values)
+        .unwrap();
+    assert_eq!(timestamps.len(), 91);
+    assert_eq!((timestamps[0], values[0]), (-1, -1.0));
+    assert_eq!((timestamps[90], values[90]), samples[89]);
+    let mut pairs = vec![(5i64, 5.0f64)];
+    let cut = &bytes[..bytes.len() - 3];
+    let error = XorIterator::new(cut).decode_into(&mut pairs).unwrap_err();
+    assert!(error.offset as usize <= cut.len());
+    let (want, _) = reference_decode(cut);
+    assert_eq!(pairs[0], (5, 5.0));
+    assert_eq!(pairs.len(), 1 + want.len());
+    assert_eq!(&pairs[1..], &want[..]);
+}
+
+#[test]
+fn a_corrupt_count_on_a_short_chunk_allocates_little() {
+    // The header claims 65535 samples; 12 bytes hold at most 48.
+    let bytes = [0xFF, 0xFF, 0x02, 0x3F, 0xF0, 0, 0, 0, 0, 0, 0, 0];
+    let (mut timestamps, mut values) = (Vec::new(), Vec::new());
+    assert!(
+        XorIterator::new(&bytes)
+            .decode_columns(&mut timestamps, &mut values)
+            .is_err()
+    );
+    assert!(timestamps.capacity() <= 48 && values.capacity() <= 48);
+    let mut pairs = Vec::new();
+    assert!(XorIterator::new(&bytes).decode_into(&mut pairs).is_err());
+    assert!(pairs.capacity() <= 48);
+}

@@ -325,7 +325,7 @@ impl<'a> XorIterator<'a> {
     /// Decodes every remaining sample into `out`, or returns the first error (the samples
     /// before it are pushed).
     pub fn decode_into(self, out: &mut Vec<(i64, f64)>) -> Result<(), DecodeError> {
-        out.reserve(usize::from(self.limit - self.read));
+        out.reserve(self.capacity_needed());
         self.for_each_sample(|t, v| out.push((t, v)))
     }
 
@@ -336,13 +336,20 @@ impl<'a> XorIterator<'a> {
         timestamps: &mut Vec<i64>,
         values: &mut Vec<f64>,
     ) -> Result<(), DecodeError> {
-        let remaining = usize::from(self.limit - self.read);
-        timestamps.reserve(remaining);
-        values.reserve(remaining);
+        let capacity = self.capacity_needed();
+        timestamps.reserve(capacity);
+        values.reserve(capacity);
         self.for_each_sample(|t, v| {
             timestamps.push(t);
             values.push(v);
         })
+    }
+
+    /// Room for the samples still to decode: the count left, but no more than the data can
+    /// hold, so a corrupt count on a short chunk reserves little. Every decoded sample ends
+    /// within the data and takes at least 2 bits, so at most `data.len() * 4` are decoded.
+    fn capacity_needed(&self) -> usize {
+        usize::from(self.limit - self.read).min(self.data.len() * 4)
     }
 
     /// Calls `visit` with every remaining sample in order, then returns the error that stopped
@@ -363,12 +370,16 @@ impl<'a> XorIterator<'a> {
     }
 
     /// The samples after the first two, with the state in locals for the whole loop.
+    ///
+    /// The bulk of the chunk is decoded straight from `data` while a whole [`WINDOW`] of bytes
+    /// follows the sample's first byte, so no sample can run past the end there; the last few
+    /// bytes are copied into a zero-padded buffer and decoded by the same loop, which then has
+    /// to check where each sample ends.
     #[inline(always)]
     fn decode_rest<F: FnMut(i64, f64)>(&mut self, visit: &mut F) {
         let data = self.data;
-        let end = data.len() * 8;
         let leading = 64 - self.significant - self.trailing;
-        let mut state = DecodeState {
+        let state = DecodeState {
             position: self.bit_position,
             timestamp: self.timestamp,
             delta: self.delta,
@@ -377,20 +388,48 @@ impl<'a> XorIterator<'a> {
             leading,
             mask: window_mask(leading, self.trailing),
         };
-        let mut remaining = usize::from(self.limit - self.read);
-        let mut fault = None;
-        while remaining > 0 {
-            let start = state.position;
-            if let Err(error) = state.step(data) {
-                fault = Some(error);
-                break;
-            }
-            if state.position > end {
-                fault = Some(Fault::EndsEarly(start));
-                break;
-            }
-            visit(state.timestamp, f64::from_bits(state.value_bits));
-            remaining -= 1;
+        let remaining = usize::from(self.limit - self.read);
+        let (mut state, mut remaining, mut fault) =
+            run_windows::<false, F>(data, 0, state, remaining, visit);
+        if fault.is_none() && remaining > 0 {
+            // Fewer than WINDOW bytes are left: decode them from a copy of the last WINDOW
+            // bytes padded with zeros, where every sample has a whole window and reads past the
+            // end see zeros. The samples left start past `data.len() - WINDOW` (so the
+            // subtraction below cannot underflow). A fixed-size copy: no memcpy call.
+            let mut padded = [0u8; 2 * WINDOW];
+            let byte = match data.last_chunk::<WINDOW>() {
+                Some(last) => {
+                    padded[..WINDOW].copy_from_slice(last);
+                    data.len() - WINDOW
+                }
+                None => {
+                    for (slot, byte) in padded.iter_mut().zip(data) {
+                        *slot = *byte;
+                    }
+                    0
+                }
+            };
+            let base = byte * 8;
+            state.position -= base;
+            (state, remaining, fault) =
+                run_windows::<true, F>(&padded, data.len() * 8 - base, state, remaining, visit);
+            state.position += base;
+            fault = match fault {
+                Some(Fault::EndsEarly(at)) => Some(Fault::EndsEarly(at + base)),
+                Some(Fault::Window {
+                    position,
+                    leading,
+                    significant,
+                }) => Some(Fault::Window {
+                    position: position + base,
+                    leading,
+                    significant,
+                }),
+                // Unreachable (every sample in the padded copy has a window and the end check
+                // stops the loop before it runs out), but a stop with samples left is an error.
+                None if remaining > 0 => Some(Fault::EndsEarly(state.position)),
+                None => None,
+            };
         }
         self.read = self.limit - remaining as u16;
         self.bit_position = state.position;
@@ -635,6 +674,61 @@ enum Fault {
     },
 }
 
+/// Bytes the batch decoder reads from a sample's first byte: the longest sample (a 64-bit
+/// delta-of-delta and a new 64-bit value window, 145 bits from any bit of its first byte) plus
+/// a word load, rounded up so offsets masked to 0..16 stay in bounds without a check.
+const WINDOW: usize = 24;
+
+/// The 64 bits from `bit` of `window` (below 128), left-aligned; the first `64 - bit % 8` of
+/// them are window bits, the rest zeros.
+#[inline(always)]
+fn window_word(window: &[u8; WINDOW], bit: usize) -> u64 {
+    // The mask never changes a valid offset; it lets the compiler drop the bounds check.
+    let offset = (bit >> 3) & 15;
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&window[offset..offset + 8]);
+    u64::from_be_bytes(bytes) << (bit & 7)
+}
+
+/// All 64 window bits from `bit` of `window` (below 128).
+#[inline(always)]
+fn window_word64(window: &[u8; WINDOW], bit: usize) -> u64 {
+    let offset = (bit >> 3) & 15;
+    // The bits of the ninth byte that the shift left out; `>> 8` leaves none.
+    let spill = u64::from(window[offset + 8]) >> (8 - (bit & 7));
+    window_word(window, bit) | spill
+}
+
+/// Decodes samples after the second from `bytes` while `remaining > 0` and each sample's first
+/// byte starts a whole [`WINDOW`]. With `CHECK_END`, samples ending past bit `end` are an
+/// error; without, the caller guarantees every window lies within the data, where no sample
+/// can end past it. Returns the state after the last sample decoded and the samples left.
+#[inline(always)]
+fn run_windows<const CHECK_END: bool, F: FnMut(i64, f64)>(
+    bytes: &[u8],
+    end: usize,
+    mut state: DecodeState,
+    mut remaining: usize,
+    visit: &mut F,
+) -> (DecodeState, usize, Option<Fault>) {
+    if remaining == 0 {
+        return (state, remaining, None);
+    }
+    if let Err(stop) = state.next_in::<CHECK_END>(bytes, end) {
+        return (state, remaining, stop);
+    }
+    loop {
+        visit(state.timestamp, f64::from_bits(state.value_bits));
+        remaining -= 1;
+        if remaining == 0 {
+            return (state, remaining, None);
+        }
+        if let Err(stop) = state.next_in::<CHECK_END>(bytes, end) {
+            return (state, remaining, stop);
+        }
+    }
+}
+
 /// Ones over the value window with `leading` zero bits above it and `trailing` below.
 #[inline(always)]
 fn window_mask(leading: u32, trailing: u32) -> u64 {
@@ -643,6 +737,7 @@ fn window_mask(leading: u32, trailing: u32) -> u64 {
 
 /// The batch decoder's state, kept in registers: the leading/trailing window is held as the
 /// shift and mask that place its bits.
+#[derive(Clone, Copy)]
 struct DecodeState {
     position: usize,
     timestamp: i64,
@@ -657,77 +752,90 @@ struct DecodeState {
 }
 
 impl DecodeState {
-    /// Decodes one sample after the second. May leave `position` past the end of the data
-    /// (bits there read as zero); the caller checks.
+    /// Decodes the sample at `position` from `bytes` if a whole [`WINDOW`] starts at its
+    /// first byte: `Err(None)` when none does, `Err(Some(fault))` when the sample is corrupt
+    /// or (with `CHECK_END`) ends past bit `end`.
     #[inline(always)]
-    fn step(&mut self, data: &[u8]) -> Result<(), Fault> {
-        let word = load_word(data, self.position);
-        // The value field's first bits, at least 56 of them stream bits (or zeros past the end).
-        let value_word = if word >> 63 == 0 {
-            self.position += 1;
-            word << 1
+    fn next_in<const CHECK_END: bool>(
+        &mut self,
+        bytes: &[u8],
+        end: usize,
+    ) -> Result<(), Option<Fault>> {
+        let window = bytes
+            .get(self.position / 8..)
+            .and_then(|rest| rest.first_chunk::<WINDOW>())
+            .ok_or(None)?;
+        let start = self.position;
+        self.step(window).map_err(Some)?;
+        if CHECK_END && self.position > end {
+            return Err(Some(Fault::EndsEarly(start)));
+        }
+        Ok(())
+    }
+
+    /// Decodes one sample after the second from `window`, which starts at the byte holding
+    /// `position`. May leave `position` past the end of the data (bits there read as zero);
+    /// the caller checks.
+    ///
+    /// Branches on the control bits rather than selecting without them: a predicted branch
+    /// lets the next sample's loads start before this sample's bits arrive, where a select
+    /// chains every sample's position to the previous load.
+    #[inline(always)]
+    fn step(&mut self, window: &[u8; WINDOW]) -> Result<(), Fault> {
+        let first = self.position & 7;
+        let word = window_word(window, first);
+        // Where the value field starts (from the window's first bit), and its first 56 or
+        // more bits.
+        let (value_at, value_word) = if word >> 63 == 0 {
+            (first + 1, word << 1)
         } else {
-            let dod = match (!word).leading_zeros() {
-                1 => {
-                    self.position += 16;
-                    sign_extend((word << 2) >> 50, 14)
-                }
-                2 => {
-                    self.position += 20;
-                    sign_extend((word << 3) >> 47, 17)
-                }
-                3 => {
-                    self.position += 24;
-                    sign_extend((word << 4) >> 44, 20)
-                }
-                _ => {
-                    self.position += 4;
-                    read_bits(data, &mut self.position, 64) as i64
-                }
+            let (dod, length) = match (!word).leading_zeros() {
+                1 => (sign_extend((word << 2) >> 50, 14), 16),
+                2 => (sign_extend((word << 3) >> 47, 17), 20),
+                3 => (sign_extend((word << 4) >> 44, 20), 24),
+                _ => (window_word64(window, first + 4) as i64, 68),
             };
             self.delta = self.delta.wrapping_add(dod as u64);
-            load_word(data, self.position)
+            (first + length, window_word(window, first + length))
         };
         self.timestamp = self.timestamp.wrapping_add(self.delta as i64);
+        let base = self.position - first;
         if value_word >> 63 == 0 {
-            self.position += 1;
+            self.position = base + value_at + 1;
             return Ok(());
         }
         if value_word & (1 << 62) == 0 {
             // Same window as before.
             let significant = self.significant;
-            if significant <= 54 {
-                self.position += 2 + significant as usize;
-                self.value_bits ^= ((value_word << 2) >> self.leading) & self.mask;
+            let bits = if significant <= 54 {
+                value_word << 2
             } else {
-                self.position += 2;
-                let bits = read_bits(data, &mut self.position, significant);
-                self.value_bits ^= bits << (64 - self.leading - significant);
-            }
+                window_word64(window, value_at + 2)
+            };
+            self.value_bits ^= (bits >> self.leading) & self.mask;
+            self.position = base + value_at + 2 + significant as usize;
             return Ok(());
         }
         let leading = ((value_word >> 57) & 0x1f) as u32;
-        let raw_count = ((value_word >> 51) & 0x3f) as u32;
-        let significant = if raw_count == 0 { 64 } else { raw_count };
+        // 6 bits of significant-bit count, 0 meaning 64.
+        let significant = (((value_word >> 51) as u32).wrapping_sub(1) & 0x3f) + 1;
         if leading + significant > 64 {
             return Err(Fault::Window {
-                position: self.position,
+                position: base + value_at,
                 leading,
                 significant,
             });
         }
-        let trailing = 64 - leading - significant;
         self.significant = significant;
         self.leading = leading;
-        self.mask = window_mask(leading, trailing);
-        if significant <= 43 {
-            self.position += 13 + significant as usize;
-            self.value_bits ^= ((value_word << 13) >> leading) & self.mask;
+        self.mask = window_mask(leading, 64 - leading - significant);
+        let bits = if significant <= 43 {
+            value_word << 13
         } else {
-            self.position += 13;
-            let bits = read_bits(data, &mut self.position, significant);
-            self.value_bits ^= bits << trailing;
-        }
+            window_word64(window, value_at + 13)
+        };
+        self.value_bits ^= (bits >> leading) & self.mask;
+        self.position = base + value_at + 13 + significant as usize;
         Ok(())
     }
 }
