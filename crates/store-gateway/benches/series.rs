@@ -9,6 +9,9 @@
 //! 2 ms). Then the resident memory at rest of gateways over 0, 10 and 20 blocks next to the size
 //! of their index-headers on disk.
 //!
+//! `SERIES_BENCH_WRAPPER` names a program (with arguments) to start the gateway under, e.g.
+//! `heaptrack -o /tmp/gateway` for a heap profile.
+//!
 //! Targets (issue #4): memory at rest grows with the number of blocks by no more than the
 //! blocks' index-header size; a 50k-series call stays under 256 MiB of extra resident memory.
 
@@ -252,7 +255,19 @@ impl Gateway {
         let data_dir = work.path().join("data");
         let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_store-gateway"));
+        let binary = env!("CARGO_BIN_EXE_store-gateway");
+        // `SERIES_BENCH_WRAPPER="heaptrack -o /tmp/gateway"` runs the gateway under a profiler
+        // (the resident memory figures then describe the wrapper, not the gateway).
+        let wrapper = std::env::var("SERIES_BENCH_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command.args(words).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command
             .arg(format!(
                 "--objstore.config=type: FILESYSTEM\nconfig:\n  directory: {}\n",

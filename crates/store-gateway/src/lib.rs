@@ -31,6 +31,8 @@ pub mod relabel;
 mod shard;
 mod store;
 pub mod sync;
+#[cfg(test)]
+mod test_alloc;
 pub mod time;
 
 use std::path::PathBuf;
