@@ -105,6 +105,7 @@ where
         Err(error) => error.exit(),
     };
 
+    crate::malloc::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name(name)

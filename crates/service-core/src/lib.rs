@@ -19,6 +19,8 @@
 //! - [`ErrorKind`], [`ApiError`], [`grpc_status`]: one mapping from error class to HTTP status,
 //!   gRPC code and Prometheus' error JSON.
 //! - [`build_info`]: `--version` text and the `thanos_build_info` gauge.
+//! - [`malloc`]: glibc malloc limited to one arena per core at start-up (resident memory stays
+//!   near the heap).
 //!
 //! **Invariants:** no global metric registry (everything registers on
 //! [`ServiceContext::registry`]); nothing here blocks an async worker (bcrypt runs in
@@ -34,6 +36,7 @@ mod grpc;
 mod http;
 mod lifecycle;
 mod listener;
+pub mod malloc;
 pub mod propagation;
 pub mod snappy;
 mod status;
