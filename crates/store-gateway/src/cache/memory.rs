@@ -81,20 +81,30 @@ impl Lru {
             .copied()
     }
 
-    /// Takes entry `at` out of the recency chain.
-    fn unlink(&mut self, at: u32) {
-        let (newer, older) = {
-            let entry = &self.entries[at as usize];
-            (entry.newer, entry.older)
-        };
+    /// The neighbours of entry `at` in the chain: (newer, older).
+    fn neighbours(&self, at: u32) -> (u32, u32) {
+        let entry = &self.entries[at as usize];
+        (entry.newer, entry.older)
+    }
+
+    /// Points the chain around a place whose neighbours are `newer` and `older`: `newer` (or
+    /// `newest` when there is none) sees `from_newer` as its older neighbour, `older` (or
+    /// `oldest`) sees `from_older` as its newer one.
+    fn point(&mut self, (newer, older): (u32, u32), from_newer: u32, from_older: u32) {
         match newer {
-            NONE => self.newest = older,
-            newer => self.entries[newer as usize].older = older,
+            NONE => self.newest = from_newer,
+            newer => self.entries[newer as usize].older = from_newer,
         }
         match older {
-            NONE => self.oldest = newer,
-            older => self.entries[older as usize].newer = newer,
+            NONE => self.oldest = from_older,
+            older => self.entries[older as usize].newer = from_older,
         }
+    }
+
+    /// Takes entry `at` out of the recency chain.
+    fn unlink(&mut self, at: u32) {
+        let (newer, older) = self.neighbours(at);
+        self.point((newer, older), older, newer);
     }
 
     /// Makes entry `at` (not in the chain) the most recently used.
@@ -155,18 +165,7 @@ impl Lru {
         let removed = self.entries.swap_remove(at as usize);
         if at != last {
             // The entry that was last now sits at `at`: repoint its neighbours and its slot.
-            let (newer, older) = {
-                let moved = &self.entries[at as usize];
-                (moved.newer, moved.older)
-            };
-            match newer {
-                NONE => self.newest = at,
-                newer => self.entries[newer as usize].older = at,
-            }
-            match older {
-                NONE => self.oldest = at,
-                older => self.entries[older as usize].newer = at,
-            }
+            self.point(self.neighbours(at), at, at);
             let hash = self.hasher.hash_one(&self.entries[at as usize].key);
             if let Some(slot) = self.index.find_mut(hash, |&slot| slot == last) {
                 *slot = at;
