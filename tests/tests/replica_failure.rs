@@ -89,8 +89,40 @@ fn replicas_fresh(cluster: &Cluster, now: i64, window: &str) -> String {
         .join("; ")
 }
 
-/// Checks the window between the kill and the end of the query range: the de-duplicated answer
-/// is replica b's samples, exactly, one per scrape (none doubled, none missing) up to the end.
+/// Where the de-duplicated answer follows replica b from after the kill. Following replica a up
+/// to its last sample `t_a`, Thanos' penalty algorithm (compatibility sheet §6.2) seeks replica b
+/// past `t_a + 2 * (t_a - previous)`, `previous` being the sample followed before `t_a`: b's
+/// scrapes up to there are skipped by design, exactly as Thanos skips them. When the answer
+/// holds no sample of replica a before the kill (its sidecar cannot serve while it is down),
+/// b is followed from the kill on. The point is computed from replica a's own samples, so the
+/// checks after it stay exact: every later scrape of b, once, and nothing else.
+fn switch_point(cluster: &Cluster, killed_at: i64, end: i64) -> i64 {
+    let range = format!(
+        "{}[{}ms]",
+        cluster.history().up_selector(),
+        end - killed_at + 4 * SCRAPE_INTERVAL_MS
+    );
+    let raw = cluster
+        .query(&range, end, "&dedup=false")
+        .expect("query replica a before the kill");
+    assert!(raw.is_success(), "{:?}", raw.json);
+    let before_kill: Vec<i64> = raw
+        .result()
+        .iter()
+        .filter(|series| series["metric"]["replica"] == "a")
+        .flat_map(points)
+        .map(|(t, _)| t)
+        .filter(|t| *t <= killed_at)
+        .collect();
+    match before_kill.as_slice() {
+        [.., previous, last] => killed_at.max(last + 2 * (last - previous)),
+        _ => killed_at,
+    }
+}
+
+/// Checks the window between the kill and the end of the query range: from the switch point
+/// ([`switch_point`]) on, the de-duplicated answer is replica b's samples, exactly, one per
+/// scrape (none doubled, none missing) up to the end, and before it only b's samples.
 /// The range ends one interval in the past, so both queries see the same committed scrapes.
 /// With `both_replicas`, replica a must hold samples in the window too (so the check would see
 /// doubled samples if the answer were not de-duplicated). Returns a summary of the window.
@@ -116,8 +148,10 @@ fn check_survivor_window(
         "{when}: {:?}",
         deduplicated.json
     );
-    let answered = check_window(&points(&deduplicated.result()[0]), killed_at, end, CADENCE)
-        .unwrap_or_else(|error| panic!("{when}: {error}"));
+    let cut = switch_point(cluster, killed_at, end);
+    let deduplicated_points = points(&deduplicated.result()[0]);
+    let answered = check_window(&deduplicated_points, cut, end, CADENCE)
+        .unwrap_or_else(|error| panic!("{when}: {error} (replica b followed from {cut})"));
     let raw = cluster
         .query(&range, end, "&dedup=false")
         .expect("query since the kill, dedup=false");
@@ -129,10 +163,22 @@ fn check_survivor_window(
         .flat_map(points)
         .filter(|(t, _)| *t > killed_at && *t <= end)
         .collect();
+    let survivor_after_cut: Vec<(i64, f64)> =
+        survivor.iter().copied().filter(|(t, _)| *t > cut).collect();
     assert_eq!(
-        answered, survivor,
-        "{when}: the answer vs replica b's samples"
+        answered, survivor_after_cut,
+        "{when}: the answer vs replica b's samples after {cut}"
     );
+    // Between the kill and the switch point the answer holds only replica b's samples too.
+    for sample in deduplicated_points
+        .iter()
+        .filter(|(t, _)| *t > killed_at && *t <= cut)
+    {
+        assert!(
+            survivor.contains(sample),
+            "{when}: {sample:?} before the switch point {cut} is not one of replica b's samples {survivor:?}"
+        );
+    }
     let replica_a_samples = raw
         .result()
         .iter()
