@@ -90,12 +90,14 @@ fn replicas_fresh(cluster: &Cluster, now: i64, window: &str) -> String {
 }
 
 /// Where the de-duplicated answer follows replica b from after the kill. Following replica a up
-/// to its last sample `t_a`, Thanos' penalty algorithm (compatibility sheet §6.2) seeks replica b
+/// to its last sample `t_a` (at or just after the kill), Thanos' penalty algorithm (compatibility sheet §6.2) seeks replica b
 /// past `t_a + 2 * (t_a - previous)`, `previous` being the sample followed before `t_a`: b's
 /// scrapes up to there are skipped by design, exactly as Thanos skips them. When the answer
 /// holds no sample of replica a before the kill (its sidecar cannot serve while it is down),
-/// b is followed from the kill on. The point is computed from replica a's own samples, so the
-/// checks after it stay exact: every later scrape of b, once, and nothing else.
+/// b is followed from the kill on. The point is computed from replica a's own samples, with the
+/// scrape jitter the cadence tolerates added to the interval (the querier rebuilds replicas from
+/// chunk timing, see `querier::dedup`, so the interval it penalises with is not exactly a's),
+/// and the checks after it stay exact: every later scrape of b, once, and nothing else.
 fn switch_point(cluster: &Cluster, killed_at: i64, end: i64) -> i64 {
     let range = format!(
         "{}[{}ms]",
@@ -112,10 +114,12 @@ fn switch_point(cluster: &Cluster, killed_at: i64, end: i64) -> i64 {
         .filter(|series| series["metric"]["replica"] == "a")
         .flat_map(points)
         .map(|(t, _)| t)
-        .filter(|t| *t <= killed_at)
+        // A scrape may land in the moment between taking the time and the kill; the restart
+        // comes many intervals later.
+        .filter(|t| *t <= killed_at + SCRAPE_INTERVAL_MS)
         .collect();
     match before_kill.as_slice() {
-        [.., previous, last] => killed_at.max(last + 2 * (last - previous)),
+        [.., previous, last] => killed_at.max(last + 2 * (last - previous + CADENCE.jitter_ms)),
         _ => killed_at,
     }
 }
