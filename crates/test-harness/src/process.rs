@@ -106,13 +106,27 @@ impl Drop for Process {
     }
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1 that was free a moment ago, never one this process handed out
+/// before (the kernel may offer a just-released port again, and two programs of one test would
+/// then race for it).
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on 127.0.0.1");
-    listener
-        .local_addr()
-        .expect("local address of a bound listener")
-        .port()
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on 127.0.0.1");
+        let port = listener
+            .local_addr()
+            .expect("local address of a bound listener")
+            .port();
+        let fresh = HANDED_OUT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(port);
+        if fresh {
+            return port;
+        }
+    }
 }
 
 /// The path of `program`: on `PATH`, or in the project's `.tools/bin`. A missing program is an
