@@ -7,12 +7,14 @@
 //! counter growing at a constant rate). Throughput is reported in samples per second.
 //! `decode` goes through `XorIterator::for_each_sample` summing the values (the closure's running
 //! sum is part of the loop), `columns` through `XorIterator::decode_columns` into two reused
-//! columns, `iterate` through the `Iterator` implementation. The compiler keeps `decode`'s `f64`
-//! sum on the stack (no XMM register survives the decoder's calls on its error paths), so every
-//! sample waits for the previous sum's store to reach the next load: about 3.3 ns/sample on the
-//! Zen 4 test machine whatever the decoder does (a chunk of identical samples shows it); a
-//! visitor that keeps nothing in memory measured 1.8 (identical samples) to 2.6-2.8 (steady,
-//! counter) and 3.2-3.8 (gauge) ns/sample there.
+//! columns, `iterate` through the `Iterator` implementation. The decoding loop calls no function
+//! (errors leave it as plain data), so the compiler keeps the `f64` sum in a register: a call
+//! anywhere in the loop makes it spill the sum around every sample, a store-to-load chain of
+//! about 3.3 ns/sample on the Zen 4 test machine whatever the decoder does.
+//!
+//! This VM's timings vary by up to 40% between identical runs (the host's load, not ours):
+//! compare variants by the minimum of several interleaved runs of `XOR_PROFILE` (below) under
+//! `/usr/bin/time`, and read criterion's medians as the typical case.
 //!
 //! For stable instruction counts on a noisy machine, `XOR_PROFILE=<shape>:<encode|decode|columns|iterate|decode_into>:<passes>`
 //! skips criterion and runs that many passes over the 200 chunks, e.g.

@@ -211,67 +211,25 @@ fn short_delta_of_delta_field(dod: i64) -> Option<(u64, u32)> {
 /// to be corrupt; in the latter case iteration stops and [`XorIterator::err`] tells what went
 /// wrong and where. Never panics and never reads more samples than the count, whatever the bytes.
 ///
-/// The hot path reads the stream a 64-bit word at a time: bits past the end of the data read as
-/// zero, and a sample is rejected once decoding it went past the end, so no read needs its own
-/// bounds check.
+/// Each sample is decoded from a [`WINDOW`] of bytes starting at its first byte, which holds
+/// the longest sample whatever its bit offset, so no read inside a sample needs a bounds
+/// check; the last few samples of a chunk, whose window would run past the data, are decoded
+/// from a zero-padded copy and checked against the end. [`XorIterator::for_each_sample`] keeps
+/// the whole decoder state in registers across a chunk; [`Iterator::next`] decodes one sample
+/// per call the same way.
 #[derive(Debug, Clone)]
 pub struct XorIterator<'a> {
     data: &'a [u8],
     /// Absolute file offset of `data[0]`, for errors.
     base: u64,
-    /// Next bit to read.
-    bit_position: usize,
     /// The count the header announces.
     total: u16,
     /// Samples to yield: `total`, or fewer once an error stopped iteration.
     limit: u16,
     read: u16,
-    timestamp: i64,
-    value_bits: u64,
-    delta: u64,
-    /// Significant bits of the current value window (64 before any window is set).
-    significant: u32,
-    /// Trailing zero bits of the current value window.
-    trailing: u32,
+    /// Where the next sample starts and the values it is decoded against.
+    state: DecodeState,
     error: Option<DecodeError>,
-}
-
-/// The 64 bits starting at `bit_position`, left-aligned, zeros past the end; at least the first
-/// 57 are stream bits (or zeros past its end).
-#[inline(always)]
-fn load_word(data: &[u8], bit_position: usize) -> u64 {
-    let byte_index = bit_position >> 3;
-    let word = match data.get(byte_index..byte_index + 8) {
-        Some(slice) => u64::from_be_bytes(slice.try_into().expect("the slice is 8 bytes long")),
-        None => load_word_near_end(data, byte_index),
-    };
-    word << (bit_position & 7)
-}
-
-#[cold]
-#[inline(never)]
-fn load_word_near_end(data: &[u8], byte_index: usize) -> u64 {
-    let mut word = 0u64;
-    for index in 0..8 {
-        let byte = data.get(byte_index + index).copied().unwrap_or(0);
-        word = (word << 8) | u64::from(byte);
-    }
-    word
-}
-
-/// Reads `count` bits (1..=64) at `*bit_position` and advances it.
-#[inline(always)]
-fn read_bits(data: &[u8], bit_position: &mut usize, count: u32) -> u64 {
-    debug_assert!((1..=64).contains(&count));
-    if count <= 56 {
-        let value = load_word(data, *bit_position) >> (64 - count);
-        *bit_position += count as usize;
-        return value;
-    }
-    let high = load_word(data, *bit_position) >> 32;
-    let low = load_word(data, *bit_position + 32) >> (96 - count);
-    *bit_position += count as usize;
-    (high << (count - 32)) | low
 }
 
 impl<'a> XorIterator<'a> {
@@ -286,15 +244,10 @@ impl<'a> XorIterator<'a> {
         let mut iterator = Self {
             data,
             base,
-            bit_position: HEADER_BYTES * 8,
             total: 0,
             limit: 0,
             read: 0,
-            timestamp: 0,
-            value_bits: 0,
-            delta: 0,
-            significant: 64,
-            trailing: 0,
+            state: DecodeState::START,
             error: None,
         };
         match data {
@@ -353,20 +306,30 @@ impl<'a> XorIterator<'a> {
     }
 
     /// Calls `visit` with every remaining sample in order, then returns the error that stopped
-    /// decoding, if any. The fastest way through a chunk: the whole decoder state stays in
-    /// registers for the loop, where [`Iterator::next`] stores and reloads it per sample.
+    /// decoding, if any. The fastest way through a chunk: the decoder state stays in registers
+    /// for the whole chunk, and nothing inside the loop calls a function (a caller's `f64`
+    /// running total can stay in a register too), where [`Iterator::next`] stores and reloads
+    /// the state per sample.
     #[inline]
     pub fn for_each_sample<F: FnMut(i64, f64)>(mut self, mut visit: F) -> Result<(), DecodeError> {
-        while self.read < self.limit && self.read < 2 {
-            if let Some((t, v)) = self.read_first_samples() {
-                visit(t, v);
-            }
+        if let Err(fault) = self.decode_with(&mut visit) {
+            return Err(self.into_error(fault));
         }
-        self.decode_rest(&mut visit);
         match self.error {
             Some(error) => Err(error),
             None => Ok(()),
         }
+    }
+
+    /// The loop of [`Self::for_each_sample`]: the first two samples one at a time, the rest
+    /// with the state in locals.
+    #[inline(always)]
+    fn decode_with<F: FnMut(i64, f64)>(&mut self, visit: &mut F) -> Result<(), Fault> {
+        while self.read < self.limit && self.read < 2 {
+            let (t, v) = self.first_sample()?;
+            visit(t, v);
+        }
+        self.decode_rest(visit)
     }
 
     /// The samples after the first two, with the state in locals for the whole loop.
@@ -376,55 +339,28 @@ impl<'a> XorIterator<'a> {
     /// bytes are copied into a zero-padded buffer and decoded by the same loop, which then has
     /// to check where each sample ends.
     #[inline(always)]
-    fn decode_rest<F: FnMut(i64, f64)>(&mut self, visit: &mut F) {
+    fn decode_rest<F: FnMut(i64, f64)>(&mut self, visit: &mut F) -> Result<(), Fault> {
         let data = self.data;
-        let leading = 64 - self.significant - self.trailing;
-        let state = DecodeState {
-            position: self.bit_position,
-            timestamp: self.timestamp,
-            delta: self.delta,
-            value_bits: self.value_bits,
-            significant: self.significant,
-            leading,
-            mask: window_mask(leading, self.trailing),
-        };
         let remaining = usize::from(self.limit - self.read);
         let (mut state, mut remaining, mut fault) =
-            run_windows::<false, F>(data, 0, state, remaining, visit);
+            run_windows::<false, F>(data, 0, self.state, remaining, visit);
         if fault.is_none() && remaining > 0 {
             // Fewer than WINDOW bytes are left: decode them from a copy of the last WINDOW
             // bytes padded with zeros, where every sample has a whole window and reads past the
             // end see zeros. The samples left start past `data.len() - WINDOW` (so the
-            // subtraction below cannot underflow). A fixed-size copy: no memcpy call.
+            // subtraction below cannot underflow).
             let mut padded = [0u8; 2 * WINDOW];
-            let byte = match data.last_chunk::<WINDOW>() {
-                Some(last) => {
-                    padded[..WINDOW].copy_from_slice(last);
-                    data.len() - WINDOW
-                }
-                None => {
-                    for (slot, byte) in padded.iter_mut().zip(data) {
-                        *slot = *byte;
-                    }
-                    0
-                }
-            };
+            let byte = data.len().saturating_sub(WINDOW);
+            if let Some(copy) = padded.first_chunk_mut::<WINDOW>() {
+                *copy = padded_window(data, byte);
+            }
             let base = byte * 8;
             state.position -= base;
             (state, remaining, fault) =
                 run_windows::<true, F>(&padded, data.len() * 8 - base, state, remaining, visit);
             state.position += base;
             fault = match fault {
-                Some(Fault::EndsEarly(at)) => Some(Fault::EndsEarly(at + base)),
-                Some(Fault::Window {
-                    position,
-                    leading,
-                    significant,
-                }) => Some(Fault::Window {
-                    position: position + base,
-                    leading,
-                    significant,
-                }),
+                Some(fault) => Some(fault.moved_by(base)),
                 // Unreachable (every sample in the padded copy has a window and the end check
                 // stops the loop before it runs out), but a stop with samples left is an error.
                 None if remaining > 0 => Some(Fault::EndsEarly(state.position)),
@@ -432,148 +368,117 @@ impl<'a> XorIterator<'a> {
             };
         }
         self.read = self.limit - remaining as u16;
-        self.bit_position = state.position;
-        self.timestamp = state.timestamp;
-        self.delta = state.delta;
-        self.value_bits = state.value_bits;
-        self.significant = state.significant;
-        self.trailing = 64 - state.leading - state.significant;
+        self.state = state;
         match fault {
-            Some(Fault::EndsEarly(at)) => self.fail(at, "bit stream ends early".to_owned()),
-            Some(Fault::Window {
-                position,
-                leading,
-                significant,
-            }) => self.fail(
-                position,
-                format!("window of {leading} leading zeros and {significant} significant bits"),
-            ),
-            None => {}
+            Some(fault) => Err(fault),
+            None => Ok(()),
         }
     }
 
-    /// Stops iteration with an error at the byte holding bit `bit_position`.
+    /// Decodes sample 0 or 1, whose fields start on a byte boundary (after the 2-byte count,
+    /// and after a whole-byte varint and 64 raw bits): a zig-zag varint timestamp and the raw
+    /// value, then a uvarint delta and an XOR-ed value.
+    #[inline(always)]
+    fn first_sample(&mut self) -> Result<(i64, f64), Fault> {
+        let data = self.data;
+        let state = &mut self.state;
+        let start = state.position;
+        let mut byte = start / 8;
+        let varint = |byte: &mut usize| {
+            uvarint_at(data, byte).map_err(|detail| Fault::Varint {
+                position: *byte * 8,
+                detail,
+            })
+        };
+        if self.read == 0 {
+            let raw = varint(&mut byte)?;
+            state.timestamp = ((raw >> 1) as i64) ^ -((raw & 1) as i64);
+            let value = data
+                .get(byte..)
+                .and_then(|rest| rest.first_chunk::<8>())
+                .ok_or(Fault::EndsEarly(byte * 8))?;
+            state.value_bits = u64::from_be_bytes(*value);
+            state.position = (byte + 8) * 8;
+        } else {
+            let delta = varint(&mut byte)?;
+            state.delta = delta;
+            state.timestamp = state.timestamp.wrapping_add(delta as i64);
+            let window = padded_window(data, byte);
+            let value_word = window_word(&window, 0);
+            let mut next = *state;
+            next.position = byte * 8;
+            next.value(byte * 8, value_word, |offset| {
+                window_word64(&window, offset as usize)
+            })?;
+            if next.position > data.len() * 8 {
+                return Err(Fault::EndsEarly(byte * 8));
+            }
+            *state = next;
+        }
+        self.read += 1;
+        Ok((state.timestamp, f64::from_bits(state.value_bits)))
+    }
+
+    /// Decodes a sample after the second at the current position.
+    #[inline(always)]
+    fn next_sample(&mut self) -> Result<(i64, f64), Fault> {
+        let data = self.data;
+        let mut state = self.state;
+        let byte = state.position / 8;
+        match data
+            .get(byte..)
+            .and_then(|rest| rest.first_chunk::<WINDOW>())
+        {
+            Some(window) => state.step(window)?,
+            None => {
+                // Near the end: the same decoding from a zero-padded copy, then the end check.
+                let start = state.position;
+                state.step(&padded_window(data, byte))?;
+                if state.position > data.len() * 8 {
+                    return Err(Fault::EndsEarly(start));
+                }
+            }
+        }
+        self.state = state;
+        self.read += 1;
+        Ok((state.timestamp, f64::from_bits(state.value_bits)))
+    }
+
+    /// Stops iteration with the error `fault` describes.
     #[cold]
     #[inline(never)]
-    fn fail(&mut self, bit_position: usize, detail: String) {
-        let byte = (bit_position / 8).min(self.data.len());
-        self.error = Some(DecodeError::new(
-            self.base + byte as u64,
-            format!("{detail} in sample {} of {}", self.read, self.total),
-        ));
+    fn fail(&mut self, fault: Fault) {
+        self.error = Some(self.error_for(fault));
         // Nothing more is yielded.
         self.limit = self.read;
     }
 
-    /// The first two samples: varint timestamp and raw value, then uvarint delta and XOR value.
+    /// The error `fault` describes, consuming the iterator.
     #[cold]
     #[inline(never)]
-    fn read_first_samples(&mut self) -> Option<(i64, f64)> {
-        // Both start on a byte boundary: after the 2-byte count, and after a whole-byte varint
-        // and 64 raw bits.
-        let mut byte_index = self.bit_position / 8;
-        let result = if self.read == 0 {
-            uvarint_at(self.data, &mut byte_index).and_then(|raw| {
-                self.timestamp = ((raw >> 1) as i64) ^ -((raw & 1) as i64);
-                let bytes = self
-                    .data
-                    .get(byte_index..byte_index + 8)
-                    .ok_or("bit stream ends early")?;
-                let mut raw_value = [0u8; 8];
-                raw_value.copy_from_slice(bytes);
-                self.value_bits = u64::from_be_bytes(raw_value);
-                byte_index += 8;
-                Ok(())
-            })
-        } else {
-            uvarint_at(self.data, &mut byte_index).map(|delta| {
-                self.delta = delta;
-                self.timestamp = self.timestamp.wrapping_add(delta as i64);
-            })
-        };
-        if let Err(detail) = result {
-            self.fail(byte_index * 8, detail.to_owned());
-            return None;
-        }
-        self.bit_position = byte_index * 8;
-        if self.read == 1 {
-            let mut position = self.bit_position;
-            if !self.read_value(&mut position) {
-                return None;
-            }
-            if position > self.data.len() * 8 {
-                self.fail(self.bit_position, "bit stream ends early".to_owned());
-                return None;
-            }
-            self.bit_position = position;
-        }
-        self.read += 1;
-        Some((self.timestamp, f64::from_bits(self.value_bits)))
+    fn into_error(self, fault: Fault) -> DecodeError {
+        self.error_for(fault)
     }
 
-    /// Commits a decoded sample ending at bit `position`, unless decoding it ran past the end.
-    #[inline(always)]
-    fn finish_sample(&mut self, start: usize, position: usize) -> Option<(i64, f64)> {
-        if position > self.data.len() * 8 {
-            self.fail(start, "bit stream ends early".to_owned());
-            return None;
-        }
-        self.bit_position = position;
-        self.read += 1;
-        Some((self.timestamp, f64::from_bits(self.value_bits)))
-    }
-
-    /// Decodes an XOR-ed value at `*position`; `false` (with the error recorded) on a window
-    /// no encoder writes.
-    #[inline(always)]
-    fn read_value(&mut self, position: &mut usize) -> bool {
-        let word = load_word(self.data, *position);
-        self.read_value_from(position, word, 0)
-    }
-
-    /// [`Self::read_value`] with the stream word at `*position` already loaded; `used` of its
-    /// bits were consumed before (0 or 1), so `57 - used` of them are stream bits.
-    #[inline(always)]
-    fn read_value_from(&mut self, position: &mut usize, word: u64, used: u32) -> bool {
-        let data = self.data;
-        if word >> 63 == 0 {
-            *position += 1;
-            return true;
-        }
-        if word & (1 << 62) == 0 {
-            // Same window as before.
-            let significant = self.significant;
-            let bits = if significant + used <= 55 {
-                *position += 2 + significant as usize;
-                (word << 2) >> (64 - significant)
-            } else {
-                *position += 2;
-                read_bits(data, position, significant)
-            };
-            self.value_bits ^= bits << self.trailing;
-            return true;
-        }
-        let leading = ((word >> 57) & 0x1f) as u32;
-        let raw_count = ((word >> 51) & 0x3f) as u32;
-        let significant = if raw_count == 0 { 64 } else { raw_count };
-        if leading + significant > 64 {
-            self.fail(
-                *position,
+    /// The error for `fault`, at the byte holding its bit.
+    fn error_for(&self, fault: Fault) -> DecodeError {
+        let (bit_position, detail) = match fault {
+            Fault::EndsEarly(position) => (position, "bit stream ends early".to_owned()),
+            Fault::Varint { position, detail } => (position, detail.to_owned()),
+            Fault::Window {
+                position,
+                leading,
+                significant,
+            } => (
+                position,
                 format!("window of {leading} leading zeros and {significant} significant bits"),
-            );
-            return false;
-        }
-        self.significant = significant;
-        self.trailing = 64 - leading - significant;
-        let bits = if significant + used <= 44 {
-            *position += 13 + significant as usize;
-            (word << 13) >> (64 - significant)
-        } else {
-            *position += 13;
-            read_bits(data, position, significant)
+            ),
         };
-        self.value_bits ^= bits << self.trailing;
-        true
+        let byte = (bit_position / 8).min(self.data.len());
+        DecodeError::new(
+            self.base + byte as u64,
+            format!("{detail} in sample {} of {}", self.read, self.total),
+        )
     }
 }
 
@@ -585,47 +490,18 @@ impl Iterator for XorIterator<'_> {
         if self.read >= self.limit {
             return None;
         }
-        if self.read < 2 {
-            return self.read_first_samples();
-        }
-        let data = self.data;
-        let start = self.bit_position;
-        let mut position = start;
-        let word = load_word(data, position);
-        let dod = if word >> 63 == 0 {
-            // The most common sample: no delta-of-delta; the value field follows in this word.
-            position += 1;
-            self.timestamp = self.timestamp.wrapping_add(self.delta as i64);
-            if !self.read_value_from(&mut position, word << 1, 1) {
-                return None;
-            }
-            return self.finish_sample(start, position);
+        let sample = if self.read < 2 {
+            self.first_sample()
         } else {
-            match (!word).leading_zeros() {
-                1 => {
-                    position += 16;
-                    sign_extend((word << 2) >> 50, 14)
-                }
-                2 => {
-                    position += 20;
-                    sign_extend((word << 3) >> 47, 17)
-                }
-                3 => {
-                    position += 24;
-                    sign_extend((word << 4) >> 44, 20)
-                }
-                _ => {
-                    position += 4;
-                    read_bits(data, &mut position, 64) as i64
-                }
-            }
+            self.next_sample()
         };
-        self.delta = self.delta.wrapping_add(dod as u64);
-        self.timestamp = self.timestamp.wrapping_add(self.delta as i64);
-        if !self.read_value(&mut position) {
-            return None;
+        match sample {
+            Ok(sample) => Some(sample),
+            Err(fault) => {
+                self.fail(fault);
+                None
+            }
         }
-        self.finish_sample(start, position)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -646,6 +522,7 @@ fn sign_extend(raw: u64, bits: u32) -> i64 {
 
 /// Reads an unsigned LEB128 value from whole bytes at `*byte_index`, advancing it past the
 /// bytes read.
+#[inline(always)]
 fn uvarint_at(data: &[u8], byte_index: &mut usize) -> Result<u64, &'static str> {
     let mut value = 0u64;
     for index in 0..10u32 {
@@ -662,7 +539,9 @@ fn uvarint_at(data: &[u8], byte_index: &mut usize) -> Result<u64, &'static str> 
     Err("uvarint longer than 10 bytes")
 }
 
-/// Why the batch decoder stopped.
+/// Why decoding stopped before the count the header announces: plain data, turned into a
+/// [`DecodeError`] (whose text needs an allocation) only outside the decoding loops.
+#[derive(Debug, Clone, Copy)]
 enum Fault {
     /// The sample starting at this bit ran past the end of the data.
     EndsEarly(usize),
@@ -672,22 +551,67 @@ enum Fault {
         leading: u32,
         significant: u32,
     },
+    /// A malformed varint of the first two samples, at this bit.
+    Varint {
+        position: usize,
+        detail: &'static str,
+    },
 }
 
-/// Bytes the batch decoder reads from a sample's first byte: the longest sample (a 64-bit
+impl Fault {
+    /// The same fault with its bit position `bits` further on.
+    fn moved_by(self, bits: usize) -> Self {
+        match self {
+            Self::EndsEarly(position) => Self::EndsEarly(position + bits),
+            Self::Window {
+                position,
+                leading,
+                significant,
+            } => Self::Window {
+                position: position + bits,
+                leading,
+                significant,
+            },
+            Self::Varint { position, detail } => Self::Varint {
+                position: position + bits,
+                detail,
+            },
+        }
+    }
+}
+
+/// Bytes the decoder reads from a sample's first byte: the longest sample (a 64-bit
 /// delta-of-delta and a new 64-bit value window, 145 bits from any bit of its first byte) plus
 /// a word load, rounded up so offsets masked to 0..16 stay in bounds without a check.
 const WINDOW: usize = 24;
+
+/// The [`WINDOW`] bytes of `data` from byte `start`, zeros past its end. Copied byte by byte
+/// when the data ends inside the window, so the copy never calls `memcpy` (a call would make
+/// the decoding loops spill a caller's floating-point state around it).
+#[inline(always)]
+fn padded_window(data: &[u8], start: usize) -> [u8; WINDOW] {
+    let rest = data.get(start..).unwrap_or_default();
+    match rest.first_chunk::<WINDOW>() {
+        Some(window) => *window,
+        None => std::array::from_fn(|index| rest.get(index).copied().unwrap_or(0)),
+    }
+}
+
+/// The big-endian word at byte `offset` (below 16) of `window`.
+#[inline(always)]
+fn window_u64(window: &[u8; WINDOW], offset: usize) -> u64 {
+    // The mask never changes a valid offset; it lets the compiler drop the bounds check.
+    let offset = offset & 15;
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&window[offset..offset + 8]);
+    u64::from_be_bytes(bytes)
+}
 
 /// The 64 bits from `bit` of `window` (below 128), left-aligned; the first `64 - bit % 8` of
 /// them are window bits, the rest zeros.
 #[inline(always)]
 fn window_word(window: &[u8; WINDOW], bit: usize) -> u64 {
-    // The mask never changes a valid offset; it lets the compiler drop the bounds check.
-    let offset = (bit >> 3) & 15;
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&window[offset..offset + 8]);
-    u64::from_be_bytes(bytes) << (bit & 7)
+    window_u64(window, bit >> 3) << (bit & 7)
 }
 
 /// All 64 window bits from `bit` of `window` (below 128).
@@ -729,29 +653,33 @@ fn run_windows<const CHECK_END: bool, F: FnMut(i64, f64)>(
     }
 }
 
-/// Ones over the value window with `leading` zero bits above it and `trailing` below.
-#[inline(always)]
-fn window_mask(leading: u32, trailing: u32) -> u64 {
-    (u64::MAX >> leading) & (u64::MAX << trailing)
-}
-
-/// The batch decoder's state, kept in registers: the leading/trailing window is held as the
-/// shift and mask that place its bits.
-#[derive(Clone, Copy)]
+/// The decoder's state, kept in registers by the decoding loop. The value window is held as
+/// the two shifts that place its bits: a left-aligned field of `64 - drop` significant bits
+/// shifted right by `drop`, then left by `trailing`.
+#[derive(Debug, Clone, Copy)]
 struct DecodeState {
+    /// Next bit to read.
     position: usize,
     timestamp: i64,
     delta: u64,
     value_bits: u64,
-    /// Significant bits of the value window (64 before any window is set).
-    significant: u32,
-    /// Leading zero bits of the value window.
-    leading: u32,
-    /// Ones over the value window.
-    mask: u64,
+    /// 64 minus the significant bits of the value window (0 before any window is set).
+    drop: u32,
+    /// Trailing zero bits of the value window.
+    trailing: u32,
 }
 
 impl DecodeState {
+    /// Before the first sample: after the 2-byte count, no window set (all 64 bits).
+    const START: Self = Self {
+        position: HEADER_BYTES * 8,
+        timestamp: 0,
+        delta: 0,
+        value_bits: 0,
+        drop: 0,
+        trailing: 0,
+    };
+
     /// Decodes the sample at `position` from `bytes` if a whole [`WINDOW`] starts at its
     /// first byte: `Err(None)` when none does, `Err(Some(fault))` when the sample is corrupt
     /// or (with `CHECK_END`) ends past bit `end`.
@@ -761,9 +689,10 @@ impl DecodeState {
         bytes: &[u8],
         end: usize,
     ) -> Result<(), Option<Fault>> {
+        let byte = self.position / 8;
         let window = bytes
-            .get(self.position / 8..)
-            .and_then(|rest| rest.first_chunk::<WINDOW>())
+            .get(byte..byte + WINDOW)
+            .and_then(|window| window.first_chunk::<WINDOW>())
             .ok_or(None)?;
         let start = self.position;
         self.step(window).map_err(Some)?;
@@ -784,36 +713,58 @@ impl DecodeState {
     fn step(&mut self, window: &[u8; WINDOW]) -> Result<(), Fault> {
         let first = self.position & 7;
         let word = window_word(window, first);
-        // Where the value field starts (from the window's first bit), and its first 56 or
-        // more bits.
-        let (value_at, value_word) = if word >> 63 == 0 {
-            (first + 1, word << 1)
-        } else {
-            let (dod, length) = match (!word).leading_zeros() {
-                1 => (sign_extend((word << 2) >> 50, 14), 16),
-                2 => (sign_extend((word << 3) >> 47, 17), 20),
-                3 => (sign_extend((word << 4) >> 44, 20), 24),
-                _ => (window_word64(window, first + 4) as i64, 68),
-            };
-            self.delta = self.delta.wrapping_add(dod as u64);
-            (first + length, window_word(window, first + length))
+        if word >> 63 == 0 {
+            // No delta-of-delta: the value field starts at bit `first + 1` (at most 8) of the
+            // window, and `word << 1` holds its bits up to the window's 64th; the wide reads
+            // add the bits after that from the window's second word.
+            self.timestamp = self.timestamp.wrapping_add(self.delta as i64);
+            let value_word = word << 1;
+            let at_in_window = first as u32 + 1;
+            return self.value(self.position + 1, value_word, |offset| {
+                let second = window_u64(window, 8);
+                (value_word << offset) | (second >> (64 - at_in_window - offset))
+            });
+        }
+        let (dod, length) = match (!word).leading_zeros() {
+            1 => (sign_extend((word << 2) >> 50, 14), 16),
+            2 => (sign_extend((word << 3) >> 47, 17), 20),
+            3 => (sign_extend((word << 4) >> 44, 20), 24),
+            _ => (window_word64(window, first + 4) as i64, 68),
         };
+        self.delta = self.delta.wrapping_add(dod as u64);
         self.timestamp = self.timestamp.wrapping_add(self.delta as i64);
-        let base = self.position - first;
+        let at_in_window = first + length;
+        self.value(
+            self.position + length,
+            window_word(window, at_in_window),
+            |offset| window_word64(window, at_in_window + offset as usize),
+        )
+    }
+
+    /// Decodes the XOR-ed value field at stream bit `at`; `value_word` holds the stream bits
+    /// from there on (at least 56 of them) and `read64(offset)` all 64 bits from `offset`
+    /// (2 or 13) bits further. Leaves `position` after the field.
+    #[inline(always)]
+    fn value(
+        &mut self,
+        at: usize,
+        value_word: u64,
+        read64: impl Fn(u32) -> u64,
+    ) -> Result<(), Fault> {
         if value_word >> 63 == 0 {
-            self.position = base + value_at + 1;
+            self.position = at + 1;
             return Ok(());
         }
-        if value_word & (1 << 62) == 0 {
-            // Same window as before.
-            let significant = self.significant;
-            let bits = if significant <= 54 {
+        if (value_word << 1) >> 63 == 0 {
+            // Same window as before: `64 - drop` significant bits after the control bits.
+            let drop = self.drop;
+            let bits = if drop >= 10 {
                 value_word << 2
             } else {
-                window_word64(window, value_at + 2)
+                read64(2)
             };
-            self.value_bits ^= (bits >> self.leading) & self.mask;
-            self.position = base + value_at + 2 + significant as usize;
+            self.value_bits ^= (bits >> drop) << self.trailing;
+            self.position = at + 66 - drop as usize;
             return Ok(());
         }
         let leading = ((value_word >> 57) & 0x1f) as u32;
@@ -821,21 +772,21 @@ impl DecodeState {
         let significant = (((value_word >> 51) as u32).wrapping_sub(1) & 0x3f) + 1;
         if leading + significant > 64 {
             return Err(Fault::Window {
-                position: base + value_at,
+                position: at,
                 leading,
                 significant,
             });
         }
-        self.significant = significant;
-        self.leading = leading;
-        self.mask = window_mask(leading, 64 - leading - significant);
+        let drop = 64 - significant;
+        self.drop = drop;
+        self.trailing = drop - leading;
         let bits = if significant <= 43 {
             value_word << 13
         } else {
-            window_word64(window, value_at + 13)
+            read64(13)
         };
-        self.value_bits ^= (bits >> leading) & self.mask;
-        self.position = base + value_at + 13 + significant as usize;
+        self.value_bits ^= (bits >> drop) << self.trailing;
+        self.position = at + 13 + significant as usize;
         Ok(())
     }
 }
