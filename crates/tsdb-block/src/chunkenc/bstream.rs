@@ -74,12 +74,12 @@ impl BitWriter {
         let stored = loop {
             if let Some(stored) = self
                 .buffer
-                .get_mut(self.word_at..)
+                .get_mut(self.word_at..self.word_at + WRITE_SLACK)
                 .and_then(|rest| rest.first_chunk_mut::<WRITE_SLACK>())
             {
                 break stored;
             }
-            self.grow();
+            grow(&mut self.buffer, self.word_at);
         };
         // Both words are stored whether or not the first is full, so the buffer always holds
         // the stream without a branch or a flush; the spill word is zero while nothing spills.
@@ -96,23 +96,24 @@ impl BitWriter {
         self.used = total & 63;
     }
 
-    /// Zero-extends the buffer by at least a word past `word_at`'s slack: to its whole
-    /// capacity while that suffices (one fill instead of many small ones), else to twice its
-    /// length.
-    #[cold]
-    #[inline(never)]
-    fn grow(&mut self) {
-        let new_len = (self.buffer.len() * 2)
-            .max(self.buffer.capacity())
-            .max(self.word_at + WRITE_SLACK + 8);
-        self.buffer.resize(new_len, 0);
-    }
-
     /// Writes a whole byte.
     #[inline]
     pub(crate) fn write_byte(&mut self, byte: u8) {
         self.write_bits(u64::from(byte), 8);
     }
+}
+
+/// Zero-extends `buffer` by at least a word past the slack after `word_at`: to its whole
+/// capacity while that suffices (one fill instead of many small ones), else to twice its
+/// length. A function of the buffer alone, so the writer's other fields never leave the
+/// registers of a caller's loop.
+#[cold]
+#[inline(never)]
+fn grow(buffer: &mut Vec<u8>, word_at: usize) {
+    let new_len = (buffer.len() * 2)
+        .max(buffer.capacity())
+        .max(word_at + WRITE_SLACK + 8);
+    buffer.resize(new_len, 0);
 }
 
 /// A bounds-checked reader over a bit stream.

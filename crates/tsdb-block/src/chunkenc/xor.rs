@@ -15,8 +15,6 @@ use crate::encoding::DecodeError;
 const HEADER_BYTES: usize = 2;
 /// Bytes reserved up front: a typical 120-sample chunk takes 100 to 300 bytes.
 const INITIAL_CAPACITY: usize = 256;
-/// Marker for "no leading/trailing window yet" in the encoder.
-const WINDOW_UNSET: u8 = 0xFF;
 
 /// Builds one XOR chunk, byte-identical to Prometheus' encoder.
 #[derive(Debug, Clone)]
@@ -26,6 +24,9 @@ pub struct XorEncoder {
     last_timestamp: i64,
     last_value_bits: u64,
     last_delta: u64,
+    /// Ones over the current value window (bits an XOR-ed value may have to be written with
+    /// control `10`); 0 before any window is set, so the first value always sets one.
+    window: u64,
     leading: u8,
     trailing: u8,
 }
@@ -48,7 +49,8 @@ impl XorEncoder {
             last_timestamp: 0,
             last_value_bits: 0,
             last_delta: 0,
-            leading: WINDOW_UNSET,
+            window: 0,
+            leading: 0,
             trailing: 0,
         }
     }
@@ -60,29 +62,31 @@ impl XorEncoder {
     pub fn append(&mut self, t: i64, v: f64) -> bool {
         let value_bits = v.to_bits();
         let delta = t.wrapping_sub(self.last_timestamp) as u64;
-        match self.num_samples {
-            0 => {
-                let zigzag = ((t << 1) ^ (t >> 63)) as u64;
-                self.write_uvarint_bytes(zigzag);
-                self.stream.write_bits(value_bits, 64);
-            }
-            1 => {
-                self.write_uvarint_bytes(delta);
+        if self.num_samples.wrapping_sub(2) < Self::MAX_SAMPLES - 2 {
+            // Every sample after the second, until the chunk is full.
+            let dod = delta.wrapping_sub(self.last_delta) as i64;
+            // The delta-of-delta field goes out as a prefix of the value field's store.
+            if dod == 0 {
+                self.write_value(value_bits, 0, 1);
+            } else if let Some((bits, count)) = short_delta_of_delta_field(dod) {
+                self.write_value(value_bits, bits, count);
+            } else {
+                self.stream.write_bits(0b1111, 4);
+                self.stream.write_bits(dod as u64, 64);
                 self.write_value(value_bits, 0, 0);
             }
-            Self::MAX_SAMPLES => return false,
-            _ => {
-                let dod = delta.wrapping_sub(self.last_delta) as i64;
-                // The delta-of-delta field goes out as a prefix of the value field's store.
-                if dod == 0 {
-                    self.write_value(value_bits, 0, 1);
-                } else if let Some((bits, count)) = short_delta_of_delta_field(dod) {
-                    self.write_value(value_bits, bits, count);
-                } else {
-                    self.stream.write_bits(0b1111, 4);
-                    self.stream.write_bits(dod as u64, 64);
+        } else {
+            match self.num_samples {
+                0 => {
+                    let zigzag = ((t << 1) ^ (t >> 63)) as u64;
+                    self.write_uvarint_bytes(zigzag);
+                    self.stream.write_bits(value_bits, 64);
+                }
+                1 => {
+                    self.write_uvarint_bytes(delta);
                     self.write_value(value_bits, 0, 0);
                 }
+                _ => return false,
             }
         }
         self.last_timestamp = t;
@@ -141,13 +145,10 @@ impl XorEncoder {
             self.stream.write_bits(prefix << 1, prefix_count + 1);
             return;
         }
-        // Leading zeros must fit 5 bits.
-        let leading = xor.leading_zeros().min(31);
-        let trailing = xor.trailing_zeros();
-        let (head, head_count, significant, shift) = if self.leading != WINDOW_UNSET
-            && leading >= u32::from(self.leading)
-            && trailing >= u32::from(self.trailing)
-        {
+        // Prometheus' test "at least as many leading and trailing zeros as the window" is
+        // "no bit outside the window" (leading zeros count at most 31, and so does the
+        // window's); the zero counts are only needed for a new window.
+        let (head, head_count, significant, shift) = if xor & !self.window == 0 {
             // Control `10`, then the bits inside the previous window.
             let significant = 64 - u32::from(self.leading) - u32::from(self.trailing);
             (
@@ -157,8 +158,12 @@ impl XorEncoder {
                 u32::from(self.trailing),
             )
         } else {
+            // Leading zeros must fit 5 bits.
+            let leading = xor.leading_zeros().min(31);
+            let trailing = xor.trailing_zeros();
             self.leading = leading as u8;
             self.trailing = trailing as u8;
+            self.window = (u64::MAX >> leading) & (u64::MAX << trailing);
             let significant = 64 - leading - trailing;
             // Control `11`, 5 bits of leading zeros, 6 bits of significant-bit count (64 wraps
             // to 0).
