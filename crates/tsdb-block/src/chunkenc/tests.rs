@@ -528,7 +528,7 @@ fn a_corrupt_count_on_a_short_chunk_allocates_little() {
 /// window's, a new window whenever either count falls short.
 fn reference_encode(samples: &[(i64, f64)]) -> Vec<u8> {
     let mut bits: Vec<bool> = Vec::new();
-    let mut put = |bits: &mut Vec<bool>, value: u64, count: u32| {
+    let put = |bits: &mut Vec<bool>, value: u64, count: u32| {
         bits.extend((0..count).rev().map(|bit| value >> bit & 1 == 1));
     };
     let varint_bytes = |mut value: u64| -> Vec<u8> {
