@@ -51,9 +51,19 @@ pub fn float_samples(chunk: &thanos::Chunk) -> Result<FloatSamples<'_>> {
     }
 }
 
-/// Decodes every sample of an XOR chunk.
+/// Decodes every sample of an XOR chunk, through the decoder's batch loop (faster than
+/// collecting [`FloatSamples`]).
 pub fn decode_float_samples(chunk: &thanos::Chunk) -> Result<Vec<Sample>> {
-    float_samples(chunk)?.collect()
+    let decoder = float_samples(chunk)?.inner;
+    // The announced count, but never more than the data can hold (4 samples per byte).
+    let mut samples =
+        Vec::with_capacity(usize::from(decoder.num_samples()).min(chunk.data.len() * 4));
+    decoder
+        .for_each_sample(|t, v| samples.push(Sample::new(t, v)))
+        .map_err(|error| Error::ChunkDecode {
+            detail: format!("{} at byte {}", error.detail, error.offset),
+        })?;
+    Ok(samples)
 }
 
 /// Iterator over an XOR chunk's samples; yields one `Err` and stops if the bytes are corrupt.

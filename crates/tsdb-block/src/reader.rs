@@ -186,8 +186,7 @@ impl BlockReader {
             if encoding != Encoding::Xor {
                 return Ok(());
             }
-            let mut iterator = XorIterator::new(data);
-            for (t, v) in iterator.by_ref() {
+            let decoded = XorIterator::new(data).for_each_sample(|t, v| {
                 if !series
                     .deleted
                     .iter()
@@ -195,8 +194,8 @@ impl BlockReader {
                 {
                     out.push((t, v));
                 }
-            }
-            if let Some(error) = iterator.err() {
+            });
+            if let Err(error) = decoded {
                 let segment = (meta.chunk_ref >> 32) as usize;
                 let name = self
                     .segments
