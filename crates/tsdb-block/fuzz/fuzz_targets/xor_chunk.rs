@@ -1,5 +1,6 @@
-//! XOR chunk decoding over arbitrary bytes: never panics, honours the sample count, and whatever
-//! decodes re-encodes into a chunk that decodes to the same samples bit for bit.
+//! XOR chunk decoding over arbitrary bytes: never panics, honours the sample count, the batch
+//! loop (`decode_into`) yields exactly what the iterator yields and fails where it fails, and
+//! whatever decodes re-encodes into a chunk that decodes to the same samples bit for bit.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -11,6 +12,14 @@ fuzz_target!(|data: &[u8]| {
     let samples: Vec<(i64, f64)> = iterator.by_ref().collect();
     assert!(samples.len() <= usize::from(total));
     assert!(samples.len() == usize::from(total) || iterator.err().is_some());
+    let mut batch = Vec::new();
+    let batch_result = XorIterator::new(data).decode_into(&mut batch);
+    assert_eq!(batch_result.is_err(), iterator.err().is_some());
+    assert_eq!(batch.len(), samples.len());
+    for (got, want) in batch.iter().zip(&samples) {
+        assert_eq!(got.0, want.0);
+        assert_eq!(got.1.to_bits(), want.1.to_bits());
+    }
     let encoder = encode_xor(&samples);
     let decoded = decode_xor(encoder.bytes()).expect("our own chunk decodes");
     assert_eq!(decoded.len(), samples.len());

@@ -450,8 +450,7 @@ impl<'a> XorIterator<'a> {
     }
 
     /// Stops iteration with the error `fault` describes.
-    #[cold]
-    #[inline(never)]
+    #[inline(always)]
     fn fail(&mut self, fault: Fault) {
         self.error = Some(self.error_for(fault));
         // Nothing more is yielded.
@@ -465,26 +464,36 @@ impl<'a> XorIterator<'a> {
         self.error_for(fault)
     }
 
-    /// The error for `fault`, at the byte holding its bit.
+    /// The error for `fault`. The text is built out of line from plain values, so the
+    /// iterator's address never escapes and a caller's loop can keep its fields in registers.
+    #[inline(always)]
     fn error_for(&self, fault: Fault) -> DecodeError {
-        let (bit_position, detail) = match fault {
-            Fault::EndsEarly(position) => (position, "bit stream ends early".to_owned()),
-            Fault::Varint { position, detail } => (position, detail.to_owned()),
-            Fault::Window {
-                position,
-                leading,
-                significant,
-            } => (
-                position,
-                format!("window of {leading} leading zeros and {significant} significant bits"),
-            ),
-        };
-        let byte = (bit_position / 8).min(self.data.len());
-        DecodeError::new(
-            self.base + byte as u64,
-            format!("{detail} in sample {} of {}", self.read, self.total),
-        )
+        fault_error(fault, self.base, self.data.len(), self.read, self.total)
     }
+}
+
+/// The error for `fault` in sample `read` of `total`, at the byte holding its bit (at most
+/// `data_len`) counted from file offset `base`.
+#[cold]
+#[inline(never)]
+fn fault_error(fault: Fault, base: u64, data_len: usize, read: u16, total: u16) -> DecodeError {
+    let (bit_position, detail) = match fault {
+        Fault::EndsEarly(position) => (position, "bit stream ends early".to_owned()),
+        Fault::Varint { position, detail } => (position, detail.to_owned()),
+        Fault::Window {
+            position,
+            leading,
+            significant,
+        } => (
+            position,
+            format!("window of {leading} leading zeros and {significant} significant bits"),
+        ),
+    };
+    let byte = (bit_position / 8).min(data_len);
+    DecodeError::new(
+        base + byte as u64,
+        format!("{detail} in sample {read} of {total}"),
+    )
 }
 
 impl Iterator for XorIterator<'_> {
