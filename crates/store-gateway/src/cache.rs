@@ -226,7 +226,7 @@ pub(crate) fn build(
     let Some(config) = config else {
         return Ok(Arc::new(InMemoryCache::new(default_size, metrics)));
     };
-    config.build(metrics)
+    config.build(metrics, registry)
 }
 
 #[cfg(test)]

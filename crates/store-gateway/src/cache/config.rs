@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_yaml_ng::Value;
 use service_core::PromDuration;
 
-use super::memcached::MemcachedCache;
+use super::memcached::{MemcachedCache, MemcachedMetrics, MemcachedOptions};
 use super::memory::InMemoryCache;
 use super::redis::RedisCache;
 use super::{CacheMetrics, IndexCache};
@@ -32,6 +32,7 @@ enum Backend {
     Memcached {
         addresses: Vec<String>,
         timeout: Duration,
+        max_item_size: u64,
     },
     Redis {
         addr: String,
@@ -204,9 +205,12 @@ impl IndexCacheConfig {
                     Duration::from_millis(500),
                     "timeout",
                 )?;
+                let max_item_size =
+                    size_value(config.max_item_size.as_ref(), 1 << 20, "max_item_size")?;
                 Backend::Memcached {
                     addresses: config.addresses,
                     timeout,
+                    max_item_size,
                 }
             }
             "REDIS" => {
@@ -240,7 +244,11 @@ impl IndexCacheConfig {
         self.enabled_items.is_empty() || self.enabled_items.iter().any(|enabled| enabled == item)
     }
 
-    pub(crate) fn build(self, metrics: CacheMetrics) -> Result<Arc<dyn IndexCache>> {
+    pub(crate) fn build(
+        self,
+        metrics: CacheMetrics,
+        registry: &prometheus::Registry,
+    ) -> Result<Arc<dyn IndexCache>> {
         let enabled: Vec<&'static str> = [super::POSTINGS, super::EXPANDED_POSTINGS, super::SERIES]
             .into_iter()
             .filter(|item| self.enabled(item))
@@ -254,9 +262,20 @@ impl IndexCacheConfig {
                 max_item_size,
                 metrics,
             )),
-            Backend::Memcached { addresses, timeout } => {
-                Arc::new(MemcachedCache::new(addresses, timeout, self.ttl, metrics))
-            }
+            Backend::Memcached {
+                addresses,
+                timeout,
+                max_item_size,
+            } => Arc::new(MemcachedCache::new(
+                MemcachedOptions {
+                    servers: addresses,
+                    timeout,
+                    ttl: self.ttl,
+                    max_item_size,
+                },
+                metrics,
+                MemcachedMetrics::register(registry)?,
+            )),
             Backend::Redis {
                 addr,
                 password,

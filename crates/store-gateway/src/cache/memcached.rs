@@ -1,11 +1,17 @@
 //! A minimal memcached client (text protocol: `get` with many keys, `set`) over tokio TCP. Keys
 //! are spread over the servers by hash; a failing server is a miss, never an error to the query.
+//!
+//! As Thanos' client does, items larger than `max_item_size` are never sent (counted in
+//! `thanos_memcached_operation_skipped_total{operation="set",reason="max-item-size"}`), and a
+//! server refusing one item of a batch (`SERVER_ERROR object too large for cache` when the
+//! server's own item limit is smaller) fails that item only.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
+use prometheus::{IntCounterVec, Opts, Registry};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
 use tokio::net::TcpStream;
 
@@ -14,6 +20,82 @@ use super::{CacheKey, CacheMetrics, IndexCache};
 /// Idle connections kept per server.
 const MAX_IDLE: usize = 8;
 
+/// The `name` label of the client's metrics, as Thanos names its index cache client.
+const CLIENT_NAME: &str = "index-cache";
+
+const OP_SET: &str = "set";
+const OP_GET_MULTI: &str = "getmulti";
+
+/// Thanos' memcached client metrics (`thanos_memcached_*`, labelled `name="index-cache"`).
+#[derive(Debug, Clone)]
+pub(crate) struct MemcachedMetrics {
+    operations: IntCounterVec,
+    failures: IntCounterVec,
+    skipped: IntCounterVec,
+}
+
+impl MemcachedMetrics {
+    /// Registers the metrics in `registry`, with Thanos' label sets pre-created at zero.
+    pub(crate) fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let vec = |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
+            let metric = IntCounterVec::new(
+                Opts::new(name, help).const_label("name", CLIENT_NAME),
+                labels,
+            )?;
+            registry.register(Box::new(metric.clone()))?;
+            Ok(metric)
+        };
+        let metrics = Self {
+            operations: vec(
+                "thanos_memcached_operations_total",
+                "Total number of operations against memcached.",
+                &["operation"],
+            )?,
+            failures: vec(
+                "thanos_memcached_operation_failures_total",
+                "Total number of operations against memcached that failed.",
+                &["operation", "reason"],
+            )?,
+            skipped: vec(
+                "thanos_memcached_operation_skipped_total",
+                "Total number of operations against memcached that have been skipped.",
+                &["operation", "reason"],
+            )?,
+        };
+        for operation in [OP_GET_MULTI, OP_SET] {
+            metrics.operations.with_label_values(&[operation]);
+            for reason in [TIMEOUT, SERVER_ERROR, NETWORK_ERROR, OTHER] {
+                metrics.failures.with_label_values(&[operation, reason]);
+            }
+        }
+        metrics.skipped.with_label_values(&[OP_SET, MAX_ITEM_SIZE]);
+        Ok(metrics)
+    }
+
+    fn fail(&self, operation: &str, error: &std::io::Error) {
+        let reason = match error.kind() {
+            std::io::ErrorKind::TimedOut => TIMEOUT,
+            std::io::ErrorKind::Other => OTHER,
+            _ => NETWORK_ERROR,
+        };
+        self.failures.with_label_values(&[operation, reason]).inc();
+    }
+}
+
+const MAX_ITEM_SIZE: &str = "max-item-size";
+const TIMEOUT: &str = "timeout";
+const SERVER_ERROR: &str = "server-error";
+const NETWORK_ERROR: &str = "network-error";
+const OTHER: &str = "other";
+
+/// What the server answered to one `set` of a batch.
+#[derive(Debug, PartialEq, Eq)]
+enum SetReply {
+    Stored,
+    ServerError,
+    Other,
+}
+
 /// The memcached-backed index cache.
 #[derive(Debug)]
 pub(crate) struct MemcachedCache {
@@ -21,26 +103,43 @@ pub(crate) struct MemcachedCache {
     idle: Mutex<HashMap<usize, Vec<BufStream<TcpStream>>>>,
     timeout: Duration,
     ttl: Duration,
+    /// Largest value sent (bytes); larger ones are skipped.
+    max_item_size: u64,
     metrics: CacheMetrics,
+    client_metrics: MemcachedMetrics,
+}
+
+/// How the cache talks to its servers, from the `config` section of the YAML.
+#[derive(Debug, Clone)]
+pub(crate) struct MemcachedOptions {
+    /// `host:port` of every server.
+    pub(crate) servers: Vec<String>,
+    /// Bound on connecting and on each batched operation.
+    pub(crate) timeout: Duration,
+    /// Time to live of stored items.
+    pub(crate) ttl: Duration,
+    /// Largest value sent (bytes); larger ones are skipped.
+    pub(crate) max_item_size: u64,
 }
 
 type Connection = BufStream<TcpStream>;
 
 impl MemcachedCache {
     pub(crate) fn new(
-        servers: Vec<String>,
-        timeout: Duration,
-        ttl: Duration,
+        options: MemcachedOptions,
         metrics: CacheMetrics,
+        client_metrics: MemcachedMetrics,
     ) -> Self {
-        let mut servers = servers;
+        let mut servers = options.servers;
         servers.sort_by(|left, right| natural_cmp(left, right));
         Self {
             servers,
             idle: Mutex::new(HashMap::new()),
-            timeout,
-            ttl,
+            timeout: options.timeout,
+            ttl: options.ttl,
+            max_item_size: options.max_item_size,
             metrics,
+            client_metrics,
         }
     }
 
@@ -100,10 +199,16 @@ impl MemcachedCache {
         Ok(found)
     }
 
-    async fn set_many(&self, server: usize, items: &[&(CacheKey, Bytes)]) -> std::io::Result<()> {
+    /// Sends `items` in one pipelined batch and returns how many the server stored; an item
+    /// the server refuses fails alone, an I/O error or timeout fails the rest of the batch.
+    async fn set_many(
+        &self,
+        server: usize,
+        items: &[&(CacheKey, Bytes)],
+    ) -> std::io::Result<Vec<SetReply>> {
         let mut connection = self.connection(server).await?;
         let ttl = self.ttl.as_secs();
-        tokio::time::timeout(self.timeout, async {
+        let replies = tokio::time::timeout(self.timeout, async {
             for (key, value) in items {
                 let header = format!("set {} 0 {ttl} {}\r\n", key.key, value.len());
                 connection.write_all(header.as_bytes()).await?;
@@ -111,19 +216,32 @@ impl MemcachedCache {
                 connection.write_all(b"\r\n").await?;
             }
             connection.flush().await?;
+            let mut replies = Vec::with_capacity(items.len());
             for _ in items {
                 let mut line = String::new();
-                connection.read_line(&mut line).await?;
-                if line.trim_end() != "STORED" {
-                    return Err(std::io::Error::other(format!("set answered {line:?}")));
+                if connection.read_line(&mut line).await? == 0 {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "connection closed",
+                    ));
                 }
+                let line = line.trim_end();
+                replies.push(if line == "STORED" {
+                    SetReply::Stored
+                } else if line.starts_with("SERVER_ERROR") {
+                    tracing::debug!(server = %self.servers[server], reply = line, "memcached refused an item");
+                    SetReply::ServerError
+                } else {
+                    tracing::debug!(server = %self.servers[server], reply = line, "memcached set answered");
+                    SetReply::Other
+                });
             }
-            Ok(())
+            Ok(replies)
         })
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "set timeout"))??;
         self.give_back(server, connection);
-        Ok(())
+        Ok(replies)
     }
 }
 
@@ -229,9 +347,14 @@ impl IndexCache for MemcachedCache {
         let mut found = HashMap::new();
         for (server, keys) in by_server {
             for batch in keys.chunks(100) {
+                self.client_metrics
+                    .operations
+                    .with_label_values(&[OP_GET_MULTI])
+                    .inc();
                 match self.get_many(server, batch).await {
                     Ok(values) => found.extend(values),
                     Err(error) => {
+                        self.client_metrics.fail(OP_GET_MULTI, &error);
                         tracing::warn!(server = %self.servers[server], %error, "memcached get failed")
                     }
                 }
@@ -244,18 +367,44 @@ impl IndexCache for MemcachedCache {
     async fn store(&self, items: Vec<(CacheKey, Bytes)>) {
         let mut by_server: HashMap<usize, Vec<&(CacheKey, Bytes)>> = HashMap::new();
         for item in &items {
+            if item.1.len() as u64 > self.max_item_size {
+                self.client_metrics
+                    .skipped
+                    .with_label_values(&[OP_SET, MAX_ITEM_SIZE])
+                    .inc();
+                continue;
+            }
             by_server
                 .entry(self.server_of(&item.0.key))
                 .or_default()
                 .push(item);
         }
+        let operations = self.client_metrics.operations.with_label_values(&[OP_SET]);
         for (server, items) in by_server {
             for batch in items.chunks(100) {
-                if let Err(error) = self.set_many(server, batch).await {
-                    tracing::warn!(server = %self.servers[server], %error, "memcached set failed");
-                } else {
-                    for (key, _) in batch {
-                        self.metrics.added.with_label_values(&[key.item]).inc();
+                operations.inc_by(batch.len() as u64);
+                match self.set_many(server, batch).await {
+                    Ok(replies) => {
+                        for ((key, _), reply) in batch.iter().zip(replies) {
+                            let outcome = match reply {
+                                SetReply::Stored => {
+                                    self.metrics.added.with_label_values(&[key.item]).inc();
+                                    continue;
+                                }
+                                SetReply::ServerError => SERVER_ERROR,
+                                SetReply::Other => OTHER,
+                            };
+                            self.client_metrics
+                                .failures
+                                .with_label_values(&[OP_SET, outcome])
+                                .inc();
+                        }
+                    }
+                    Err(error) => {
+                        for _ in batch.iter() {
+                            self.client_metrics.fail(OP_SET, &error);
+                        }
+                        tracing::warn!(server = %self.servers[server], %error, "memcached set failed");
                     }
                 }
             }
@@ -289,6 +438,105 @@ mod tests {
             "{counts:?}"
         );
         assert!((1_500..2_500).contains(&moved), "{moved}");
+    }
+
+    /// The value of the counter `name` with exactly `labels` in `registry` (0 when absent).
+    fn counter(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
+        registry
+            .gather()
+            .iter()
+            .filter(|family| family.name() == name)
+            .flat_map(|family| family.get_metric().iter())
+            .filter(|metric| {
+                labels.iter().all(|(label, value)| {
+                    metric
+                        .get_label()
+                        .iter()
+                        .any(|pair| pair.name() == *label && pair.value() == *value)
+                })
+            })
+            .map(|metric| metric.get_counter().get_value())
+            .sum()
+    }
+
+    /// Against a real memcached (its own item limit is 1 MiB): values over `max_item_size` are
+    /// never sent, and a value the server refuses fails alone while the rest of its batch is
+    /// stored and counted.
+    #[test]
+    fn oversized_items_are_skipped_and_refused_items_fail_alone() {
+        let server = test_harness::Memcached::start().unwrap();
+        let registry = Registry::new();
+        let metrics = CacheMetrics::register(&registry).unwrap();
+        let client_metrics = MemcachedMetrics::register(&registry).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let block = ulid::Ulid::from_parts(1, 2);
+        let key = |offset| CacheKey::series(&block, offset);
+        let value = |size: usize| Bytes::from(vec![7u8; size]);
+        let cache = |max_item_size| {
+            MemcachedCache::new(
+                MemcachedOptions {
+                    servers: vec![server.address()],
+                    timeout: Duration::from_secs(5),
+                    ttl: Duration::from_secs(600),
+                    max_item_size,
+                },
+                metrics.clone(),
+                client_metrics.clone(),
+            )
+        };
+        let set = |name| {
+            counter(
+                &registry,
+                name,
+                &[("name", "index-cache"), ("operation", "set")],
+            )
+        };
+
+        // 1000 bytes allowed: the 2000-byte value is skipped, the others stored.
+        let small = cache(1000);
+        runtime.block_on(small.store(vec![
+            (key(1), value(10)),
+            (key(2), value(2000)),
+            (key(3), value(1000)),
+        ]));
+        let found = runtime.block_on(small.fetch(&[key(1), key(2), key(3)]));
+        assert_eq!(found.get(&key(1)), Some(&value(10)));
+        assert_eq!(found.get(&key(2)), None);
+        assert_eq!(found.get(&key(3)), Some(&value(1000)));
+        assert_eq!(set("thanos_memcached_operation_skipped_total"), 1.0);
+        assert_eq!(set("thanos_memcached_operations_total"), 2.0);
+        assert_eq!(
+            counter(&registry, "thanos_store_index_cache_items_added_total", &[]),
+            2.0
+        );
+
+        // 4 MiB allowed: the server refuses the 2 MiB value; the items around it are stored.
+        let large = cache(4 << 20);
+        runtime.block_on(large.store(vec![
+            (key(4), value(100)),
+            (key(5), value(2 << 20)),
+            (key(6), value(200)),
+        ]));
+        let found = runtime.block_on(large.fetch(&[key(4), key(5), key(6)]));
+        assert_eq!(found.get(&key(4)), Some(&value(100)));
+        assert_eq!(found.get(&key(5)), None);
+        assert_eq!(found.get(&key(6)), Some(&value(200)));
+        assert_eq!(
+            counter(
+                &registry,
+                "thanos_memcached_operation_failures_total",
+                &[("operation", "set"), ("reason", "server-error")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            counter(&registry, "thanos_store_index_cache_items_added_total", &[]),
+            4.0
+        );
+        assert_eq!(set("thanos_memcached_operation_skipped_total"), 1.0);
     }
 
     #[test]
