@@ -4,8 +4,13 @@
 //! for the current addresses. Sources, as Thanos' `query` has them:
 //! - `--endpoint` (and `--endpoint-strict`) flags;
 //! - `--endpoint.sd-config` / `--endpoint.sd-config-file`: YAML `endpoints: [{address, strict,
-//!   group, client_config}]`; the file is re-read when its modification time or size changes and
-//!   at least every `--endpoint.sd-config-reload-interval`;
+//!   group, client_config}]` and `default_client_config`; the file is re-read when its
+//!   modification time or size changes and at least every `--endpoint.sd-config-reload-interval`.
+//!   An endpoint's `client_config` (Thanos' newer releases call it `grpc_client_config`), else the
+//!   `default_client_config`, sets how its addresses are dialled: `tls_config: {enabled,
+//!   insecure_skip_verify, cert_file, key_file, ca_file}` and `server_name`. One that sets none of
+//!   these leaves the `--grpc-client-*` flags in force, as in Thanos; `compression` and TLS
+//!   `min_version` are checked and not used (requests go uncompressed; rustls negotiates 1.2+);
 //! - `--store.sd-files`: Prometheus file SD files (YAML or JSON lists of `{targets, labels}`;
 //!   `*`/`?` globs in the file name), re-read when they change and every `--store.sd-interval`.
 //!
@@ -19,7 +24,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use hickory_resolver::TokioResolver;
@@ -27,6 +32,7 @@ use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol;
 use serde::Deserialize;
+use service_core::GrpcClientFlags;
 
 /// What discovery needs from the flags.
 #[derive(Debug, Clone, Default)]
@@ -85,12 +91,14 @@ pub enum DiscoveryError {
 }
 
 /// One address to check and query.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// `host:port`.
     pub address: String,
     /// Queried even when its health check fails.
     pub strict: bool,
+    /// How to dial it when its SD entry says (`None`: the `--grpc-client-*` flags).
+    pub client: Option<Arc<GrpcClientFlags>>,
 }
 
 /// An address before DNS resolution.
@@ -98,6 +106,19 @@ pub struct Target {
 struct Spec {
     address: String,
     strict: bool,
+    /// The SD entry's own dialling settings (`None`: the flags).
+    client: Option<Arc<GrpcClientFlags>>,
+}
+
+impl Spec {
+    /// An address from a flag or file SD: dialled per the flags.
+    fn plain(address: String, strict: bool) -> Self {
+        Self {
+            address,
+            strict,
+            client: None,
+        }
+    }
 }
 
 /// Thanos' endpoint SD YAML.
@@ -106,10 +127,9 @@ struct Spec {
 struct SdConfig {
     #[serde(default)]
     endpoints: Vec<SdEndpoint>,
-    /// TLS and compression defaults; the gRPC client flags apply instead (accepted, not used).
+    /// Dialling settings of the endpoints without their own.
     #[serde(default)]
-    #[allow(dead_code)]
-    default_client_config: Option<serde_yaml_ng::Value>,
+    default_client_config: Option<SdClientConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,9 +142,81 @@ struct SdEndpoint {
     #[serde(default)]
     #[allow(dead_code)]
     group: bool,
+    /// gRPC service config of a group (accepted, not used).
     #[serde(default)]
     #[allow(dead_code)]
-    client_config: Option<serde_yaml_ng::Value>,
+    service_config: Option<String>,
+    #[serde(default, alias = "grpc_client_config")]
+    client_config: Option<SdClientConfig>,
+}
+
+/// How to dial an endpoint (Thanos' per-endpoint gRPC client config).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SdClientConfig {
+    #[serde(default)]
+    tls_config: SdTlsConfig,
+    #[serde(default)]
+    server_name: String,
+    /// `none` or `snappy` (checked, not used: requests go uncompressed).
+    #[serde(default, alias = "compression_type")]
+    compression: String,
+}
+
+/// An endpoint's TLS settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SdTlsConfig {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+    #[serde(default)]
+    cert_file: String,
+    #[serde(default)]
+    key_file: String,
+    #[serde(default)]
+    ca_file: String,
+    /// `VersionTLS12` or `VersionTLS13` (checked, not used: rustls negotiates 1.2 or 1.3).
+    #[serde(default)]
+    min_version: String,
+}
+
+impl SdClientConfig {
+    /// The client settings this config stands for: `None` when it sets no TLS field and no
+    /// server name (the flags apply, as Thanos does), else exactly what it says (TLS off when
+    /// `enabled` is false).
+    fn flags(&self) -> Result<Option<GrpcClientFlags>, String> {
+        if !["", "none", "snappy"].contains(&self.compression.as_str()) {
+            return Err(format!(
+                "invalid compression {:?}, must be 'none' or 'snappy'",
+                self.compression
+            ));
+        }
+        let tls = &self.tls_config;
+        if !["", "VersionTLS12", "VersionTLS13"].contains(&tls.min_version.as_str()) {
+            return Err(format!(
+                "invalid TLS min_version {:?}, must be VersionTLS12 or VersionTLS13",
+                tls.min_version
+            ));
+        }
+        let path = |text: &str| (!text.is_empty()).then(|| PathBuf::from(text));
+        let flags = GrpcClientFlags {
+            grpc_client_tls_secure: tls.enabled,
+            grpc_client_tls_skip_verify: tls.insecure_skip_verify,
+            grpc_client_tls_cert: path(&tls.cert_file),
+            grpc_client_tls_key: path(&tls.key_file),
+            grpc_client_tls_ca: path(&tls.ca_file),
+            grpc_client_server_name: (!self.server_name.is_empty())
+                .then(|| self.server_name.clone()),
+        };
+        let sets_nothing = !flags.grpc_client_tls_secure
+            && flags.grpc_client_tls_cert.is_none()
+            && flags.grpc_client_tls_key.is_none()
+            && flags.grpc_client_tls_ca.is_none()
+            && flags.grpc_client_server_name.is_none();
+        Ok((!sets_nothing).then_some(flags))
+    }
 }
 
 /// One Prometheus file SD target group.
@@ -146,18 +238,34 @@ fn parse_sd_config(text: &str, origin: &str) -> Result<Vec<Spec>, DiscoveryError
             origin: origin.to_owned(),
             message: error.to_string(),
         })?;
+    let error = |message: String| DiscoveryError::SdConfig {
+        origin: origin.to_owned(),
+        message,
+    };
+    let default_client = match &config.default_client_config {
+        Some(client) => client
+            .flags()
+            .map_err(|message| error(format!("default_client_config: {message}")))?
+            .map(Arc::new),
+        None => None,
+    };
     let mut specs = Vec::with_capacity(config.endpoints.len());
     for endpoint in config.endpoints {
         let address = endpoint.address.trim().to_owned();
         if address.is_empty() {
-            return Err(DiscoveryError::SdConfig {
-                origin: origin.to_owned(),
-                message: "endpoint with an empty address".to_owned(),
-            });
+            return Err(error("endpoint with an empty address".to_owned()));
         }
+        let client = match &endpoint.client_config {
+            Some(client) => client
+                .flags()
+                .map_err(|message| error(format!("endpoint {address}: {message}")))?
+                .map(Arc::new),
+            None => default_client.clone(),
+        };
         specs.push(Spec {
             address,
             strict: endpoint.strict,
+            client,
         });
     }
     Ok(specs)
@@ -179,10 +287,7 @@ fn parse_file_sd(text: &str, path: &Path) -> Result<Vec<Spec>, DiscoveryError> {
     Ok(groups
         .into_iter()
         .flat_map(|group| group.targets)
-        .map(|address| Spec {
-            address,
-            strict: false,
-        })
+        .map(|address| Spec::plain(address, false))
         .collect())
 }
 
@@ -392,14 +497,13 @@ impl Discovery {
             .config
             .endpoints
             .iter()
-            .map(|address| Spec {
-                address: address.clone(),
-                strict: false,
-            })
-            .chain(self.config.strict_endpoints.iter().map(|address| Spec {
-                address: address.clone(),
-                strict: true,
-            }))
+            .map(|address| Spec::plain(address.clone(), false))
+            .chain(
+                self.config
+                    .strict_endpoints
+                    .iter()
+                    .map(|address| Spec::plain(address.clone(), true)),
+            )
             .chain(self.inline.iter().cloned())
             .collect();
         let Ok(mut files) = self.files.lock() else {
@@ -427,18 +531,24 @@ impl Discovery {
     }
 
     /// Every address to check now: the specs of every source, DNS names resolved (at most once
-    /// per DNS interval each), sorted and distinct (strict if any source says so).
+    /// per DNS interval each), sorted and distinct (strict if any source says so; dialled per
+    /// the first SD entry with its own client settings, if any).
     pub async fn targets(&self) -> Vec<Target> {
-        let mut targets: BTreeMap<String, bool> = BTreeMap::new();
+        let mut targets: BTreeMap<String, Target> = BTreeMap::new();
         for spec in self.specs() {
             for address in self.resolve(&spec.address).await {
-                *targets.entry(address).or_default() |= spec.strict;
+                let target = targets.entry(address.clone()).or_insert(Target {
+                    address,
+                    strict: false,
+                    client: None,
+                });
+                target.strict |= spec.strict;
+                if target.client.is_none() {
+                    target.client.clone_from(&spec.client);
+                }
             }
         }
-        targets
-            .into_iter()
-            .map(|(address, strict)| Target { address, strict })
-            .collect()
+        targets.into_values().collect()
     }
 
     /// The addresses of one spec; DNS answers are cached for the DNS interval, and a failed
@@ -606,22 +716,86 @@ mod tests {
         assert_eq!(
             specs,
             vec![
-                Spec {
-                    address: "a:1".into(),
-                    strict: false
-                },
-                Spec {
-                    address: "dns+b:2".into(),
-                    strict: true
-                },
-                Spec {
-                    address: "c:3".into(),
-                    strict: false
-                },
+                Spec::plain("a:1".into(), false),
+                Spec::plain("dns+b:2".into(), true),
+                Spec::plain("c:3".into(), false),
             ]
         );
         assert!(parse_sd_config("endpoints:\n  - adress: a:1\n", "test").is_err());
         assert!(parse_sd_config("", "test").unwrap().is_empty());
+    }
+
+    #[test]
+    fn endpoint_client_config_overrides_the_default_and_the_flags() {
+        let specs = parse_sd_config(
+            r#"
+default_client_config:
+  tls_config: {enabled: true, ca_file: /ca.pem}
+  server_name: store.example
+endpoints:
+  - address: default:1
+  - address: own:2
+    client_config:
+      tls_config: {enabled: true, insecure_skip_verify: true, cert_file: /c.pem, key_file: /k.pem}
+      compression: snappy
+  - address: newer-key:3
+    grpc_client_config:
+      tls_config: {enabled: false}
+      compression_type: none
+  - address: plaintext:4
+    client_config:
+      tls_config: {enabled: false, ca_file: /ca.pem}
+"#,
+            "test",
+        )
+        .unwrap();
+        let client = |index: usize| specs[index].client.as_deref().cloned();
+        assert_eq!(
+            client(0),
+            Some(GrpcClientFlags {
+                grpc_client_tls_secure: true,
+                grpc_client_tls_ca: Some("/ca.pem".into()),
+                grpc_client_server_name: Some("store.example".into()),
+                ..GrpcClientFlags::default()
+            })
+        );
+        assert_eq!(
+            client(1),
+            Some(GrpcClientFlags {
+                grpc_client_tls_secure: true,
+                grpc_client_tls_skip_verify: true,
+                grpc_client_tls_cert: Some("/c.pem".into()),
+                grpc_client_tls_key: Some("/k.pem".into()),
+                ..GrpcClientFlags::default()
+            })
+        );
+        // Sets nothing: the flags apply (not the default config: the endpoint has its own).
+        assert_eq!(client(2), None);
+        // TLS explicitly off with a CA given: plaintext, not the flags.
+        assert_eq!(
+            client(3),
+            Some(GrpcClientFlags {
+                grpc_client_tls_ca: Some("/ca.pem".into()),
+                ..GrpcClientFlags::default()
+            })
+        );
+        let bad = parse_sd_config(
+            "endpoints:\n  - address: a:1\n    client_config: {compression: gzip}\n",
+            "test",
+        )
+        .unwrap_err();
+        assert!(
+            bad.to_string()
+                .contains("endpoint a:1: invalid compression"),
+            "{bad}"
+        );
+        assert!(
+            parse_sd_config(
+                "endpoints:\n  - address: a:1\n    client_config: {tls_config: {enable: true}}\n",
+                "test"
+            )
+            .is_err()
+        );
     }
 
     #[test]

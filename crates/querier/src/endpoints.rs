@@ -19,7 +19,7 @@ use storeapi::{Compression, InfoClient, StoreClient};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::discovery::Discovery;
+use crate::discovery::{Discovery, Target};
 
 /// How often stores are re-checked.
 pub const UPDATE_INTERVAL: Duration = Duration::from_secs(5);
@@ -73,6 +73,8 @@ pub struct StoreHandle {
 struct Entry {
     status: StoreStatus,
     channel: Channel,
+    /// The SD entry's dialling settings the channel was made with (`None`: the flags).
+    client: Option<Arc<GrpcClientFlags>>,
 }
 
 /// The stores the querier fans out to; see the [module docs](self).
@@ -150,14 +152,14 @@ impl StoreSet {
             .collect();
         let mut checks = Vec::with_capacity(targets.len());
         for target in &targets {
-            let channel = match self.channel_for(&target.address) {
+            let channel = match self.channel_for(target) {
                 Ok(channel) => channel,
                 Err(error) => {
                     tracing::warn!(endpoint = %target.address, error = %error, "cannot create gRPC channel");
                     continue;
                 }
             };
-            checks.push(self.check(target.address.clone(), target.strict, channel));
+            checks.push(self.check(target, channel));
         }
         let results = futures_util::future::join_all(checks).await;
         if let Ok(mut entries) = self.entries.write() {
@@ -180,16 +182,22 @@ impl StoreSet {
         }
     }
 
-    fn channel_for(&self, address: &str) -> Result<Channel, service_core::Error> {
+    /// The channel of `target`: the known one while its dialling settings stay the same, else a
+    /// new one per the target's SD settings or the flags.
+    fn channel_for(&self, target: &Target) -> Result<Channel, service_core::Error> {
         if let Ok(entries) = self.entries.read()
-            && let Some(entry) = entries.get(address)
+            && let Some(entry) = entries.get(&target.address)
+            && entry.client == target.client
         {
             return Ok(entry.channel.clone());
         }
-        service_core::grpc_channel(address, &self.client_flags)
+        let flags = target.client.as_deref().unwrap_or(&self.client_flags);
+        service_core::grpc_channel(&target.address, flags)
     }
 
-    async fn check(&self, address: String, strict: bool, channel: Channel) -> Entry {
+    async fn check(&self, target: &Target, channel: Channel) -> Entry {
+        let (address, strict) = (target.address.clone(), target.strict);
+        let dial = target.client.clone();
         let previous = self
             .entries
             .read()
@@ -218,6 +226,7 @@ impl StoreSet {
                 return unhealthy(
                     status,
                     channel,
+                    dial,
                     format!("getting metadata: {}", error.message()),
                 );
             }
@@ -225,6 +234,7 @@ impl StoreSet {
                 return unhealthy(
                     status,
                     channel,
+                    dial,
                     "getting metadata: context deadline exceeded".to_owned(),
                 );
             }
@@ -233,6 +243,7 @@ impl StoreSet {
             return unhealthy(
                 status,
                 channel,
+                dial,
                 "endpoint does not serve the StoreAPI".to_owned(),
             );
         };
@@ -240,7 +251,9 @@ impl StoreSet {
         for set in info.label_sets {
             match storeapi::convert::labels_from_proto(set.labels) {
                 Ok(labels) => label_sets.push(labels),
-                Err(error) => return unhealthy(status, channel, format!("bad label set: {error}")),
+                Err(error) => {
+                    return unhealthy(status, channel, dial, format!("bad label set: {error}"));
+                }
             }
         }
         if !status.healthy {
@@ -253,7 +266,11 @@ impl StoreSet {
         status.component_type = info.component_type;
         status.supports_without_replica_labels = store.supports_without_replica_labels;
         status.last_error = None;
-        Entry { status, channel }
+        Entry {
+            status,
+            channel,
+            client: dial,
+        }
     }
 
     /// Updates every [`UPDATE_INTERVAL`] until `shutdown`.
@@ -270,13 +287,22 @@ impl StoreSet {
     }
 }
 
-fn unhealthy(mut status: StoreStatus, channel: Channel, error: String) -> Entry {
+fn unhealthy(
+    mut status: StoreStatus,
+    channel: Channel,
+    client: Option<Arc<GrpcClientFlags>>,
+    error: String,
+) -> Entry {
     if status.healthy {
         tracing::warn!(endpoint = %status.name, error = %error, "removing store because it's unhealthy or does not exist");
     }
     status.healthy = false;
     status.last_error = Some(error);
-    Entry { status, channel }
+    Entry {
+        status,
+        channel,
+        client,
+    }
 }
 
 #[cfg(test)]

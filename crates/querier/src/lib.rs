@@ -24,8 +24,8 @@
 //! [`queryable`] (the engine's storage), [`api`] (HTTP handlers), [`params`] and [`render`]
 //! (Prometheus' parameter and JSON formats), [`store_api`] (the StoreAPI server), [`error`].
 //!
-//! **Not yet.** Per-endpoint `client_config` (TLS) and `group` balancing in the SD config (the
-//! gRPC client flags apply to every endpoint; a group is dialled as one address), the counter-reset
+//! **Not yet.** `group` balancing in the SD config (a group is dialled as one address), per-endpoint
+//! gRPC compression and TLS minimum version (checked, not used), the counter-reset
 //! adjustment of de-duplicated counters, query explain/analyze, exemplars, rules, targets.
 
 pub mod api;

@@ -1,6 +1,6 @@
 //! Endpoint discovery for real: SRV records served by a tiny DNS server on 127.0.0.1 (answers
-//! encoded with hickory-proto) pointing at two running stores, and SD files that change under a
-//! running querier.
+//! encoded with hickory-proto) pointing at two running stores, SD files that change under a
+//! running querier, and per-endpoint TLS from the endpoint SD config against a mutual-TLS store.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,11 +16,14 @@ use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::{A, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
-use prom_model::Matcher;
+use prom_model::{Labels, Matcher};
 use querier::discovery::{Discovery, DiscoveryConfig};
 use querier::endpoints::StoreSet;
 use querier::proxy::{Proxy, SeriesQuery};
-use service_core::GrpcClientFlags;
+use service_core::{
+    GrpcClientFlags, GrpcFlags, GrpcServer, PromDuration, ServiceContext, TlsVersion,
+};
+use storeapi::MemoryStore;
 use test_harness::wait_until;
 use tokio::net::UdpSocket;
 
@@ -347,4 +350,179 @@ async fn sd_config_file_and_file_sd_are_reloaded_when_they_change() {
     std::thread::sleep(Duration::from_secs(7));
     assert_eq!(healthy_names(&querier), want);
     assert!(querier.process.try_wait().unwrap().is_none());
+}
+
+/// A store that speaks only mutual TLS (the test PKI's server certificate, clients must show a
+/// certificate signed by its CA), stopped when the returned context is cancelled.
+async fn start_tls_store(pki: &test_harness::TestPki) -> (SocketAddr, ServiceContext) {
+    let flags = GrpcFlags {
+        grpc_address: "127.0.0.1:0".parse().unwrap(),
+        grpc_grace_period: PromDuration::new(Duration::from_secs(1)),
+        grpc_server_tls_cert: Some(pki.server_cert.clone()),
+        grpc_server_tls_key: Some(pki.server_key.clone()),
+        grpc_server_tls_client_ca: Some(pki.ca.clone()),
+        grpc_server_tls_min_version: TlsVersion::Tls13,
+        grpc_server_max_connection_age: PromDuration::new(Duration::from_secs(3600)),
+    };
+    let ctx = ServiceContext::new();
+    let mut server = GrpcServer::bind(&flags, &ctx).await.unwrap();
+    let store = MemoryStore::new(
+        Labels::from_pairs([("site", "tls")]),
+        vec![series(&[("__name__", "up"), ("zone", "tls")], [(T0, 3.0)])],
+    );
+    server.add_service(storeapi::store_server(store.clone()));
+    server.add_service(storeapi::info_server(store));
+    let address = server.local_addr();
+    tokio::spawn(server.serve(ctx.shutdown.clone()));
+    (address, ctx)
+}
+
+/// Names of the healthy stores after one update round.
+async fn healthy_after_update(stores: &StoreSet) -> Vec<String> {
+    stores.update().await;
+    let mut healthy: Vec<String> = stores
+        .statuses()
+        .into_iter()
+        .filter(|status| status.healthy)
+        .map(|status| status.name)
+        .collect();
+    healthy.sort();
+    healthy
+}
+
+/// The endpoint SD config's `client_config` (and `default_client_config`) dial one store over
+/// mutual TLS while another stays plaintext under the flags; a wrong CA in the config makes the
+/// TLS store unhealthy, and editing the config file heals it on the next round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_client_config_dials_a_tls_store_beside_a_plaintext_one() {
+    let pki = test_harness::TestPki::generate().unwrap();
+    let (tls_address, tls_ctx) = start_tls_store(&pki).await;
+    let plain = start_store(
+        &[("site", "plain")],
+        vec![series(
+            &[("__name__", "up"), ("zone", "plain")],
+            [(T0, 1.0)],
+        )],
+    )
+    .await;
+    let mut want = vec![tls_address.to_string(), plain.address().to_string()];
+    want.sort();
+    let tls_entry = |ca: &std::path::Path| {
+        format!(
+            "  - address: {tls_address}\n    client_config:\n      server_name: localhost\n      tls_config:\n        enabled: true\n        ca_file: {}\n        cert_file: {}\n        key_file: {}\n",
+            ca.display(),
+            pki.client_cert.display(),
+            pki.client_key.display()
+        )
+    };
+    let new_set = |sd_config_file: std::path::PathBuf| {
+        let registry = prometheus::Registry::new();
+        let discovery = Discovery::new(
+            DiscoveryConfig {
+                sd_config_file: Some(sd_config_file),
+                // Re-read the file on every round.
+                sd_config_reload_interval: Duration::ZERO,
+                ..DiscoveryConfig::default()
+            },
+            &registry,
+        )
+        .unwrap();
+        StoreSet::new(
+            discovery,
+            GrpcClientFlags::default(),
+            Duration::from_secs(5),
+            &registry,
+        )
+        .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("endpoints.yaml");
+
+    // Per-endpoint TLS beside a plaintext endpoint: both healthy, a fan-out reaches both.
+    std::fs::write(
+        &file,
+        format!(
+            "endpoints:\n{}  - address: {}\n",
+            tls_entry(&pki.ca),
+            plain.address()
+        ),
+    )
+    .unwrap();
+    let stores = Arc::new(new_set(file.clone()));
+    assert_eq!(healthy_after_update(&stores).await, want);
+    let fetched = Proxy::new(Arc::clone(&stores), Duration::ZERO)
+        .series(&SeriesQuery {
+            min_time: T0 - 1000,
+            max_time: T0 + 1000,
+            matchers: vec![Matcher::equal("__name__", "up")],
+            skip_chunks: true,
+            partial_response: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(fetched.data.len(), 2, "{:?}", fetched.warnings);
+
+    // The CA of the client certificate is not the server's: the TLS store is unhealthy, the
+    // plaintext one is not. Fixing the file heals it (the channel is rebuilt for the new
+    // settings).
+    std::fs::write(
+        &file,
+        format!(
+            "endpoints:\n{}  - address: {}\n",
+            tls_entry(&pki.stranger_cert),
+            plain.address()
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        healthy_after_update(&stores).await,
+        [plain.address().to_string()]
+    );
+    let status = stores
+        .statuses()
+        .into_iter()
+        .find(|status| status.name == tls_address.to_string())
+        .unwrap();
+    assert!(status.last_error.is_some(), "{status:?}");
+    std::fs::write(
+        &file,
+        format!(
+            "endpoints:\n{}  - address: {}\n",
+            tls_entry(&pki.ca),
+            plain.address()
+        ),
+    )
+    .unwrap();
+    assert_eq!(healthy_after_update(&stores).await, want);
+
+    // Without its client config the TLS store is unhealthy under the plaintext flags; the
+    // `default_client_config` (Thanos' newer key name on the endpoint is accepted too) brings it
+    // back. An endpoint whose own config sets nothing keeps the flags.
+    std::fs::write(
+        &file,
+        format!(
+            "endpoints:\n  - address: {tls_address}\n  - address: {}\n    grpc_client_config:\n      compression_type: none\n",
+            plain.address()
+        ),
+    )
+    .unwrap();
+    let plain_only = new_set(file.clone());
+    assert_eq!(
+        healthy_after_update(&plain_only).await,
+        [plain.address().to_string()]
+    );
+    std::fs::write(
+        &file,
+        format!(
+            "default_client_config:\n  server_name: localhost\n  tls_config:\n    enabled: true\n    ca_file: {}\n    cert_file: {}\n    key_file: {}\nendpoints:\n  - address: {tls_address}\n  - address: {}\n    grpc_client_config:\n      compression_type: none\n",
+            pki.ca.display(),
+            pki.client_cert.display(),
+            pki.client_key.display(),
+            plain.address()
+        ),
+    )
+    .unwrap();
+    assert_eq!(healthy_after_update(&plain_only).await, want);
+    tls_ctx.shutdown.cancel();
 }

@@ -109,7 +109,7 @@ pub struct GrpcFlags {
 }
 
 /// How this process talks to other gRPC servers (`--grpc-client-tls-*`).
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Args)]
 pub struct GrpcClientFlags {
     /// Use TLS when talking to the gRPC server
     #[arg(long = "grpc-client-tls-secure")]
