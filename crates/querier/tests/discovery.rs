@@ -174,28 +174,9 @@ async fn srv_records_find_both_stores_and_failures_keep_the_last_good_set() {
         )
         .unwrap(),
     );
-    stores.update().await;
-    let mut healthy: Vec<String> = stores
-        .statuses()
-        .into_iter()
-        .filter(|status| status.healthy)
-        .map(|status| status.name)
-        .collect();
-    healthy.sort();
+    let healthy = healthy_after_update(&stores).await;
     assert_eq!(healthy, want, "dns queries: {:?}", asked.lock().unwrap());
-    let proxy = Proxy::new(Arc::clone(&stores), Duration::ZERO);
-    let fetched = proxy
-        .series(&SeriesQuery {
-            min_time: T0 - 1000,
-            max_time: T0 + 1000,
-            matchers: vec![Matcher::equal("__name__", "up")],
-            skip_chunks: true,
-            partial_response: false,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(fetched.data.len(), 2, "{:?}", fetched.warnings);
+    assert_eq!(up_series_count(&stores).await, 2);
     {
         let asked = asked.lock().unwrap();
         assert!(
@@ -210,15 +191,7 @@ async fn srv_records_find_both_stores_and_failures_keep_the_last_good_set() {
 
     // The server breaks: the last good set stays, the failure is counted.
     *zone.lock().unwrap() = Zone::Broken;
-    stores.update().await;
-    let mut healthy: Vec<String> = stores
-        .statuses()
-        .into_iter()
-        .filter(|status| status.healthy)
-        .map(|status| status.name)
-        .collect();
-    healthy.sort();
-    assert_eq!(healthy, want);
+    assert_eq!(healthy_after_update(&stores).await, want);
     assert!(counter(&registry, "thanos_query_endpoints_dns_failures_total") >= 1.0);
     assert!(counter(&registry, "thanos_query_endpoints_dns_lookups_total") >= 2.0);
 
@@ -377,6 +350,23 @@ async fn start_tls_store(pki: &test_harness::TestPki) -> (SocketAddr, ServiceCon
     (address, ctx)
 }
 
+/// How many `up` series a fan-out over `stores` (no partial responses) returns around `T0`.
+async fn up_series_count(stores: &Arc<StoreSet>) -> usize {
+    let fetched = Proxy::new(Arc::clone(stores), Duration::ZERO)
+        .series(&SeriesQuery {
+            min_time: T0 - 1000,
+            max_time: T0 + 1000,
+            matchers: vec![Matcher::equal("__name__", "up")],
+            skip_chunks: true,
+            partial_response: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(fetched.warnings.is_empty(), "{:?}", fetched.warnings);
+    fetched.data.len()
+}
+
 /// Names of the healthy stores after one update round.
 async fn healthy_after_update(stores: &StoreSet) -> Vec<String> {
     stores.update().await;
@@ -437,44 +427,26 @@ async fn endpoint_client_config_dials_a_tls_store_beside_a_plaintext_one() {
     };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("endpoints.yaml");
+    // The TLS store trusting `ca`, then the plaintext one.
+    let write_tls_and_plain = |ca: &std::path::Path| {
+        let yaml = format!(
+            "endpoints:\n{}  - address: {}\n",
+            tls_entry(ca),
+            plain.address()
+        );
+        std::fs::write(&file, yaml).unwrap();
+    };
 
     // Per-endpoint TLS beside a plaintext endpoint: both healthy, a fan-out reaches both.
-    std::fs::write(
-        &file,
-        format!(
-            "endpoints:\n{}  - address: {}\n",
-            tls_entry(&pki.ca),
-            plain.address()
-        ),
-    )
-    .unwrap();
+    write_tls_and_plain(&pki.ca);
     let stores = Arc::new(new_set(file.clone()));
     assert_eq!(healthy_after_update(&stores).await, want);
-    let fetched = Proxy::new(Arc::clone(&stores), Duration::ZERO)
-        .series(&SeriesQuery {
-            min_time: T0 - 1000,
-            max_time: T0 + 1000,
-            matchers: vec![Matcher::equal("__name__", "up")],
-            skip_chunks: true,
-            partial_response: false,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(fetched.data.len(), 2, "{:?}", fetched.warnings);
+    assert_eq!(up_series_count(&stores).await, 2);
 
     // The CA of the client certificate is not the server's: the TLS store is unhealthy, the
     // plaintext one is not. Fixing the file heals it (the channel is rebuilt for the new
     // settings).
-    std::fs::write(
-        &file,
-        format!(
-            "endpoints:\n{}  - address: {}\n",
-            tls_entry(&pki.stranger_cert),
-            plain.address()
-        ),
-    )
-    .unwrap();
+    write_tls_and_plain(&pki.stranger_cert);
     assert_eq!(
         healthy_after_update(&stores).await,
         [plain.address().to_string()]
@@ -485,15 +457,7 @@ async fn endpoint_client_config_dials_a_tls_store_beside_a_plaintext_one() {
         .find(|status| status.name == tls_address.to_string())
         .unwrap();
     assert!(status.last_error.is_some(), "{status:?}");
-    std::fs::write(
-        &file,
-        format!(
-            "endpoints:\n{}  - address: {}\n",
-            tls_entry(&pki.ca),
-            plain.address()
-        ),
-    )
-    .unwrap();
+    write_tls_and_plain(&pki.ca);
     assert_eq!(healthy_after_update(&stores).await, want);
 
     // Without its client config the TLS store is unhealthy under the plaintext flags; the
