@@ -3,6 +3,10 @@
 //! Every update round of the [store set](crate::endpoints::StoreSet) asks [`Discovery::targets`]
 //! for the current addresses. Sources, as Thanos' `query` has them:
 //! - `--endpoint` (and `--endpoint-strict`) flags;
+//! - `--endpoint-group` (and `--endpoint-group-strict`) flags and SD entries with `group: true`:
+//!   one endpoint for a group of equivalent servers. A plain or `dns+` group address is dialled by
+//!   its host name, so the connection tries the name's addresses in turn (failover, where Thanos
+//!   round-robins); a `dnssrv+`/`dnssrvnoa+` group is dialled at the first address its records give;
 //! - `--endpoint.sd-config` / `--endpoint.sd-config-file`: YAML `endpoints: [{address, strict,
 //!   group, client_config}]` and `default_client_config`; the file is re-read when its
 //!   modification time or size changes and at least every `--endpoint.sd-config-reload-interval`.
@@ -15,7 +19,8 @@
 //!   `*`/`?` globs in the file name), re-read when they change and every `--store.sd-interval`.
 //!
 //! Any address may carry a DNS prefix, resolved at most once per `--store.sd-dns-interval`:
-//! `dns+host:port` (A/AAAA: every address with the port), `dnssrv+_svc._tcp.name` (SRV, then
+//! `dns+host:port` or `dnsdualstack+host:port` (A/AAAA: every address with the port),
+//! `dnssrv+_svc._tcp.name` (SRV, then
 //! A/AAAA of every target, with the target's port) and `dnssrvnoa+_svc._tcp.name` (SRV targets
 //! as `host:port`, without address lookups). A failed or empty resolution keeps the last good
 //! addresses of that name, is logged and counted in `thanos_query_endpoints_dns_failures_total`.
@@ -41,6 +46,10 @@ pub struct DiscoveryConfig {
     pub endpoints: Vec<String>,
     /// `--endpoint-strict` addresses: always queried, even when their health check fails.
     pub strict_endpoints: Vec<String>,
+    /// `--endpoint-group` addresses: each one endpoint however many addresses it has.
+    pub endpoint_groups: Vec<String>,
+    /// `--endpoint-group-strict` addresses.
+    pub strict_endpoint_groups: Vec<String>,
     /// `--endpoint.sd-config`: endpoint SD YAML given inline.
     pub sd_config: Option<String>,
     /// `--endpoint.sd-config-file`: endpoint SD YAML file.
@@ -106,6 +115,8 @@ pub struct Target {
 struct Spec {
     address: String,
     strict: bool,
+    /// One endpoint for all the address stands for.
+    group: bool,
     /// The SD entry's own dialling settings (`None`: the flags).
     client: Option<Arc<GrpcClientFlags>>,
 }
@@ -116,7 +127,16 @@ impl Spec {
         Self {
             address,
             strict,
+            group: false,
             client: None,
+        }
+    }
+
+    /// A group address from a flag.
+    fn group(address: String, strict: bool) -> Self {
+        Self {
+            group: true,
+            ..Self::plain(address, strict)
         }
     }
 }
@@ -138,9 +158,8 @@ struct SdEndpoint {
     address: String,
     #[serde(default)]
     strict: bool,
-    /// An endpoint group is dialled as one address (gRPC balances over its DNS answers).
+    /// One endpoint for all the address stands for.
     #[serde(default)]
-    #[allow(dead_code)]
     group: bool,
     /// gRPC service config of a group (accepted, not used).
     #[serde(default)]
@@ -265,6 +284,7 @@ fn parse_sd_config(text: &str, origin: &str) -> Result<Vec<Spec>, DiscoveryError
         specs.push(Spec {
             address,
             strict: endpoint.strict,
+            group: endpoint.group,
             client,
         });
     }
@@ -504,6 +524,18 @@ impl Discovery {
                     .iter()
                     .map(|address| Spec::plain(address.clone(), true)),
             )
+            .chain(
+                self.config
+                    .endpoint_groups
+                    .iter()
+                    .map(|address| Spec::group(address.clone(), false)),
+            )
+            .chain(
+                self.config
+                    .strict_endpoint_groups
+                    .iter()
+                    .map(|address| Spec::group(address.clone(), true)),
+            )
             .chain(self.inline.iter().cloned())
             .collect();
         let Ok(mut files) = self.files.lock() else {
@@ -536,7 +568,15 @@ impl Discovery {
     pub async fn targets(&self) -> Vec<Target> {
         let mut targets: BTreeMap<String, Target> = BTreeMap::new();
         for spec in self.specs() {
-            for address in self.resolve(&spec.address).await {
+            let addresses = if spec.group {
+                self.group_address(&spec.address)
+                    .await
+                    .into_iter()
+                    .collect()
+            } else {
+                self.resolve(&spec.address).await
+            };
+            for address in addresses {
                 let target = targets.entry(address.clone()).or_insert(Target {
                     address,
                     strict: false,
@@ -549,6 +589,17 @@ impl Discovery {
             }
         }
         targets.into_values().collect()
+    }
+
+    /// The one address a group is dialled at: a plain or A-record address by its host name (the
+    /// connection tries every address of the name in turn), an SRV group at the first address
+    /// its records give (`None` while they give none).
+    async fn group_address(&self, spec: &str) -> Option<String> {
+        match dns_kind(spec) {
+            None => Some(spec.to_owned()),
+            Some((DnsKind::A, name)) => Some(name.to_owned()),
+            Some(_) => self.resolve(spec).await.into_iter().next(),
+        }
     }
 
     /// The addresses of one spec; DNS answers are cached for the DNS interval, and a failed
@@ -662,6 +713,8 @@ fn dns_kind(spec: &str) -> Option<(DnsKind, &str)> {
         Some((DnsKind::SrvNoA, name))
     } else if let Some(name) = spec.strip_prefix("dnssrv+") {
         Some((DnsKind::Srv, name))
+    } else if let Some(name) = spec.strip_prefix("dnsdualstack+") {
+        Some((DnsKind::A, name))
     } else {
         spec.strip_prefix("dns+").map(|name| (DnsKind::A, name))
     }
@@ -718,7 +771,7 @@ mod tests {
             vec![
                 Spec::plain("a:1".into(), false),
                 Spec::plain("dns+b:2".into(), true),
-                Spec::plain("c:3".into(), false),
+                Spec::group("c:3".into(), false),
             ]
         );
         assert!(parse_sd_config("endpoints:\n  - adress: a:1\n", "test").is_err());
@@ -798,6 +851,43 @@ endpoints:
         );
     }
 
+    #[tokio::test]
+    async fn a_group_is_one_target_dialled_by_its_name() {
+        let registry = prometheus::Registry::new();
+        let discovery = Discovery::new(
+            DiscoveryConfig {
+                endpoints: vec!["dns+localhost:10902".into()],
+                endpoint_groups: vec!["dns+localhost:10901".into(), "group-b:10903".into()],
+                strict_endpoint_groups: vec!["dnsdualstack+localhost:10904".into()],
+                sd_config: Some(
+                    "endpoints:\n  - address: dns+localhost:10905\n    group: true\n".into(),
+                ),
+                dns_interval: Duration::ZERO,
+                ..DiscoveryConfig::default()
+            },
+            &registry,
+        )
+        .unwrap();
+        let targets: Vec<(String, bool)> = discovery
+            .targets()
+            .await
+            .into_iter()
+            .map(|target| (target.address, target.strict))
+            .collect();
+        // Groups keep their host name (no lookup); the plain dns+ endpoint is resolved.
+        assert_eq!(
+            targets,
+            [
+                ("127.0.0.1:10902".to_owned(), false),
+                ("group-b:10903".to_owned(), false),
+                ("localhost:10901".to_owned(), false),
+                ("localhost:10904".to_owned(), true),
+                ("localhost:10905".to_owned(), false),
+            ]
+        );
+        assert_eq!(discovery.metrics.lookups.get(), 1);
+    }
+
     #[test]
     fn parses_file_sd_yaml_and_json() {
         let yaml = parse_file_sd(
@@ -831,6 +921,10 @@ endpoints:
         assert!(matches!(
             dns_kind("dnssrvnoa+_grpc._tcp.x"),
             Some((DnsKind::SrvNoA, "_grpc._tcp.x"))
+        ));
+        assert!(matches!(
+            dns_kind("dnsdualstack+a:1"),
+            Some((DnsKind::A, "a:1"))
         ));
         assert!(dns_kind("a:1").is_none());
         assert_eq!(split_host_port("[::1]:9").unwrap(), ("::1", 9));

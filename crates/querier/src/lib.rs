@@ -24,8 +24,9 @@
 //! [`queryable`] (the engine's storage), [`api`] (HTTP handlers), [`params`] and [`render`]
 //! (Prometheus' parameter and JSON formats), [`store_api`] (the StoreAPI server), [`error`].
 //!
-//! **Not yet.** `group` balancing in the SD config (a group is dialled as one address), per-endpoint
-//! gRPC compression and TLS minimum version (checked, not used), the counter-reset
+//! **Not yet.** Round-robin over an endpoint group's addresses (a group is one endpoint whose
+//! connection fails over between them), per-endpoint gRPC compression and TLS minimum version
+//! (checked, not used), the counter-reset
 //! adjustment of de-duplicated counters, query explain/analyze, exemplars, rules, targets.
 
 pub mod api;
@@ -87,6 +88,16 @@ pub struct Config {
     /// the health check fails. Useful if you have a caching layer on top.
     #[arg(long = "endpoint-strict", value_name = "ADDRESS")]
     pub strict_endpoints: Vec<String>,
+
+    /// (Deprecated) DNS name of a group of equivalent API servers (repeatable), queried as one
+    /// endpoint instead of fanning out to each; its connection moves to another of the name's
+    /// addresses when one fails. Use it for HA groups of Thanos components.
+    #[arg(long = "endpoint-group", value_name = "ADDRESS")]
+    pub endpoint_groups: Vec<String>,
+
+    /// (Deprecated) Like --endpoint-group, and always queried, even if the health check fails.
+    #[arg(long = "endpoint-group-strict", value_name = "ADDRESS")]
+    pub strict_endpoint_groups: Vec<String>,
 
     /// Alternative to 'endpoint.sd-config-file' flag (mutually exclusive). Content of Config
     /// File with endpoint definitions.
@@ -270,6 +281,8 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
         DiscoveryConfig {
             endpoints: config.endpoints.clone(),
             strict_endpoints: config.strict_endpoints.clone(),
+            endpoint_groups: config.endpoint_groups.clone(),
+            strict_endpoint_groups: config.strict_endpoint_groups.clone(),
             sd_config: config.endpoint_sd_config.clone(),
             sd_config_file: config.endpoint_sd_config_file.clone(),
             sd_config_reload_interval: config.endpoint_sd_config_reload_interval.get(),

@@ -490,3 +490,23 @@ async fn endpoint_client_config_dials_a_tls_store_beside_a_plaintext_one() {
     assert_eq!(healthy_after_update(&plain_only).await, want);
     tls_ctx.shutdown.cancel();
 }
+
+/// `--endpoint-group` is accepted and its store queried as one endpoint named by its host name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_group_flag_queries_the_group_as_one_store() {
+    let store = start_store(
+        &[("site", "group")],
+        vec![series(&[("__name__", "up")], [(T0, 1.0)])],
+    )
+    .await;
+    let name = format!("localhost:{}", store.address().port());
+    let querier = tokio::task::spawn_blocking(move || {
+        Querier::start(&[format!("--endpoint-group=dns+{name}")], 1)
+    })
+    .await
+    .unwrap();
+    let names = tokio::task::spawn_blocking(move || healthy_names(&querier))
+        .await
+        .unwrap();
+    assert_eq!(names, [format!("localhost:{}", store.address().port())]);
+}
