@@ -248,7 +248,8 @@ impl<'a> Evaluator<'a> {
             if out.contains_key(&series.labels) {
                 continue;
             }
-            let mut points = Vec::new();
+            // Sized once when the source knows its length (no regrowth, no slack).
+            let mut points = Vec::with_capacity(series.samples.size_hint().0);
             for sample in series.samples {
                 let sample = sample?;
                 points.push(Point {

@@ -18,12 +18,14 @@
 //! timings compare like with like. The load average is printed at the start and the end: the
 //! machine may be shared.
 //!
-//! The binaries: `querier` is this package's own (built by `cargo bench`); `store-gateway` is
-//! built with `cargo build --release -p store-gateway` unless `STORE_GATEWAY_BIN` names one.
+//! The binaries: `querier` is this package's own (built by `cargo bench`) unless `QUERIER_BIN`
+//! names one; `store-gateway` is built with `cargo build --release -p store-gateway` unless
+//! `STORE_GATEWAY_BIN` names one.
 //!
-//! Last run (2026-11-25, 2 shared cores at load 7-10, so absolute times are inflated): ratios
-//! 1.36, 1.36, 1.76, 1.89 in the order of [`HEAVY_QUERIES`], geometric mean 1.58; peak RSS ours
-//! (querier + store gateway) 602, 281, 664, 623 MiB against Prometheus' 649, 804, 979, 1131 MiB.
+//! Last run (2026-12-05, 2 cores at load ~1.3): ratios 1.04, 1.06, 1.47, 1.37 in the order of
+//! [`HEAVY_QUERIES`], geometric mean 1.22; peak RSS ours (querier + store gateway) 494, 221, 573,
+//! 520 MiB against Prometheus' 653, 853, 877, 1110 MiB. The querier's share was 446, 166, 624,
+//! 569 MiB before it decoded each series only when the engine takes it (427, 137, 483, 428 now).
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
 #[allow(dead_code, unreachable_pub)]
@@ -304,7 +306,11 @@ fn main() {
     drop(data);
 
     let gateway_binary = store_gateway_binary();
-    let querier_binary = PathBuf::from(env!("CARGO_BIN_EXE_querier"));
+    // `QUERIER_BIN` compares another build (say, the one before a change) on the same data.
+    let querier_binary = std::env::var_os("QUERIER_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_querier")),
+        PathBuf::from,
+    );
     let objstore = format!(
         "type: FILESYSTEM\nconfig:\n  directory: {}\n",
         bucket.display()

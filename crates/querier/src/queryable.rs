@@ -2,17 +2,15 @@
 //!
 //! Evaluation runs on a blocking thread (`spawn_blocking`); each `select` the engine makes
 //! (once per selector, for the whole range it can touch) blocks that thread on the runtime
-//! handle while the fan-out runs on the async workers, then decodes and de-duplicates the
-//! samples. Store warnings and partial-response failures are collected for the API response.
+//! handle while the fan-out runs on the async workers; each series' samples are decoded and
+//! de-duplicated when the engine takes the series. Store warnings and partial-response failures are collected for the API response.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use prom_model::Matcher;
-use promql_engine::{
-    Queryable, SampleStream, SelectHints, SelectedSeries, SeriesStream, StorageError,
-};
+use promql_engine::{Queryable, SelectHints, SelectedSeries, SeriesStream, StorageError};
 use tokio::runtime::Handle;
 
 use crate::dedup::series_samples;
@@ -110,24 +108,27 @@ impl Queryable for StoreQueryable {
             .map_err(|error| StorageError::new(error.to_string()))?;
         self.warn(fetched.warnings);
         let dedup = !self.options.replica_labels.is_empty();
-        let mut selected = Vec::with_capacity(fetched.data.len());
-        for series in fetched.data {
-            let labels = storeapi::convert::labels_from_proto(series.labels)
-                .map_err(|error| StorageError::new(error.to_string()))?;
-            let samples = series_samples(&series.chunks, hints.start, hints.end, dedup, aggregate)
-                .map_err(|message| {
-                    StorageError::new(format!("decode chunks of {labels}: {message}"))
-                })?;
-            if samples.is_empty() {
-                continue;
+        let (start, end) = (hints.start, hints.end);
+        // A series' chunks are decoded when the engine takes it, and its raw chunks are freed
+        // then: the decoded samples of one series at a time exist beside the engine's own copy,
+        // not those of every series first.
+        let selected = fetched.data.into_iter().filter_map(move |series| {
+            let labels = match storeapi::convert::labels_from_proto(series.labels) {
+                Ok(labels) => labels,
+                Err(error) => return Some(Err(StorageError::new(error.to_string()))),
+            };
+            match series_samples(&series.chunks, start, end, dedup, aggregate) {
+                Ok(samples) if samples.is_empty() => None,
+                Ok(samples) => Some(Ok(SelectedSeries {
+                    labels,
+                    samples: Box::new(samples.into_iter().map(Ok)),
+                    start_timestamps: None,
+                })),
+                Err(message) => Some(Err(StorageError::new(format!(
+                    "decode chunks of {labels}: {message}"
+                )))),
             }
-            let stream: SampleStream<'a> = Box::new(samples.into_iter().map(Ok));
-            selected.push(Ok(SelectedSeries {
-                labels,
-                samples: stream,
-                start_timestamps: None,
-            }));
-        }
-        Ok(Box::new(selected.into_iter()))
+        });
+        Ok(Box::new(selected))
     }
 }
