@@ -22,10 +22,13 @@
 //! names one; `store-gateway` is built with `cargo build --release -p store-gateway` unless
 //! `STORE_GATEWAY_BIN` names one.
 //!
-//! Last run (2026-12-05, 2 cores at load ~1.3): ratios 1.04, 1.06, 1.47, 1.37 in the order of
-//! [`HEAVY_QUERIES`], geometric mean 1.22; peak RSS ours (querier + store gateway) 494, 221, 573,
-//! 520 MiB against Prometheus' 653, 853, 877, 1110 MiB. The querier's share was 446, 166, 624,
-//! 569 MiB before it decoded each series only when the engine takes it (427, 137, 483, 428 now).
+//! Last run (2026-12-05, 2 cores at load ~1.3): ratios 0.46, 0.44, 0.63, 0.63 in the order of
+//! [`HEAVY_QUERIES`], geometric mean 0.53 (ours takes half Prometheus' time); peak RSS ours
+//! (querier + store gateway) 486, 203, 555, 504 MiB against Prometheus' 649, 817, 992, 1144 MiB.
+//! Before the StoreAPI servers stopped gzip-compressing answers (70% of the store gateway's CPU
+//! time) the ratios were 1.04, 1.06, 1.47, 1.37 (geometric mean 1.22); before the querier decoded
+//! each series only when the engine takes it, its own peak was 446, 166, 624, 569 MiB (now 427,
+//! 135, 483, 428).
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
 #[allow(dead_code, unreachable_pub)]

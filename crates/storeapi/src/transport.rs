@@ -8,8 +8,12 @@
 //! Compression: gzip through tonic. Thanos also registers a `snappy` codec (framed snappy);
 //! tonic 0.14 has a closed set of compression encodings, so a server accepts snappy-compressed
 //! requests through [`SnappyDecompressionLayer`] (it rewrites them to uncompressed frames before
-//! tonic sees them) and answers uncompressed, which every gRPC client accepts. Our clients cannot
-//! send snappy; they use gzip or nothing.
+//! tonic sees them). Our clients cannot send snappy; they use gzip or nothing.
+//!
+//! Servers answer uncompressed, whatever the client accepts: Thanos' Go servers compress an
+//! answer only when the request came compressed (and Thanos' clients send none by default), and
+//! chunk data is XOR-compressed already, so gzip would cost the sender most of its CPU time for
+//! little gain (measured: 70% of a store gateway's CPU on a large `Series` answer).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -76,13 +80,12 @@ pub fn info_client(channel: Channel, compression: Compression) -> InfoClient<Cha
 }
 
 /// The `thanos.Store` service for `store`, with Thanos' message limits, accepting gzip requests
-/// and gzip-compressing responses for clients that accept it.
+/// and answering uncompressed (see the [module docs](self)).
 pub fn store_server<S: Store>(store: S) -> StoreServer<S> {
     StoreServer::new(store)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE)
         .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
 }
 
 /// The `thanos.info.Info` service for `info`, configured as [`store_server`].
@@ -91,7 +94,6 @@ pub fn info_server<I: Info>(info: I) -> InfoServer<I> {
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE)
         .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
 }
 
 /// A plain-text channel to `http://{address}` (for tests and in-cluster use without TLS).
