@@ -26,9 +26,10 @@
 //! [`HEAVY_QUERIES`], geometric mean 0.53 (ours takes half Prometheus' time); peak RSS ours
 //! (querier + store gateway) 486, 203, 555, 504 MiB against Prometheus' 649, 817, 992, 1144 MiB.
 //! Before the StoreAPI servers stopped gzip-compressing answers (70% of the store gateway's CPU
-//! time) the ratios were 1.04, 1.06, 1.47, 1.37 (geometric mean 1.22); before the querier decoded
-//! each series only when the engine takes it, its own peak was 446, 166, 624, 569 MiB (now 427,
-//! 135, 483, 428).
+//! time) the ratios were 1.04, 1.06, 1.47, 1.37 (geometric mean 1.22). The querier's own peak
+//! varies by up to ~110 MiB between identical runs; over two runs each, decoding each series only
+//! when the engine takes it moved it from 446, 157-166, 614-624, 569-615 MiB to 427, 135-161,
+//! 483-598, 428-527 MiB.
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
 #[allow(dead_code, unreachable_pub)]
