@@ -27,6 +27,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .generate_default_stubs(true)
+        // Chunk bytes are shared, not copied: a store slices them out of the ranges it read and
+        // a merged series clones them by reference count.
+        .bytes(".thanos.Chunk.data")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -234,7 +234,7 @@ fn convert_chunked_series(series: prompb::ChunkedSeries) -> ReadSeries {
                 max_time: chunk.max_time_ms,
                 raw: Some(thanos::Chunk {
                     r#type: encoding.into(),
-                    data: chunk.data,
+                    data: chunk.data.into(),
                     hash: 0,
                 }),
                 ..Default::default()

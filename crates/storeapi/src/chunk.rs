@@ -103,7 +103,7 @@ pub fn xor_chunk(samples: &[Sample]) -> thanos::Chunk {
     let pairs: Vec<(i64, f64)> = samples.iter().map(|sample| (sample.t, sample.v)).collect();
     thanos::Chunk {
         r#type: Encoding::Xor.into(),
-        data: encode_xor(&pairs).into_bytes(),
+        data: encode_xor(&pairs).into_bytes().into(),
         hash: 0,
     }
 }
@@ -203,7 +203,7 @@ mod tests {
     fn corrupt_and_unsupported_chunks_are_errors() {
         let truncated = thanos::Chunk {
             r#type: Encoding::Xor.into(),
-            data: vec![0, 5, 0x80],
+            data: vec![0, 5, 0x80].into(),
             hash: 0,
         };
         let results: Vec<_> = float_samples(&truncated).unwrap().collect();

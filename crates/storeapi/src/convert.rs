@@ -48,6 +48,18 @@ pub fn labels_to_proto(labels: &Labels) -> Vec<thanos::Label> {
         .collect()
 }
 
+/// Protobuf labels from a label set it consumes: the strings move, none is copied.
+pub fn labels_into_proto(labels: Labels) -> Vec<thanos::Label> {
+    labels
+        .into_vec()
+        .into_iter()
+        .map(|label| thanos::Label {
+            name: label.name,
+            value: label.value,
+        })
+        .collect()
+}
+
 /// A `thanos.ZLabelSet` (used by the Info service) from a label set.
 pub fn zlabel_set_to_proto(labels: &Labels) -> thanos::ZLabelSet {
     thanos::ZLabelSet {

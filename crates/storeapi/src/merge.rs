@@ -252,7 +252,7 @@ pub fn sort_chunks(chunks: &mut [thanos::AggrChunk]) {
 }
 
 fn raw_bytes(chunk: &thanos::AggrChunk) -> &[u8] {
-    chunk.raw.as_ref().map_or(&[], |raw| raw.data.as_slice())
+    chunk.raw.as_ref().map_or(&[], |raw| &raw.data[..])
 }
 
 #[cfg(test)]

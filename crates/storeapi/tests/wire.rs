@@ -147,7 +147,7 @@ fn series_response_frames() {
 fn chunks() {
     let chunk = thanos::Chunk {
         r#type: thanos::chunk::Encoding::FloatHistogram.into(),
-        data: vec![1, 2],
+        data: vec![1, 2].into(),
         hash: 7,
     };
     check_encoding(&chunk, &[0x08, 0x02, 0x12, 0x02, 0x01, 0x02, 0x18, 0x07]);
@@ -155,7 +155,7 @@ fn chunks() {
         min_time: 1,
         max_time: 2,
         raw: Some(thanos::Chunk {
-            data: vec![9],
+            data: vec![9].into(),
             ..Default::default()
         }),
         counter: Some(thanos::Chunk::default()),

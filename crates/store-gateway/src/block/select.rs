@@ -520,7 +520,8 @@ impl Block {
                     (u64::from(segment) << 32) | offset,
                     thanos::Chunk {
                         r#type: encoding.into(),
-                        data: framed.data.to_vec(),
+                        // A view of the bytes read, not a copy.
+                        data: bytes.slice_ref(framed.data),
                         hash: 0,
                     },
                 );

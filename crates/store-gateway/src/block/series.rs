@@ -17,7 +17,7 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use prom_model::Labels;
-use storeapi::convert::{compare_labels, labels_to_proto};
+use storeapi::convert::{compare_labels, labels_into_proto, labels_to_proto};
 use storeapi::proto::thanos;
 use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
 use tsdb_block::index::ChunkMeta;
@@ -271,7 +271,7 @@ impl Block {
             None
         };
         Pending {
-            labels: labels_to_proto(&labels),
+            labels: labels_into_proto(labels),
             identity,
             metas: series.chunks,
         }

@@ -27,7 +27,7 @@ fn chunk_at(min_time: i64, max_time: i64, byte: u8) -> thanos::AggrChunk {
         max_time,
         raw: Some(Chunk {
             r#type: chunk::Encoding::Xor.into(),
-            data: vec![byte],
+            data: vec![byte].into(),
             hash: 0,
         }),
         ..Default::default()
