@@ -22,14 +22,17 @@
 //! names one; `store-gateway` is built with `cargo build --release -p store-gateway` unless
 //! `STORE_GATEWAY_BIN` names one.
 //!
-//! Last run (2026-12-05, 2 cores at load ~1.3): ratios 0.46, 0.44, 0.63, 0.63 in the order of
-//! [`HEAVY_QUERIES`], geometric mean 0.53 (ours takes half Prometheus' time); peak RSS ours
-//! (querier + store gateway) 486, 203, 555, 504 MiB against Prometheus' 649, 817, 992, 1144 MiB.
+//! Last runs (2026-12-05, 2 cores at load ~1.4, two runs): ratios 0.36-0.37, 0.42-0.43, 0.40,
+//! 0.40-0.42 in the order of [`HEAVY_QUERIES`], geometric mean 0.40 (ours takes 40% of
+//! Prometheus' time); peak RSS ours (querier + store gateway) 420, 202-225, 478-603, 432-548 MiB
+//! against Prometheus' 646-650, 865-902, 976-1039, 1080-1093 MiB. The querier's own peak varies
+//! by up to ~130 MiB between identical runs.
+//!
 //! Before the StoreAPI servers stopped gzip-compressing answers (70% of the store gateway's CPU
-//! time) the ratios were 1.04, 1.06, 1.47, 1.37 (geometric mean 1.22). The querier's own peak
-//! varies by up to ~110 MiB between identical runs; over two runs each, decoding each series only
-//! when the engine takes it moved it from 446, 157-166, 614-624, 569-615 MiB to 427, 135-161,
-//! 483-598, 428-527 MiB.
+//! time) the geometric mean was 1.22; without the chunk-bytes sharing (no copy of chunk data in
+//! the store gateway or the querier) 0.53. Decoding each series only when the engine takes it
+//! moved the querier's peak from 446, 157-166, 614-624, 569-615 MiB to 427, 135-161, 483-598,
+//! 428-527 MiB (two runs each, before the chunk-bytes change).
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
 #[allow(dead_code, unreachable_pub)]
