@@ -206,13 +206,10 @@ impl Block {
             };
             let mut ready = Vec::with_capacity(entries.len());
             for entry in &entries {
-                let (labels, chunks) = self.decode_entry(&header, entry)?;
-                let chunks: Vec<ChunkMeta> = chunks
-                    .into_iter()
-                    .filter(|chunk| {
-                        chunk.max_time >= query.min_time && chunk.min_time <= query.max_time
-                    })
-                    .collect();
+                let (labels, mut chunks) = self.decode_entry(&header, entry)?;
+                chunks.retain(|chunk| {
+                    chunk.max_time >= query.min_time && chunk.min_time <= query.max_time
+                });
                 if chunks.is_empty() {
                     continue;
                 }

@@ -130,9 +130,15 @@ impl Framer<'_> {
     }
 }
 
-fn finish(series: BlockSeries, merged: bool) -> thanos::Series {
+/// The series to send: `series` with the chunks of the equal series of other blocks (`more`)
+/// appended in one allocation, sorted and without duplicates when there were any.
+fn finish(series: BlockSeries, more: Vec<Vec<thanos::AggrChunk>>) -> thanos::Series {
     let mut chunks = series.chunks;
-    if merged {
+    if !more.is_empty() {
+        chunks.reserve_exact(more.iter().map(Vec::len).sum());
+        for other in more {
+            chunks.extend(other);
+        }
         sort_chunks(&mut chunks);
         chunks.dedup();
     }
@@ -174,7 +180,9 @@ pub(crate) async fn merge_blocks(
         pending: Vec::new(),
         sent: 0,
     };
-    let mut current: Option<(BlockSeries, bool)> = None;
+    // The series being joined, and the chunk lists of the equal series of other blocks (joined
+    // once at the end: growing one list block by block would copy it again at every doubling).
+    let mut current: Option<(BlockSeries, Vec<Vec<thanos::AggrChunk>>)> = None;
     while let Some(Head { series, source }) = heap.pop() {
         if let Some(next) = sources[source].next().await? {
             heap.push(Head {
@@ -183,15 +191,14 @@ pub(crate) async fn merge_blocks(
             });
         }
         match &mut current {
-            Some((same, merged))
+            Some((same, more))
                 if same.labels == series.labels && same.identity() == series.identity() =>
             {
-                same.chunks.extend(series.chunks);
-                *merged = true;
+                more.push(series.chunks);
             }
             _ => {
-                if let Some((done, merged)) = current.replace((series, false)) {
-                    match framer.push(finish(done, merged)).await {
+                if let Some((done, more)) = current.replace((series, Vec::new())) {
+                    match framer.push(finish(done, more)).await {
                         Flow::Continue => {}
                         Flow::Full => break,
                         Flow::Gone => return Ok(None),
@@ -200,9 +207,9 @@ pub(crate) async fn merge_blocks(
             }
         }
     }
-    if let Some((done, merged)) = current.take()
+    if let Some((done, more)) = current.take()
         && (limit == 0 || framer.sent < limit)
-        && framer.push(finish(done, merged)).await == Flow::Gone
+        && framer.push(finish(done, more)).await == Flow::Gone
     {
         return Ok(None);
     }
