@@ -22,15 +22,16 @@
 //! names one; `store-gateway` is built with `cargo build --release -p store-gateway` unless
 //! `STORE_GATEWAY_BIN` names one.
 //!
-//! Last runs (2026-12-05, 2 cores at load ~1.4, two runs): ratios 0.36-0.37, 0.42-0.43, 0.40,
-//! 0.40-0.42 in the order of [`HEAVY_QUERIES`], geometric mean 0.40 (ours takes 40% of
-//! Prometheus' time); peak RSS ours (querier + store gateway) 420, 202-225, 478-603, 432-548 MiB
-//! against Prometheus' 646-650, 865-902, 976-1039, 1080-1093 MiB. The querier's own peak varies
-//! by up to ~130 MiB between identical runs.
+//! Last runs (2026-12-05, 2 cores at load ~1.4, two runs): ratios 0.35-0.37, 0.36-0.41, 0.40,
+//! 0.41-0.42 in the order of [`HEAVY_QUERIES`], geometric mean 0.38-0.40 (ours takes 40% of
+//! Prometheus' time); peak RSS ours (querier + store gateway) 386-387, 186-193, 496-531, 452-490
+//! MiB against Prometheus' 646-647, 897-899, 915-1072, 1110-1144 MiB. The querier's own peak
+//! varies by up to ~130 MiB between identical runs.
 //!
 //! Before the StoreAPI servers stopped gzip-compressing answers (70% of the store gateway's CPU
 //! time) the geometric mean was 1.22; without the chunk-bytes sharing (no copy of chunk data in
-//! the store gateway or the querier) 0.53. Decoding each series only when the engine takes it
+//! the store gateway or the querier) 0.53. Boxing the aggregate parts of `AggrChunk` (304 -> 104
+//! bytes per chunk) took the first query's querier peak from 362-363 to 333 MiB. Decoding each series only when the engine takes it
 //! moved the querier's peak from 446, 157-166, 614-624, 569-615 MiB to 427, 135-161, 483-598,
 //! 428-527 MiB (two runs each, before the chunk-bytes change).
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]

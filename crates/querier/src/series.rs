@@ -52,8 +52,8 @@ mod tests {
         let chunk = thanos::AggrChunk {
             min_time: 0,
             max_time: 300_000,
-            sum: Some(xor_chunk(&sums)),
-            count: Some(xor_chunk(&counts)),
+            sum: Some(Box::new(xor_chunk(&sums))),
+            count: Some(Box::new(xor_chunk(&counts))),
             ..Default::default()
         };
         let average = decode_chunk(&chunk, Aggregate::Average).unwrap();

@@ -62,7 +62,7 @@ fn downsampled_chunk() -> thanos::AggrChunk {
             .enumerate()
             .map(|(i, t)| Sample::new(*t, value(i)))
             .collect();
-        Some(xor_chunk(&samples))
+        Some(Box::new(xor_chunk(&samples)))
     };
     thanos::AggrChunk {
         min_time: T0,

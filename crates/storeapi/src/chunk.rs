@@ -130,11 +130,11 @@ pub fn raw_chunks(samples: &[Sample], samples_per_chunk: usize) -> Vec<thanos::A
 pub fn aggregate_part(chunk: &thanos::AggrChunk, aggregate: Aggr) -> Result<&thanos::Chunk> {
     let part = match aggregate {
         Aggr::Raw => chunk.raw.as_ref(),
-        Aggr::Count => chunk.count.as_ref(),
-        Aggr::Sum => chunk.sum.as_ref(),
-        Aggr::Min => chunk.min.as_ref(),
-        Aggr::Max => chunk.max.as_ref(),
-        Aggr::Counter => chunk.counter.as_ref(),
+        Aggr::Count => chunk.count.as_deref(),
+        Aggr::Sum => chunk.sum.as_deref(),
+        Aggr::Min => chunk.min.as_deref(),
+        Aggr::Max => chunk.max.as_deref(),
+        Aggr::Counter => chunk.counter.as_deref(),
     };
     part.ok_or(Error::MissingAggregate {
         aggregate: aggregate_name(aggregate),

@@ -158,7 +158,7 @@ fn chunks() {
             data: vec![9].into(),
             ..Default::default()
         }),
-        counter: Some(thanos::Chunk::default()),
+        counter: Some(Box::default()),
         ..Default::default()
     };
     // XOR is 0, so the raw chunk's type is not written; an empty counter is still present.
