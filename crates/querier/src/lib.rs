@@ -71,6 +71,17 @@ pub struct Config {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub grpc_client: GrpcClientFlags,
+
+    /// Compression algorithm to use for gRPC requests to stores: snappy or none. Requests go
+    /// uncompressed either way (our client cannot send snappy; every store accepts plain
+    /// requests); snappy is accepted so that a Thanos command line starts, with a warning.
+    #[arg(
+        long = "grpc-compression",
+        value_name = "ALGORITHM",
+        default_value = "none",
+        value_parser = ["snappy", "none"]
+    )]
+    pub grpc_compression: String,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub log: LogFlags,
@@ -277,6 +288,11 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
             message: "must be positive".to_owned(),
         });
     }
+    if config.grpc_compression == "snappy" {
+        tracing::warn!(
+            "--grpc-compression=snappy: requests to stores are sent uncompressed (snappy requests are not implemented)"
+        );
+    }
     let discovery = Discovery::new(
         DiscoveryConfig {
             endpoints: config.endpoints.clone(),
@@ -426,6 +442,16 @@ mod tests {
         assert_eq!(sd.store_sd_files, vec!["/etc/sd/*.json", "/etc/more.yml"]);
         assert_eq!(sd.store_sd_interval.get(), Duration::from_secs(60));
         assert_eq!(sd.store_sd_dns_interval.get(), Duration::from_secs(10));
+        let groups = parse(&[
+            "--endpoint-group=dns+query:10901",
+            "--endpoint-group-strict=receive:10901",
+            "--grpc-compression=snappy",
+        ]);
+        assert_eq!(groups.endpoint_groups, vec!["dns+query:10901"]);
+        assert_eq!(groups.strict_endpoint_groups, vec!["receive:10901"]);
+        assert_eq!(groups.grpc_compression, "snappy");
+        assert_eq!(parse(&[]).grpc_compression, "none");
+        assert!(Cli::try_parse_from(["querier", "--grpc-compression=gzip"]).is_err());
         let conflict = Cli::try_parse_from([
             "querier",
             "--endpoint.sd-config=endpoints: []",
