@@ -3,7 +3,8 @@
 //! Evaluation runs on a blocking thread (`spawn_blocking`); each `select` the engine makes
 //! (once per selector, for the whole range it can touch) blocks that thread on the runtime
 //! handle while the fan-out runs on the async workers; each series' samples are decoded and
-//! de-duplicated when the engine takes the series. Store warnings and partial-response failures are collected for the API response.
+//! de-duplicated when the engine takes the series. Store warnings and partial-response failures
+//! are collected for the API response.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
