@@ -129,10 +129,15 @@ pub(crate) fn series_samples(
     aggregate: crate::downsample::Aggregate,
 ) -> Result<Vec<Sample>, String> {
     let counter = aggregate == crate::downsample::Aggregate::Counter;
-    let decoded = chunks
-        .iter()
-        .map(|chunk| decode_chunk(chunk, aggregate))
-        .collect::<Result<Vec<_>, _>>()?;
+    // Raw chunks (the usual case) decode as one batch; anything else, or an error, chunk by
+    // chunk.
+    let decoded = match storeapi::chunk::decode_raw_xor_chunks(chunks) {
+        Some(decoded) => decoded,
+        None => chunks
+            .iter()
+            .map(|chunk| decode_chunk(chunk, aggregate))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
     let spans: Vec<Span> = chunks
         .iter()
         .zip(&decoded)

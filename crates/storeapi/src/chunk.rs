@@ -6,7 +6,7 @@
 //! histogram chunks can be carried but not yet iterated here.
 
 use prom_model::Sample;
-use tsdb_block::chunkenc::{XorIterator, encode_xor};
+use tsdb_block::chunkenc::{XorIterator, decode_xor_chunks, encode_xor};
 
 use crate::error::{Error, Result};
 use crate::proto::thanos::{self, Aggr, chunk::Encoding};
@@ -64,6 +64,36 @@ pub fn decode_float_samples(chunk: &thanos::Chunk) -> Result<Vec<Sample>> {
             detail: format!("{} at byte {}", error.detail, error.offset),
         })?;
     Ok(samples)
+}
+
+/// The samples of each of `chunks`' raw parts, decoded together by
+/// [`tsdb_block::chunkenc::decode_xor_chunks`] (several chunks side by side on a CPU with
+/// AVX-512; a series' chunks are a natural batch). `None` when a chunk has no raw XOR part or
+/// one is corrupt: then decode them one by one with [`decode_float_samples`], which names the
+/// error.
+pub fn decode_raw_xor_chunks(chunks: &[thanos::AggrChunk]) -> Option<Vec<Vec<Sample>>> {
+    let data: Vec<&[u8]> = chunks
+        .iter()
+        .map(|chunk| {
+            let raw = chunk.raw.as_ref()?;
+            (chunk_encoding(raw).ok()? == Encoding::Xor).then_some(&raw.data[..])
+        })
+        .collect::<Option<_>>()?;
+    let (mut timestamps, mut values) = (Vec::new(), Vec::new());
+    decode_xor_chunks(&data, &mut timestamps, &mut values).ok()?;
+    // Each chunk decoded to exactly the count its header announces.
+    let mut samples = timestamps
+        .into_iter()
+        .zip(values)
+        .map(|(t, v)| Sample::new(t, v));
+    Some(
+        data.iter()
+            .map(|chunk| {
+                let count = XorIterator::new(chunk).num_samples();
+                samples.by_ref().take(usize::from(count)).collect()
+            })
+            .collect(),
+    )
 }
 
 /// Iterator over an XOR chunk's samples; yields one `Err` and stops if the bytes are corrupt.
@@ -155,6 +185,32 @@ fn aggregate_name(aggregate: Aggr) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_chunks_decode_as_a_batch_like_one_by_one() {
+        let series: Vec<Sample> = (0..1000)
+            .map(|index| Sample::new(1_000 + index * 15_000, (index * index % 97) as f64))
+            .collect();
+        let mut chunks = raw_chunks(&series, 120);
+        chunks.extend(raw_chunks(&series[..3], 120));
+        let batch = decode_raw_xor_chunks(&chunks).expect("raw XOR chunks decode");
+        assert_eq!(batch.len(), chunks.len());
+        for (chunk, samples) in chunks.iter().zip(&batch) {
+            let raw = chunk.raw.as_ref().expect("raw part");
+            assert_eq!(samples, &decode_float_samples(raw).expect("decodes"));
+        }
+        assert_eq!(batch.concat()[..1000], series[..]);
+
+        // No raw part, or a corrupt one: None, for the caller to decode chunk by chunk.
+        let mut without_raw = chunks.clone();
+        without_raw[2].raw = None;
+        assert!(decode_raw_xor_chunks(&without_raw).is_none());
+        let mut corrupt = chunks;
+        if let Some(raw) = corrupt[3].raw.as_mut() {
+            raw.data = raw.data.slice(..raw.data.len() / 2);
+        }
+        assert!(decode_raw_xor_chunks(&corrupt).is_none());
+    }
 
     #[test]
     fn encodings_map_both_ways() {

@@ -10,12 +10,14 @@
 mod bstream;
 mod cutter;
 mod xor;
+mod xor_batch;
 
 pub use cutter::{
     ChunkCutter, CutRule, DEFAULT_CHUNK_RANGE_MS, DEFAULT_SAMPLES_PER_CHUNK,
     MAX_BYTES_PER_XOR_CHUNK, MAX_BYTES_PER_XOR_CHUNK_BEFORE_APPEND, XorChunk, cut_xor_chunks,
 };
 pub use xor::{XorEncoder, XorIterator, decode_xor, encode_xor};
+pub use xor_batch::{BatchDecodeError, decode_xor_chunks};
 
 /// A chunk encoding id, as the byte before each chunk's data in a segment file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

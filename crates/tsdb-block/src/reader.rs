@@ -5,7 +5,7 @@ use std::path::Path;
 
 use prom_model::{Labels, Matcher};
 
-use crate::chunkenc::{Encoding, XorIterator};
+use crate::chunkenc::{Encoding, XorIterator, decode_xor_chunks};
 use crate::error::{Error, Result};
 use crate::index::{ChunkMeta, IndexReader, postings_for_matchers};
 use crate::meta::BlockMeta;
@@ -180,7 +180,39 @@ impl BlockReader {
     /// The float samples of a selected series, with deleted ranges dropped. Reading stops at the
     /// first chunk that is not XOR-encoded, as `promtool tsdb dump` stops at the first
     /// non-float sample.
+    ///
+    /// The series' chunks are decoded as one batch ([`decode_xor_chunks`]); a chunk that does
+    /// not read or decode sends the series through [`Self::samples_chunk_by_chunk`], whose
+    /// error names it.
     pub fn samples(&self, series: &SelectedSeries, out: &mut Vec<(i64, f64)>) -> Result<()> {
+        let mut chunks = Vec::with_capacity(series.chunks.len());
+        for meta in &series.chunks {
+            match self.chunk(meta.chunk_ref) {
+                Ok((Encoding::Xor, data)) => chunks.push(data),
+                Ok(_) => break,
+                Err(_) => return self.samples_chunk_by_chunk(series, out),
+            }
+        }
+        let (mut timestamps, mut values) = (Vec::new(), Vec::new());
+        if decode_xor_chunks(&chunks, &mut timestamps, &mut values).is_err() {
+            return self.samples_chunk_by_chunk(series, out);
+        }
+        out.reserve(timestamps.len());
+        out.extend(
+            timestamps
+                .into_iter()
+                .zip(values)
+                .filter(|(t, _)| !series.deleted.iter().any(|(from, to)| from <= t && t <= to)),
+        );
+        Ok(())
+    }
+
+    /// [`Self::samples`] one chunk at a time, stopping at the first error.
+    fn samples_chunk_by_chunk(
+        &self,
+        series: &SelectedSeries,
+        out: &mut Vec<(i64, f64)>,
+    ) -> Result<()> {
         for meta in &series.chunks {
             let (encoding, data) = self.chunk(meta.chunk_ref)?;
             if encoding != Encoding::Xor {

@@ -1,10 +1,12 @@
 //! XOR chunk decoding over arbitrary bytes: never panics, honours the sample count, the batch
 //! loop (`decode_into`) yields exactly what the iterator yields and fails where it fails, and
-//! whatever decodes re-encodes into a chunk that decodes to the same samples bit for bit.
+//! whatever decodes re-encodes into a chunk that decodes to the same samples bit for bit, and
+//! the many-chunk decoder (`decode_xor_chunks`, AVX-512 lanes) agrees on a batch of the input
+//! and its re-encoding.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tsdb_block::chunkenc::{XorIterator, decode_xor, encode_xor};
+use tsdb_block::chunkenc::{XorIterator, decode_xor, decode_xor_chunks, encode_xor};
 
 fuzz_target!(|data: &[u8]| {
     let mut iterator = XorIterator::new(data);
@@ -27,4 +29,20 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(got.0, want.0);
         assert_eq!(got.1.to_bits(), want.1.to_bits());
     }
+    // The input among valid chunks, in a batch wide enough for the lanes.
+    let chunks: Vec<&[u8]> = vec![encoder.bytes(), data, encoder.bytes(), data, encoder.bytes()];
+    let (mut timestamps, mut values) = (Vec::new(), Vec::new());
+    let result = decode_xor_chunks(&chunks, &mut timestamps, &mut values);
+    let (mut want_t, mut want_v) = (Vec::new(), Vec::new());
+    let mut want = Ok(());
+    for (index, chunk) in chunks.iter().enumerate() {
+        if let Err(error) = XorIterator::new(chunk).decode_columns(&mut want_t, &mut want_v) {
+            want = Err((index, error));
+            break;
+        }
+    }
+    assert_eq!(result.map_err(|error| (error.chunk, error.error)), want);
+    assert_eq!(timestamps, want_t);
+    let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&values), bits(&want_v));
 });

@@ -449,6 +449,21 @@ impl<'a> XorIterator<'a> {
         Ok((state.timestamp, f64::from_bits(state.value_bits)))
     }
 
+    /// Where decoding stands, for a decoder that carries on from here (the batch decoder takes
+    /// over after the first two samples): the next bit to read, the last timestamp, delta and
+    /// value bits, and the value window as leading zeros and significant bits.
+    pub(super) fn resume_point(&self) -> ResumePoint {
+        let state = self.state;
+        ResumePoint {
+            position: state.position,
+            timestamp: state.timestamp,
+            delta: state.delta,
+            value_bits: state.value_bits,
+            leading: state.drop - state.trailing,
+            significant: 64 - state.drop,
+        }
+    }
+
     /// Stops iteration with the error `fault` describes.
     #[inline(always)]
     fn fail(&mut self, fault: Fault) {
@@ -521,6 +536,20 @@ impl Iterator for XorIterator<'_> {
     fn size_hint(&self) -> (usize, Option<usize>) {
         (0, Some(usize::from(self.limit - self.read)))
     }
+}
+
+/// The decoder state [`XorIterator::resume_point`] hands over.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ResumePoint {
+    /// Next bit to read, counted from the chunk's first byte.
+    pub(super) position: usize,
+    pub(super) timestamp: i64,
+    pub(super) delta: u64,
+    pub(super) value_bits: u64,
+    /// Leading zeros of the value window (0 before any window is set).
+    pub(super) leading: u32,
+    /// Significant bits of the value window (64 before any window is set).
+    pub(super) significant: u32,
 }
 
 /// An n-bit delta-of-delta field: values above 2^(n-1) are negative numbers in n-bit two's
