@@ -7,7 +7,9 @@
 //! counter growing at a constant rate). Throughput is reported in samples per second.
 //! `decode` goes through `XorIterator::for_each_sample` summing the values (the closure's running
 //! sum is part of the loop), `columns` through `XorIterator::decode_columns` into two reused
-//! columns, `iterate` through the `Iterator` implementation. The decoding loop calls no function
+//! columns, `iterate` through the `Iterator` implementation, `batch` all 200 chunks in one call
+//! of `decode_xor_chunks` (AVX-512 lanes, the path `BlockReader::samples` and the querier take)
+//! into two reused columns. The decoding loop calls no function
 //! (errors leave it as plain data), so the compiler keeps the `f64` sum in a register: a call
 //! anywhere in the loop makes it spill the sum around every sample, a store-to-load chain of
 //! about 3.3 ns/sample on the Zen 4 test machine whatever the decoder does.
@@ -16,7 +18,7 @@
 //! compare variants by the minimum of several interleaved runs of `XOR_PROFILE` (below) under
 //! `/usr/bin/time`, and read criterion's medians as the typical case.
 //!
-//! For stable instruction counts on a noisy machine, `XOR_PROFILE=<shape>:<encode|decode|columns|iterate|decode_into>:<passes>`
+//! For stable instruction counts on a noisy machine, `XOR_PROFILE=<shape>:<encode|decode|columns|iterate|batch|decode_into>:<passes>`
 //! skips criterion and runs that many passes over the 200 chunks, e.g.
 //! `XOR_PROFILE=gauge:decode:11 valgrind --tool=cachegrind --cache-sim=no target/release/deps/xor-*`;
 //! the difference between two pass counts divided by the extra samples is instructions per sample.
@@ -199,7 +201,7 @@ fn benches(criterion: &mut Criterion) {
 
 criterion_group!(xor, benches);
 
-/// `XOR_PROFILE=<shape>:<encode|decode|columns|iterate|decode_into>:<passes>`: run passes without criterion.
+/// `XOR_PROFILE=<shape>:<encode|decode|columns|iterate|batch|decode_into>:<passes>`: run passes without criterion.
 fn profile(spec: &str) {
     let mut parts = spec.split(':');
     let (Some(shape), Some(operation), Some(passes)) = (parts.next(), parts.next(), parts.next())
