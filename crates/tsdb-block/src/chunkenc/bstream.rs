@@ -27,6 +27,7 @@ pub(crate) struct BitWriter {
 impl BitWriter {
     /// A stream whose first `header_bytes` (at most 7) bytes are zero and already count as
     /// written.
+    #[inline]
     pub(crate) fn with_header(header_bytes: usize, capacity: usize) -> Self {
         debug_assert!(header_bytes < 8);
         let mut buffer = Vec::with_capacity(capacity.max(header_bytes) + WRITE_SLACK);
@@ -79,7 +80,7 @@ impl BitWriter {
             {
                 break stored;
             }
-            grow(&mut self.buffer, self.word_at);
+            self.buffer = grown(std::mem::take(&mut self.buffer), self.word_at);
         };
         // Both words are stored whether or not the first is full, so the buffer always holds
         // the stream without a branch or a flush; the spill word is zero while nothing spills.
@@ -103,17 +104,19 @@ impl BitWriter {
     }
 }
 
-/// Zero-extends `buffer` by at least a word past the slack after `word_at`: to its whole
+/// `buffer` zero-extended by at least a word past the slack after `word_at`: to its whole
 /// capacity while that suffices (one fill instead of many small ones), else to twice its
-/// length. A function of the buffer alone, so the writer's other fields never leave the
-/// registers of a caller's loop.
+/// length. It takes and returns the buffer by value, so no address of the writer (or of the
+/// encoder holding it) escapes to a call and a caller's loop can keep their fields in
+/// registers.
 #[cold]
 #[inline(never)]
-fn grow(buffer: &mut Vec<u8>, word_at: usize) {
+fn grown(mut buffer: Vec<u8>, word_at: usize) -> Vec<u8> {
     let new_len = (buffer.len() * 2)
         .max(buffer.capacity())
         .max(word_at + WRITE_SLACK + 8);
     buffer.resize(new_len, 0);
+    buffer
 }
 
 /// A bounds-checked reader over a bit stream.

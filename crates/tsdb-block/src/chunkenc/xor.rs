@@ -42,6 +42,7 @@ impl XorEncoder {
     pub const MAX_SAMPLES: u16 = u16::MAX;
 
     /// An empty chunk (its data is the two zero bytes of the count).
+    #[inline]
     pub fn new() -> Self {
         Self {
             stream: BitWriter::with_header(HEADER_BYTES, INITIAL_CAPACITY),
@@ -127,6 +128,7 @@ impl XorEncoder {
         (self.num_samples > 0).then_some(self.last_timestamp)
     }
 
+    #[inline(always)]
     fn write_uvarint_bytes(&mut self, mut value: u64) {
         while value >= 0x80 {
             self.stream.write_byte((value as u8) | 0x80);
@@ -138,47 +140,59 @@ impl XorEncoder {
     /// Writes the XOR-ed value field for `value_bits` preceded by the `prefix_count` low bits
     /// of `prefix` (at most 24), in as few stores as the field sizes allow, and updates the
     /// leading/trailing window.
+    ///
+    /// The three encodings (unchanged value, bits inside the previous window, a new window)
+    /// are all computed and one is selected without a branch: which one a sample takes is
+    /// close to random for real series, and a mispredicted branch costs more than the few
+    /// instructions of the encodings not taken.
     #[inline(always)]
     fn write_value(&mut self, value_bits: u64, prefix: u64, prefix_count: u32) {
         let xor = value_bits ^ self.last_value_bits;
-        if xor == 0 {
-            self.stream.write_bits(prefix << 1, prefix_count + 1);
-            return;
-        }
+        // A new window: leading zeros must fit 5 bits. For `xor == 0` these are meaningless
+        // (and never selected).
+        let leading = xor.leading_zeros().min(31);
+        let trailing = xor.trailing_zeros() & 63;
+        let new_significant = 64u32.wrapping_sub(leading + trailing);
+        // Control `11`, 5 bits of leading zeros, 6 bits of significant-bit count (64 wraps
+        // to 0).
+        let new_head = (prefix << 13)
+            | (0b11 << 11)
+            | (u64::from(leading) << 6)
+            | u64::from(new_significant & 0x3f);
         // Prometheus' test "at least as many leading and trailing zeros as the window" is
         // "no bit outside the window" (leading zeros count at most 31, and so does the
-        // window's); the zero counts are only needed for a new window.
-        let (head, head_count, significant, shift) = if xor & !self.window == 0 {
-            // Control `10`, then the bits inside the previous window.
-            let significant = 64 - u32::from(self.leading) - u32::from(self.trailing);
+        // window's); a zero XOR passes it too and is told apart below.
+        let reuse = xor & !self.window == 0;
+        // Control `10`, then the bits inside the previous window.
+        let old_significant = 64 - u32::from(self.leading) - u32::from(self.trailing);
+        let old_trailing = u32::from(self.trailing);
+        let new_window = (u64::MAX >> leading) & (u64::MAX << trailing);
+        let (mut head, mut head_count, mut significant, shift) = if reuse {
             (
                 (prefix << 2) | 0b10,
                 prefix_count + 2,
-                significant,
-                u32::from(self.trailing),
+                old_significant,
+                old_trailing,
             )
         } else {
-            // Leading zeros must fit 5 bits.
-            let leading = xor.leading_zeros().min(31);
-            let trailing = xor.trailing_zeros();
-            self.leading = leading as u8;
-            self.trailing = trailing as u8;
-            self.window = (u64::MAX >> leading) & (u64::MAX << trailing);
-            let significant = 64 - leading - trailing;
-            // Control `11`, 5 bits of leading zeros, 6 bits of significant-bit count (64 wraps
-            // to 0).
-            let header = (0b11 << 11) | (u64::from(leading) << 6) | u64::from(significant & 0x3f);
-            (
-                (prefix << 13) | header,
-                prefix_count + 13,
-                significant,
-                trailing,
-            )
+            (new_head, prefix_count + 13, new_significant, trailing)
         };
+        self.window = if reuse { self.window } else { new_window };
+        self.leading = if reuse { self.leading } else { leading as u8 };
+        self.trailing = if reuse { self.trailing } else { trailing as u8 };
+        if xor == 0 {
+            // Control `0` alone.
+            head = prefix << 1;
+            head_count = prefix_count + 1;
+            significant = 0;
+        }
+        // No bits outside the window, so nothing above `significant` (and 0 for a zero XOR).
         let payload = xor >> shift;
-        if head_count + significant <= 64 {
+        let count = head_count + significant;
+        if count <= 64 {
+            // `head_count` is at least 1, so `significant` is below 64 here.
             self.stream
-                .write_bits((head << significant) | payload, head_count + significant);
+                .write_bits((head << significant) | payload, count);
         } else {
             self.stream.write_bits(head, head_count);
             self.stream.write_bits(payload, significant);
