@@ -295,6 +295,53 @@ mod tests {
         assert!(collect(reader.postings("id", &["0"]).unwrap()).len() == 1);
     }
 
+    /// The symbol table and the postings offset table reach the file in 64 KiB pieces; tables of
+    /// several pieces must read back whole, checksums included.
+    #[test]
+    fn tables_larger_than_one_write_piece_read_back() {
+        let series: Vec<Labels> = {
+            let mut all: Vec<Labels> = (0..6000)
+                .map(|index| {
+                    Labels::from_pairs([
+                        ("__name__", "requests_total".to_owned()),
+                        ("path", format!("/api/v1/some/rather/long/path/{index:06}")),
+                    ])
+                })
+                .collect();
+            all.sort();
+            all
+        };
+        let reader = open(write_index(&series)).unwrap();
+        let toc = reader.toc();
+        assert!(
+            toc.series - toc.symbols > 3 << 16,
+            "symbol table spans pieces"
+        );
+        assert!(
+            reader.source().len() - toc.postings_table > 3 << 16,
+            "postings offset table spans pieces"
+        );
+        let mut expected: Vec<String> = series
+            .iter()
+            .flat_map(|labels| {
+                labels
+                    .iter()
+                    .flat_map(|l| [l.name.clone(), l.value.clone()])
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        expected.sort();
+        expected.dedup();
+        assert_eq!(reader.all_symbols().unwrap(), expected);
+        let values = reader.label_values("path").unwrap();
+        assert_eq!(values.len(), 6000);
+        for (index, value) in values.iter().enumerate().step_by(97) {
+            let refs = collect(reader.postings("path", &[value]).unwrap());
+            assert_eq!(refs.len(), 1);
+            assert_eq!(reader.series(refs[0]).unwrap().labels, series[index]);
+        }
+    }
+
     #[test]
     fn matchers_select_like_prometheus() {
         let series = series_set(200);

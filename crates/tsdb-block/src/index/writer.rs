@@ -44,12 +44,6 @@ impl IndexWriter {
         let mut symbols: Vec<String> = symbols.into_iter().collect();
         symbols.sort_unstable();
         symbols.dedup();
-        if symbols.len() > u32::MAX as usize {
-            return Err(invalid(format!(
-                "{} symbols exceed the u32 limit",
-                symbols.len()
-            )));
-        }
         let spill_path = path.with_extension("postings-spill.tmp");
         let mut writer = Self {
             file: IndexFile::create(path)?,
@@ -72,28 +66,18 @@ impl IndexWriter {
 
     fn write_symbols(&mut self) -> Result<()> {
         self.toc.symbols = self.file.position;
-        let body_len: usize = 4 + self
+        let body_len: u64 = 4 + self
             .symbols
             .iter()
-            .map(|symbol| uvarint_size(symbol.len() as u64) + symbol.len())
-            .sum::<usize>();
-        let body_len = u32::try_from(body_len)
-            .map_err(|_| invalid(format!("symbol table of {body_len} bytes exceeds 4 GiB")))?;
-        let mut chunk = Encoder::with_capacity(1 << 16);
-        chunk.put_be_u32(body_len);
-        chunk.put_be_u32(self.symbols.len() as u32);
-        let mut checksum = crc32c(&chunk.as_slice()[4..]);
-        for symbol in &self.symbols {
-            let start = chunk.len();
-            chunk.put_uvarint_str(symbol);
-            checksum = crc32c::crc32c_append(checksum, &chunk.as_slice()[start..]);
-            if chunk.len() >= 1 << 16 {
-                self.file.write(chunk.as_slice())?;
-                chunk.clear();
-            }
-        }
-        chunk.put_be_u32(checksum);
-        self.file.write(chunk.as_slice())
+            .map(|symbol| (uvarint_size(symbol.len() as u64) + symbol.len()) as u64)
+            .sum::<u64>();
+        write_table(
+            &mut self.file,
+            "symbol table",
+            body_len,
+            &self.symbols,
+            |out, symbol| out.put_uvarint_str(symbol),
+        )
     }
 
     fn ordinal(&self, symbol: &str) -> Result<u32> {
@@ -242,44 +226,72 @@ impl IndexWriter {
         self.file.sync()
     }
 
-    fn key_symbol(&self, ordinal_plus_one: u32) -> &str {
-        match ordinal_plus_one {
-            0 => "",
-            ordinal => self.symbols[ordinal as usize - 1].as_str(),
-        }
-    }
-
     fn write_postings_offset_table(&mut self, offsets: &[(u32, u32, u64)]) -> Result<()> {
         let mut body_len: u64 = 4;
         for (name, value, offset) in offsets {
-            let name = self.key_symbol(*name);
-            let value = self.key_symbol(*value);
+            let name = key_symbol(&self.symbols, *name);
+            let value = key_symbol(&self.symbols, *value);
             body_len += 1
                 + (uvarint_size(name.len() as u64) + name.len()) as u64
                 + (uvarint_size(value.len() as u64) + value.len()) as u64
                 + uvarint_size(*offset) as u64;
         }
-        let body_len = u32::try_from(body_len)
-            .map_err(|_| invalid("postings offset table exceeds 4 GiB".to_owned()))?;
-        let mut chunk = Encoder::with_capacity(1 << 16);
-        chunk.put_be_u32(body_len);
-        chunk.put_be_u32(offsets.len() as u32);
-        let mut checksum = crc32c(&chunk.as_slice()[4..]);
-        for (name, value, offset) in offsets {
-            let start = chunk.len();
-            chunk.put_uvarint(2);
-            chunk.put_uvarint_str(self.key_symbol(*name));
-            chunk.put_uvarint_str(self.key_symbol(*value));
-            chunk.put_uvarint(*offset);
-            checksum = crc32c::crc32c_append(checksum, &chunk.as_slice()[start..]);
-            if chunk.len() >= 1 << 16 {
-                self.file.write(chunk.as_slice())?;
-                chunk.clear();
-            }
-        }
-        chunk.put_be_u32(checksum);
-        self.file.write(chunk.as_slice())
+        let symbols = &self.symbols;
+        write_table(
+            &mut self.file,
+            "postings offset table",
+            body_len,
+            offsets,
+            |out, (name, value, offset)| {
+                out.put_uvarint(2);
+                out.put_uvarint_str(key_symbol(symbols, *name));
+                out.put_uvarint_str(key_symbol(symbols, *value));
+                out.put_uvarint(*offset);
+            },
+        )
     }
+}
+
+/// The symbol behind a postings key ordinal: 0 is the empty string, `n` is symbol `n - 1`.
+fn key_symbol(symbols: &[String], ordinal_plus_one: u32) -> &str {
+    match ordinal_plus_one {
+        0 => "",
+        ordinal => symbols[ordinal as usize - 1].as_str(),
+    }
+}
+
+/// Streams a table laid out as the symbol table and the postings offset table are: its length
+/// (big-endian u32; `body_len` counts the entry count and the entries as `put` encodes them), the
+/// entry count, the entries, then the CRC32-Castagnoli of count and entries. Entries reach the
+/// file in pieces of about 64 KiB, so a table never sits in memory whole. A table whose length
+/// does not fit the u32 field is refused before anything of it is written.
+fn write_table<T>(
+    file: &mut IndexFile,
+    what: &str,
+    body_len: u64,
+    entries: &[T],
+    mut put: impl FnMut(&mut Encoder, &T),
+) -> Result<()> {
+    const PIECE: usize = 1 << 16;
+    let too_large = || invalid(format!("{what} of {body_len} bytes exceeds 4 GiB"));
+    let body_len = u32::try_from(body_len).map_err(|_| too_large())?;
+    // Every entry takes at least one byte, so a length that fits means a count that fits.
+    let count = u32::try_from(entries.len()).map_err(|_| too_large())?;
+    let mut piece = Encoder::with_capacity(PIECE);
+    piece.put_be_u32(body_len);
+    piece.put_be_u32(count);
+    let mut checksum = crc32c(&piece.as_slice()[4..]);
+    for entry in entries {
+        let start = piece.len();
+        put(&mut piece, entry);
+        checksum = crc32c::crc32c_append(checksum, &piece.as_slice()[start..]);
+        if piece.len() >= PIECE {
+            file.write(piece.as_slice())?;
+            piece.clear();
+        }
+    }
+    piece.put_be_u32(checksum);
+    file.write(piece.as_slice())
 }
 
 fn invalid(detail: String) -> Error {
