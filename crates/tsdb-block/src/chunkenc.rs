@@ -17,7 +17,7 @@ pub use cutter::{
     MAX_BYTES_PER_XOR_CHUNK, MAX_BYTES_PER_XOR_CHUNK_BEFORE_APPEND, XorChunk, cut_xor_chunks,
 };
 pub use xor::{XorEncoder, XorIterator, decode_xor, encode_xor};
-pub use xor_batch::{BatchDecodeError, decode_xor_chunks};
+pub use xor_batch::{BatchDecodeError, decode_xor_chunks, decodes_side_by_side};
 
 /// A chunk encoding id, as the byte before each chunk's data in a segment file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
