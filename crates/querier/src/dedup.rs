@@ -17,7 +17,7 @@
 use prom_model::Sample;
 use storeapi::proto::thanos;
 
-use crate::series::decode_chunk;
+use crate::series::decode_chunks;
 
 /// Penalty applied to the other replica before any sample interval is known (ms).
 const INITIAL_PENALTY: i64 = 5000;
@@ -129,15 +129,7 @@ pub(crate) fn series_samples(
     aggregate: crate::downsample::Aggregate,
 ) -> Result<Vec<Sample>, String> {
     let counter = aggregate == crate::downsample::Aggregate::Counter;
-    // Raw chunks (the usual case) decode as one batch; anything else, or an error, chunk by
-    // chunk.
-    let decoded = match storeapi::chunk::decode_raw_xor_chunks(chunks) {
-        Some(decoded) => decoded,
-        None => chunks
-            .iter()
-            .map(|chunk| decode_chunk(chunk, aggregate))
-            .collect::<Result<Vec<_>, _>>()?,
-    };
+    let decoded = decode_chunks(chunks, aggregate)?;
     let spans: Vec<Span> = chunks
         .iter()
         .zip(&decoded)

@@ -66,34 +66,44 @@ pub fn decode_float_samples(chunk: &thanos::Chunk) -> Result<Vec<Sample>> {
     Ok(samples)
 }
 
-/// The samples of each of `chunks`' raw parts, decoded together by
-/// [`tsdb_block::chunkenc::decode_xor_chunks`] (several chunks side by side on a CPU with
-/// AVX-512; a series' chunks are a natural batch). `None` when a chunk has no raw XOR part or
-/// one is corrupt: then decode them one by one with [`decode_float_samples`], which names the
-/// error.
-pub fn decode_raw_xor_chunks(chunks: &[thanos::AggrChunk]) -> Option<Vec<Vec<Sample>>> {
-    let data: Vec<&[u8]> = chunks
+/// The samples of the part `part` picks from each of `chunks` (its raw part, or one aggregate of
+/// a downsampled chunk). Where it pays ([`tsdb_block::chunkenc::decodes_side_by_side`]: a CPU
+/// with AVX-512 and a few chunks or more, as a series' chunks usually are) they are decoded
+/// together by [`tsdb_block::chunkenc::decode_xor_chunks`], else one by one. `None` when `part`
+/// finds no part in a chunk, or a part is not XOR or is corrupt: then decode them one by one
+/// with [`decode_float_samples`], which names the error.
+pub fn decode_xor_parts(
+    chunks: &[thanos::AggrChunk],
+    part: impl Fn(&thanos::AggrChunk) -> Option<&thanos::Chunk>,
+) -> Option<Vec<Vec<Sample>>> {
+    let parts: Vec<&thanos::Chunk> = chunks
         .iter()
-        .map(|chunk| {
-            let raw = chunk.raw.as_ref()?;
-            (chunk_encoding(raw).ok()? == Encoding::Xor).then_some(&raw.data[..])
-        })
+        .map(|chunk| part(chunk).filter(|part| chunk_encoding(part).ok() == Some(Encoding::Xor)))
         .collect::<Option<_>>()?;
+    if !tsdb_block::chunkenc::decodes_side_by_side(parts.len()) {
+        return parts
+            .into_iter()
+            .map(|part| decode_float_samples(part).ok())
+            .collect();
+    }
+    let data: Vec<&[u8]> = parts.iter().map(|part| &part.data[..]).collect();
     let (mut timestamps, mut values) = (Vec::new(), Vec::new());
     decode_xor_chunks(&data, &mut timestamps, &mut values).ok()?;
     // Each chunk decoded to exactly the count its header announces.
-    let mut samples = timestamps
-        .into_iter()
-        .zip(values)
-        .map(|(t, v)| Sample::new(t, v));
-    Some(
-        data.iter()
-            .map(|chunk| {
-                let count = XorIterator::new(chunk).num_samples();
-                samples.by_ref().take(usize::from(count)).collect()
-            })
-            .collect(),
-    )
+    let mut start = 0;
+    data.iter()
+        .map(|chunk| {
+            let end = start + usize::from(XorIterator::new(chunk).num_samples());
+            let samples = timestamps
+                .get(start..end)?
+                .iter()
+                .zip(values.get(start..end)?)
+                .map(|(t, v)| Sample::new(*t, *v))
+                .collect();
+            start = end;
+            Some(samples)
+        })
+        .collect()
 }
 
 /// Iterator over an XOR chunk's samples; yields one `Err` and stops if the bytes are corrupt.
@@ -187,29 +197,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn raw_chunks_decode_as_a_batch_like_one_by_one() {
+    fn parts_decode_as_a_batch_like_one_by_one() {
         let series: Vec<Sample> = (0..1000)
             .map(|index| Sample::new(1_000 + index * 15_000, (index * index % 97) as f64))
             .collect();
         let mut chunks = raw_chunks(&series, 120);
         chunks.extend(raw_chunks(&series[..3], 120));
-        let batch = decode_raw_xor_chunks(&chunks).expect("raw XOR chunks decode");
+        fn raw(chunk: &thanos::AggrChunk) -> Option<&thanos::Chunk> {
+            chunk.raw.as_ref()
+        }
+        fn sum(chunk: &thanos::AggrChunk) -> Option<&thanos::Chunk> {
+            chunk.sum.as_deref()
+        }
+        let batch = decode_xor_parts(&chunks, raw).expect("raw XOR chunks decode");
         assert_eq!(batch.len(), chunks.len());
         for (chunk, samples) in chunks.iter().zip(&batch) {
             let raw = chunk.raw.as_ref().expect("raw part");
             assert_eq!(samples, &decode_float_samples(raw).expect("decodes"));
         }
         assert_eq!(batch.concat()[..1000], series[..]);
+        // Too few chunks to decode side by side: one by one, the same samples.
+        assert_eq!(
+            decode_xor_parts(&chunks[..3], raw).as_deref(),
+            Some(&batch[..3])
+        );
 
-        // No raw part, or a corrupt one: None, for the caller to decode chunk by chunk.
+        // An aggregate part of downsampled chunks, picked by the caller.
+        let downsampled: Vec<thanos::AggrChunk> = chunks
+            .iter()
+            .map(|chunk| thanos::AggrChunk {
+                min_time: chunk.min_time,
+                max_time: chunk.max_time,
+                sum: chunk.raw.clone().map(Box::new),
+                ..Default::default()
+            })
+            .collect();
+        assert_eq!(decode_xor_parts(&downsampled, sum), Some(batch));
+        assert!(decode_xor_parts(&downsampled, raw).is_none());
+
+        // A chunk without the part, or a corrupt part: None, for the caller to decode chunk by
+        // chunk.
         let mut without_raw = chunks.clone();
         without_raw[2].raw = None;
-        assert!(decode_raw_xor_chunks(&without_raw).is_none());
+        assert!(decode_xor_parts(&without_raw, raw).is_none());
         let mut corrupt = chunks;
         if let Some(raw) = corrupt[3].raw.as_mut() {
             raw.data = raw.data.slice(..raw.data.len() / 2);
         }
-        assert!(decode_raw_xor_chunks(&corrupt).is_none());
+        assert!(decode_xor_parts(&corrupt, raw).is_none());
     }
 
     #[test]
