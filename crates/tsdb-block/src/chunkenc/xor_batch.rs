@@ -41,12 +41,18 @@ const MIN_BATCH: usize = 6;
 /// samples in another shape than two columns may as well decode each chunk into that shape.
 pub fn decodes_side_by_side(chunks: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if chunks >= MIN_BATCH {
-        return std::arch::is_x86_feature_detected!("avx512f")
+    {
+        chunks >= MIN_BATCH
+            && std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512cd");
+            && std::arch::is_x86_feature_detected!("avx512cd")
     }
-    false
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        // No lanes on this architecture.
+        let _ = (chunks, MIN_BATCH);
+        false
+    }
 }
 
 /// Decodes the XOR chunks `chunks` one after the other, appending their samples to
