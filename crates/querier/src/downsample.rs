@@ -46,15 +46,24 @@ impl Aggregate {
         }
     }
 
+    /// The one part of a downsampled chunk that holds this aggregate; `None` for
+    /// [`Aggregate::Average`], which takes two (sum and count).
+    pub fn single_part(self) -> Option<Aggr> {
+        match self {
+            Aggregate::Min => Some(Aggr::Min),
+            Aggregate::Max => Some(Aggr::Max),
+            Aggregate::Count => Some(Aggr::Count),
+            Aggregate::Sum => Some(Aggr::Sum),
+            Aggregate::Counter => Some(Aggr::Counter),
+            Aggregate::Average => None,
+        }
+    }
+
     /// The `aggregates` to put in a `SeriesRequest`.
     pub fn request_parts(self) -> Vec<Aggr> {
-        match self {
-            Aggregate::Min => vec![Aggr::Min],
-            Aggregate::Max => vec![Aggr::Max],
-            Aggregate::Count => vec![Aggr::Count],
-            Aggregate::Sum => vec![Aggr::Sum],
-            Aggregate::Counter => vec![Aggr::Counter],
-            Aggregate::Average => vec![Aggr::Count, Aggr::Sum],
+        match self.single_part() {
+            Some(part) => vec![part],
+            None => vec![Aggr::Count, Aggr::Sum],
         }
     }
 }

@@ -11,19 +11,6 @@ fn decode_part(chunk: &thanos::AggrChunk, part: Aggr) -> Result<Vec<Sample>, Str
     decode_float_samples(data).map_err(|error| error.to_string())
 }
 
-/// The part of a downsampled chunk that holds `aggregate`; `None` for [`Aggregate::Average`],
-/// which takes two.
-fn single_part(aggregate: Aggregate) -> Option<Aggr> {
-    match aggregate {
-        Aggregate::Min => Some(Aggr::Min),
-        Aggregate::Max => Some(Aggr::Max),
-        Aggregate::Count => Some(Aggr::Count),
-        Aggregate::Sum => Some(Aggr::Sum),
-        Aggregate::Counter => Some(Aggr::Counter),
-        Aggregate::Average => None,
-    }
-}
-
 /// `sum / count` at the timestamps both parts have.
 fn average(sums: &[Sample], counts: &[Sample]) -> Vec<Sample> {
     sums.iter()
@@ -39,7 +26,7 @@ fn decode_chunk(chunk: &thanos::AggrChunk, aggregate: Aggregate) -> Result<Vec<S
     if chunk.raw.is_some() {
         return decode_part(chunk, Aggr::Raw);
     }
-    match single_part(aggregate) {
+    match aggregate.single_part() {
         Some(part) => decode_part(chunk, part),
         None => Ok(average(
             &decode_part(chunk, Aggr::Sum)?,
@@ -55,16 +42,17 @@ pub(crate) fn decode_chunks(
     chunks: &[thanos::AggrChunk],
     aggregate: Aggregate,
 ) -> Result<Vec<Vec<Sample>>, String> {
-    let part = single_part(aggregate);
+    let part = aggregate.single_part();
     let batch = if part.is_none() && chunks.iter().all(|chunk| chunk.raw.is_none()) {
         // An average of downsampled chunks: sums and counts as two batches.
-        let sums = decode_xor_parts(chunks, |chunk| chunk.sum.as_deref());
-        let counts = decode_xor_parts(chunks, |chunk| chunk.count.as_deref());
-        sums.zip(counts).map(|(sums, counts)| {
-            sums.iter()
-                .zip(&counts)
-                .map(|(sums, counts)| average(sums, counts))
-                .collect()
+        decode_xor_parts(chunks, |chunk| chunk.sum.as_deref()).and_then(|sums| {
+            let counts = decode_xor_parts(chunks, |chunk| chunk.count.as_deref())?;
+            Some(
+                sums.iter()
+                    .zip(&counts)
+                    .map(|(sums, counts)| average(sums, counts))
+                    .collect(),
+            )
         })
     } else {
         // The raw part where there is one, else the aggregate's (none for an average: a series
