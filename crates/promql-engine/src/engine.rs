@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use prom_model::{Labels, METRIC_NAME};
 use promql_parser::parser::Expr;
 
+use crate::depth::{expr_depth, with_stack};
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, StepValue};
 use crate::parse::parse_expr;
@@ -116,6 +117,19 @@ impl Engine {
         time: i64,
         options: &QueryOptions,
     ) -> Result<QueryResult> {
+        with_stack(expr_depth(expr), || {
+            self.eval_instant(storage, expr, query, time, options)
+        })
+    }
+
+    fn eval_instant(
+        &self,
+        storage: &dyn Queryable,
+        expr: &Expr,
+        query: &str,
+        time: i64,
+        options: &QueryOptions,
+    ) -> Result<QueryResult> {
         let settings = self.settings(options);
         let mut ev = Evaluator::new(storage, &settings, time, time, 0);
         ev.prefetch(expr)?;
@@ -159,6 +173,19 @@ impl Engine {
         start: i64,
         end: i64,
         step: i64,
+        options: &QueryOptions,
+    ) -> Result<QueryResult> {
+        with_stack(expr_depth(expr), || {
+            self.eval_range(storage, expr, query, (start, end, step), options)
+        })
+    }
+
+    fn eval_range(
+        &self,
+        storage: &dyn Queryable,
+        expr: &Expr,
+        query: &str,
+        (start, end, step): (i64, i64, i64),
         options: &QueryOptions,
     ) -> Result<QueryResult> {
         if step <= 0 {

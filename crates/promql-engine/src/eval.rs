@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
 use prom_model::{Labels, Matcher, is_stale_nan};
-use promql_parser::parser::{Expr, SubqueryExpr, UnaryExpr, VectorSelector};
+use promql_parser::parser::{Expr, UnaryExpr, VectorSelector};
 
 use crate::annotations::Annotations;
 use crate::engine::EvalSettings;
@@ -70,9 +70,10 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) step: i64,
     pub(crate) annotations: Annotations,
     selectors: HashMap<usize, Rc<Vec<LoadedSeries>>>,
-    /// Inner results of subqueries by node and inner timestamp: consecutive steps of a range
-    /// query share most inner timestamps (they are aligned to absolute multiples of the step).
-    subquery_cache: HashMap<usize, BTreeMap<i64, StepValue>>,
+    /// Inner results of subqueries by node (see [`crate::subquery`]).
+    pub(crate) subquery_cache: HashMap<usize, crate::subquery::SubqueryCache>,
+    /// Samples held by `subquery_cache`.
+    pub(crate) cached_samples: usize,
     /// Step-invariant sub-expressions (by node address) and their value once computed.
     invariant: std::collections::HashSet<usize>,
     invariant_values: HashMap<usize, StepValue>,
@@ -123,6 +124,7 @@ impl<'a> Evaluator<'a> {
             annotations: Annotations::default(),
             selectors: HashMap::new(),
             subquery_cache: HashMap::new(),
+            cached_samples: 0,
             invariant: std::collections::HashSet::new(),
             invariant_values: HashMap::new(),
             precomputed: HashMap::new(),
@@ -298,7 +300,18 @@ impl<'a> Evaluator<'a> {
     /// Accounts for `count` more samples held by the current step.
     pub(crate) fn add_samples(&mut self, count: usize) -> Result<()> {
         self.step_samples += count;
-        if self.step_samples + self.result_samples > self.settings.max_samples {
+        self.check_samples(0)
+    }
+
+    /// Fails if the samples held (by the current step, the accumulated result and the
+    /// subquery caches) plus `extra` exceed the limit.
+    pub(crate) fn check_samples(&self, extra: usize) -> Result<()> {
+        let held = self
+            .step_samples
+            .saturating_add(self.result_samples)
+            .saturating_add(self.cached_samples)
+            .saturating_add(extra);
+        if held > self.settings.max_samples {
             return Err(Error::TooManySamples {
                 phase: "query execution",
             });
@@ -519,102 +532,6 @@ impl<'a> Evaluator<'a> {
         Ok(RangeVector {
             series: series_out,
             start_timestamps,
-            range,
-            window_end,
-        })
-    }
-
-    fn eval_subquery(&mut self, subquery: &SubqueryExpr, ts: i64) -> Result<RangeVector> {
-        let range = duration_ms(&subquery.range);
-        let step = subquery
-            .step
-            .as_ref()
-            .map(duration_ms)
-            .filter(|step| *step > 0)
-            .unwrap_or(self.settings.default_subquery_step);
-        let window_end = self.reference_time(subquery.at.as_ref(), subquery.offset.as_ref(), ts);
-        let window_start = window_end.saturating_sub(range);
-        let mut first = step * (window_start / step);
-        if first <= window_start {
-            first = first.saturating_add(step);
-        }
-        let mut by_labels: BTreeMap<Labels, Series> = BTreeMap::new();
-        let saved_samples = self.step_samples;
-        let key = subquery as *const SubqueryExpr as usize;
-        let mut cache = self.subquery_cache.remove(&key).unwrap_or_default();
-        cache = cache.split_off(&first);
-        let mut inner_ts = first;
-        let mut total = 0;
-        while inner_ts <= window_end {
-            self.check_interrupt("expression evaluation")?;
-            let value = match cache.get(&inner_ts) {
-                Some(value) => value.clone(),
-                None => {
-                    let before = self.step_samples;
-                    let value = self.eval(&subquery.expr, inner_ts)?;
-                    self.step_samples = before;
-                    cache.insert(inner_ts, value.clone());
-                    value
-                }
-            };
-            match value {
-                StepValue::Scalar(v) => {
-                    total += 1;
-                    by_labels
-                        .entry(Labels::empty())
-                        .or_insert_with(|| Series {
-                            labels: Labels::empty(),
-                            points: Vec::new(),
-                            drop_name: false,
-                        })
-                        .points
-                        .push(Point { t: inner_ts, v });
-                }
-                StepValue::Vector(vector) => {
-                    if self.step_samples + self.result_samples + total + vector.len()
-                        > self.settings.max_samples
-                    {
-                        return Err(Error::TooManySamples {
-                            phase: "query execution",
-                        });
-                    }
-                    for element in vector {
-                        total += 1;
-                        let entry =
-                            by_labels
-                                .entry(element.labels.clone())
-                                .or_insert_with(|| Series {
-                                    labels: element.labels.clone(),
-                                    points: Vec::new(),
-                                    drop_name: element.drop_name,
-                                });
-                        entry.drop_name |= element.drop_name;
-                        entry.points.push(Point {
-                            t: inner_ts,
-                            v: element.v,
-                        });
-                    }
-                }
-                other => {
-                    return Err(Error::exec(format!(
-                        "subquery is only allowed on instant vector, got {}",
-                        other.type_name()
-                    )));
-                }
-            }
-            inner_ts = match inner_ts.checked_add(step) {
-                Some(next) => next,
-                None => break,
-            };
-        }
-        self.subquery_cache.insert(key, cache);
-        self.step_samples = saved_samples;
-        self.add_samples(total)?;
-        let series: Vec<Series> = by_labels.into_values().collect();
-        Ok(RangeVector {
-            // Subqueries cut the propagation of start timestamps.
-            start_timestamps: vec![None; series.len()],
-            series,
             range,
             window_end,
         })

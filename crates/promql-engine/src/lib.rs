@@ -38,11 +38,21 @@
 //!   mark counter resets for `rate`/`increase`/`irate`/`resets` and replace left extrapolation;
 //!   subqueries and other expressions drop them, as in Prometheus.
 //! - Library code never panics on input: every malformed query or value becomes an [`Error`].
+//! - No query can overflow the stack: [`parse_expr`] refuses one nested deeper than
+//!   [`MAX_DEPTH`] levels (bounded from its tokens, without recursion) and returns a
+//!   [`ParsedExpr`]; parsing, evaluation, printing and dropping a tree run where the stack has
+//!   room for its depth, on a segment allocated for the call when the caller's has not (`depth`).
+//! - Samples held count against the sample limit as they are taken, at every level: a step's
+//!   selections, the accumulated range result, and subqueries' inner results, cached ones
+//!   included (`subquery`); the deadline and cancellation are checked at every outer and inner
+//!   step.
 //!
 //! # Module map
 //!
 //! - [`engine`]: [`Engine`], options, instant/range entry points, final name removal.
-//! - `eval`: the per-timestamp evaluator, selectors, subqueries, sample accounting;
+//! - `depth`: the depth bound, stack growth for deep trees, [`ParsedExpr`].
+//! - `eval`: the per-timestamp evaluator, selectors, sample accounting; `subquery`: subqueries
+//!   and their compact, accounted cache of inner results;
 //!   `invariant` finds `@`-pinned sub-expressions that are evaluated once per range query.
 //! - `binary`: arithmetic, comparison and set operators, vector matching, `fill` modifiers.
 //! - `aggregate`: aggregation operators.
@@ -101,11 +111,13 @@
 //! Native histograms (samples are floats only), and the `anchored`/`smoothed` range modifiers
 //! and duration arithmetic (the parser cannot read them). Expressions pinned with `@` are
 //! re-evaluated at every step of a range query rather than once; the sample limit is counted per
-//! step plus the accumulated result, which approximates Prometheus' peak accounting.
+//! step plus the accumulated result and the subquery caches, which approximates Prometheus' peak
+//! accounting.
 
 mod aggregate;
 mod annotations;
 mod binary;
+mod depth;
 pub mod engine;
 mod error;
 mod eval;
@@ -119,9 +131,11 @@ mod invariant;
 mod parse;
 mod range_functions;
 pub mod storage;
+mod subquery;
 mod syntax;
 pub mod value;
 
+pub use depth::{MAX_DEPTH, MAX_FORMAT_COST, ParsedExpr, expr_depth};
 pub use engine::{Engine, EngineOptions, QueryOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use parse::{parse_expr, selector_matchers};

@@ -6,6 +6,7 @@ use prom_model::{MatchType, Matcher};
 use promql_parser::label::{MatchOp, Matchers};
 use promql_parser::parser::{self, AtModifier, Expr, Offset, VectorSelector};
 
+use crate::depth::{MAX_DEPTH, ParsedExpr, with_stack};
 use crate::error::{Error, Result};
 
 /// Parses a PromQL expression; errors are `bad_data`.
@@ -19,15 +20,31 @@ use crate::error::{Error, Result};
 /// not valid UTF-8 (`label_replace(x, "\xff", ...)`) is rejected here with the `execution` error
 /// Prometheus raises when it evaluates the call, which `promql-parser` cannot notice (it decodes
 /// `\xff` to `ÿ`).
-pub fn parse_expr(query: &str) -> Result<Expr> {
-    let expr = parser::parse(query).map_err(|message| Error::Parse {
-        message: match crate::syntax::check(query) {
-            Some(error) => error.render(query),
-            None => message,
-        },
-    })?;
-    reject_invalid_utf8_label_names(query, &expr)?;
-    Ok(expr)
+///
+/// A query nested deeper than [`MAX_DEPTH`](crate::depth::MAX_DEPTH) levels of operators and
+/// brackets is refused before it is parsed; shallower ones are parsed, checked and later
+/// evaluated and dropped on a stack deep enough for them (see the `depth` module).
+pub fn parse_expr(query: &str) -> Result<ParsedExpr> {
+    let bound = crate::syntax::depth_bound(query);
+    if bound > MAX_DEPTH {
+        return Err(Error::Parse {
+            message: format!(
+                "parse error: query is nested too deeply: more than {MAX_DEPTH} levels of \
+                 operators and brackets"
+            ),
+        });
+    }
+    with_stack(bound, || {
+        let expr = parser::parse(query).map_err(|message| Error::Parse {
+            message: match crate::syntax::check(query) {
+                Some(error) => error.render(query),
+                None => message,
+            },
+        })?;
+        let expr = ParsedExpr::new(expr, query.len());
+        reject_invalid_utf8_label_names(query, &expr)?;
+        Ok(expr)
+    })
 }
 
 /// What a string literal is used for, when it names a label Prometheus validates.
@@ -217,7 +234,9 @@ pub(crate) fn unwrap_parens(mut expr: &Expr) -> &Expr {
 /// can touch without evaluating it.
 pub fn selector_matchers(expr: &Expr) -> Result<Vec<Vec<Matcher>>> {
     let mut out = Vec::new();
-    collect_selector_matchers(expr, &mut out)?;
+    with_stack(crate::depth::expr_depth(expr), || {
+        collect_selector_matchers(expr, &mut out)
+    })?;
     Ok(out)
 }
 

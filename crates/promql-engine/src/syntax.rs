@@ -2076,6 +2076,51 @@ fn parse_go_number(text: &str) -> Option<f64> {
     lower.parse::<f64>().ok()
 }
 
+/// An upper bound of the depth of the syntax tree `query` parses to, found without recursion in
+/// one pass over its tokens (the tokens before a lexer error, where there is one).
+///
+/// Every node of the tree comes from an operator token (binary or unary) or from a pair of
+/// brackets (parentheses, a call's arguments, a subquery or range, a grouping clause); leaves
+/// are single tokens. So the depth below a group of brackets is at most one for the group, one
+/// for each operator directly inside it, and the depth of its deepest inner group. Operators
+/// inside braces are label matchers and make no nodes.
+pub(crate) fn depth_bound(query: &str) -> usize {
+    let tokens = match lex(query) {
+        Ok(tokens) | Err((tokens, _)) => tokens,
+    };
+    // (opened by a brace, operators directly inside, deepest inner group)
+    let mut groups: Vec<(bool, usize, usize)> = vec![(false, 0, 0)];
+    fn close(groups: &mut Vec<(bool, usize, usize)>) {
+        if groups.len() > 1
+            && let Some((_, operators, inner)) = groups.pop()
+            && let Some(parent) = groups.last_mut()
+        {
+            parent.2 = parent.2.max(1 + operators + inner);
+        }
+    }
+    for token in &tokens {
+        match token.kind {
+            Kind::LParen | Kind::LBracket => groups.push((false, 0, 0)),
+            Kind::LBrace => groups.push((true, 0, 0)),
+            Kind::RParen | Kind::RBracket | Kind::RBrace => close(&mut groups),
+            Kind::Op(_) => {
+                if let Some(group) = groups.last_mut()
+                    && !group.0
+                {
+                    group.1 += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    while groups.len() > 1 {
+        close(&mut groups);
+    }
+    groups
+        .first()
+        .map_or(1, |(_, operators, inner)| 1 + operators + inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

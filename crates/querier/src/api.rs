@@ -16,7 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prom_model::Matcher;
-use promql_engine::{Engine, QueryOptions, QueryResult};
+use promql_engine::{Engine, ParsedExpr, QueryOptions, QueryResult};
 use promql_parser::parser::Expr;
 use service_core::ApiError;
 use tokio::sync::Semaphore;
@@ -312,7 +312,7 @@ impl Api {
     async fn instant(&self, form: Form) -> Result<String> {
         let time = parse_time_param(&form, "time", now_ms()).map_err(Error::BadData)?;
         let query = form.get("query").unwrap_or_default().to_owned();
-        let expr = parse_query(&query)?;
+        let (expr, query) = parse_query_blocking(query).await?;
         self.evaluate(&form, 0, move |engine, queryable, options| {
             engine.instant_query_expr(queryable, &expr, &query, time, options)
         })
@@ -351,7 +351,7 @@ impl Api {
             ));
         }
         let query = form.get("query").unwrap_or_default().to_owned();
-        let expr = parse_query(&query)?;
+        let (expr, query) = parse_query_blocking(query).await?;
         self.evaluate(&form, step, move |engine, queryable, options| {
             engine.range_query_expr(queryable, &expr, &query, start, end, step, options)
         })
@@ -515,9 +515,17 @@ impl Api {
     }
 }
 
-fn parse_query(query: &str) -> Result<Expr> {
+fn parse_query(query: &str) -> Result<ParsedExpr> {
     promql_engine::parse_expr(query)
         .map_err(|error| Error::BadData(format!("invalid parameter \"query\": {error}")))
+}
+
+/// Parses `query` on a blocking thread: a long query (thousands of chained operators, up to the
+/// engine's depth limit) can take the parser a second, which must not stall an async worker.
+async fn parse_query_blocking(query: String) -> Result<(ParsedExpr, String)> {
+    tokio::task::spawn_blocking(move || parse_query(&query).map(|expr| (expr, query)))
+        .await
+        .map_err(|error| Error::Task(error.to_string()))?
 }
 
 fn parse_limit(form: &Form) -> Result<usize> {
@@ -549,7 +557,7 @@ fn selector_sets(form: &Form, param: &str) -> Result<Vec<Vec<Matcher>>> {
         let invalid =
             |message: String| Error::BadData(format!("invalid parameter \"{param}\": {message}"));
         let expr = promql_engine::parse_expr(text).map_err(|error| invalid(error.to_string()))?;
-        if !matches!(expr, Expr::VectorSelector(_)) {
+        if !matches!(*expr, Expr::VectorSelector(_)) {
             return Err(invalid(format!("{text:?} is not a vector selector")));
         }
         let found =
@@ -614,9 +622,17 @@ async fn buildinfo() -> Response {
 }
 
 async fn format_query(RawQuery(raw): RawQuery, body: Bytes) -> Response {
-    let form = form(raw, &body);
-    let result = parse_query(form.get("query").unwrap_or_default())
-        .map(|expr| render::success(&render::string(&expr.prettify()), &[], &[]));
+    let query = form(raw, &body).get("query").unwrap_or_default().to_owned();
+    // Parsing and printing are CPU work bounded by the engine's limits, done off the workers.
+    let result = tokio::task::spawn_blocking(move || {
+        let expr = parse_query(&query)?;
+        let pretty = expr
+            .prettify()
+            .map_err(|error| Error::BadData(format!("invalid parameter \"query\": {error}")))?;
+        Ok(render::success(&render::string(&pretty), &[], &[]))
+    })
+    .await
+    .unwrap_or_else(|error| Err(Error::Task(error.to_string())));
     respond(result)
 }
 
