@@ -19,7 +19,6 @@ use prom_model::Matcher;
 use promql_engine::{Engine, ParsedExpr, QueryOptions, QueryResult};
 use promql_parser::parser::Expr;
 use service_core::ApiError;
-use tokio::sync::Semaphore;
 
 use crate::downsample::{Aggregate, max_resolution_window, parse_source_resolution};
 use crate::error::{Error, Result};
@@ -55,7 +54,7 @@ pub struct Api {
     proxy: Arc<Proxy>,
     engine: Engine,
     settings: ApiSettings,
-    gate: Semaphore,
+    gate: service_core::Gate,
     metrics: HttpMetrics,
 }
 
@@ -173,7 +172,11 @@ impl Api {
         settings: ApiSettings,
         registry: &prometheus::Registry,
     ) -> Result<Self, prometheus::Error> {
-        let gate = Semaphore::new(settings.max_concurrent.max(1));
+        let gate = service_core::Gate::new(
+            registry,
+            "thanos_query_concurrent_",
+            settings.max_concurrent,
+        )?;
         Ok(Self {
             proxy,
             engine,
@@ -259,7 +262,7 @@ impl Api {
             .map(|ms| Duration::from_millis(ms.unsigned_abs()));
         let _permit = self
             .gate
-            .acquire()
+            .start()
             .await
             .map_err(|_| Error::Task("query gate closed".to_owned()))?;
         let queryable = StoreQueryable::new(

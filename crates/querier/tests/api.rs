@@ -175,12 +175,22 @@ async fn endpoints_answer_prometheus_json() {
         r#"http_requests_total{code="200",handler="query_range",method="POST"}"#,
         r#"http_request_duration_seconds_bucket{code="200",handler="series""#,
         r#"thanos_store_nodes_grpc_connections{external_labels="{region=\"eu\"}",store_type="store"} 1"#,
+        // The query gate (`--query.max-concurrent`, default 20), as ThanosQueryOverload reads it.
+        "thanos_query_concurrent_gate_queries_max 20",
+        "thanos_query_concurrent_gate_queries_in_flight 0",
+        "thanos_query_concurrent_gate_duration_seconds_bucket{le=\"0.01\"}",
     ] {
         assert!(
             metrics.contains(expected),
             "metrics lack {expected}:\n{metrics}"
         );
     }
+    let queries: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("thanos_query_concurrent_gate_queries_total "))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0);
+    assert!(queries >= 5.0, "gate counted {queries} queries");
 }
 
 fn check_error(querier: &Querier, path: &str, status: u16, error_type: &str, message: &str) {

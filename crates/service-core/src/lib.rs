@@ -32,6 +32,7 @@ mod duration;
 mod entry;
 mod error;
 pub mod flags;
+pub mod gate;
 mod grpc;
 mod http;
 mod lifecycle;
@@ -52,6 +53,7 @@ pub use flags::{
     GrpcClientFlags, GrpcFlags, HttpFlags, LogFlags, LogFormat, LogLevel, ObjstoreFlags,
     TlsVersion, TracingFlags, parse_listen_address,
 };
+pub use gate::{Gate, GateClosed, GatePermit};
 pub use grpc::{
     CLIENT_KEEPALIVE_INTERVAL, CLIENT_KEEPALIVE_TIMEOUT, GrpcServer, MAX_MESSAGE_SIZE, grpc_channel,
 };

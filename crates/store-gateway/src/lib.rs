@@ -312,7 +312,11 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
         Arc::clone(&syncer.blocks),
         cache,
         limits,
-        config.series_max_concurrency,
+        service_core::Gate::new(
+            &ctx.registry,
+            "thanos_bucket_store_series_",
+            config.series_max_concurrency,
+        )?,
         metrics::QueryMetrics::register(&ctx.registry)?,
     );
 

@@ -45,7 +45,7 @@ pub(crate) struct BucketStore {
     blocks: Arc<BlockSet>,
     cache: Arc<dyn IndexCache>,
     limits: Limits,
-    concurrency: Arc<Semaphore>,
+    concurrency: service_core::Gate,
     metrics: QueryMetrics,
 }
 
@@ -67,14 +67,14 @@ impl BucketStore {
         blocks: Arc<BlockSet>,
         cache: Arc<dyn IndexCache>,
         limits: Limits,
-        max_concurrency: usize,
+        concurrency: service_core::Gate,
         metrics: QueryMetrics,
     ) -> Self {
         Self {
             blocks,
             cache,
             limits,
-            concurrency: Arc::new(Semaphore::new(max_concurrency.max(1))),
+            concurrency,
             metrics,
         }
     }
@@ -224,8 +224,9 @@ impl Store for BucketStore {
             None => Vec::new(),
         };
         let blocks = self.blocks_for(request.min_time, request.max_time, &block_matchers);
-        let permit = Arc::clone(&self.concurrency)
-            .acquire_owned()
+        let permit = self
+            .concurrency
+            .start()
             .await
             .map_err(|_| Status::unavailable("store is shutting down"))?;
         let context = Arc::new(SeriesContext {

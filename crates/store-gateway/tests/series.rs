@@ -196,6 +196,13 @@ fn check_cache_saves_requests(gateway: &Gateway) {
         after_first - before
     );
     assert!(gateway.metric("thanos_store_index_cache_hits_total", &[]) > 0.0);
+    // Both Series calls went through the series gate (`--store.grpc.series-max-concurrency`,
+    // default 20), as ThanosStoreSeriesGateLatencyHigh reads it.
+    let gate = |name: &str| gateway.metric(&format!("thanos_bucket_store_series_{name}"), &[]);
+    assert_eq!(gate("gate_queries_max"), 20.0);
+    assert_eq!(gate("gate_queries_in_flight"), 0.0);
+    assert!(gate("gate_queries_total") >= 2.0);
+    assert!(gate("gate_duration_seconds_count") >= 2.0);
 }
 
 #[test]
