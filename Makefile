@@ -9,12 +9,13 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 run:
 	@scripts/run-local.sh
 
-## test: install what the tests need, check formatting and clippy, build everything and run every test
+## test: install what the tests need, check formatting and clippy, build everything, run every test and a short run of every fuzz target
 test: test-deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
+	FUZZ_SECONDS=10 scripts/fuzz.sh
 
 ## test-deps: install the real programs the tests start (prometheus, moto, azurite, ...)
 test-deps:
@@ -29,7 +30,7 @@ lint:
 bench: test-deps
 	$(CARGO) bench --workspace
 
-## fuzz: run every fuzz target for a bounded time (FUZZ_SECONDS each, default 60)
+## fuzz: run every fuzz target (tsdb-block's decoders, promql-engine's parser and evaluator) for a bounded time (FUZZ_SECONDS each, default 60)
 fuzz:
 	@scripts/fuzz.sh
 

@@ -37,6 +37,14 @@ pub const MAX_FORMAT_COST: usize = 4_000_000;
 /// Stack kept free for the work around the recursion.
 const STACK_BASE: usize = 256 * 1024;
 
+/// An upper bound of the depth of the tree `query` parses to (the bound [`parse_expr`]
+/// checks against [`MAX_DEPTH`]), found in one pass over its tokens without recursion.
+///
+/// [`parse_expr`]: crate::parse_expr
+pub fn depth_bound(query: &str) -> usize {
+    crate::syntax::depth_bound(query)
+}
+
 /// Runs `f`, a recursion at most `depth` levels deep, where the stack has room for it.
 pub(crate) fn with_stack<R>(depth: usize, f: impl FnOnce() -> R) -> R {
     let needed = depth

@@ -135,7 +135,7 @@ mod subquery;
 mod syntax;
 pub mod value;
 
-pub use depth::{MAX_DEPTH, MAX_FORMAT_COST, ParsedExpr, expr_depth};
+pub use depth::{MAX_DEPTH, MAX_FORMAT_COST, ParsedExpr, depth_bound, expr_depth};
 pub use engine::{Engine, EngineOptions, QueryOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use parse::{parse_expr, selector_matchers};

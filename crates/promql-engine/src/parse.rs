@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 /// brackets is refused before it is parsed; shallower ones are parsed, checked and later
 /// evaluated and dropped on a stack deep enough for them (see the `depth` module).
 pub fn parse_expr(query: &str) -> Result<ParsedExpr> {
-    let bound = crate::syntax::depth_bound(query);
+    let bound = crate::depth::depth_bound(query);
     if bound > MAX_DEPTH {
         return Err(Error::Parse {
             message: format!(

@@ -2077,7 +2077,8 @@ fn parse_go_number(text: &str) -> Option<f64> {
 }
 
 /// An upper bound of the depth of the syntax tree `query` parses to, found without recursion in
-/// one pass over its tokens (the tokens before a lexer error, where there is one).
+/// one pass over its tokens (after a lexer error, the tokens before it plus one level for each
+/// byte after it).
 ///
 /// Every node of the tree comes from an operator token (binary or unary) or from a pair of
 /// brackets (parentheses, a call's arguments, a subquery or range, a grouping clause); leaves
@@ -2085,8 +2086,11 @@ fn parse_go_number(text: &str) -> Option<f64> {
 /// for each operator directly inside it, and the depth of its deepest inner group. Operators
 /// inside braces are label matchers and make no nodes.
 pub(crate) fn depth_bound(query: &str) -> usize {
-    let tokens = match lex(query) {
-        Ok(tokens) | Err((tokens, _)) => tokens,
+    // After a lexer error, `promql-parser`'s lexer may still read on: each byte left can add at
+    // most one level.
+    let (tokens, unread) = match lex(query) {
+        Ok(tokens) => (tokens, 0),
+        Err((tokens, error)) => (tokens, query.len().saturating_sub(error.pos)),
     };
     // (opened by a brace, operators directly inside, deepest inner group)
     let mut groups: Vec<(bool, usize, usize)> = vec![(false, 0, 0)];
@@ -2119,6 +2123,7 @@ pub(crate) fn depth_bound(query: &str) -> usize {
     groups
         .first()
         .map_or(1, |(_, operators, inner)| 1 + operators + inner)
+        .saturating_add(unread)
 }
 
 #[cfg(test)]
