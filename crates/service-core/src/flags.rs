@@ -53,6 +53,15 @@ pub struct HttpFlags {
     /// all HTTP endpoints.
     #[arg(long = "http.config", value_name = "FILE")]
     pub http_config: Option<PathBuf>,
+
+    /// Longest a client may take to send a request's headers, and again its body; a slower
+    /// request is answered 408 (body) or dropped (headers) and its connection closed.
+    #[arg(
+        long = "http.read-timeout",
+        value_name = "DURATION",
+        default_value = "1m"
+    )]
+    pub http_read_timeout: PromDuration,
 }
 
 /// Where and how the gRPC server listens (`--grpc-address`, `--grpc-server-tls-*`, ...).

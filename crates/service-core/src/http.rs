@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::flags::HttpFlags;
+use crate::http_limits::{MAX_BODY_BYTES, limit_requests};
 use crate::lifecycle::{Readiness, ReadinessState, ServiceContext};
 use crate::listener::{ServerStream, accept_connections, bind};
 use crate::propagation::TraceContextLayer;
@@ -36,6 +37,7 @@ pub struct HttpServer {
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     grace_period: Duration,
+    read_timeout: Duration,
     readiness: Readiness,
 }
 
@@ -51,7 +53,8 @@ impl HttpServer {
             Some(settings) => Some(Arc::new(server_config(settings, &[b"h2", b"http/1.1"])?)),
             None => None,
         };
-        let router = build_router(ctx, routes, web_config.basic_auth);
+        let read_timeout = flags.http_read_timeout.get();
+        let router = build_router(ctx, routes, web_config.basic_auth, read_timeout);
         let listener = bind(flags.http_address).await?;
         let local_addr = listener.local_addr().unwrap_or(flags.http_address);
         Ok(Self {
@@ -60,6 +63,7 @@ impl HttpServer {
             router,
             tls,
             grace_period: flags.http_grace_period.get(),
+            read_timeout,
             readiness: ctx.readiness.clone(),
         })
     }
@@ -78,13 +82,18 @@ impl HttpServer {
             router,
             tls,
             grace_period,
+            read_timeout,
             readiness,
         } = self;
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(address = %local_addr, scheme, "listening for HTTP requests");
         let mut connections = accept_connections(listener, tls, shutdown.clone(), "http");
         let graceful = GracefulShutdown::new();
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(read_timeout);
         loop {
             let stream: ServerStream = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -118,7 +127,12 @@ impl HttpServer {
 
 /// Probes and metrics first, then the service's routes, then basic auth and trace propagation
 /// around everything (Prometheus' web-config protects every endpoint).
-fn build_router(ctx: &ServiceContext, routes: Router, basic_auth: Option<BasicAuth>) -> Router {
+fn build_router(
+    ctx: &ServiceContext,
+    routes: Router,
+    basic_auth: Option<BasicAuth>,
+    read_timeout: Duration,
+) -> Router {
     let registry = ctx.registry.clone();
     let readiness = ctx.readiness.clone();
     let router = Router::new()
@@ -133,7 +147,13 @@ fn build_router(ctx: &ServiceContext, routes: Router, basic_auth: Option<BasicAu
         )),
         None => router,
     };
-    router.layer(TraceContextLayer::new("http"))
+    router
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            read_timeout,
+            limit_requests,
+        ))
+        .layer(TraceContextLayer::new("http"))
 }
 
 async fn serve_metrics(registry: Registry) -> Response {
@@ -218,6 +238,7 @@ mod tests {
         let flags = HttpFlags {
             http_address: "127.0.0.1:0".parse().unwrap(),
             http_grace_period: Duration::from_secs(5).into(),
+            http_read_timeout: Duration::from_secs(60).into(),
             http_config: Some(config_path),
         };
         let ctx = ServiceContext::new();
@@ -359,6 +380,7 @@ mod tests {
         let flags = HttpFlags {
             http_address: "127.0.0.1:0".parse().unwrap(),
             http_grace_period: Duration::from_secs(5).into(),
+            http_read_timeout: Duration::from_secs(60).into(),
             http_config: Some(pki.dir.path().join("web.yml")),
         };
         let ctx = ServiceContext::new();
@@ -388,6 +410,7 @@ mod tests {
         let flags = HttpFlags {
             http_address: "127.0.0.1:0".parse().unwrap(),
             http_grace_period: Duration::from_secs(5).into(),
+            http_read_timeout: Duration::from_secs(60).into(),
             http_config: None,
         };
         let ctx = ServiceContext::new();

@@ -35,6 +35,7 @@ pub mod flags;
 pub mod gate;
 mod grpc;
 mod http;
+pub mod http_limits;
 mod lifecycle;
 mod listener;
 pub mod malloc;

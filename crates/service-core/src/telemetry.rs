@@ -299,6 +299,7 @@ mod tests {
             http_address: "127.0.0.1:0".parse().unwrap(),
             http_grace_period: Duration::from_secs(1).into(),
             http_config: None,
+            http_read_timeout: Duration::from_secs(60).into(),
         };
         let server = HttpServer::bind(&flags, &ctx, routes).await.unwrap();
         let address = server.local_addr();
