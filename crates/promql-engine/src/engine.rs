@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use prom_model::{Labels, METRIC_NAME};
 use promql_parser::parser::Expr;
 
+use crate::budget::MemoryBudget;
 use crate::depth::{expr_depth, with_stack};
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, StepValue};
@@ -26,6 +27,8 @@ pub struct EngineOptions {
     pub timeout: Duration,
     /// Step of subqueries written without one (default 1m).
     pub default_subquery_step: Duration,
+    /// Memory shared by all queries of this engine and its clones (default: none).
+    pub memory_budget: Option<Arc<MemoryBudget>>,
 }
 
 impl Default for EngineOptions {
@@ -35,6 +38,7 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
             default_subquery_step: Duration::from_secs(60),
+            memory_budget: None,
         }
     }
 }
@@ -58,6 +62,7 @@ pub(crate) struct EvalSettings {
     pub(crate) deadline: Option<Instant>,
     pub(crate) cancel: Option<Arc<AtomicBool>>,
     pub(crate) default_subquery_step: i64,
+    pub(crate) memory_budget: Option<Arc<MemoryBudget>>,
 }
 
 /// A PromQL engine: stateless apart from its options; queries run synchronously.
@@ -92,6 +97,7 @@ impl Engine {
             deadline: Instant::now().checked_add(timeout),
             cancel: query.cancel.clone(),
             default_subquery_step: to_ms(self.options.default_subquery_step).max(1),
+            memory_budget: self.options.memory_budget.clone(),
         }
     }
 

@@ -56,6 +56,14 @@ pub enum Error {
         /// The phase that hit the limit (`query execution`).
         phase: &'static str,
     },
+    /// The query would take more of the memory budget shared by concurrent queries than is left.
+    #[error(
+        "query processing would exceed the memory budget of {limit} bytes shared by concurrent queries"
+    )]
+    MemoryBudget {
+        /// The budget's size in bytes.
+        limit: usize,
+    },
     /// The query ran past its timeout.
     #[error("query timed out in {phase}")]
     Timeout {
@@ -82,7 +90,9 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Parse { .. } | Error::BadParameter { .. } => ErrorKind::BadData,
-            Error::Execution { .. } | Error::TooManySamples { .. } => ErrorKind::Execution,
+            Error::Execution { .. } | Error::TooManySamples { .. } | Error::MemoryBudget { .. } => {
+                ErrorKind::Execution
+            }
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Canceled { .. } => ErrorKind::Canceled,
             Error::Storage { .. } => ErrorKind::Internal,

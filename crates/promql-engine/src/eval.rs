@@ -12,6 +12,7 @@ use prom_model::{Labels, Matcher, is_stale_nan};
 use promql_parser::parser::{Expr, UnaryExpr, VectorSelector};
 
 use crate::annotations::Annotations;
+use crate::budget::{HELD_SAMPLE_BYTES, Reservation, labels_bytes};
 use crate::engine::EvalSettings;
 use crate::error::{Error, Result};
 use crate::parse::{at_ms, duration_ms, matcher_sets, offset_ms};
@@ -84,6 +85,10 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) step_samples: usize,
     /// Samples held by the accumulated result of a range query.
     pub(crate) result_samples: usize,
+    /// Most samples held at once so far (their estimate is reserved from the memory budget).
+    peak_held: usize,
+    /// This query's share of the memory budget, returned when the evaluator is dropped.
+    reservation: Reservation,
 }
 
 impl std::fmt::Debug for Evaluator<'_> {
@@ -130,6 +135,8 @@ impl<'a> Evaluator<'a> {
             precomputed: HashMap::new(),
             step_samples: 0,
             result_samples: 0,
+            peak_held: 0,
+            reservation: Reservation::new(settings.memory_budget.clone()),
         }
     }
 
@@ -238,7 +245,7 @@ impl<'a> Evaluator<'a> {
     }
 
     fn select_into(
-        &self,
+        &mut self,
         matchers: &[Matcher],
         hints: &SelectHints,
         out: &mut BTreeMap<Labels, LoadedSeries>,
@@ -264,6 +271,13 @@ impl<'a> Evaluator<'a> {
                 points.sort_by_key(|p| p.t);
                 points.dedup_by_key(|p| p.t);
             }
+            let bytes = points.len().saturating_mul(std::mem::size_of::<Point>())
+                + labels_bytes(&series.labels)
+                + series
+                    .start_timestamps
+                    .as_ref()
+                    .map_or(0, |_| points.len() * 8);
+            self.reservation.grow(bytes)?;
             let start_timestamps = series.start_timestamps.map(|known| {
                 points
                     .iter()
@@ -305,7 +319,9 @@ impl<'a> Evaluator<'a> {
 
     /// Fails if the samples held (by the current step, the accumulated result and the
     /// subquery caches) plus `extra` exceed the limit.
-    pub(crate) fn check_samples(&self, extra: usize) -> Result<()> {
+    ///
+    /// A new peak of samples held is reserved from the memory budget.
+    pub(crate) fn check_samples(&mut self, extra: usize) -> Result<()> {
         let held = self
             .step_samples
             .saturating_add(self.result_samples)
@@ -315,6 +331,11 @@ impl<'a> Evaluator<'a> {
             return Err(Error::TooManySamples {
                 phase: "query execution",
             });
+        }
+        if held > self.peak_held {
+            self.reservation
+                .grow((held - self.peak_held).saturating_mul(HELD_SAMPLE_BYTES))?;
+            self.peak_held = held;
         }
         Ok(())
     }

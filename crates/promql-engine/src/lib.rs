@@ -46,11 +46,16 @@
 //!   selections, the accumulated range result, and subqueries' inner results, cached ones
 //!   included (`subquery`); the deadline and cancellation are checked at every outer and inner
 //!   step.
+//! - With a [`MemoryBudget`] (shared by every query of an engine and its clones), a query
+//!   reserves an estimate of what it holds (selector data as it loads, each new peak of held
+//!   samples) and returns it when it ends; a reservation that does not fit fails the query
+//!   (`budget`).
 //!
 //! # Module map
 //!
 //! - [`engine`]: [`Engine`], options, instant/range entry points, final name removal.
-//! - `depth`: the depth bound, stack growth for deep trees, [`ParsedExpr`].
+//! - `depth`: the depth bound, stack growth for deep trees, [`ParsedExpr`]; `budget`: the
+//!   memory budget shared by concurrent queries.
 //! - `eval`: the per-timestamp evaluator, selectors, sample accounting; `subquery`: subqueries
 //!   and their compact, accounted cache of inner results;
 //!   `invariant` finds `@`-pinned sub-expressions that are evaluated once per range query.
@@ -117,6 +122,7 @@
 mod aggregate;
 mod annotations;
 mod binary;
+mod budget;
 mod depth;
 pub mod engine;
 mod error;
@@ -135,6 +141,7 @@ mod subquery;
 mod syntax;
 pub mod value;
 
+pub use budget::MemoryBudget;
 pub use depth::{MAX_DEPTH, MAX_FORMAT_COST, ParsedExpr, depth_bound, expr_depth};
 pub use engine::{Engine, EngineOptions, QueryOptions};
 pub use error::{Error, ErrorKind, Result};

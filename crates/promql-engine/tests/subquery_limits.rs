@@ -206,3 +206,84 @@ fn range_queries_count_the_subquery_cache() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[test]
+fn concurrent_queries_share_the_memory_budget() {
+    use promql_engine::MemoryBudget;
+    let storage = Arc::new(storage(200));
+    // One query over every series holds about 200 x (1,921 points x 16 bytes + labels) = 6 MiB.
+    let budget = Arc::new(MemoryBudget::new(16 << 20));
+    let engine = Engine::new(EngineOptions {
+        memory_budget: Some(Arc::clone(&budget)),
+        ..EngineOptions::default()
+    });
+    let alone = engine
+        .range_query(
+            &*storage,
+            "sum(x)",
+            0,
+            8 * HOUR,
+            60_000,
+            &QueryOptions::default(),
+        )
+        .expect("one query fits");
+    assert_eq!(budget.used(), 0, "returned after the query");
+    // Eight at once cannot all hold their data: each either answers as alone or fails with the
+    // budget's error; the budget is whole again afterwards.
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let engine = engine.clone();
+            let storage = Arc::clone(&storage);
+            std::thread::spawn(move || {
+                let result = engine.range_query(
+                    &*storage,
+                    "sum(x) + count(x)",
+                    0,
+                    8 * HOUR,
+                    60_000,
+                    &QueryOptions::default(),
+                );
+                result.map(|result| result.value)
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for thread in threads {
+        match thread.join().expect("query thread") {
+            Ok(Value::Matrix(matrix)) => {
+                let Value::Matrix(expected) = &alone.value else {
+                    panic!("matrix expected")
+                };
+                assert_eq!(matrix[0].points.len(), expected[0].points.len());
+                assert_eq!(matrix[0].points[10].v, expected[0].points[10].v + 200.0);
+            }
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(error) => {
+                assert_eq!(error.kind(), ErrorKind::Execution, "{error}");
+                assert!(error.to_string().contains("memory budget"), "{error}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(budget.used(), 0, "every reservation returned");
+    eprintln!("{refused} of 8 concurrent queries refused by the budget");
+    // A budget smaller than one query's data refuses it outright.
+    let small = Engine::new(EngineOptions {
+        memory_budget: Some(Arc::new(MemoryBudget::new(1 << 20))),
+        ..EngineOptions::default()
+    });
+    let error = small
+        .range_query(
+            &*storage,
+            "sum(x)",
+            0,
+            8 * HOUR,
+            60_000,
+            &QueryOptions::default(),
+        )
+        .expect_err("6 MiB of data in a 1 MiB budget");
+    assert!(
+        error.to_string().contains("memory budget of 1048576 bytes"),
+        "{error}"
+    );
+}

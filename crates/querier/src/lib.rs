@@ -45,7 +45,7 @@ pub mod store_api;
 use std::sync::Arc;
 use std::time::Duration;
 
-use promql_engine::{Engine, EngineOptions};
+use promql_engine::{Engine, EngineOptions, MemoryBudget};
 use service_core::{
     GrpcClientFlags, GrpcFlags, GrpcServer, HttpFlags, HttpServer, LogFlags, PromDuration,
     RunGroup, ServiceConfig, ServiceContext, TracingFlags,
@@ -204,6 +204,12 @@ pub struct Config {
     )]
     pub max_samples: usize,
 
+    /// Memory shared by all concurrent queries, as Thanos writes sizes (e.g. 2GB): a query that
+    /// would take more than is left fails with a 422 error instead of growing the process. Empty
+    /// means half of the machine's or the container's memory; 0 means no budget.
+    #[arg(long = "query.memory-budget", value_name = "BYTES", default_value = "")]
+    pub memory_budget: String,
+
     /// Set default step for range queries. Default step is only used when step is not set in
     /// UI.
     #[arg(
@@ -271,6 +277,23 @@ fn millis(duration: PromDuration) -> i64 {
 }
 
 /// The route prefix normalised to `/x/y` (or empty).
+/// The budget `--query.memory-budget` asks for: its size, half the memory when empty, none at 0.
+fn memory_budget(flag: &str) -> Result<Option<Arc<MemoryBudget>>> {
+    let bytes = if flag.trim().is_empty() {
+        service_core::size::memory_limit().map_or(0, |limit| limit / 2)
+    } else {
+        service_core::size::parse_bytes(flag).ok_or_else(|| Error::Config {
+            flag: "query.memory-budget",
+            message: format!("{flag:?} is not a size such as 2GB"),
+        })?
+    };
+    Ok((bytes > 0).then(|| {
+        Arc::new(MemoryBudget::new(
+            usize::try_from(bytes).unwrap_or(usize::MAX),
+        ))
+    }))
+}
+
 fn route_prefix(flag: &str) -> String {
     let trimmed = flag.trim_matches('/');
     if trimmed.is_empty() {
@@ -323,12 +346,18 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
         Arc::clone(&stores),
         config.store_response_timeout.get(),
     ));
+    let memory_budget = memory_budget(&config.memory_budget)?;
+    match &memory_budget {
+        Some(budget) => tracing::info!(bytes = budget.limit(), "query memory budget"),
+        None => tracing::info!("no query memory budget"),
+    }
     let engine = Engine::new(EngineOptions {
         lookback_delta: config
             .lookback_delta
             .map_or(Duration::from_secs(300), PromDuration::get),
         max_samples: config.max_samples,
         timeout: config.query_timeout.get(),
+        memory_budget,
         ..EngineOptions::default()
     });
     let settings = ApiSettings {
@@ -402,6 +431,20 @@ mod tests {
         assert!(config.endpoint_sd_config.is_none() && config.store_sd_files.is_empty());
         assert!(config.store_response_timeout.get().is_zero());
         assert_eq!(config.lookback_delta, None);
+    }
+
+    #[test]
+    fn memory_budget_defaults_to_half_the_memory() {
+        let config = parse(&[]);
+        let half = service_core::size::memory_limit().unwrap() / 2;
+        let budget = memory_budget(&config.memory_budget).unwrap().unwrap();
+        assert_eq!(budget.limit() as u64, half);
+        let config = parse(&["--query.memory-budget=2GB"]);
+        let budget = memory_budget(&config.memory_budget).unwrap().unwrap();
+        assert_eq!(budget.limit(), 2 << 30);
+        assert!(memory_budget("0").unwrap().is_none());
+        let error = memory_budget("two gigs").unwrap_err().to_string();
+        assert!(error.contains("query.memory-budget"), "{error}");
     }
 
     #[test]

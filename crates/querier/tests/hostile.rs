@@ -146,3 +146,33 @@ async fn deeper_than_the_limit_is_a_bad_data_error() {
         assert_alive(&querier);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_budget_refuses_what_does_not_fit() {
+    let store = start_store(
+        &[("region", "eu")],
+        vec![series(
+            &[("__name__", "x"), ("job", "a")],
+            (0..=40).map(|i| (T0 + i * 15_000, 2.0)),
+        )],
+    )
+    .await;
+    let mut args = endpoints(&[&store]);
+    args.push("--query.memory-budget=200B".to_owned());
+    let querier = tokio::task::spawn_blocking(move || Querier::start(&args, 1))
+        .await
+        .unwrap();
+    let time = (T0 + 600_000) / 1000;
+    let (status, error) = querier.get(&format!("/api/v1/query?query=x%5B10m%5D&time={time}"));
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["errorType"], json!("execution"));
+    assert_eq!(
+        error["error"],
+        json!(
+            "query processing would exceed the memory budget of 200 bytes shared by concurrent queries"
+        )
+    );
+    // What fits still answers, and the budget is whole again after a refusal.
+    assert_alive(&querier);
+    assert_alive(&querier);
+}

@@ -40,6 +40,7 @@ mod lifecycle;
 mod listener;
 pub mod malloc;
 pub mod propagation;
+pub mod size;
 pub mod snappy;
 mod status;
 pub mod telemetry;

@@ -281,7 +281,7 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
     .map(|yaml| IndexCacheConfig::parse(&yaml))
     .transpose()?;
     let cache_size =
-        cache::config::parse_bytes(&config.index_cache_size).ok_or_else(|| Error::Config {
+        service_core::size::parse_bytes(&config.index_cache_size).ok_or_else(|| Error::Config {
             what: "index-cache-size",
             message: format!("bad size {:?}", config.index_cache_size),
         })?;

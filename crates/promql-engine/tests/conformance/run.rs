@@ -33,6 +33,7 @@ impl Script {
             max_samples: 10_000,
             timeout: Duration::from_secs(100),
             default_subquery_step: Duration::from_secs(60),
+            memory_budget: None,
         };
         Self {
             engine: Engine::new(options),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 use service_core::PromDuration;
+use service_core::size::parse_bytes;
 
 use super::memcached::{MemcachedCache, MemcachedMetrics, MemcachedOptions};
 use super::memory::InMemoryCache;
@@ -123,25 +124,6 @@ fn invalid(message: impl Into<String>) -> Error {
         what: "index-cache.config",
         message: message.into(),
     }
-}
-
-/// Parses sizes as Thanos writes them (`250MB`, `1GiB`, `1024`): base-2 units.
-pub fn parse_bytes(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let multiplier: u64 = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "KB" | "KIB" | "K" => 1 << 10,
-        "MB" | "MIB" | "M" => 1 << 20,
-        "GB" | "GIB" | "G" => 1 << 30,
-        "TB" | "TIB" | "T" => 1 << 40,
-        _ => return None,
-    };
-    number.checked_mul(multiplier)
 }
 
 fn size_value(value: Option<&Value>, default: u64, key: &str) -> Result<u64> {
@@ -352,6 +334,5 @@ mod tests {
         assert!(IndexCacheConfig::parse("type: IN-MEMORY\nbogus: 1\n").is_err());
         assert!(IndexCacheConfig::parse("type: IN-MEMORY\nconfig:\n  maxsize: 1\n").is_err());
         assert!(IndexCacheConfig::parse("type: FOO\n").is_err());
-        assert_eq!(parse_bytes("250MB"), Some(250 << 20));
     }
 }
