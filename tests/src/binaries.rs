@@ -3,7 +3,8 @@
 //! Cargo builds binaries of other packages only when asked, so `make test` runs
 //! `cargo build --workspace --bins` before `cargo test`. The binaries are looked up in the
 //! profile folder holding the running test executable (`<target>/<profile>/deps/..`), then in
-//! `$CARGO_TARGET_DIR/debug` and the workspace's `target/debug`.
+//! `$CARGO_TARGET_DIR/debug` and the workspace's `target/debug`; `E2E_BIN_DIR`, when set, is
+//! looked in first.
 
 use std::path::PathBuf;
 
@@ -31,6 +32,10 @@ pub fn binary(name: &str) -> Result<PathBuf> {
 
 fn candidate_folders() -> Vec<PathBuf> {
     let mut folders = Vec::new();
+    // Another build's binaries (e.g. release ones for a heavier run): `E2E_BIN_DIR`.
+    if let Some(folder) = std::env::var_os("E2E_BIN_DIR") {
+        folders.push(PathBuf::from(folder));
+    }
     if let Ok(executable) = std::env::current_exe()
         && let Some(deps) = executable.parent()
         && deps.ends_with("deps")

@@ -5,7 +5,8 @@
 //! evaluator reserves an estimate of the bytes they take from the shared budget (points at 16
 //! bytes, label sets at their string lengths plus fixed overheads, other held samples at
 //! [`HELD_SAMPLE_BYTES`]), never giving back before the query ends, and returns all of it when
-//! the query finishes, fails or is dropped. A query whose next reservation does not fit fails with
+//! the query finishes, fails or is dropped. The first [`QUERY_ALLOWANCE`] bytes of each query are
+//! its own, so that light queries keep answering while heavy ones hold the whole budget. A query whose next reservation does not fit fails with
 //! [`Error::MemoryBudget`](crate::Error::MemoryBudget) (`execution`, 422) instead of growing the
 //! process; the queries already running keep what they hold and finish.
 
@@ -22,6 +23,11 @@ pub(crate) const HELD_SAMPLE_BYTES: usize = 64;
 
 /// Bytes reserved at once, at least: fewer atomic operations for many small reservations.
 const RESERVE_CHUNK: usize = 1 << 20;
+
+/// What each query may hold before it draws on the shared budget: small queries keep answering
+/// while heavy ones have taken the whole budget. With at most N queries running at once
+/// (`--query.max-concurrent`) the queries hold at most the budget plus N times this.
+pub const QUERY_ALLOWANCE: usize = 2 << 20;
 
 /// A budget of bytes shared by concurrent queries.
 #[derive(Debug)]
@@ -91,10 +97,11 @@ impl Reservation {
             return Ok(());
         };
         self.needed = self.needed.saturating_add(bytes);
-        if self.needed <= self.taken {
+        let charged = self.needed.saturating_sub(QUERY_ALLOWANCE);
+        if charged <= self.taken {
             return Ok(());
         }
-        let shortfall = self.needed - self.taken;
+        let shortfall = charged - self.taken;
         let wanted = shortfall.max(RESERVE_CHUNK);
         if budget.try_reserve(wanted) {
             self.taken += wanted;
@@ -135,13 +142,16 @@ mod tests {
     fn reservations_share_the_budget_and_return_it_when_dropped() {
         let budget = Arc::new(MemoryBudget::new(2 * RESERVE_CHUNK + RESERVE_CHUNK / 2));
         let mut first = Reservation::new(Some(Arc::clone(&budget)));
+        // Within the query's own allowance: nothing drawn.
+        first.grow(QUERY_ALLOWANCE).expect("fits");
+        assert_eq!(budget.used(), 0);
         first.grow(100).expect("fits");
         assert_eq!(budget.used(), RESERVE_CHUNK);
         first.grow(RESERVE_CHUNK).expect("fits");
         assert_eq!(budget.used(), 2 * RESERVE_CHUNK);
         let mut second = Reservation::new(Some(Arc::clone(&budget)));
         // Less than a chunk is left: the exact shortfall is taken.
-        second.grow(10).expect("fits");
+        second.grow(QUERY_ALLOWANCE + 10).expect("fits");
         assert_eq!(budget.used(), 2 * RESERVE_CHUNK + 10);
         let error = second.grow(RESERVE_CHUNK).expect_err("over the budget");
         assert!(matches!(error, Error::MemoryBudget { .. }), "{error}");
@@ -149,6 +159,13 @@ mod tests {
         assert_eq!(budget.used(), 10);
         drop(second);
         assert_eq!(budget.used(), 0);
+        // A small query still fits in its allowance when the budget is taken.
+        let mut hog = Reservation::new(Some(Arc::clone(&budget)));
+        hog.grow(QUERY_ALLOWANCE + budget.limit())
+            .expect("takes it all");
+        let mut small = Reservation::new(Some(Arc::clone(&budget)));
+        small.grow(64 << 10).expect("within the allowance");
+        assert!(small.grow(QUERY_ALLOWANCE).is_err());
         // No budget: nothing is counted.
         let mut free = Reservation::new(None);
         free.grow(usize::MAX).expect("unbounded");
