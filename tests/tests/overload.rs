@@ -280,16 +280,16 @@ fn sixteen_heaviest_queries_answer_or_fail_cleanly_within_the_budget() {
     assert!(unhealthy.is_empty(), "unhealthy: {unhealthy:?}");
     assert!(answered >= 1, "no heavy query answered: {refused:?}");
     assert!(!latencies.is_empty());
-    // Not yet the targets (light queries within 1 s, the querier within its budget):
-    // these bounds guard against starvation and unbounded growth. With the debug binaries on two
-    // cores the slowest light query took 4.7-5.1 s, and the querier peaked at about 400 MiB with
-    // a 192 MiB budget: store answers are held before the engine reserves their decoded samples.
+    // Not yet the targets (light queries within 1 s; the querier within its budget, not
+    // budget plus its own baseline and slack): these bounds guard against starvation and growth.
+    // With the debug binaries on two cores: slowest light query 2.8-2.9 s, querier peak 289-310
+    // MiB with a 192 MiB budget (87 MiB alone), store gateway 245-249 MiB.
     assert!(
         slowest < Duration::from_secs(30),
         "a light query took {slowest:?}"
     );
     assert!(
-        querier_peak < budget_mib + 384,
+        querier_peak < budget_mib + 192,
         "querier peak {querier_peak} MiB with a {budget_mib} MiB budget"
     );
     assert!(store_peak < 768, "store gateway peak {store_peak} MiB");

@@ -72,9 +72,10 @@ impl MemoryBudget {
     }
 }
 
-/// One query's share of a budget; returned when dropped.
+/// One query's share of a budget (of the evaluator's, or of a caller's for data it holds for
+/// the query, such as store answers); returned when dropped.
 #[derive(Debug, Default)]
-pub(crate) struct Reservation {
+pub struct Reservation {
     budget: Option<Arc<MemoryBudget>>,
     /// Bytes the query is estimated to hold.
     needed: usize,
@@ -83,7 +84,8 @@ pub(crate) struct Reservation {
 }
 
 impl Reservation {
-    pub(crate) fn new(budget: Option<Arc<MemoryBudget>>) -> Self {
+    /// A reservation from `budget` (none: nothing is counted).
+    pub fn new(budget: Option<Arc<MemoryBudget>>) -> Self {
         Self {
             budget,
             needed: 0,
@@ -91,8 +93,9 @@ impl Reservation {
         }
     }
 
-    /// Accounts for `bytes` more held by the query.
-    pub(crate) fn grow(&mut self, bytes: usize) -> Result<()> {
+    /// Accounts for `bytes` more held by the query; fails with
+    /// [`Error::MemoryBudget`](crate::Error::MemoryBudget) when the budget has no room for them.
+    pub fn grow(&mut self, bytes: usize) -> Result<()> {
         let Some(budget) = &self.budget else {
             return Ok(());
         };

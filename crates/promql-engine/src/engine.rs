@@ -86,6 +86,11 @@ impl Engine {
         &self.options
     }
 
+    /// A reservation from the engine's memory budget, for data a caller holds for a query.
+    pub fn reservation(&self) -> crate::budget::Reservation {
+        crate::budget::Reservation::new(self.options.memory_budget.clone())
+    }
+
     fn settings(&self, query: &QueryOptions) -> EvalSettings {
         let timeout = match query.timeout {
             Some(timeout) => timeout.min(self.options.timeout),

@@ -141,7 +141,7 @@ mod subquery;
 mod syntax;
 pub mod value;
 
-pub use budget::{MemoryBudget, QUERY_ALLOWANCE};
+pub use budget::{MemoryBudget, QUERY_ALLOWANCE, Reservation};
 pub use depth::{MAX_DEPTH, MAX_FORMAT_COST, ParsedExpr, depth_bound, expr_depth};
 pub use engine::{Engine, EngineOptions, QueryOptions};
 pub use error::{Error, ErrorKind, Result};

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::params::{
     Form, MAX_TIME, MIN_TIME, parse_bool_param, parse_duration_param, parse_time_param,
 };
-use crate::proxy::{LabelOptions, Proxy, SeriesQuery};
+use crate::proxy::{AnswerBudget, LabelOptions, Proxy, SeriesQuery};
 use crate::queryable::{SelectOptions, StoreQueryable};
 use crate::render;
 
@@ -273,6 +273,7 @@ impl Api {
                 partial_response: common.partial_response,
                 max_resolution_window: window,
                 store_matchers: common.store_matchers,
+                budget: Some(Arc::new(AnswerBudget::new(self.engine.reservation()))),
                 // A timeout too large for the clock means "no deadline" in practice: a year.
                 deadline: Instant::now()
                     .checked_add(timeout)

@@ -7,11 +7,12 @@
 //! joins series with equal labels. A failing store becomes a warning naming it (partial
 //! response) or fails the request.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use prom_model::{Labels, Matcher};
+use promql_engine::Reservation;
 use storeapi::convert::matchers_to_proto;
 use storeapi::proto::thanos::{self, series_response};
 use storeapi::{StoreRange, store_matches};
@@ -27,6 +28,47 @@ pub const ADDRESS_LABEL: &str = "__address__";
 
 /// Series per response frame asked of stores (v0.41+ stores batch; older ones ignore it).
 const RESPONSE_BATCH_SIZE: i64 = 64;
+
+/// A query's share of the engine's memory budget for the store answers it holds: every answer
+/// frame is counted as it arrives (twice its encoded size: the decoded message and its buffers),
+/// so a query over the budget stops fetching instead of first holding everything.
+#[derive(Debug)]
+pub struct AnswerBudget {
+    reservation: Mutex<Reservation>,
+    /// The budget's size, once a frame did not fit.
+    refused: OnceLock<usize>,
+}
+
+impl AnswerBudget {
+    /// Counts against `reservation`.
+    pub fn new(reservation: Reservation) -> Self {
+        Self {
+            reservation: Mutex::new(reservation),
+            refused: OnceLock::new(),
+        }
+    }
+
+    fn take(&self, bytes: usize) -> std::result::Result<(), tonic::Status> {
+        let granted = match self.reservation.lock() {
+            Ok(mut reservation) => reservation.grow(bytes),
+            Err(_) => return Err(tonic::Status::internal("memory reservation poisoned")),
+        };
+        match granted {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                if let promql_engine::Error::MemoryBudget { limit } = &error {
+                    let _ = self.refused.set(*limit);
+                }
+                Err(tonic::Status::resource_exhausted(error.to_string()))
+            }
+        }
+    }
+
+    /// The budget's size, if a frame did not fit.
+    pub fn refused(&self) -> Option<usize> {
+        self.refused.get().copied()
+    }
+}
 
 /// One Series fan-out.
 #[derive(Debug, Clone, Default)]
@@ -51,6 +93,8 @@ pub struct SeriesQuery {
     pub limit: i64,
     /// `storeMatch[]` selectors: only stores one of them matches are asked (empty: all).
     pub store_matchers: Vec<Vec<Matcher>>,
+    /// The query's share of the memory budget for store answers (none: not counted).
+    pub budget: Option<Arc<AnswerBudget>>,
 }
 
 /// Request options of a label names or label values fan-out.
@@ -165,6 +209,10 @@ impl Proxy {
         }
         let calls = stores.iter().map(|store| self.store_series(store, query));
         let answers = futures_util::future::join_all(calls).await;
+        // Over the memory budget is the query's failure, never a partial answer.
+        if let Some(limit) = query.budget.as_ref().and_then(|budget| budget.refused()) {
+            return Err(Error::Engine(promql_engine::Error::MemoryBudget { limit }));
+        }
         let mut warnings = Vec::new();
         let mut inputs = Vec::new();
         for (store, answer) in stores.iter().zip(answers) {
@@ -239,11 +287,15 @@ impl Proxy {
             ..Default::default()
         };
         let mut client = store.client.clone();
+        let budget = query.budget.clone();
         let call = async move {
             let mut stream = client.series(request).await?.into_inner();
             let mut series = Vec::new();
             let mut warnings = Vec::new();
             while let Some(frame) = stream.message().await? {
+                if let Some(budget) = &budget {
+                    budget.take(prost::Message::encoded_len(&frame).saturating_mul(2))?;
+                }
                 match frame.result {
                     Some(series_response::Result::Series(one)) => series.push(one),
                     Some(series_response::Result::Batch(batch)) => series.extend(batch.series),

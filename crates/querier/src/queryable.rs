@@ -16,7 +16,7 @@ use tokio::runtime::Handle;
 
 use crate::dedup::series_samples;
 use crate::downsample::Aggregate;
-use crate::proxy::{Proxy, SeriesQuery};
+use crate::proxy::{AnswerBudget, Proxy, SeriesQuery};
 
 /// Per-request settings of a [`StoreQueryable`].
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct SelectOptions {
     pub deadline: Instant,
     /// `storeMatch[]` selectors restricting the stores asked (empty: all).
     pub store_matchers: Vec<Vec<Matcher>>,
+    /// The query's share of the memory budget for store answers.
+    pub budget: Option<Arc<AnswerBudget>>,
 }
 
 /// A [`Queryable`] over a [`Proxy`]; see the [module docs](self).
@@ -95,6 +97,7 @@ impl Queryable for StoreQueryable {
             replica_labels: self.options.replica_labels.clone(),
             partial_response: self.options.partial_response,
             store_matchers: self.options.store_matchers.clone(),
+            budget: self.options.budget.clone(),
             ..Default::default()
         };
         let deadline = tokio::time::Instant::from_std(self.options.deadline);

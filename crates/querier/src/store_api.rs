@@ -63,6 +63,8 @@ impl Store for QueryStore {
             ),
             limit: request.limit,
             store_matchers: Vec::new(),
+            // Answers relayed to another querier are not held for an evaluation here.
+            budget: None,
         };
         let fetched = self.proxy.series(&query).await?;
         let mut frames: Vec<thanos::SeriesResponse> = fetched
