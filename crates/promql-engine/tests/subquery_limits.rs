@@ -29,18 +29,7 @@ fn storage(count: usize) -> MemoryStorage {
 
 /// The process' peak resident memory in MiB (Linux `VmHWM`).
 fn peak_rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map_or(0, |kib| kib / 1024)
+    test_harness::procfs::memory(std::process::id()).peak_kib / 1024
 }
 
 fn instant(
@@ -213,12 +202,14 @@ fn concurrent_queries_share_the_memory_budget() {
     let storage = Arc::new(storage(200));
     // One query over every series holds about 200 x (1,921 points x 16 bytes + labels) = 6 MiB.
     let budget = Arc::new(MemoryBudget::new(16 << 20));
-    let engine = Engine::new(EngineOptions {
-        memory_budget: Some(Arc::clone(&budget)),
-        ..EngineOptions::default()
-    });
-    let alone = engine
-        .range_query(
+    let with_budget = |budget: &Arc<MemoryBudget>| {
+        Engine::new(EngineOptions {
+            memory_budget: Some(Arc::clone(budget)),
+            ..EngineOptions::default()
+        })
+    };
+    let sum_all = |engine: &Engine| {
+        engine.range_query(
             &*storage,
             "sum(x)",
             0,
@@ -226,7 +217,9 @@ fn concurrent_queries_share_the_memory_budget() {
             60_000,
             &QueryOptions::default(),
         )
-        .expect("one query fits");
+    };
+    let engine = with_budget(&budget);
+    let alone = sum_all(&engine).expect("one query fits");
     assert_eq!(budget.used(), 0, "returned after the query");
     // Eight at once cannot all hold their data: each either answers as alone or fails with the
     // budget's error; the budget is whole again afterwards.
@@ -268,20 +261,8 @@ fn concurrent_queries_share_the_memory_budget() {
     assert_eq!(budget.used(), 0, "every reservation returned");
     eprintln!("{refused} of 8 concurrent queries refused by the budget");
     // A budget smaller than one query's data refuses it outright.
-    let small = Engine::new(EngineOptions {
-        memory_budget: Some(Arc::new(MemoryBudget::new(1 << 20))),
-        ..EngineOptions::default()
-    });
-    let error = small
-        .range_query(
-            &*storage,
-            "sum(x)",
-            0,
-            8 * HOUR,
-            60_000,
-            &QueryOptions::default(),
-        )
-        .expect_err("6 MiB of data in a 1 MiB budget");
+    let small = with_budget(&Arc::new(MemoryBudget::new(1 << 20)));
+    let error = sum_all(&small).expect_err("6 MiB of data in a 1 MiB budget");
     assert!(
         error.to_string().contains("memory budget of 1048576 bytes"),
         "{error}"

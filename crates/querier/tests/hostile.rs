@@ -11,6 +11,11 @@ use serde_json::{Value, json};
 const T0: i64 = 1_700_000_000_000;
 
 async fn querier_with_data() -> (Querier, Vec<storeapi::transport::RunningServer>) {
+    querier_with_flags(&[]).await
+}
+
+/// A querier with `flags` over one store holding one series `x{job="a"}` (2.0 every 15s).
+async fn querier_with_flags(flags: &[&str]) -> (Querier, Vec<storeapi::transport::RunningServer>) {
     let store = start_store(
         &[("region", "eu")],
         vec![series(
@@ -19,7 +24,8 @@ async fn querier_with_data() -> (Querier, Vec<storeapi::transport::RunningServer
         )],
     )
     .await;
-    let args = endpoints(&[&store]);
+    let mut args = endpoints(&[&store]);
+    args.extend(flags.iter().map(|flag| (*flag).to_owned()));
     let querier = tokio::task::spawn_blocking(move || Querier::start(&args, 1))
         .await
         .unwrap();
@@ -149,19 +155,7 @@ async fn deeper_than_the_limit_is_a_bad_data_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_memory_budget_refuses_what_does_not_fit() {
-    let store = start_store(
-        &[("region", "eu")],
-        vec![series(
-            &[("__name__", "x"), ("job", "a")],
-            (0..=40).map(|i| (T0 + i * 15_000, 2.0)),
-        )],
-    )
-    .await;
-    let mut args = endpoints(&[&store]);
-    args.push("--query.memory-budget=200B".to_owned());
-    let querier = tokio::task::spawn_blocking(move || Querier::start(&args, 1))
-        .await
-        .unwrap();
+    let (querier, _stores) = querier_with_flags(&["--query.memory-budget=200B"]).await;
     let time = (T0 + 600_000) / 1000;
     // A fine-step subquery holds 600,000 inner samples, far beyond a query's own 2 MiB
     // allowance and the 200 bytes of budget (and far below the 50 million sample limit).
