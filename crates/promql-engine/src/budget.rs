@@ -6,12 +6,17 @@
 //! bytes, label sets at their string lengths plus fixed overheads, other held samples at
 //! [`HELD_SAMPLE_BYTES`]), never giving back before the query ends, and returns all of it when
 //! the query finishes, fails or is dropped. The first [`QUERY_ALLOWANCE`] bytes of each query are
-//! its own, so that light queries keep answering while heavy ones hold the whole budget. A query whose next reservation does not fit fails with
+//! its own, so that light queries keep answering while heavy ones hold the whole budget. A query
+//! whose next reservation does not fit fails with
 //! [`Error::MemoryBudget`](crate::Error::MemoryBudget) (`execution`, 422) instead of growing the
-//! process; the queries already running keep what they hold and finish.
+//! process, unless it is the oldest running query: that one may take up to the whole budget for
+//! itself, so that some query always finishes (without it, sixteen heavy queries each took part
+//! of the budget and all failed). The others then fail at their next reservation, so the
+//! overdraft is brief; the queries hold at most twice the budget, plus the allowances.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use prom_model::Labels;
 
@@ -34,6 +39,9 @@ pub const QUERY_ALLOWANCE: usize = 2 << 20;
 pub struct MemoryBudget {
     limit: usize,
     used: AtomicUsize,
+    /// Tickets of the live reservations, in the order their queries started.
+    live: Mutex<BTreeSet<u64>>,
+    next_ticket: AtomicU64,
 }
 
 impl MemoryBudget {
@@ -42,6 +50,8 @@ impl MemoryBudget {
         Self {
             limit,
             used: AtomicUsize::new(0),
+            live: Mutex::new(BTreeSet::new()),
+            next_ticket: AtomicU64::new(0),
         }
     }
 
@@ -63,6 +73,10 @@ impl MemoryBudget {
             .is_ok()
     }
 
+    fn force_reserve(&self, bytes: usize) {
+        self.used.fetch_add(bytes, Ordering::AcqRel);
+    }
+
     fn release(&self, bytes: usize) {
         let _ = self
             .used
@@ -70,60 +84,96 @@ impl MemoryBudget {
                 Some(used.saturating_sub(bytes))
             });
     }
+
+    fn admit(&self) -> u64 {
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut live) = self.live.lock() {
+            live.insert(ticket);
+        }
+        ticket
+    }
+
+    fn leave(&self, ticket: u64) {
+        if let Ok(mut live) = self.live.lock() {
+            live.remove(&ticket);
+        }
+    }
+
+    fn is_oldest(&self, ticket: u64) -> bool {
+        self.live
+            .lock()
+            .is_ok_and(|live| live.first() == Some(&ticket))
+    }
 }
 
-/// One query's share of a budget (of the evaluator's, or of a caller's for data it holds for
-/// the query, such as store answers); returned when dropped.
-#[derive(Debug, Default)]
+/// One query's share of a budget: the evaluator's, and a caller's for data it holds for the
+/// same query (store answers); shared by reference, returned when the last reference is dropped.
+///
+/// A reservation that does not fit fails, except for the oldest running query, which may take up
+/// to the whole budget for itself even while others hold the rest: the oldest query always makes
+/// progress instead of every query holding part of the budget and all failing, and the others
+/// fail at their next reservation (the budget is then over its limit) and give theirs back. A
+/// query needing more than the whole budget fails even alone.
+#[derive(Debug)]
 pub struct Reservation {
     budget: Option<Arc<MemoryBudget>>,
-    /// Bytes the query is estimated to hold.
-    needed: usize,
-    /// Bytes taken from the budget (`needed` rounded up to the next chunk).
-    taken: usize,
+    ticket: u64,
+    /// (bytes the query is estimated to hold, bytes taken from the budget).
+    held: Mutex<(usize, usize)>,
 }
 
 impl Reservation {
-    /// A reservation from `budget` (none: nothing is counted).
+    /// A reservation from `budget` (none: nothing is counted), for a query starting now.
     pub fn new(budget: Option<Arc<MemoryBudget>>) -> Self {
+        let ticket = budget.as_ref().map_or(0, |budget| budget.admit());
         Self {
             budget,
-            needed: 0,
-            taken: 0,
+            ticket,
+            held: Mutex::new((0, 0)),
         }
     }
 
     /// Accounts for `bytes` more held by the query; fails with
-    /// [`Error::MemoryBudget`](crate::Error::MemoryBudget) when the budget has no room for them.
-    pub fn grow(&mut self, bytes: usize) -> Result<()> {
+    /// [`Error::MemoryBudget`](crate::Error::MemoryBudget) when the budget has no room for them
+    /// and the query is not the oldest running one.
+    pub fn grow(&self, bytes: usize) -> Result<()> {
         let Some(budget) = &self.budget else {
             return Ok(());
         };
-        self.needed = self.needed.saturating_add(bytes);
-        let charged = self.needed.saturating_sub(QUERY_ALLOWANCE);
-        if charged <= self.taken {
+        let Ok(mut held) = self.held.lock() else {
+            return Err(Error::exec("memory reservation poisoned"));
+        };
+        let (needed, taken) = &mut *held;
+        *needed = needed.saturating_add(bytes);
+        let charged = needed.saturating_sub(QUERY_ALLOWANCE);
+        if charged <= *taken {
             return Ok(());
         }
-        let shortfall = charged - self.taken;
+        let shortfall = charged - *taken;
         let wanted = shortfall.max(RESERVE_CHUNK);
         if budget.try_reserve(wanted) {
-            self.taken += wanted;
-            return Ok(());
+            *taken += wanted;
+        } else if wanted > shortfall && budget.try_reserve(shortfall) {
+            *taken += shortfall;
+        } else if budget.is_oldest(self.ticket) && *taken + shortfall <= budget.limit() {
+            budget.force_reserve(shortfall);
+            *taken += shortfall;
+        } else {
+            *needed = needed.saturating_sub(bytes);
+            return Err(Error::MemoryBudget {
+                limit: budget.limit(),
+            });
         }
-        if wanted > shortfall && budget.try_reserve(shortfall) {
-            self.taken += shortfall;
-            return Ok(());
-        }
-        Err(Error::MemoryBudget {
-            limit: budget.limit(),
-        })
+        Ok(())
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some(budget) = &self.budget {
-            budget.release(self.taken);
+            let taken = self.held.lock().map_or(0, |held| held.1);
+            budget.release(taken);
+            budget.leave(self.ticket);
         }
     }
 }
@@ -144,33 +194,44 @@ mod tests {
     #[test]
     fn reservations_share_the_budget_and_return_it_when_dropped() {
         let budget = Arc::new(MemoryBudget::new(2 * RESERVE_CHUNK + RESERVE_CHUNK / 2));
-        let mut first = Reservation::new(Some(Arc::clone(&budget)));
+        let first = Reservation::new(Some(Arc::clone(&budget)));
+        let second = Reservation::new(Some(Arc::clone(&budget)));
         // Within the query's own allowance: nothing drawn.
-        first.grow(QUERY_ALLOWANCE).expect("fits");
+        second.grow(QUERY_ALLOWANCE).expect("fits");
         assert_eq!(budget.used(), 0);
-        first.grow(100).expect("fits");
+        second.grow(100).expect("fits");
         assert_eq!(budget.used(), RESERVE_CHUNK);
-        first.grow(RESERVE_CHUNK).expect("fits");
+        second.grow(RESERVE_CHUNK).expect("fits");
         assert_eq!(budget.used(), 2 * RESERVE_CHUNK);
-        let mut second = Reservation::new(Some(Arc::clone(&budget)));
+        let third = Reservation::new(Some(Arc::clone(&budget)));
         // Less than a chunk is left: the exact shortfall is taken.
-        second.grow(QUERY_ALLOWANCE + 10).expect("fits");
+        third.grow(QUERY_ALLOWANCE + 10).expect("fits");
         assert_eq!(budget.used(), 2 * RESERVE_CHUNK + 10);
-        let error = second.grow(RESERVE_CHUNK).expect_err("over the budget");
+        // No room, and not the oldest query: refused.
+        let error = third.grow(RESERVE_CHUNK).expect_err("over the budget");
         assert!(matches!(error, Error::MemoryBudget { .. }), "{error}");
+        assert!(second.grow(2 * RESERVE_CHUNK).is_err());
+        // The oldest query may go over the budget, so it always finishes.
+        first
+            .grow(QUERY_ALLOWANCE + RESERVE_CHUNK)
+            .expect("the oldest goes over");
+        assert_eq!(budget.used(), 3 * RESERVE_CHUNK + 10);
         drop(first);
-        assert_eq!(budget.used(), 10);
+        assert_eq!(budget.used(), 2 * RESERVE_CHUNK + 10);
+        // Now the second is the oldest.
+        second.grow(RESERVE_CHUNK).expect("the oldest goes over");
         drop(second);
+        drop(third);
         assert_eq!(budget.used(), 0);
         // A small query still fits in its allowance when the budget is taken.
-        let mut hog = Reservation::new(Some(Arc::clone(&budget)));
+        let hog = Reservation::new(Some(Arc::clone(&budget)));
         hog.grow(QUERY_ALLOWANCE + budget.limit())
             .expect("takes it all");
-        let mut small = Reservation::new(Some(Arc::clone(&budget)));
+        let small = Reservation::new(Some(Arc::clone(&budget)));
         small.grow(64 << 10).expect("within the allowance");
         assert!(small.grow(QUERY_ALLOWANCE).is_err());
         // No budget: nothing is counted.
-        let mut free = Reservation::new(None);
+        let free = Reservation::new(None);
         free.grow(usize::MAX).expect("unbounded");
     }
 }

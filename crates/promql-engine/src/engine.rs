@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use prom_model::{Labels, METRIC_NAME};
 use promql_parser::parser::Expr;
 
-use crate::budget::MemoryBudget;
+use crate::budget::{MemoryBudget, Reservation};
 use crate::depth::{expr_depth, with_stack};
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, StepValue};
@@ -52,6 +52,8 @@ pub struct QueryOptions {
     pub timeout: Option<Duration>,
     /// Set to `true` (from any thread) to cancel the query.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// The query's share of the memory budget, shared with the caller (default: a new one).
+    pub reservation: Option<Arc<Reservation>>,
 }
 
 /// Settings resolved for one evaluation.
@@ -62,7 +64,7 @@ pub(crate) struct EvalSettings {
     pub(crate) deadline: Option<Instant>,
     pub(crate) cancel: Option<Arc<AtomicBool>>,
     pub(crate) default_subquery_step: i64,
-    pub(crate) memory_budget: Option<Arc<MemoryBudget>>,
+    pub(crate) reservation: Arc<Reservation>,
 }
 
 /// A PromQL engine: stateless apart from its options; queries run synchronously.
@@ -86,9 +88,10 @@ impl Engine {
         &self.options
     }
 
-    /// A reservation from the engine's memory budget, for data a caller holds for a query.
-    pub fn reservation(&self) -> crate::budget::Reservation {
-        crate::budget::Reservation::new(self.options.memory_budget.clone())
+    /// A reservation from the engine's memory budget for a query starting now: pass it in
+    /// [`QueryOptions::reservation`] and count in it what the caller holds for the same query.
+    pub fn reservation(&self) -> Arc<Reservation> {
+        Arc::new(Reservation::new(self.options.memory_budget.clone()))
     }
 
     fn settings(&self, query: &QueryOptions) -> EvalSettings {
@@ -102,7 +105,10 @@ impl Engine {
             deadline: Instant::now().checked_add(timeout),
             cancel: query.cancel.clone(),
             default_subquery_step: to_ms(self.options.default_subquery_step).max(1),
-            memory_budget: self.options.memory_budget.clone(),
+            reservation: query
+                .reservation
+                .clone()
+                .unwrap_or_else(|| self.reservation()),
         }
     }
 

@@ -87,8 +87,8 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) result_samples: usize,
     /// Most samples held at once so far (their estimate is reserved from the memory budget).
     peak_held: usize,
-    /// This query's share of the memory budget, returned when the evaluator is dropped.
-    reservation: Reservation,
+    /// This query's share of the memory budget, returned when its last holder drops it.
+    reservation: std::sync::Arc<Reservation>,
 }
 
 impl std::fmt::Debug for Evaluator<'_> {
@@ -136,7 +136,7 @@ impl<'a> Evaluator<'a> {
             step_samples: 0,
             result_samples: 0,
             peak_held: 0,
-            reservation: Reservation::new(settings.memory_budget.clone()),
+            reservation: std::sync::Arc::clone(&settings.reservation),
         }
     }
 

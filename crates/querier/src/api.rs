@@ -265,6 +265,8 @@ impl Api {
             .start()
             .await
             .map_err(|_| Error::Task("query gate closed".to_owned()))?;
+        // One share of the memory budget for the store answers and the evaluation.
+        let reservation = self.engine.reservation();
         let queryable = StoreQueryable::new(
             tokio::runtime::Handle::current(),
             Arc::clone(&self.proxy),
@@ -273,7 +275,7 @@ impl Api {
                 partial_response: common.partial_response,
                 max_resolution_window: window,
                 store_matchers: common.store_matchers,
-                budget: Some(Arc::new(AnswerBudget::new(self.engine.reservation()))),
+                budget: Some(Arc::new(AnswerBudget::new(Arc::clone(&reservation)))),
                 // A timeout too large for the clock means "no deadline" in practice: a year.
                 deadline: Instant::now()
                     .checked_add(timeout)
@@ -286,6 +288,7 @@ impl Api {
             lookback_delta,
             timeout: Some(timeout),
             cancel: Some(Arc::clone(&cancel.0)),
+            reservation: Some(reservation),
         };
         let engine = self.engine.clone();
         let (result, queryable) = tokio::task::spawn_blocking(move || {

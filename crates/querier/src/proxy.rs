@@ -7,7 +7,7 @@
 //! joins series with equal labels. A failing store becomes a warning naming it (partial
 //! response) or fails the request.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -34,26 +34,22 @@ const RESPONSE_BATCH_SIZE: i64 = 64;
 /// so a query over the budget stops fetching instead of first holding everything.
 #[derive(Debug)]
 pub struct AnswerBudget {
-    reservation: Mutex<Reservation>,
+    reservation: Arc<Reservation>,
     /// The budget's size, once a frame did not fit.
     refused: OnceLock<usize>,
 }
 
 impl AnswerBudget {
-    /// Counts against `reservation`.
-    pub fn new(reservation: Reservation) -> Self {
+    /// Counts against `reservation` (the query's, shared with its evaluation).
+    pub fn new(reservation: Arc<Reservation>) -> Self {
         Self {
-            reservation: Mutex::new(reservation),
+            reservation,
             refused: OnceLock::new(),
         }
     }
 
     fn take(&self, bytes: usize) -> std::result::Result<(), tonic::Status> {
-        let granted = match self.reservation.lock() {
-            Ok(mut reservation) => reservation.grow(bytes),
-            Err(_) => return Err(tonic::Status::internal("memory reservation poisoned")),
-        };
-        match granted {
+        match self.reservation.grow(bytes) {
             Ok(()) => Ok(()),
             Err(error) => {
                 if let promql_engine::Error::MemoryBudget { limit } = &error {
