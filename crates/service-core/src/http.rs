@@ -139,7 +139,13 @@ fn build_router(
         .route("/metrics", get(move || serve_metrics(registry.clone())))
         .route("/-/healthy", get(|| async { (StatusCode::OK, "OK") }))
         .route("/-/ready", get(move || serve_ready(readiness.clone())))
-        .merge(routes);
+        .merge(routes)
+        // Inside basic auth: a request without credentials is refused before its body is read.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            read_timeout,
+            limit_requests,
+        ));
     let router = match basic_auth {
         Some(auth) => router.layer(axum::middleware::from_fn_with_state(
             auth,
@@ -147,13 +153,7 @@ fn build_router(
         )),
         None => router,
     };
-    router
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            read_timeout,
-            limit_requests,
-        ))
-        .layer(TraceContextLayer::new("http"))
+    router.layer(TraceContextLayer::new("http"))
 }
 
 async fn serve_metrics(registry: Registry) -> Response {

@@ -18,10 +18,14 @@ use tokio::net::TcpStream;
 const READ_TIMEOUT: Duration = Duration::from_millis(500);
 
 async fn server() -> (SocketAddr, ServiceContext) {
+    server_with(None).await
+}
+
+async fn server_with(http_config: Option<std::path::PathBuf>) -> (SocketAddr, ServiceContext) {
     let flags = HttpFlags {
         http_address: "127.0.0.1:0".parse().unwrap(),
         http_grace_period: Duration::from_secs(1).into(),
-        http_config: None,
+        http_config,
         http_read_timeout: READ_TIMEOUT.into(),
     };
     let ctx = ServiceContext::new();
@@ -137,5 +141,19 @@ async fn api_errors_without_a_handler_are_prometheus_json() {
     let (status, text, _) = exchange(address, &get("/no-such-page"), b"").await;
     assert_eq!(status, 404, "{text}");
     assert!(!text.contains("\"status\":\"error\""), "{text}");
+    ctx.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_credentials_are_refused_before_their_body_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("web.yml");
+    let hash = bcrypt::hash("secret", 4).unwrap();
+    std::fs::write(&config, format!("basic_auth_users:\n  alice: {hash}\n")).unwrap();
+    let (address, ctx) = server_with(Some(config)).await;
+    // The body never comes: refused at once, not after the read timeout.
+    let (status, text, elapsed) = exchange(address, &post_head("/api/v1/echo", 1000), b"").await;
+    assert_eq!(status, 401, "{text}");
+    assert!(elapsed < READ_TIMEOUT, "answered after {elapsed:?}");
     ctx.shutdown.cancel();
 }
