@@ -24,7 +24,7 @@ use e2e::enc;
 use prom_model::Labels;
 use serde_json::Value;
 use test_harness::procfs::memory;
-use test_harness::{Process, free_port, http_get, wait_until};
+use test_harness::{Process, free_port, http_get, http_get_within, wait_until};
 use tsdb_block::meta::ThanosMeta;
 use tsdb_block::writer::{BlockWriter, symbols_of};
 
@@ -107,29 +107,9 @@ fn start(name: &str, args: &[String], dir: &Path) -> Service {
     service
 }
 
-/// GET with a long read timeout: status and body.
+/// GET waiting up to 15 minutes: status and body.
 fn get(address: SocketAddr, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(900)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_owned())
+    http_get_within(address, path, Duration::from_secs(900)).unwrap()
 }
 
 fn heavy_path() -> String {

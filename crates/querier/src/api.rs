@@ -275,7 +275,13 @@ impl Api {
                 partial_response: common.partial_response,
                 max_resolution_window: window,
                 store_matchers: common.store_matchers,
-                budget: Some(Arc::new(AnswerBudget::new(Arc::clone(&reservation)))),
+                // Store answers are sized only when there is a budget to count them in.
+                budget: self
+                    .engine
+                    .options()
+                    .memory_budget
+                    .as_ref()
+                    .map(|_| Arc::new(AnswerBudget::new(Arc::clone(&reservation)))),
                 // A timeout too large for the clock means "no deadline" in practice: a year.
                 deadline: Instant::now()
                     .checked_add(timeout)

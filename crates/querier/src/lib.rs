@@ -276,7 +276,6 @@ fn millis(duration: PromDuration) -> i64 {
     i64::try_from(duration.get().as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The route prefix normalised to `/x/y` (or empty).
 /// The budget `--query.memory-budget` asks for: its size, half the memory when empty, none at 0.
 fn memory_budget(flag: &str) -> Result<Option<Arc<MemoryBudget>>> {
     let bytes = if flag.trim().is_empty() {
@@ -294,6 +293,7 @@ fn memory_budget(flag: &str) -> Result<Option<Arc<MemoryBudget>>> {
     }))
 }
 
+/// The route prefix normalised to `/x/y` (or empty).
 fn route_prefix(flag: &str) -> String {
     let trimmed = flag.trim_matches('/');
     if trimmed.is_empty() {

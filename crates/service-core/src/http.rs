@@ -125,8 +125,9 @@ impl HttpServer {
     }
 }
 
-/// Probes and metrics first, then the service's routes, then basic auth and trace propagation
-/// around everything (Prometheus' web-config protects every endpoint).
+/// Probes and metrics first, then the service's routes, then the request limits
+/// (`http_limits`), then basic auth and trace propagation around everything (Prometheus'
+/// web-config protects every endpoint).
 fn build_router(
     ctx: &ServiceContext,
     routes: Router,

@@ -24,7 +24,7 @@ pub use azurite::{AZURITE_ACCOUNT, AZURITE_KEY, Azurite};
 pub use memcached::Memcached;
 pub use moto::Moto;
 pub use pki::TestPki;
-pub use process::{Process, free_port, http_get, require_program, wait_until};
+pub use process::{Process, free_port, http_get, http_get_within, require_program, wait_until};
 pub use prometheus::{Prometheus, PrometheusConfig, promtool};
 pub use redis::Redis;
 pub use s3s::S3sFs;

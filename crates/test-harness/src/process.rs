@@ -176,8 +176,17 @@ pub fn wait_until(what: &str, timeout: Duration, mut probe: impl FnMut() -> bool
 /// A minimal HTTP/1.0 GET: the status code and the body. Enough for readiness probes and small
 /// JSON answers without pulling an HTTP client into every test.
 pub fn http_get(addr: SocketAddr, path_and_query: &str) -> Result<(u16, String)> {
+    http_get_within(addr, path_and_query, Duration::from_secs(30))
+}
+
+/// [`http_get`] waiting up to `read_timeout` for the answer (heavy queries under load).
+pub fn http_get_within(
+    addr: SocketAddr,
+    path_and_query: &str,
+    read_timeout: Duration,
+) -> Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_read_timeout(Some(read_timeout))?;
     write!(
         stream,
         "GET {path_and_query} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
