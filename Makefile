@@ -30,7 +30,7 @@ lint:
 bench: test-deps
 	$(CARGO) bench --workspace
 
-## fuzz: run every fuzz target (tsdb-block's decoders, promql-engine's parser and evaluator) for a bounded time (FUZZ_SECONDS each, default 60)
+## fuzz: run every fuzz target of every crates/*/fuzz crate (the parsers of outside bytes: block files, PromQL, StoreAPI requests, HTTP parameters, config YAML) for a bounded time (FUZZ_SECONDS each, default 60)
 fuzz:
 	@scripts/fuzz.sh
 
