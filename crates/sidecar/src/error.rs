@@ -43,6 +43,28 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
+    /// Prometheus did not answer, or stopped sending its answer, for too long.
+    #[error("prometheus {url} sent nothing for {waited:?}")]
+    PrometheusTimeout {
+        /// The URL asked.
+        url: String,
+        /// How long the sidecar waited.
+        waited: std::time::Duration,
+    },
+    /// Prometheus' answer is larger than the sidecar accepts.
+    #[error("prometheus answer from {url} refused: {detail}")]
+    AnswerTooLarge {
+        /// The URL asked.
+        url: String,
+        /// The size and the limit.
+        detail: String,
+    },
+    /// A Series call exceeded `--store.limits.request-series` or `--store.limits.request-samples`.
+    #[error("{message}")]
+    LimitExceeded {
+        /// Which limit, its value and the count that exceeded it.
+        message: String,
+    },
     /// Prometheus did not become ready in time.
     #[error("prometheus at {url} not ready after {waited_secs}s: {last_error}")]
     PrometheusNotReady {
@@ -121,6 +143,10 @@ impl HasErrorKind for Error {
             Self::InvalidFlag { .. } | Self::InvalidRequest { .. } => ErrorKind::BadData,
             Self::StoreApi(_) => ErrorKind::BadData,
             Self::PrometheusRequest { source, .. } if source.is_timeout() => ErrorKind::Timeout,
+            Self::PrometheusTimeout { .. } => ErrorKind::Timeout,
+            Self::AnswerTooLarge { .. } | Self::LimitExceeded { .. } => {
+                ErrorKind::ResourceExhausted
+            }
             Self::PrometheusRequest { .. }
             | Self::PrometheusNotReady { .. }
             | Self::PrometheusStatus { .. } => ErrorKind::Unavailable,

@@ -14,6 +14,10 @@
 //! **Invariants.**
 //! - Every series the StoreAPI returns carries the external labels (an external label wins over a
 //!   series label of the same name) and the stream is sorted by labels.
+//! - A Series call streams: Prometheus' answer is read frame by frame and each series is sent
+//!   once complete and in order, through a bounded channel, so memory is bounded by a few frames
+//!   and a slow client slows the read (see [`remote_read`] for the order, [`store`] for the
+//!   flow). `SAMPLES` answers (old Prometheus) are one message, read whole up to a size limit.
 //! - A matcher contradicting the external labels answers empty without asking Prometheus.
 //! - A block is uploaded at most once (the shipper file plus a `meta.json` existence check in the
 //!   bucket) and its `meta.json` is written last, with the `thanos` section (external labels,
@@ -122,9 +126,36 @@ pub struct Config {
     /// Time between shipper passes (not a Thanos flag; for tests).
     #[arg(long = "shipper.sync-interval", default_value = "30s", hide = true)]
     pub shipper_sync_interval: PromDuration,
-    /// Timeout of one remote read request to Prometheus.
+    /// How long a remote read may wait for Prometheus: for its answer to start, and each time
+    /// for more of it (time the sidecar waits for a slow client does not count).
     #[arg(long = "prometheus.read-timeout", default_value = "2m", hide = true)]
     pub prometheus_read_timeout: PromDuration,
+    /// The largest SAMPLES remote read answer (old Prometheus) accepted, compressed or
+    /// decompressed, in bytes: such an answer is one message, read whole (not a Thanos flag).
+    #[arg(
+        long = "prometheus.samples-answer-limit-bytes",
+        value_name = "BYTES",
+        default_value_t = remote_read::DEFAULT_SAMPLES_ANSWER_LIMIT,
+        hide = true
+    )]
+    pub prometheus_samples_answer_limit: u64,
+    /// The maximum series allowed for a single Series request. The Series call fails if this
+    /// limit is exceeded. 0 means no limit.
+    #[arg(
+        long = "store.limits.request-series",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub request_series_limit: u64,
+    /// The maximum samples allowed for a single Series request, The Series call fails if this
+    /// limit is exceeded. 0 means no limit. NOTE: For efficiency the limit is internally
+    /// implemented as 'chunks limit' considering each chunk contains a maximum of 120 samples.
+    #[arg(
+        long = "store.limits.request-samples",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub request_samples_limit: u64,
     /// Thanos sidecar flags this implementation does not have (see [`args`]); logged and
     /// ignored.
     #[arg(long = args::IGNORED_FLAG, hide = true, value_name = "FLAG")]
@@ -191,7 +222,8 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
         config.prometheus_get_config_timeout.get(),
         config.prometheus_read_timeout.get(),
         http_client,
-    )?;
+    )?
+    .with_samples_answer_limit(config.prometheus_samples_answer_limit);
     let state = Arc::new(PrometheusState::new(prom_model::Labels::empty(), min_time));
     let bucket = match (
         &config.objstore.objstore_config_file,
@@ -223,7 +255,12 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
         })?;
 
     let prometheus_up = prometheus_up_gauge(&ctx.registry)?;
-    let store = SidecarStore::new(prometheus.clone(), Arc::clone(&state));
+    let store = SidecarStore::new(prometheus.clone(), Arc::clone(&state)).with_limits(
+        store::RequestLimits {
+            series: config.request_series_limit,
+            samples: config.request_samples_limit,
+        },
+    );
     let http = HttpServer::bind(&config.http, &ctx, Router::new()).await?;
     let mut grpc = GrpcServer::bind(&config.grpc, &ctx).await?;
     grpc.add_service(
@@ -441,6 +478,16 @@ mod tests {
         assert_eq!(defaults.http.http_address.to_string(), "0.0.0.0:10902");
         assert_eq!(defaults.grpc.grpc_address.to_string(), "0.0.0.0:10901");
         assert!(defaults.objstore.objstore_config.is_none());
+        assert_eq!(defaults.request_series_limit, 0);
+        assert_eq!(defaults.request_samples_limit, 0);
+        let limited = parse(&[
+            "sidecar",
+            "--store.limits.request-series=10",
+            "--store.limits.request-samples",
+            "1200",
+        ]);
+        assert_eq!(limited.request_series_limit, 10);
+        assert_eq!(limited.request_samples_limit, 1200);
 
         let operator = parse(&[
             "thanos",

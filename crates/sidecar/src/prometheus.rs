@@ -14,7 +14,7 @@ use tracing::{debug, info};
 
 use crate::error::{Error, Result};
 use crate::http_client::HttpClientConfig;
-use crate::remote_read::{ReadOutcome, read_response};
+use crate::remote_read::{BodyLimits, DEFAULT_SAMPLES_ANSWER_LIMIT, ReadAnswer, read_response};
 use storeapi::proto::prometheus::ReadRequest;
 
 /// Oldest time Prometheus' HTTP API accepts comfortably (year 1, ms).
@@ -30,6 +30,7 @@ pub struct PrometheusClient {
     base: Url,
     api_timeout: Duration,
     read_timeout: Duration,
+    samples_answer_limit: u64,
 }
 
 #[derive(Deserialize)]
@@ -98,7 +99,14 @@ impl PrometheusClient {
             base,
             api_timeout,
             read_timeout,
+            samples_answer_limit: DEFAULT_SAMPLES_ANSWER_LIMIT,
         })
+    }
+
+    /// Sets the largest `SAMPLES` remote read answer accepted, compressed or decompressed.
+    pub fn with_samples_answer_limit(mut self, bytes: u64) -> Self {
+        self.samples_answer_limit = bytes;
+        self
     }
 
     /// The base URL.
@@ -259,9 +267,11 @@ impl PrometheusClient {
         Ok(url)
     }
 
-    /// Sends a remote read request (`POST /api/v1/read`) and returns the decoded answer, in
-    /// whichever response type Prometheus chose.
-    pub async fn remote_read(&self, request: &ReadRequest) -> Result<ReadOutcome> {
+    /// Sends a remote read request (`POST /api/v1/read`) and checks the answer: a streamed
+    /// answer is returned to be read frame by frame, a `SAMPLES` answer is read and decoded.
+    /// Waiting for the answer, and each wait for more of its body, is bounded by the read
+    /// timeout; a reader that pauses (a slow client) does not count.
+    pub(crate) async fn remote_read(&self, request: &ReadRequest) -> Result<ReadAnswer> {
         let url = self.endpoint("api/v1/read")?;
         let shown = url.to_string();
         let body = snap::raw::Encoder::new()
@@ -269,22 +279,30 @@ impl PrometheusClient {
             .map_err(|error| Error::InvalidRequest {
                 detail: format!("snappy-compress remote read request: {error}"),
             })?;
-        let response = self
+        let sending = self
             .auth
             .authorize(self.http.post(url))
-            .timeout(self.read_timeout)
             .header("Content-Type", "application/x-protobuf")
             .header("Content-Encoding", "snappy")
             .header("X-Prometheus-Remote-Read-Version", "0.1.0")
             .body(body)
-            .send()
+            .send();
+        let response = tokio::time::timeout(self.read_timeout, sending)
             .await
+            .map_err(|_| Error::PrometheusTimeout {
+                url: shown.clone(),
+                waited: self.read_timeout,
+            })?
             .map_err(|source| Error::PrometheusRequest {
                 url: shown.clone(),
                 source,
             })?;
         debug!(url = %shown, status = %response.status(), "remote read answered");
-        read_response(shown, response).await
+        let limits = BodyLimits {
+            idle_timeout: self.read_timeout,
+            samples_limit: self.samples_answer_limit,
+        };
+        read_response(shown, response, limits).await
     }
 }
 

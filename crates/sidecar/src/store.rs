@@ -4,24 +4,39 @@
 //! external label names are answered here: one that contradicts an external label makes the
 //! answer empty without asking Prometheus, one that agrees is dropped before asking (Prometheus
 //! does not store external labels in its series).
+//!
+//! **Series streams.** A Series call sends its remote read request and, once Prometheus'
+//! answer has started well, returns a stream fed by a task: the task reads the answer frame by
+//! frame ([`crate::remote_read`]), passes each series on as soon as it is complete and in order,
+//! and sends the response frames through a channel of [`FRAMES_IN_FLIGHT`] frames. A slow client
+//! fills the channel, the task stops reading, and the HTTP connection's buffers push back on
+//! Prometheus; the sidecar holds a few frames, not the answer. A client that goes away ends the
+//! task, which drops the HTTP answer and so closes the connection to Prometheus. Errors after the
+//! stream started (a broken frame, a request limit) end it with a gRPC status and a message.
+//!
+//! **Limits.** The request's `limit` ends the answer after that many series (not an error).
+//! `--store.limits.request-series` and `--store.limits.request-samples` count the series and
+//! chunks × 120 samples actually sent; exceeding one ends the stream with `ResourceExhausted`
+//! naming the limit, as Thanos does.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use futures_util::stream;
 use prom_model::{Labels, MatchType, Matcher};
-use storeapi::convert::{compare_labels, label_set_to_proto, labels_to_proto, matchers_from_proto};
+use storeapi::convert::{label_set_to_proto, labels_to_proto, matchers_from_proto};
 use storeapi::memory::pack_series;
-use storeapi::merge::{SeriesResponseStream, sort_chunks};
+use storeapi::merge::SeriesResponseStream;
 use storeapi::proto::thanos::info::{self as infopb, info_server::Info};
 use storeapi::proto::thanos::{self, store_server::Store};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use tracing::{debug, instrument};
+use tracing::{debug, instrument, warn};
 
 use crate::error::Error;
 use crate::prometheus::PrometheusClient;
-use crate::remote_read::{read_request, with_external_labels};
+use crate::remote_read::{ReadAnswer, SeriesOrder, read_request};
 
 /// What the sidecar learns about its Prometheus and shares between the config loop and the
 /// StoreAPI: the external labels and the oldest sample time.
@@ -72,6 +87,7 @@ impl PrometheusState {
 pub struct SidecarStore {
     prometheus: PrometheusClient,
     state: Arc<PrometheusState>,
+    limits: RequestLimits,
 }
 
 /// Request matchers split against the external labels.
@@ -151,20 +167,49 @@ fn truncate<T>(items: &mut Vec<T>, limit: i64) {
     }
 }
 
+/// Per-request limits of Series calls, `--store.limits.request-series` and
+/// `--store.limits.request-samples` (0 = none). Samples are counted as Thanos counts them, 120
+/// per chunk sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Series per call.
+    pub series: u64,
+    /// Samples per call, counted as chunks × 120.
+    pub samples: u64,
+}
+
+/// Samples Thanos assumes per chunk when counting towards the samples limit.
+const SAMPLES_PER_CHUNK: u64 = 120;
+
+/// Response frames a Series call may have ready before its client takes them; together with the
+/// socket buffers this is what a slow client lets the sidecar read ahead of it.
+const FRAMES_IN_FLIGHT: usize = 4;
+
 impl SidecarStore {
     /// A store over `prometheus` with shared `state`.
     pub fn new(prometheus: PrometheusClient, state: Arc<PrometheusState>) -> Self {
-        Self { prometheus, state }
+        Self {
+            prometheus,
+            state,
+            limits: RequestLimits::default(),
+        }
     }
 
-    async fn select_series(
+    /// The store with per-request `limits`.
+    pub fn with_limits(mut self, limits: RequestLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Asks Prometheus for the request's series; `None` when the answer is empty without asking.
+    async fn remote_read(
         &self,
         request: &thanos::SeriesRequest,
-    ) -> Result<Vec<thanos::Series>, Error> {
-        let external = self.state.external_labels();
+        external: &Labels,
+    ) -> Result<Option<ReadAnswer>, Error> {
         let matchers = matchers_from_proto(&request.matchers)?;
-        let matchers = match split_matchers(matchers, &external) {
-            Selection::Empty => return Ok(Vec::new()),
+        let matchers = match split_matchers(matchers, external) {
+            Selection::Empty => return Ok(None),
             Selection::Ask(matchers) => dot_matches_newline(matchers),
         };
         if matchers.is_empty() {
@@ -174,39 +219,13 @@ impl SidecarStore {
         }
         let min_time = clamp_min_time(request, self.state.min_time());
         if min_time > request.max_time {
-            return Ok(Vec::new());
+            return Ok(None);
         }
-        let outcome = self
+        let answer = self
             .prometheus
             .remote_read(&read_request(&matchers, min_time, request.max_time))
             .await?;
-        debug!(
-            series = outcome.series.len(),
-            streamed = outcome.streamed,
-            "remote read done"
-        );
-        let mut series: Vec<thanos::Series> = outcome
-            .series
-            .into_iter()
-            .map(|read| thanos::Series {
-                labels: with_external_labels(read.labels, &external),
-                chunks: read.chunks,
-            })
-            .collect();
-        // Adding external labels can change the order; a stable sort keeps a series' frames in
-        // order before they are joined.
-        series.sort_by(|left, right| compare_labels(&left.labels, &right.labels));
-        let mut joined: Vec<thanos::Series> = Vec::with_capacity(series.len());
-        for one in series {
-            match joined.last_mut() {
-                Some(last) if last.labels == one.labels => last.chunks.extend(one.chunks),
-                _ => joined.push(one),
-            }
-        }
-        for one in &mut joined {
-            sort_chunks(&mut one.chunks);
-        }
-        Ok(joined)
+        Ok(Some(answer))
     }
 
     fn info_store(&self) -> infopb::StoreInfo {
@@ -214,6 +233,182 @@ impl SidecarStore {
             min_time: self.state.min_time(),
             max_time: i64::MAX,
             ..Default::default()
+        }
+    }
+}
+
+/// Why a Series call's streaming stopped early.
+enum Stop {
+    /// The client went away.
+    ClientGone,
+    /// The request's own series limit was reached: the answer is complete.
+    Enough,
+    /// The call fails with this error.
+    Failed(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(error: Error) -> Self {
+        Self::Failed(error)
+    }
+}
+
+/// The sending end of one Series call: applies `skip_chunks`, the request's `limit` and the
+/// store's limits to each series, packs series into frames as the request asked and sends the
+/// frames through the bounded channel, waiting while the client is slow.
+struct SeriesSender {
+    frames: mpsc::Sender<Result<thanos::SeriesResponse, Status>>,
+    batch: Vec<thanos::Series>,
+    batch_size: usize,
+    skip_chunks: bool,
+    /// The request's series limit (0 = none).
+    request_limit: u64,
+    limits: RequestLimits,
+    series: u64,
+    samples: u64,
+}
+
+impl SeriesSender {
+    fn new(
+        frames: mpsc::Sender<Result<thanos::SeriesResponse, Status>>,
+        request: &thanos::SeriesRequest,
+        limits: RequestLimits,
+    ) -> Self {
+        Self {
+            frames,
+            batch: Vec::new(),
+            batch_size: usize::try_from(request.response_batch_size).unwrap_or(0),
+            skip_chunks: request.skip_chunks,
+            request_limit: u64::try_from(request.limit).unwrap_or(0),
+            limits,
+            series: 0,
+            samples: 0,
+        }
+    }
+
+    /// Sends `series` (once its batch is full); `Stop::Enough` once the request's limit is
+    /// reached.
+    async fn send(&mut self, mut series: thanos::Series) -> Result<(), Stop> {
+        if self.request_limit > 0 && self.series >= self.request_limit {
+            return Err(Stop::Enough);
+        }
+        if self.skip_chunks {
+            series.chunks.clear();
+        }
+        self.series += 1;
+        if self.limits.series > 0 && self.series > self.limits.series {
+            return Err(Stop::Failed(Error::LimitExceeded {
+                message: format!(
+                    "exceeded series limit: limit {} violated (got {}) (--store.limits.request-series)",
+                    self.limits.series, self.series
+                ),
+            }));
+        }
+        let chunks = u64::try_from(series.chunks.len()).unwrap_or(u64::MAX);
+        self.samples = self
+            .samples
+            .saturating_add(chunks.saturating_mul(SAMPLES_PER_CHUNK));
+        if self.limits.samples > 0 && self.samples > self.limits.samples {
+            return Err(Stop::Failed(Error::LimitExceeded {
+                message: format!(
+                    "exceeded samples limit: limit {} violated (got {}) (--store.limits.request-samples, 120 samples per chunk)",
+                    self.limits.samples, self.samples
+                ),
+            }));
+        }
+        self.batch.push(series);
+        if self.batch.len() >= self.batch_size.max(1) {
+            self.flush().await?;
+        }
+        if self.request_limit > 0 && self.series >= self.request_limit {
+            return Err(Stop::Enough);
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Stop> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        for frame in pack_series(batch, i64::try_from(self.batch_size).unwrap_or(0)) {
+            self.frames
+                .send(Ok(frame))
+                .await
+                .map_err(|_| Stop::ClientGone)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads Prometheus' answer and sends its series as they become complete and ordered.
+async fn stream_answer(
+    answer: ReadAnswer,
+    external: Labels,
+    sender: &mut SeriesSender,
+) -> Result<(), Stop> {
+    let mut ready = Vec::new();
+    let mut taken = 0_usize;
+    match answer {
+        ReadAnswer::Samples { url, series } => {
+            let mut order = SeriesOrder::unordered(external);
+            taken = series.len();
+            for one in series {
+                order
+                    .push(one, &mut ready)
+                    .map_err(|detail| Error::PrometheusDecode {
+                        url: url.clone(),
+                        detail,
+                    })?;
+            }
+            order.finish(&mut ready);
+            for series in ready.drain(..) {
+                sender.send(series).await?;
+            }
+        }
+        ReadAnswer::Streamed(mut answer) => {
+            let mut order = SeriesOrder::streamed(external);
+            loop {
+                let frame = tokio::select! {
+                    frame = answer.next_frame() => frame?,
+                    () = sender.frames.closed() => return Err(Stop::ClientGone),
+                };
+                let Some(series) = frame else { break };
+                for one in series {
+                    taken += 1;
+                    order
+                        .push(one, &mut ready)
+                        .map_err(|detail| Error::PrometheusDecode {
+                            url: answer.url().to_owned(),
+                            detail,
+                        })?;
+                }
+                for series in ready.drain(..) {
+                    sender.send(series).await?;
+                }
+            }
+            order.finish(&mut ready);
+            for series in ready.drain(..) {
+                sender.send(series).await?;
+            }
+        }
+    }
+    debug!(series = taken, sent = sender.series, "remote read done");
+    Ok(())
+}
+
+/// Runs one Series call's stream to its end, an error frame or the client leaving.
+async fn run_series_call(answer: ReadAnswer, external: Labels, mut sender: SeriesSender) {
+    let outcome = match stream_answer(answer, external, &mut sender).await {
+        Ok(()) | Err(Stop::Enough) => sender.flush().await,
+        Err(stop) => Err(stop),
+    };
+    match outcome {
+        Ok(()) | Err(Stop::Enough) => {}
+        Err(Stop::ClientGone) => debug!("series client went away, remote read stopped"),
+        Err(Stop::Failed(error)) => {
+            warn!(error = %error, "series call failed");
+            let _ = sender.frames.send(Err(Status::from(error))).await;
         }
     }
 }
@@ -240,17 +435,13 @@ impl Store for SidecarStore {
         request: Request<thanos::SeriesRequest>,
     ) -> Result<Response<SeriesResponseStream>, Status> {
         let request = request.into_inner();
-        let mut series = self.select_series(&request).await?;
-        truncate(&mut series, request.limit);
-        if request.skip_chunks {
-            for one in &mut series {
-                one.chunks.clear();
-            }
+        let external = self.state.external_labels();
+        let (frames, receiver) = mpsc::channel(FRAMES_IN_FLIGHT);
+        if let Some(answer) = self.remote_read(&request, &external).await? {
+            let sender = SeriesSender::new(frames, &request, self.limits);
+            tokio::spawn(run_series_call(answer, external, sender));
         }
-        let frames = pack_series(series, request.response_batch_size);
-        Ok(Response::new(Box::pin(stream::iter(
-            frames.into_iter().map(Ok),
-        ))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
     #[instrument(skip_all)]
