@@ -29,7 +29,12 @@ impl Sidecar {
         let log_dir = tempfile::tempdir()?;
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sidecar"));
+        // SIDECAR_BINARY runs the tests against another build (e.g. to compare memory figures).
+        let binary = std::env::var_os("SIDECAR_BINARY").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_sidecar")),
+            PathBuf::from,
+        );
+        let mut command = Command::new(binary);
         command
             .args(args)
             .arg(format!("--http-address={http}"))
