@@ -8,9 +8,11 @@
 //!
 //! Modules: [`process`] (spawn, wait, kill), [`prometheus`] (Prometheus server and promtool),
 //! [`moto`], [`s3s`] and [`azurite`] (S3 and Azure Blob servers for the object-storage tests),
-//! [`memcached`] and [`redis`] (shared caches), [`pki`] (throw-away TLS certificates).
+//! [`memcached`] and [`redis`] (shared caches), [`pki`] (throw-away TLS certificates),
+//! [`fault_proxy`] (a TCP proxy that delays, stalls, cuts or fails a server's connections).
 
 pub mod azurite;
+pub mod fault_proxy;
 pub mod memcached;
 pub mod moto;
 pub mod pki;
@@ -21,6 +23,7 @@ pub mod redis;
 pub mod s3s;
 
 pub use azurite::{AZURITE_ACCOUNT, AZURITE_KEY, Azurite};
+pub use fault_proxy::{Fault, FaultProxy};
 pub use memcached::Memcached;
 pub use moto::Moto;
 pub use pki::TestPki;

@@ -90,6 +90,18 @@ impl Process {
         }
     }
 
+    /// Sends `signal` (a name `kill` knows: `STOP`, `CONT`, `KILL`, ...) without waiting.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -{signal} {} failed", self.child.id());
+        }
+        Ok(())
+    }
+
     /// Kills the process (SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -80,4 +80,55 @@ impl S3sFs {
     pub fn process(&mut self) -> &mut Process {
         &mut self.process
     }
+
+    /// The socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The folder served: each bucket is a folder in it, each object a file (tests may change
+    /// objects behind the server's back, e.g. truncate or delete them).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    /// Kills the server (SIGKILL): connections to its port are refused until [`S3sFs::restart`].
+    pub fn stop(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts the server again on the same port and folder (killing it first if it runs) and
+    /// waits until it accepts connections.
+    pub fn restart(&mut self) -> Result<()> {
+        self.process.kill();
+        let binary = require_program("s3s-fs")?;
+        let mut command = Command::new(binary);
+        command
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &self.addr.port().to_string(),
+            ])
+            .args([
+                "--access-key",
+                &self.access_key,
+                "--secret-key",
+                &self.secret_key,
+            ])
+            .arg(&self.data_dir);
+        let name = format!("s3s-fs.after-{}", self.process.pid());
+        self.process = Process::spawn(&name, command, self._work_dir.path())?;
+        let addr = self.addr;
+        let ready = wait_until(
+            "s3s-fs to accept connections again",
+            Duration::from_secs(30),
+            || TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok(),
+        );
+        if let Err(error) = ready {
+            self.process.print_log();
+            return Err(error);
+        }
+        Ok(())
+    }
 }
