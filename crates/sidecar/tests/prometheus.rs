@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use prom_model::{Labels, Sample};
 use storeapi::SeriesData;
+use storeapi::proto::thanos;
 use storeapi::proto::thanos::info::InfoRequest;
 use storeapi::proto::thanos::label_matcher::Type as MatcherType;
 use storeapi::testing::{StoreFactory, TestStore, collect_series, matcher, series_request};
@@ -443,4 +444,227 @@ impl StoreFactory for PrometheusSidecarFactory {
 #[tokio::test(flavor = "multi_thread")]
 async fn passes_the_storeapi_acceptance_suite() {
     storeapi::testing::run_acceptance(&PrometheusSidecarFactory).await;
+}
+
+/// Series that exercise the order of a streamed answer: `m` is a prefix of series that sort
+/// before it once the external labels are added, `big` is long enough for Prometheus to split
+/// it over several frames (its frames hold 1 MiB), `collide` carries the external label name
+/// `replica` itself, and `many` is many small series.
+fn order_series() -> Vec<SeriesData> {
+    let few: Vec<Sample> = (0..30)
+        .map(|index| Sample::new(index * 15_000, index as f64))
+        .collect();
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let big: Vec<Sample> = (0..140_000)
+        .map(|index| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            Sample::new(index * 250, (state % 1_000_000) as f64 / 7.0)
+        })
+        .collect();
+    let mut series = vec![SeriesData::new(
+        Labels::from_pairs([("__name__", "big"), ("instance", "x")]),
+        big,
+    )];
+    for pairs in [
+        vec![("__name__", "m")],
+        vec![("__name__", "m"), ("instance", "x")],
+        vec![("__name__", "m"), ("instance", "x"), ("job", "j")],
+        vec![("__name__", "m"), ("instance", "y")],
+        vec![("__name__", "m"), ("zone", "z")],
+        vec![("__name__", "collide"), ("a", "1")],
+        vec![("__name__", "collide"), ("replica", "b")],
+    ] {
+        series.push(SeriesData::new(Labels::from_pairs(pairs), few.clone()));
+    }
+    for index in 0..2_000 {
+        series.push(SeriesData::new(
+            Labels::from_pairs([("__name__", "many"), ("i", &format!("{index:04}"))]),
+            few.clone(),
+        ));
+    }
+    series
+}
+
+/// What the sidecar answered before it streamed, from a remote read of our own: the whole
+/// answer with external labels, sorted (stably), equal label sets joined, chunks sorted; and
+/// how many series entries Prometheus' frames held.
+async fn whole_answer_sorted(
+    prometheus: &Prometheus,
+    matchers: &[prom_model::Matcher],
+    external: &Labels,
+) -> (Vec<thanos::Series>, usize) {
+    use prost::Message;
+    use sidecar::remote_read::{
+        FrameDecoder, decode_chunked_frame, read_request, with_external_labels,
+    };
+    let request = read_request(matchers, i64::MIN + 1, i64::MAX);
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&request.encode_to_vec())
+        .unwrap();
+    objstore::tls::install_crypto_provider();
+    let answer = reqwest::Client::new()
+        .post(format!("{}/api/v1/read", prometheus.url()))
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success());
+    let bytes = answer.bytes().await.unwrap();
+    let mut decoder = FrameDecoder::default();
+    decoder.push(&bytes);
+    let mut series = Vec::new();
+    while let Some(frame) = decoder.next_frame().unwrap() {
+        for read in decode_chunked_frame(frame).unwrap() {
+            series.push(thanos::Series {
+                labels: with_external_labels(read.labels, external),
+                chunks: read.chunks,
+            });
+        }
+    }
+    decoder.finish().unwrap();
+    let entries = series.len();
+    series.sort_by(|left, right| storeapi::convert::compare_labels(&left.labels, &right.labels));
+    let mut joined: Vec<thanos::Series> = Vec::new();
+    for one in series {
+        match joined.last_mut() {
+            Some(last) if last.labels == one.labels => last.chunks.extend(one.chunks),
+            _ => joined.push(one),
+        }
+    }
+    for one in &mut joined {
+        storeapi::merge::sort_chunks(&mut one.chunks);
+    }
+    (joined, entries)
+}
+
+/// Every series of every frame of a Series call, as sent (split series are not joined).
+async fn series_as_sent(
+    store: &mut storeapi::StoreClient<tonic::transport::Channel>,
+    request: thanos::SeriesRequest,
+) -> Vec<thanos::Series> {
+    use thanos::series_response::Result as Frame;
+    let mut stream = store.series(request).await.unwrap().into_inner();
+    let mut series = Vec::new();
+    while let Some(frame) = stream.message().await.unwrap() {
+        match frame.result {
+            Some(Frame::Series(one)) => series.push(one),
+            Some(Frame::Batch(batch)) => series.extend(batch.series),
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    series
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_series_equal_the_whole_answer_sorted() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    promtool_blocks(&order_series(), &data).unwrap();
+    let prometheus = Prometheus::start(PrometheusConfig {
+        external_labels: external(),
+        data_dir: Some(data),
+        ..PrometheusConfig::default()
+    })
+    .unwrap();
+    let sidecar = Sidecar::start(&[format!("--prometheus.url={}", prometheus.url())]).unwrap();
+    let (mut store, _) = sidecar.clients().await.unwrap();
+    let external_labels = Labels::from_pairs(external());
+    let queries: Vec<Vec<prom_model::Matcher>> = vec![
+        vec![prom_model::Matcher::new(prom_model::MatchType::Regex, "__name__", ".+").unwrap()],
+        vec![prom_model::Matcher::equal("__name__", "m")],
+        vec![prom_model::Matcher::equal("__name__", "big")],
+        vec![
+            prom_model::Matcher::new(prom_model::MatchType::Regex, "__name__", "m|collide")
+                .unwrap(),
+        ],
+        vec![prom_model::Matcher::new(prom_model::MatchType::Regex, "instance", "x|y").unwrap()],
+        vec![
+            prom_model::Matcher::equal("__name__", "many"),
+            prom_model::Matcher::new(prom_model::MatchType::Regex, "i", "1.*").unwrap(),
+        ],
+    ];
+    for matchers in &queries {
+        let (expected, _) = whole_answer_sorted(&prometheus, matchers, &external_labels).await;
+        assert!(!expected.is_empty(), "{matchers:?}");
+        let wire: Vec<thanos::LabelMatcher> = matchers
+            .iter()
+            .map(|one| {
+                let kind = match one.kind() {
+                    prom_model::MatchType::Equal => MatcherType::Eq,
+                    prom_model::MatchType::NotEqual => MatcherType::Neq,
+                    prom_model::MatchType::Regex => MatcherType::Re,
+                    prom_model::MatchType::NotRegex => MatcherType::Nre,
+                };
+                matcher(kind, one.name(), one.value())
+            })
+            .collect();
+        for batch_size in [0, 1, 64] {
+            let mut request = series_request(i64::MIN + 1, i64::MAX, wire.clone());
+            request.response_batch_size = batch_size;
+            let got = series_as_sent(&mut store, request).await;
+            let label_sets = |series: &[thanos::Series]| -> Vec<Vec<thanos::Label>> {
+                series.iter().map(|one| one.labels.clone()).collect()
+            };
+            assert_eq!(
+                label_sets(&got),
+                label_sets(&expected),
+                "{matchers:?}, batch size {batch_size}"
+            );
+            assert!(
+                got == expected,
+                "{matchers:?}, batch size {batch_size}: chunks differ"
+            );
+        }
+        let mut request = series_request(i64::MIN + 1, i64::MAX, wire.clone());
+        request.skip_chunks = true;
+        let got = series_as_sent(&mut store, request).await;
+        let labels_only: Vec<thanos::Series> = expected
+            .iter()
+            .map(|one| thanos::Series {
+                labels: one.labels.clone(),
+                chunks: Vec::new(),
+            })
+            .collect();
+        assert_eq!(got, labels_only, "{matchers:?}, skip_chunks");
+    }
+    // The prefix case: Prometheus sends m{}, m{instance="x"}, m{instance="x", job="j"},
+    // m{instance="y"}, m{zone="z"} (by their own labels); with the external labels the order
+    // changes.
+    let request = series_request(
+        i64::MIN + 1,
+        i64::MAX,
+        vec![matcher(MatcherType::Eq, "__name__", "m")],
+    );
+    let order: Vec<String> = series_as_sent(&mut store, request)
+        .await
+        .iter()
+        .map(|one| {
+            one.labels
+                .iter()
+                .filter(|label| {
+                    label.name != "__name__" && label.name != "cluster" && label.name != "replica"
+                })
+                .map(|label| format!("{}={}", label.name, label.value))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    assert_eq!(
+        order,
+        ["instance=x,job=j", "instance=x", "instance=y", "", "zone=z"]
+    );
+    // `big` came in several frames and left as one series.
+    let (big, entries) = whole_answer_sorted(
+        &prometheus,
+        &[prom_model::Matcher::equal("__name__", "big")],
+        &external_labels,
+    )
+    .await;
+    assert_eq!(big.len(), 1);
+    assert!(entries > 1, "prometheus sent big in {entries} frame(s)");
 }
