@@ -36,9 +36,20 @@ enum Answer {
         series: u64,
         chunks: u64,
         chunk_bytes: usize,
+        fault: Fault,
     },
     /// A `SAMPLES` answer (`application/x-protobuf`) of `bytes` bytes without a length header.
     Samples { bytes: u64 },
+}
+
+/// What goes wrong in a streamed answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    /// Frame `n` has a wrong checksum.
+    Corrupt(u64),
+    /// The answer ends in the middle of frame `n`.
+    Truncate(u64),
 }
 
 /// A scripted Prometheus: readiness, configuration with `replica="a"` as external label,
@@ -175,6 +186,7 @@ async fn write_answer(
             series,
             chunks,
             chunk_bytes,
+            fault,
         } => {
             let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse\r\nConnection: close\r\n\r\n";
             stream.write_all(head.as_bytes()).await?;
@@ -182,7 +194,15 @@ async fn write_answer(
                 .map(|byte| (byte * 31 % 251) as u8)
                 .collect();
             for index in 0..series {
-                let frame = frame(&big_series(index, chunks, &data).encode_to_vec());
+                let mut frame = frame(&big_series(index, chunks, &data).encode_to_vec());
+                if fault == Fault::Corrupt(index) {
+                    let last = frame.len() - 1;
+                    frame[last] ^= 1;
+                }
+                if fault == Fault::Truncate(index) {
+                    stream.write_all(&frame[..frame.len() / 2]).await?;
+                    break;
+                }
                 stream.write_all(&frame).await?;
                 written.fetch_add(1, Ordering::SeqCst);
             }
@@ -282,6 +302,7 @@ async fn a_large_answer_streams_to_a_slow_client_in_bounded_memory() {
         series: SERIES,
         chunks: CHUNKS,
         chunk_bytes: CHUNK_BYTES,
+        fault: Fault::None,
     })
     .await;
     let sidecar = start_sidecar(&prometheus, &[]).await;
@@ -352,6 +373,7 @@ async fn a_cancelled_call_stops_reading_prometheus() {
         series: 10_000_000,
         chunks: 4,
         chunk_bytes: 1_024,
+        fault: Fault::None,
     })
     .await;
     let sidecar = start_sidecar(&prometheus, &[]).await;
@@ -392,6 +414,7 @@ async fn request_limits_end_the_stream_with_resource_exhausted() {
         series: 50,
         chunks: 8,
         chunk_bytes: 64,
+        fault: Fault::None,
     })
     .await;
     let sidecar = start_sidecar(&prometheus, &["--store.limits.request-series=5"]).await;
@@ -431,6 +454,42 @@ async fn request_limits_end_the_stream_with_resource_exhausted() {
         count += frame_series(frame).len();
     }
     assert_eq!(count, 50);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_answer_ends_the_stream_with_an_error_naming_it() {
+    for (fault, message) in [
+        (Fault::Corrupt(30), "checksum mismatch"),
+        (Fault::Truncate(30), "ended inside a frame"),
+    ] {
+        let prometheus = FakePrometheus::start(Answer::Streamed {
+            series: 50,
+            chunks: 2,
+            chunk_bytes: 64,
+            fault,
+        })
+        .await;
+        let sidecar = start_sidecar(&prometheus, &[]).await;
+        let (mut store, _) = sidecar.clients().await.unwrap();
+        let mut stream = store.series(big_request(1)).await.unwrap().into_inner();
+        let mut received = 0;
+        let status = loop {
+            match stream.message().await {
+                Ok(Some(frame)) => received += frame_series(frame).len(),
+                Ok(None) => panic!("{fault:?}: the call ended without an error"),
+                Err(status) => break status,
+            }
+        };
+        assert!(
+            received < 30,
+            "{fault:?}: {received} series before the error"
+        );
+        assert_eq!(status.code(), tonic::Code::Internal, "{status}");
+        assert!(
+            status.message().contains(message) && status.message().contains("prometheus"),
+            "{fault:?}: {status}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
