@@ -8,7 +8,7 @@
 //! **Series streams.** A Series call sends its remote read request and, once Prometheus'
 //! answer has started well, returns a stream fed by a task: the task reads the answer frame by
 //! frame ([`crate::remote_read`]), passes each series on as soon as it is complete and in order,
-//! and sends the response frames through a channel of [`FRAMES_IN_FLIGHT`] frames. A slow client
+//! and sends the response frames through a channel of `FRAMES_IN_FLIGHT` (4) frames. A slow client
 //! fills the channel, the task stops reading, and the HTTP connection's buffers push back on
 //! Prometheus; the sidecar holds a few frames, not the answer. A client that goes away ends the
 //! task, which drops the HTTP answer and so closes the connection to Prometheus. Errors after the
