@@ -353,15 +353,21 @@ fn judge(
     Outcome::Warned(warnings.join("; "))
 }
 
-/// An outcome for the log: long errors cut to their last 200 characters (the cause).
+/// An outcome for the log: a long error cut to what failed (the store's status and the object)
+/// and its last 100 characters (the cause).
 fn short(outcome: &Outcome) -> String {
     let text = format!("{outcome:?}");
     let chars: Vec<char> = text.chars().collect();
     if chars.len() <= 260 {
         return text;
     }
-    let head: String = chars[..40].iter().collect();
-    let tail: String = chars[chars.len() - 200..].iter().collect();
+    let start = text
+        .find("desc = ")
+        .map_or(0, |at| text[..at].chars().count());
+    let head: String = chars[start..(start + 120).min(chars.len())]
+        .iter()
+        .collect();
+    let tail: String = chars[chars.len() - 100..].iter().collect();
     format!("{head} ... {tail}")
 }
 
@@ -438,6 +444,10 @@ fn bucket_faults_never_shorten_an_answer_silently() {
         started.elapsed()
     );
 
+    // How many bytes one query reads from the bucket, for a bucket dying halfway through one.
+    let before = proxy.bytes_down();
+    wait_exact(querier.http, &path, &expected, Duration::from_secs(10));
+    let query_bytes = proxy.bytes_down() - before;
     let faults = [
         ("s3s-fs killed", BucketFault::Killed),
         ("s3s-fs frozen (SIGSTOP)", BucketFault::Frozen),
@@ -446,6 +456,10 @@ fn bucket_faults_never_shorten_an_answer_silently() {
         (
             "answers cut after 700 bytes",
             BucketFault::Proxy(Fault::CutAfter(700)),
+        ),
+        (
+            "bucket closing everything halfway through a query",
+            BucketFault::Proxy(Fault::CloseAfterTotal(query_bytes / 2)),
         ),
         ("bucket stalled", BucketFault::Proxy(Fault::Stall)),
         (
@@ -496,7 +510,9 @@ fn bucket_faults_never_shorten_an_answer_silently() {
                 );
             }
         }
-        if let BucketFault::Proxy(Fault::Close | Fault::HttpStatus(_) | Fault::CutAfter(_)) = fault
+        if let BucketFault::Proxy(
+            Fault::Close | Fault::HttpStatus(_) | Fault::CutAfter(_) | Fault::CloseAfterTotal(_),
+        ) = fault
         {
             assert!(
                 proxy.faulted() > faulted_before,
@@ -523,7 +539,8 @@ fn bucket_faults_never_shorten_an_answer_silently() {
         "a bucket fault made the store gateway drop blocks"
     );
     eprintln!(
-        "bucket faults: {passed} of {} passed, {} connections, {} faulted, in {:.1?}",
+        "bucket faults: {passed} of {} passed, {} connections, {} faulted, {query_bytes} bytes \
+         per query, in {:.1?}",
         faults.len(),
         proxy.accepted(),
         proxy.faulted(),

@@ -37,6 +37,10 @@ pub enum Fault {
     /// Let each connection carry this many more bytes from the server (counted from when the
     /// fault was set, or from the connection's start), then close it in the middle of the answer.
     CutAfter(u64),
+    /// Forward this many more bytes from the server (all connections together, counted from
+    /// when the fault was set), then behave as [`Fault::Close`]: a server that dies in the middle
+    /// of a client's work.
+    CloseAfterTotal(u64),
 }
 
 /// Counters of what the proxy did.
@@ -54,9 +58,17 @@ struct Shared {
     fault: Mutex<(Fault, u64)>,
     stop: AtomicBool,
     counters: Counters,
+    /// Bytes from the server since the fault was last set (for [`Fault::CloseAfterTotal`]).
+    down_since_set: AtomicU64,
 }
 
 impl Shared {
+    /// Whether [`Fault::CloseAfterTotal`]'s budget is used up.
+    fn total_spent(&self, fault: Fault) -> bool {
+        matches!(fault, Fault::CloseAfterTotal(limit)
+            if self.down_since_set.load(Ordering::Relaxed) >= limit)
+    }
+
     fn fault(&self) -> (Fault, u64) {
         *self
             .fault
@@ -83,6 +95,7 @@ impl FaultProxy {
             fault: Mutex::new((Fault::None, 0)),
             stop: AtomicBool::new(false),
             counters: Counters::default(),
+            down_since_set: AtomicU64::new(0),
         });
         let accepting = Arc::clone(&shared);
         let acceptor = std::thread::Builder::new()
@@ -113,6 +126,7 @@ impl FaultProxy {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *current = (fault, current.1 + 1);
+        self.shared.down_since_set.store(0, Ordering::Relaxed);
     }
 
     /// Connections accepted so far.
@@ -160,6 +174,11 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
 /// connection by two pumps.
 fn serve(client: TcpStream, shared: &Arc<Shared>) {
     let (fault, epoch) = shared.fault();
+    if shared.total_spent(fault) {
+        shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    }
     match fault {
         Fault::Close => {
             shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
@@ -244,6 +263,11 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared, down: bool, sta
             epoch = now_epoch;
             allowance = None;
         }
+        if shared.total_spent(fault) {
+            shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
+            close(&from, &to);
+            return;
+        }
         match fault {
             Fault::Close => {
                 shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
@@ -289,6 +313,26 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared, down: bool, sta
                     break;
                 }
                 Fault::Close => {
+                    shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
+                    close(&from, &to);
+                    return;
+                }
+                Fault::CloseAfterTotal(limit) if down => {
+                    let before = shared
+                        .down_since_set
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
+                    if before + data.len() as u64 > limit {
+                        let keep = usize::try_from(limit.saturating_sub(before))
+                            .unwrap_or(data.len())
+                            .min(data.len());
+                        let _ = to.write_all(&data[..keep]);
+                        shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
+                        close(&from, &to);
+                        return;
+                    }
+                    break;
+                }
+                Fault::CloseAfterTotal(_) if shared.total_spent(shared.fault().0) => {
                     shared.counters.faulted.fetch_add(1, Ordering::Relaxed);
                     close(&from, &to);
                     return;
@@ -388,6 +432,14 @@ mod tests {
         assert_eq!(cut.len(), 10, "{cut}");
         let mut rest = [0u8; 16];
         assert_eq!(open.read(&mut rest).unwrap_or(0), 0);
+
+        proxy.set(Fault::CloseAfterTotal(150));
+        let mut first = TcpStream::connect(proxy.addr()).unwrap();
+        assert_eq!(exchange(&mut first, "f").unwrap().len(), 106);
+        let mut second = TcpStream::connect(proxy.addr()).unwrap();
+        assert_eq!(exchange(&mut second, "g").unwrap().len(), 44);
+        std::thread::sleep(TICK * 4);
+        assert!(exchange(&mut first, "h").unwrap_or_default().is_empty());
 
         proxy.set(Fault::HttpStatus(503));
         let mut fresh = TcpStream::connect(proxy.addr()).unwrap();
