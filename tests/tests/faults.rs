@@ -9,7 +9,8 @@
 //!   bucket (a block folder with `meta.json` has all its files, whole) and the querier (each
 //!   block's samples are all there or none); afterwards every block is in the bucket once, none
 //!   uploaded again once complete, and the querier answers exactly what Prometheus answers.
-//! - **A block deleted and one corrupted** (chunk file and index truncated) under a running store
+//! - **A block deleted and four corrupted** (a chunk file and an index truncated to half, a chunk
+//!   file missing its last 40 bytes, a chunk file with one byte changed) under a running store
 //!   gateway: queries touching them fail or warn, the other blocks answer exactly, the store
 //!   gateway stays healthy, and its next sync drops the deleted block cleanly.
 //! - **Disk full**: the store gateway's data folder and the sidecar's upload staging folder on a
@@ -608,7 +609,7 @@ fn a_deleted_and_a_corrupted_block_fail_loudly_while_the_rest_is_served() {
     let data = Data {
         metric: "faults_damaged_total",
         start_ms: (now_millis() - 12 * HOUR_MS) / BLOCK_MS * BLOCK_MS,
-        blocks: 4,
+        blocks: 6,
         series: 20,
     };
     let metas = data.write_bucket_blocks(&bucket);
@@ -643,13 +644,25 @@ fn a_deleted_and_a_corrupted_block_fail_loudly_while_the_rest_is_served() {
 
     // Block 1 deleted, block 2's chunk file and block 3's index truncated to half, right after a
     // sync.
-    let (deleted, chunk_damaged, index_damaged) = (1, 2, 3);
+    // Block 4's chunk file loses its last 40 bytes: the last chunk's end and checksum, inside
+    // a range the store gateway reads (a ranged read past an object's end returns what there
+    // is, so only the store gateway can notice the missing bytes).
+    // Block 5's chunk file has one byte changed in the middle (same size: only the chunk's
+    // checksum tells).
+    let (deleted, chunk_damaged, index_damaged, chunk_end_cut, flipped) = (1, 2, 3, 4, 5);
     let id = |block: usize| metas[block].ulid.to_string();
     let chunk_file = bucket.join(id(chunk_damaged)).join("chunks/000001");
     let index_file = bucket.join(id(index_damaged)).join("index");
+    let chunk_end_file = bucket.join(id(chunk_end_cut)).join("chunks/000001");
+    let flipped_file = bucket.join(id(flipped)).join("chunks/000001");
     let originals = [
         (chunk_file.clone(), std::fs::read(&chunk_file).unwrap()),
         (index_file.clone(), std::fs::read(&index_file).unwrap()),
+        (
+            chunk_end_file.clone(),
+            std::fs::read(&chunk_end_file).unwrap(),
+        ),
+        (flipped_file.clone(), std::fs::read(&flipped_file).unwrap()),
     ];
     let syncs = metric(store.http, "thanos_blocks_meta_syncs_total").unwrap();
     wait_until("a store gateway sync", Duration::from_secs(30), || {
@@ -660,6 +673,17 @@ fn a_deleted_and_a_corrupted_block_fail_loudly_while_the_rest_is_served() {
     std::fs::remove_dir_all(bucket.join(id(deleted))).unwrap();
     truncate_to_half(&chunk_file);
     truncate_to_half(&index_file);
+    let chunk_end_size = std::fs::metadata(&chunk_end_file).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&chunk_end_file)
+        .unwrap()
+        .set_len(chunk_end_size - 40)
+        .unwrap();
+    let mut bytes = std::fs::read(&flipped_file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&flipped_file, bytes).unwrap();
 
     let mut outcomes = Vec::new();
     for (partial, extra) in [(true, ""), (false, "&partial_response=false")] {
@@ -707,7 +731,7 @@ fn a_deleted_and_a_corrupted_block_fail_loudly_while_the_rest_is_served() {
     .unwrap();
     assert_eq!(
         metric(store.http, "thanos_bucket_store_blocks_loaded"),
-        Some(3.0)
+        Some(5.0)
     );
     assert!(
         !store_dir.join(id(deleted)).exists(),
@@ -729,7 +753,7 @@ fn a_deleted_and_a_corrupted_block_fail_loudly_while_the_rest_is_served() {
         judge("block 0", &intact, &data.block_expected(0), false),
         Outcome::Exact
     );
-    for block in [chunk_damaged, index_damaged] {
+    for block in [chunk_damaged, index_damaged, chunk_end_cut, flipped] {
         let answer = get(
             querier.http,
             &data.block_query(block, "&partial_response=false"),
