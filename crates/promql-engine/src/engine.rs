@@ -215,6 +215,13 @@ impl Engine {
                 message: "end timestamp must not be before start time".to_string(),
             });
         }
+        // Step times are `start + k * step` with `k * step <= end - start`: with the span
+        // representable, no step arithmetic (here or in the fast path) overflows.
+        if end.checked_sub(start).is_none() {
+            return Err(Error::BadParameter {
+                message: "end timestamp too far after start time".to_string(),
+            });
+        }
         check_range_query_type(expr)?;
         let settings = self.settings(options);
         let mut ev = Evaluator::new(storage, &settings, start, end, step);

@@ -220,3 +220,40 @@ fn extreme_times_do_not_panic() {
         }
     }
 }
+
+#[test]
+fn range_spans_beyond_64_bits_are_refused() {
+    let engine = Engine::default();
+    let options = QueryOptions::default();
+    // `end - start` overflows an i64 here (the querier accepts times this far out); the
+    // aggregation fast path computed it and panicked.
+    let (start, end) = (-9_200_000_000_000_000_000, 9_200_000_000_000_000_000);
+    for query in [
+        "sum by (job) (rate(requests_total[5m]))",
+        "requests_total",
+        "time()",
+    ] {
+        let error = engine
+            .range_query(
+                &storage(),
+                query,
+                start,
+                end,
+                4_000_000_000_000_000_000,
+                &options,
+            )
+            .expect_err(query);
+        assert_eq!(error.kind(), ErrorKind::BadData, "{query}: {error}");
+        assert_eq!(error.to_string(), "end timestamp too far after start time");
+    }
+    // The widest span that fits is evaluated.
+    let result = engine.range_query(
+        &storage(),
+        "requests_total",
+        -i64::MAX / 2,
+        i64::MAX / 2,
+        i64::MAX / 4,
+        &options,
+    );
+    assert!(result.is_ok(), "{result:?}");
+}
