@@ -333,36 +333,7 @@ impl Api {
     }
 
     async fn range(&self, form: Form) -> Result<String> {
-        let start = parse_time_param(&form, "start", i64::MIN).map_err(Error::BadData)?;
-        let end = parse_time_param(&form, "end", i64::MIN).map_err(Error::BadData)?;
-        if start == i64::MIN {
-            return Err(Error::BadData(
-                "invalid parameter \"start\": cannot parse \"\" to a valid timestamp".to_owned(),
-            ));
-        }
-        if end == i64::MIN {
-            return Err(Error::BadData(
-                "invalid parameter \"end\": cannot parse \"\" to a valid timestamp".to_owned(),
-            ));
-        }
-        if end < start {
-            return Err(Error::BadData(
-                "end timestamp must not be before start time".to_owned(),
-            ));
-        }
-        let step = parse_duration_param(&form, "step")
-            .map_err(Error::BadData)?
-            .unwrap_or(self.settings.default_step);
-        if step <= 0 {
-            return Err(Error::BadData(
-                "zero or negative query resolution step widths are not accepted. Try a positive integer".to_owned(),
-            ));
-        }
-        if (end - start) / step > 11_000 {
-            return Err(Error::BadData(
-                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".to_owned(),
-            ));
-        }
+        let (start, end, step) = range_params(&form, self.settings.default_step)?;
         let query = form.get("query").unwrap_or_default().to_owned();
         let (expr, query) = parse_query_blocking(query).await?;
         self.evaluate(&form, step, move |engine, queryable, options| {
@@ -371,7 +342,7 @@ impl Api {
         .await
     }
 
-    fn time_range(form: &Form) -> Result<(i64, i64)> {
+    pub(crate) fn time_range(form: &Form) -> Result<(i64, i64)> {
         let start = parse_time_param(form, "start", MIN_TIME).map_err(Error::BadData)?;
         let end = parse_time_param(form, "end", MAX_TIME).map_err(Error::BadData)?;
         if end < start {
@@ -541,7 +512,46 @@ async fn parse_query_blocking(query: String) -> Result<(ParsedExpr, String)> {
         .map_err(|error| Error::Task(error.to_string()))?
 }
 
-fn parse_limit(form: &Form) -> Result<usize> {
+/// A range query's `start`, `end` and `step` (ms), checked as Prometheus checks them; `step`
+/// is `default_step` when absent.
+pub(crate) fn range_params(form: &Form, default_step: i64) -> Result<(i64, i64, i64)> {
+    let start = parse_time_param(form, "start", i64::MIN).map_err(Error::BadData)?;
+    let end = parse_time_param(form, "end", i64::MIN).map_err(Error::BadData)?;
+    if start == i64::MIN {
+        return Err(Error::BadData(
+            "invalid parameter \"start\": cannot parse \"\" to a valid timestamp".to_owned(),
+        ));
+    }
+    if end == i64::MIN {
+        return Err(Error::BadData(
+            "invalid parameter \"end\": cannot parse \"\" to a valid timestamp".to_owned(),
+        ));
+    }
+    if end < start {
+        return Err(Error::BadData(
+            "end timestamp must not be before start time".to_owned(),
+        ));
+    }
+    let step = parse_duration_param(form, "step")
+        .map_err(Error::BadData)?
+        .unwrap_or(default_step);
+    if step <= 0 {
+        return Err(Error::BadData(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer".to_owned(),
+        ));
+    }
+    // In i128: times are accepted up to about 292 million years either side of 1970, so
+    // `end - start` can overflow an i64 (it panicked, and in a release build wrapped to a
+    // negative count that let any resolution through).
+    if (i128::from(end) - i128::from(start)) / i128::from(step) > 11_000 {
+        return Err(Error::BadData(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".to_owned(),
+        ));
+    }
+    Ok((start, end, step))
+}
+
+pub(crate) fn parse_limit(form: &Form) -> Result<usize> {
     match form.get("limit").filter(|value| !value.is_empty()) {
         None => Ok(0),
         Some(value) => value.parse::<usize>().map_err(|_| {
@@ -564,7 +574,7 @@ fn match_sets(form: &Form) -> Result<Vec<Vec<Matcher>>> {
 }
 
 /// The matcher sets of every `param` value (each must be a vector selector).
-fn selector_sets(form: &Form, param: &str) -> Result<Vec<Vec<Matcher>>> {
+pub(crate) fn selector_sets(form: &Form, param: &str) -> Result<Vec<Vec<Matcher>>> {
     let mut sets = Vec::new();
     for text in form.all(param) {
         let invalid =
@@ -651,4 +661,36 @@ async fn format_query(RawQuery(raw): RawQuery, body: Bytes) -> Response {
 
 async fn stores(State(api): State<Arc<Api>>) -> Response {
     ok_json(api.stores_json())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_range(query: &str, expected: std::result::Result<(i64, i64, i64), &str>) {
+        let form = Form::parse(Some(query), b"");
+        let parsed = range_params(&form, 60_000).map_err(|error| error.to_string());
+        assert_eq!(parsed, expected.map_err(str::to_owned), "{query}");
+    }
+
+    #[test]
+    fn range_params_survive_the_extreme_times() {
+        check_range("start=0&end=600&step=60", Ok((0, 600_000, 60_000)));
+        check_range("start=0&end=600", Ok((0, 600_000, 60_000)));
+        // `end - start` is above i64::MAX: this input made the querier_params fuzz target panic.
+        check_range(
+            "start=-9e15&end=9e15&step=1",
+            Err(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+            ),
+        );
+        check_range(
+            "start=-9e15&end=9e15&step=9e15",
+            Ok((
+                -9_000_000_000_000_000_000,
+                9_000_000_000_000_000_000,
+                9_000_000_000_000_000_000,
+            )),
+        );
+    }
 }

@@ -112,13 +112,13 @@ pub struct Target {
 
 /// An address before DNS resolution.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Spec {
-    address: String,
-    strict: bool,
+pub(crate) struct Spec {
+    pub(crate) address: String,
+    pub(crate) strict: bool,
     /// One endpoint for all the address stands for.
-    group: bool,
+    pub(crate) group: bool,
     /// The SD entry's own dialling settings (`None`: the flags).
-    client: Option<Arc<GrpcClientFlags>>,
+    pub(crate) client: Option<Arc<GrpcClientFlags>>,
 }
 
 impl Spec {
@@ -248,7 +248,7 @@ struct FileSdGroup {
     labels: BTreeMap<String, String>,
 }
 
-fn parse_sd_config(text: &str, origin: &str) -> Result<Vec<Spec>, DiscoveryError> {
+pub(crate) fn parse_sd_config(text: &str, origin: &str) -> Result<Vec<Spec>, DiscoveryError> {
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
@@ -291,7 +291,7 @@ fn parse_sd_config(text: &str, origin: &str) -> Result<Vec<Spec>, DiscoveryError
     Ok(specs)
 }
 
-fn parse_file_sd(text: &str, path: &Path) -> Result<Vec<Spec>, DiscoveryError> {
+pub(crate) fn parse_file_sd(text: &str, path: &Path) -> Result<Vec<Spec>, DiscoveryError> {
     let error = |message: String| DiscoveryError::FileSd {
         path: path.display().to_string(),
         message,
@@ -312,7 +312,7 @@ fn parse_file_sd(text: &str, path: &Path) -> Result<Vec<Spec>, DiscoveryError> {
 }
 
 /// Whether `name` matches the glob `pattern` (`*` any run, `?` one character).
-fn glob_matches(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob_matches(pattern: &str, name: &str) -> bool {
     let pattern: Vec<char> = pattern.chars().collect();
     let name: Vec<char> = name.chars().collect();
     let (mut p, mut n) = (0, 0);
@@ -701,14 +701,14 @@ impl Discovery {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum DnsKind {
+pub(crate) enum DnsKind {
     A,
     Srv,
     SrvNoA,
 }
 
 /// The DNS lookup a spec asks for, and the name to look up.
-fn dns_kind(spec: &str) -> Option<(DnsKind, &str)> {
+pub(crate) fn dns_kind(spec: &str) -> Option<(DnsKind, &str)> {
     if let Some(name) = spec.strip_prefix("dnssrvnoa+") {
         Some((DnsKind::SrvNoA, name))
     } else if let Some(name) = spec.strip_prefix("dnssrv+") {
@@ -720,7 +720,7 @@ fn dns_kind(spec: &str) -> Option<(DnsKind, &str)> {
     }
 }
 
-fn split_host_port(target: &str) -> Result<(&str, u16), String> {
+pub(crate) fn split_host_port(target: &str) -> Result<(&str, u16), String> {
     let (host, port) = target
         .rsplit_once(':')
         .ok_or_else(|| format!("missing port in address {target:?}"))?;

@@ -35,6 +35,8 @@ pub mod discovery;
 pub mod downsample;
 pub mod endpoints;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod params;
 pub mod proxy;
 pub mod queryable;
