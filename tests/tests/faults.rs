@@ -958,6 +958,24 @@ fn whole_blocks_only(answer: &QueryAnswer, data: &Data) -> Result<usize, String>
     Ok(visible.len())
 }
 
+/// How many files the bucket folder holds, at any depth.
+fn bucket_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| {
+                    if entry.path().is_dir() {
+                        bucket_files(&entry.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 /// A tiny xorshift generator: the kill moments, from a printed seed.
 struct Random(u64);
 
@@ -1149,6 +1167,7 @@ fn a_sidecar_killed_while_uploading_loses_and_doubles_nothing() {
 
     let mut kills = Vec::new();
     let mut probe = setup.watch();
+    let bucket = setup.s3.data_dir().join("thanos");
     for iteration in 0..ITERATIONS {
         let (http, grpc) = addresses();
         let mut sidecar = Process::spawn(
@@ -1157,8 +1176,22 @@ fn a_sidecar_killed_while_uploading_loses_and_doubles_nothing() {
             setup.work.path(),
         )
         .unwrap();
-        let after = Duration::from_millis(300 + random.below(3_000));
-        std::thread::sleep(after);
+        // Odd iterations kill at a random moment; even ones the moment an object of a block
+        // without meta.json lands in the bucket (so some kills surely fall inside an upload).
+        let spawned = Instant::now();
+        let files_before = bucket_files(&bucket);
+        let mid_upload = iteration % 2 == 0;
+        if mid_upload {
+            let deadline = spawned + Duration::from_secs(8);
+            while Instant::now() < deadline
+                && !(bucket_files(&bucket) > files_before && probe.check().unwrap().partial > 0)
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(300 + random.below(3_000)));
+        }
+        let after = spawned.elapsed();
         sidecar.kill();
         // What the proxy still held of the dead sidecar's requests reaches the bucket.
         std::thread::sleep(Duration::from_millis(400));
