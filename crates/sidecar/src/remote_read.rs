@@ -27,8 +27,10 @@
 //!
 //! A series is therefore held back only until a later core `c` has `Q(c)` above its labels: in
 //! the usual case until the next series arrives, and in the prefix case for as long as series
-//! extending it follow. What is held is at most one series per label of the longest core, not
-//! the answer.
+//! extending it follow. What is held is the current series and the chain of its cores'
+//! prefixes that arrived as series (at most one per label of the longest core), not the answer.
+//! The argument decides only how long a series waits: what is passed on is checked against the
+//! last series sent, so a wrong premise can fail a call, never misorder it.
 //!
 //! A core smaller than the one before breaks the invariant; that happens only when Prometheus'
 //! series carry labels named like external labels (or the external labels changed during the
