@@ -18,7 +18,7 @@ use ulid::Ulid;
 use crate::error::{Error, Result};
 use crate::header::{HeaderBytes, IndexHeader, decode_start, section_ranges};
 
-pub(crate) use select::{BlockQuery, SelectedSeries};
+pub(crate) use select::{BlockQuery, Reads, SelectedSeries};
 pub(crate) use series::{BlockBatch, BlockSeries, SeriesContext, compare_series};
 
 /// A loaded block.

@@ -48,8 +48,13 @@ pub enum Error {
     },
 
     /// A request-level limit was exceeded.
-    #[error("{0}")]
-    LimitExceeded(String),
+    #[error("{message}")]
+    LimitExceeded {
+        /// The limit.
+        kind: crate::limits::LimitKind,
+        /// What was exceeded, with the limit and the count.
+        message: String,
+    },
 
     /// The request is malformed (bad matcher, bad hints).
     #[error("bad request: {0}")]
@@ -91,7 +96,7 @@ impl HasErrorKind for Error {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::Config { .. } | Self::BadRequest(_) => ErrorKind::BadData,
-            Self::LimitExceeded(_) => ErrorKind::ResourceExhausted,
+            Self::LimitExceeded { .. } => ErrorKind::ResourceExhausted,
             Self::Bucket { .. } | Self::Cache { .. } => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,
         }

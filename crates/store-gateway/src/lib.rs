@@ -48,8 +48,9 @@ use service_core::{
 pub use error::{Error, Result};
 
 use crate::cache::IndexCacheConfig;
+use crate::limits::Limits;
 use crate::relabel::RelabelConfig;
-use crate::store::{BucketStore, Limits};
+use crate::store::BucketStore;
 use crate::sync::{SyncConfig, Syncer};
 use crate::time::TimeBound;
 
@@ -195,6 +196,24 @@ pub struct Config {
     )]
     pub request_series_limit: u64,
 
+    /// DEPRECATED: use store.limits.request-series.
+    #[arg(
+        long = "store.grpc.touched-series-limit",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub touched_series_limit: u64,
+
+    /// Maximum amount of downloaded (either fetched or touched) bytes in a single
+    /// Series/LabelNames/LabelValues call. The Series call fails if this limit is exceeded. 0
+    /// means no limit.
+    #[arg(
+        long = "store.grpc.downloaded-bytes-limit",
+        value_name = "BYTES",
+        default_value = "0"
+    )]
+    pub downloaded_bytes_limit: String,
+
     /// The maximum samples allowed for a single Series request, The Series call fails if this
     /// limit is exceeded. 0 means no limit. NOTE: For efficiency the limit is internally
     /// implemented as 'chunks limit' considering each chunk contains a maximum of 120 samples.
@@ -305,8 +324,14 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
         &ctx.registry,
     )?);
     let limits = Limits {
-        series: config.request_series_limit,
+        series: tighter(config.request_series_limit, config.touched_series_limit),
         samples: tighter(config.request_samples_limit, config.series_sample_limit),
+        bytes: service_core::size::parse_bytes(&config.downloaded_bytes_limit).ok_or_else(
+            || Error::Config {
+                what: "store.grpc.downloaded-bytes-limit",
+                message: format!("bad size {:?}", config.downloaded_bytes_limit),
+            },
+        )?,
     };
     let store = BucketStore::new(
         Arc::clone(&syncer.blocks),
@@ -438,6 +463,13 @@ mod tests {
         assert_eq!(config.min_time, TimeBound::Relative(-7_200_000));
         assert_eq!(config.max_time, TimeBound::Relative(-1_800_000));
         assert_eq!(config.request_series_limit, 10);
+        let config = parse(&[
+            "--store.grpc.touched-series-limit=7",
+            "--store.grpc.downloaded-bytes-limit=64MB",
+        ])
+        .unwrap();
+        assert_eq!(config.touched_series_limit, 7);
+        assert_eq!(config.downloaded_bytes_limit, "64MB");
         assert!(parse(&["--min-time=soon"]).is_err());
         assert!(
             parse(&[

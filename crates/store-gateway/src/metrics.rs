@@ -49,4 +49,13 @@ impl QueryMetrics {
             queries_dropped,
         })
     }
+
+    /// Counts a request refused by one of its limits in `thanos_bucket_store_queries_dropped_total`.
+    pub(crate) fn count_dropped(&self, error: &crate::error::Error) {
+        if let crate::error::Error::LimitExceeded { kind, .. } = error {
+            self.queries_dropped
+                .with_label_values(&[kind.reason()])
+                .inc();
+        }
+    }
 }

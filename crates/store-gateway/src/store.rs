@@ -13,10 +13,10 @@ use storeapi::proto::thanos::{self, series_response, store_server::Store};
 use tokio::sync::{Semaphore, mpsc};
 use tonic::{Request, Response, Status};
 
-use crate::block::{Block, BlockQuery, SeriesContext};
+use crate::block::{Block, BlockQuery, Reads, SeriesContext};
 use crate::cache::IndexCache;
 use crate::error::Error;
-use crate::limits::Limiter;
+use crate::limits::{Limiter, Limits};
 use crate::metrics::QueryMetrics;
 use crate::relabel::BLOCK_ID_LABEL;
 use crate::shard::ShardMatcher;
@@ -31,13 +31,6 @@ const BLOCK_QUERY_CONCURRENCY: usize = 8;
 const BLOCK_CHANNEL: usize = 1;
 /// Response frames ready before the client takes them.
 const FRAME_CHANNEL: usize = 4;
-
-/// Request limits (0 = unlimited).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Limits {
-    pub(crate) series: u64,
-    pub(crate) samples: u64,
-}
 
 /// The bucket store: cheap to clone.
 #[derive(Debug, Clone)]
@@ -106,6 +99,13 @@ impl BucketStore {
                     .all(|matcher| matcher.matches(labels.get(matcher.name()).unwrap_or("")))
             })
             .collect()
+    }
+
+    /// The status a failed label call ends with; a limit's refusal is counted.
+    fn label_call_failed(&self, error: Error) -> Status {
+        self.metrics.count_dropped(&error);
+        tracing::warn!(error = %service_core::error_chain(&error), "label request failed");
+        Status::from(error)
     }
 
     /// The external label names that are replica labels among those requested.
@@ -237,7 +237,7 @@ impl Store for BucketStore {
                 skip_chunks: request.skip_chunks,
             },
             cache: Arc::clone(&self.cache),
-            limiter: Limiter::new(self.limits.series, self.limits.samples),
+            limiter: Limiter::new(self.limits),
             removed: self.replica_labels(&request.without_replica_labels),
             shard: ShardMatcher::new(request.shard_info.as_ref()),
             fetches: Semaphore::new(BLOCK_QUERY_CONCURRENCY),
@@ -273,14 +273,7 @@ impl Store for BucketStore {
                 }
                 Ok(None) => tracing::debug!("series client went away"),
                 Err(error) => {
-                    if let Error::LimitExceeded(message) = &error {
-                        let reason = if message.contains("series") {
-                            "series"
-                        } else {
-                            "chunks"
-                        };
-                        metrics.queries_dropped.with_label_values(&[reason]).inc();
-                    }
+                    metrics.count_dropped(&error);
                     tracing::warn!(error = %service_core::error_chain(&error), "series request failed");
                     let _ = sender.send(Err(Status::from(error))).await;
                 }
@@ -322,13 +315,18 @@ impl Store for BucketStore {
             skip_chunks: true,
         };
         let replica_labels = self.replica_labels(&request.without_replica_labels);
+        let limiter = Limiter::new(self.limits);
+        let reads = Reads {
+            cache: self.cache.as_ref(),
+            limiter: &limiter,
+        };
         let mut names = BTreeSet::new();
         for block in &blocks {
             names.extend(
                 block
-                    .label_names(&query, self.cache.as_ref())
+                    .label_names(&query, reads)
                     .await
-                    .map_err(Status::from)?,
+                    .map_err(|error| self.label_call_failed(error))?,
             );
         }
         let mut names: Vec<String> = names
@@ -369,6 +367,11 @@ impl Store for BucketStore {
             max_time: end,
             skip_chunks: true,
         };
+        let limiter = Limiter::new(self.limits);
+        let reads = Reads {
+            cache: self.cache.as_ref(),
+            limiter: &limiter,
+        };
         let mut values = BTreeSet::new();
         if !self
             .replica_labels(&request.without_replica_labels)
@@ -377,9 +380,9 @@ impl Store for BucketStore {
             for block in &blocks {
                 values.extend(
                     block
-                        .label_values(&request.label, &query, self.cache.as_ref())
+                        .label_values(&request.label, &query, reads)
                         .await
-                        .map_err(Status::from)?,
+                        .map_err(|error| self.label_call_failed(error))?,
                 );
             }
         }

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use storeapi::proto::thanos;
 
 fn folder_bucket(blocks: &Blocks) -> tempfile::TempDir {
     let bucket = tempfile::tempdir().unwrap();
@@ -56,6 +57,73 @@ fn exceeding_a_limit_is_resource_exhausted() {
         "{}",
         error.message()
     );
+    drop(gateway);
+
+    // Bytes: ten bytes stop any request that reads postings; a generous limit lets the same
+    // request through. Label calls with matchers are counted too.
+    let gateway = Gateway::start(
+        &fs_objstore(bucket.path()),
+        &["--store.grpc.downloaded-bytes-limit=10"],
+    )
+    .unwrap();
+    let error = runtime
+        .block_on(series(&gateway, request(vec![eq("room", "r1")])))
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        error
+            .message()
+            .contains("exceeded bytes limit while fetching"),
+        "{}",
+        error.message()
+    );
+    let status = runtime
+        .block_on(async {
+            let mut client = gateway.client().await;
+            client
+                .label_values(thanos::LabelValuesRequest {
+                    label: "room".to_owned(),
+                    matchers: vec![eq("__name__", "temperature")],
+                    start: i64::MIN,
+                    end: i64::MAX,
+                    ..Default::default()
+                })
+                .await
+        })
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+    assert_eq!(
+        gateway.metric(
+            "thanos_bucket_store_queries_dropped_total",
+            &["reason=\"bytes\""]
+        ),
+        2.0
+    );
+    drop(gateway);
+    let gateway = Gateway::start(
+        &fs_objstore(bucket.path()),
+        &["--store.grpc.downloaded-bytes-limit=64MB"],
+    )
+    .unwrap();
+    let fine = runtime
+        .block_on(series(&gateway, request(vec![eq("room", "r1")])))
+        .unwrap();
+    assert_eq!(fine.series.len(), 1);
+    drop(gateway);
+
+    // The deprecated touched-series flag is the series limit, for label calls too.
+    let gateway = Gateway::start(
+        &fs_objstore(bucket.path()),
+        &["--store.grpc.touched-series-limit=3"],
+    )
+    .unwrap();
+    let error = runtime
+        .block_on(series(
+            &gateway,
+            request(vec![eq("__name__", "temperature")]),
+        ))
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::ResourceExhausted);
 }
 
 #[test]

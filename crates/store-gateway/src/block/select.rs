@@ -16,6 +16,7 @@ use crate::cache::{
 };
 use crate::error::{Error, Result};
 use crate::header::{IndexHeader, decode_postings as decode_postings_list};
+use crate::limits::Limiter;
 
 /// Bytes read for a series entry whose size is not known yet.
 const SERIES_SIZE_ESTIMATE: u64 = 16 * 1024;
@@ -29,6 +30,14 @@ pub(crate) struct BlockQuery {
     pub(crate) min_time: i64,
     pub(crate) max_time: i64,
     pub(crate) skip_chunks: bool,
+}
+
+/// Where one request's index reads come from (the index cache, then the bucket) and what
+/// counts them (its limits).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reads<'a> {
+    pub(crate) cache: &'a dyn IndexCache,
+    pub(crate) limiter: &'a Limiter,
 }
 
 /// A series selected from one block, external labels added, with its chunks in range.
@@ -106,19 +115,22 @@ impl Block {
         &self,
         header: &IndexHeader,
         matchers: &[Matcher],
-        cache: &dyn IndexCache,
+        reads: Reads<'_>,
     ) -> Result<Vec<u64>> {
         if matchers.is_empty() {
-            return self.expand_postings(header, matchers, cache).await;
+            return self.expand_postings(header, matchers, reads).await;
         }
         let key = CacheKey::expanded_postings(&self.id, matchers);
-        let cached = cache.fetch(std::slice::from_ref(&key)).await;
-        if let Some(refs) = cached.get(&key).and_then(|value| decode_postings(value)) {
+        let cached = reads.cache.fetch(std::slice::from_ref(&key)).await;
+        if let Some(value) = cached.get(&key)
+            && let Some(refs) = decode_postings(value)
+        {
+            reads.limiter.add_bytes(value.len() as u64, "postings")?;
             return Ok(refs);
         }
-        let refs = self.expand_postings(header, matchers, cache).await?;
+        let refs = self.expand_postings(header, matchers, reads).await?;
         if let Some(value) = encode_postings(&refs) {
-            cache.store(vec![(key, value)]).await;
+            reads.cache.store(vec![(key, value)]).await;
         }
         Ok(refs)
     }
@@ -128,7 +140,7 @@ impl Block {
         &self,
         header: &IndexHeader,
         matchers: &[Matcher],
-        cache: &dyn IndexCache,
+        reads: Reads<'_>,
     ) -> Result<Vec<u64>> {
         let all = || -> Vec<(String, String, u64)> {
             header
@@ -178,7 +190,7 @@ impl Block {
                 Term::Positive(lists) | Term::Negative(lists) => lists.iter(),
             })
             .collect();
-        let lists = self.fetch_postings(header, &wanted, cache).await?;
+        let lists = self.fetch_postings(header, &wanted, reads).await?;
         let empty = Vec::new();
         let union_of = |entries: &[(String, String, u64)]| {
             union(
@@ -212,7 +224,7 @@ impl Block {
         &self,
         header: &IndexHeader,
         wanted: &[&(String, String, u64)],
-        cache: &dyn IndexCache,
+        reads: Reads<'_>,
     ) -> Result<HashMap<u64, Vec<u64>>> {
         let mut unique: Vec<&(String, String, u64)> = wanted.to_vec();
         unique.sort_by_key(|entry| entry.2);
@@ -221,22 +233,29 @@ impl Block {
             .iter()
             .map(|(name, value, _)| CacheKey::postings(&self.id, name, value))
             .collect();
-        let cached = cache.fetch(&keys).await;
+        let cached = reads.cache.fetch(&keys).await;
         let mut lists = HashMap::with_capacity(unique.len());
         let mut missing = Vec::new();
+        let mut touched = 0_u64;
         for (entry, key) in unique.iter().zip(&keys) {
-            match cached.get(key).and_then(|value| decode_postings(value)) {
-                Some(refs) => {
+            let hit = cached
+                .get(key)
+                .and_then(|value| Some((value.len(), decode_postings(value)?)));
+            match hit {
+                Some((size, refs)) => {
+                    touched += size as u64;
                     lists.insert(entry.2, refs);
                 }
                 None => missing.push((entry.2, key.clone())),
             }
         }
+        reads.limiter.add_bytes(touched, "postings")?;
         if !missing.is_empty() {
             let ranges: Vec<Range<u64>> = missing
                 .iter()
                 .map(|(offset, _)| header.list_range(*offset))
                 .collect();
+            reads.limiter.add_ranges(&ranges, "postings")?;
             let fetched = self.get_ranges("index", &ranges).await?;
             let mut to_cache = Vec::with_capacity(missing.len());
             for ((offset, key), bytes) in missing.into_iter().zip(fetched) {
@@ -250,7 +269,7 @@ impl Block {
                 }
                 lists.insert(offset, refs);
             }
-            cache.store(to_cache).await;
+            reads.cache.store(to_cache).await;
         }
         Ok(lists)
     }
@@ -278,13 +297,15 @@ impl Block {
         &self,
         header: &IndexHeader,
         refs: &[u64],
-        cache: &dyn IndexCache,
+        reads: Reads<'_>,
     ) -> Result<Vec<Bytes>> {
         let keys: Vec<CacheKey> = refs
             .iter()
             .map(|reference| CacheKey::series(&self.id, reference.saturating_mul(SERIES_ALIGNMENT)))
             .collect();
-        let cached = cache.fetch(&keys).await;
+        let cached = reads.cache.fetch(&keys).await;
+        let touched = cached.values().map(|body| body.len() as u64).sum();
+        reads.limiter.add_bytes(touched, "series")?;
         let end = Self::series_end(header);
         let estimate = self
             .meta
@@ -312,6 +333,7 @@ impl Block {
         let fetched = if ranges.is_empty() {
             Vec::new()
         } else {
+            reads.limiter.add_ranges(&ranges, "series")?;
             self.get_ranges("index", &ranges).await?
         };
         let mut entries: Vec<Option<Bytes>> = keys
@@ -324,7 +346,9 @@ impl Block {
                 Some(length) if length <= bytes.len() => bytes.slice(..length),
                 Some(length) => {
                     let exact = range.start..range.start + length as u64;
-                    self.get_ranges("index", &[exact]).await?.remove(0)
+                    let refetch = [exact];
+                    reads.limiter.add_ranges(&refetch, "series")?;
+                    self.get_ranges("index", &refetch).await?.remove(0)
                 }
                 None => return Err(self.corrupt_series(range.start, "series entry length")),
             };
@@ -335,7 +359,7 @@ impl Block {
             }
             entries[position] = Some(entry);
         }
-        cache.store(to_cache).await;
+        reads.cache.store(to_cache).await;
         Ok(entries.into_iter().flatten().collect())
     }
 
@@ -425,7 +449,7 @@ impl Block {
     pub(crate) async fn select(
         &self,
         query: &BlockQuery,
-        cache: &dyn IndexCache,
+        reads: Reads<'_>,
     ) -> Result<Vec<SelectedSeries>> {
         let Some(matchers) = self.index_matchers(&query.matchers) else {
             return Ok(Vec::new());
@@ -434,11 +458,12 @@ impl Block {
             return Ok(Vec::new());
         }
         let header = self.header().await?;
-        let refs = self.postings(&header, &matchers, cache).await?;
+        let refs = self.postings(&header, &matchers, reads).await?;
         if refs.is_empty() {
             return Ok(Vec::new());
         }
-        let entries = self.fetch_series(&header, &refs, cache).await?;
+        reads.limiter.add_series(refs.len() as u64)?;
+        let entries = self.fetch_series(&header, &refs, reads).await?;
         let mut selected = Vec::with_capacity(entries.len());
         for entry in entries {
             let (mut labels, chunks) = self.decode_entry(&header, &entry)?;
@@ -463,6 +488,7 @@ impl Block {
     pub(crate) async fn load_chunks(
         &self,
         metas: &[ChunkMeta],
+        limiter: &Limiter,
     ) -> Result<HashMap<u64, thanos::Chunk>> {
         let mut by_segment: HashMap<u32, Vec<u64>> = HashMap::new();
         for meta in metas {
@@ -493,13 +519,16 @@ impl Block {
                     *offset..next.min(offset + estimate).min(size).max(*offset)
                 })
                 .collect();
+            limiter.add_ranges(&ranges, "chunks")?;
             let fetched = self.get_ranges(&file, &ranges).await?;
             for ((offset, range), bytes) in offsets.iter().zip(ranges).zip(fetched) {
                 let bytes = match entry_length(&bytes) {
                     // length field + encoding byte + data + CRC
                     Some(length) if length + 1 > bytes.len() => {
                         let exact = range.start..(range.start + length as u64 + 1).min(size);
-                        self.get_ranges(&file, &[exact]).await?.remove(0)
+                        let refetch = [exact];
+                        limiter.add_ranges(&refetch, "chunks")?;
+                        self.get_ranges(&file, &refetch).await?.remove(0)
                     }
                     _ => bytes,
                 };
@@ -535,7 +564,7 @@ impl Block {
     pub(crate) async fn label_names(
         &self,
         query: &BlockQuery,
-        cache: &dyn IndexCache,
+        reads: Reads<'_>,
     ) -> Result<BTreeSet<String>> {
         let Some(matchers) = self.index_matchers(&query.matchers) else {
             return Ok(BTreeSet::new());
@@ -550,7 +579,7 @@ impl Block {
             names.extend(header.label_names().map(str::to_owned));
             return Ok(names);
         }
-        let selected = self.select(query, cache).await?;
+        let selected = self.select(query, reads).await?;
         if selected.is_empty() {
             return Ok(BTreeSet::new());
         }
@@ -565,7 +594,7 @@ impl Block {
         &self,
         name: &str,
         query: &BlockQuery,
-        cache: &dyn IndexCache,
+        reads: Reads<'_>,
     ) -> Result<BTreeSet<String>> {
         let Some(matchers) = self.index_matchers(&query.matchers) else {
             return Ok(BTreeSet::new());
@@ -581,7 +610,7 @@ impl Block {
                 .map(|(value, _)| value.clone())
                 .collect());
         }
-        let selected = self.select(query, cache).await?;
+        let selected = self.select(query, reads).await?;
         Ok(selected
             .iter()
             .filter_map(|series| series.labels.get(name).map(str::to_owned))

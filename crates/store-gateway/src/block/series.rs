@@ -22,7 +22,7 @@ use storeapi::proto::thanos;
 use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
 use tsdb_block::index::ChunkMeta;
 
-use super::{Block, BlockQuery, SelectedSeries};
+use super::{Block, BlockQuery, Reads, SelectedSeries};
 use crate::cache::IndexCache;
 use crate::error::{Error, Result};
 use crate::header::IndexHeader;
@@ -43,6 +43,16 @@ pub(crate) struct SeriesContext {
     pub(crate) shard: Option<ShardMatcher>,
     /// Bounds the bucket reads of the call in flight at once.
     pub(crate) fetches: Semaphore,
+}
+
+impl SeriesContext {
+    /// The call's index reads: its cache, counted by its limiter.
+    pub(crate) fn reads(&self) -> Reads<'_> {
+        Reads {
+            cache: self.cache.as_ref(),
+            limiter: &self.limiter,
+        }
+    }
 }
 
 /// A series of one block, ready to send.
@@ -179,8 +189,7 @@ impl Block {
         let header = self.header().await?;
         let refs = {
             let _permit = fetch_permit(&context.fetches).await?;
-            self.postings(&header, &matchers, context.cache.as_ref())
-                .await?
+            self.postings(&header, &matchers, context.reads()).await?
         };
         if refs.is_empty() {
             return Ok(());
@@ -201,8 +210,7 @@ impl Block {
         for (batch_index, batch) in batches.enumerate() {
             let entries = {
                 let _permit = fetch_permit(&context.fetches).await?;
-                self.fetch_series(&header, batch, context.cache.as_ref())
-                    .await?
+                self.fetch_series(&header, batch, context.reads()).await?
             };
             let mut ready = Vec::with_capacity(entries.len());
             for entry in &entries {
@@ -322,7 +330,7 @@ impl Block {
                 .flat_map(|series| series.metas.iter().copied())
                 .collect();
             let _permit = fetch_permit(&context.fetches).await?;
-            self.load_chunks(&metas).await?
+            self.load_chunks(&metas, &context.limiter).await?
         };
         let mut batch = Vec::with_capacity(kept.len());
         for series in kept {
