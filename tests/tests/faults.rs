@@ -1333,9 +1333,29 @@ fn a_full_disk_stops_nothing_and_loses_nothing() {
     );
     let answer = get(querier.http, &data.raw_query(""));
     // The blocks whose index-header could not be written are not served; what is served is
-    // whole blocks, exactly. (No warning says blocks are missing: see the report of issue #24.)
-    let visible = whole_blocks_only(&answer, &data).unwrap();
-    assert_eq!(visible as f64, loaded, "{}", answer.json);
+    // whole blocks, exactly, and a warning names each block missing.
+    let missing_warnings = answer
+        .warnings()
+        .iter()
+        .filter(|warning| warning.contains("could not be loaded"))
+        .count();
+    let mut unwarned = answer.clone();
+    unwarned.json["warnings"] = serde_json::Value::Array(Vec::new());
+    let visible = whole_blocks_only(&unwarned, &data).unwrap();
+    assert_eq!(visible as f64, loaded, "blocks answered");
+    assert_eq!(
+        missing_warnings as f64,
+        data.blocks as f64 - loaded,
+        "a shorter answer must say which blocks are missing: {:?}",
+        answer.warnings()
+    );
+    let strict = get(querier.http, &data.raw_query("&partial_response=false"));
+    assert!(
+        !strict.is_success() && strict.json.to_string().contains("could not be loaded"),
+        "without partial responses the answer must fail: status {} error {}",
+        strict.status,
+        strict.json["error"]
+    );
     eprintln!(
         "disk full under the store gateway: {loaded} of {} blocks loaded, {visible} answered (warnings {:?})",
         data.blocks,

@@ -42,6 +42,33 @@ pub(crate) struct BucketStore {
     metrics: QueryMetrics,
 }
 
+/// Whether a block (its meta and external labels) holds data for a request over
+/// `[min_time, max_time]` whose hints carry `block_matchers`: raw resolution, overlapping in time,
+/// external labels and `__block_id` matching.
+fn serves(
+    meta: &tsdb_block::meta::BlockMeta,
+    external: &Labels,
+    min_time: i64,
+    max_time: i64,
+    block_matchers: &[Matcher],
+) -> bool {
+    if meta.max_time <= min_time || meta.min_time > max_time {
+        return false;
+    }
+    if meta
+        .thanos
+        .as_ref()
+        .is_some_and(|thanos| thanos.downsample.resolution != 0)
+    {
+        return false;
+    }
+    let mut labels = external.clone();
+    labels.set(BLOCK_ID_LABEL, meta.ulid.to_string());
+    block_matchers
+        .iter()
+        .all(|matcher| matcher.matches(labels.get(matcher.name()).unwrap_or("")))
+}
+
 fn bad_request(error: impl std::fmt::Display) -> Status {
     Status::from(Error::BadRequest(error.to_string()))
 }
@@ -83,22 +110,57 @@ impl BucketStore {
         self.blocks
             .all()
             .into_iter()
-            .filter(|block| block.meta.max_time > min_time && block.meta.min_time <= max_time)
             .filter(|block| {
-                block
-                    .meta
-                    .thanos
-                    .as_ref()
-                    .is_none_or(|thanos| thanos.downsample.resolution == 0)
-            })
-            .filter(|block| {
-                let mut labels = block.external.clone();
-                labels.set(BLOCK_ID_LABEL, block.id.to_string());
-                block_matchers
-                    .iter()
-                    .all(|matcher| matcher.matches(labels.get(matcher.name()).unwrap_or("")))
+                serves(
+                    &block.meta,
+                    &block.external,
+                    min_time,
+                    max_time,
+                    block_matchers,
+                )
             })
             .collect()
+    }
+
+    /// What a request over `[min_time, max_time]` misses because blocks it would read failed to
+    /// load: one message per block, empty when nothing is missing.
+    fn missing_for(&self, min_time: i64, max_time: i64, block_matchers: &[Matcher]) -> Vec<String> {
+        self.blocks
+            .unloaded()
+            .into_iter()
+            .filter(|unloaded| {
+                let external = crate::block::external_labels(&unloaded.meta);
+                serves(
+                    &unloaded.meta,
+                    &external,
+                    min_time,
+                    max_time,
+                    block_matchers,
+                )
+            })
+            .map(|unloaded| {
+                format!(
+                    "block {} could not be loaded, its data is missing: {}",
+                    unloaded.meta.ulid, unloaded.error
+                )
+            })
+            .collect()
+    }
+
+    /// The warnings of a request whose blocks failed to load (see [`Self::missing_for`]), or,
+    /// when the request does not accept partial answers, the error that refuses it.
+    fn missing(
+        &self,
+        min_time: i64,
+        max_time: i64,
+        block_matchers: &[Matcher],
+        strategy: i32,
+    ) -> Result<Vec<String>, Status> {
+        let missing = self.missing_for(min_time, max_time, block_matchers);
+        if !missing.is_empty() && strategy == thanos::PartialResponseStrategy::Abort as i32 {
+            return Err(Status::unavailable(missing.join("; ")));
+        }
+        Ok(missing)
     }
 
     /// The status a failed label call ends with; a limit's refusal is counted.
@@ -224,6 +286,12 @@ impl Store for BucketStore {
             None => Vec::new(),
         };
         let blocks = self.blocks_for(request.min_time, request.max_time, &block_matchers);
+        let missing = self.missing(
+            request.min_time,
+            request.max_time,
+            &block_matchers,
+            request.partial_response_strategy,
+        )?;
         let permit = self
             .concurrency
             .start()
@@ -263,6 +331,14 @@ impl Store for BucketStore {
         tokio::spawn(async move {
             let _permit = permit;
             let started = std::time::Instant::now();
+            for warning in missing {
+                let frame = thanos::SeriesResponse {
+                    result: Some(series_response::Result::Warning(warning)),
+                };
+                if sender.send(Ok(frame)).await.is_err() {
+                    return;
+                }
+            }
             match merge::merge_blocks(receivers, &sender, limit, batch_size).await {
                 Ok(Some(count)) => {
                     metrics.result_series.observe(count as f64);
@@ -308,6 +384,12 @@ impl Store for BucketStore {
         };
         let (start, end) = label_range(request.start, request.end);
         let blocks = self.blocks_for(start, end, &block_matchers);
+        let warnings = self.missing(
+            start,
+            end,
+            &block_matchers,
+            request.partial_response_strategy,
+        )?;
         let query = BlockQuery {
             matchers,
             min_time: start,
@@ -339,7 +421,7 @@ impl Store for BucketStore {
         };
         Ok(Response::new(thanos::LabelNamesResponse {
             names,
-            warnings: Vec::new(),
+            warnings,
             hints: Some(hints::pack(&response_hints)),
         }))
     }
@@ -361,6 +443,12 @@ impl Store for BucketStore {
         };
         let (start, end) = label_range(request.start, request.end);
         let blocks = self.blocks_for(start, end, &block_matchers);
+        let warnings = self.missing(
+            start,
+            end,
+            &block_matchers,
+            request.partial_response_strategy,
+        )?;
         let query = BlockQuery {
             matchers,
             min_time: start,
@@ -393,7 +481,7 @@ impl Store for BucketStore {
         };
         Ok(Response::new(thanos::LabelValuesResponse {
             values,
-            warnings: Vec::new(),
+            warnings,
             hints: Some(hints::pack(&response_hints)),
         }))
     }

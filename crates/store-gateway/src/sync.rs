@@ -53,6 +53,18 @@ pub(crate) struct SyncConfig {
 #[derive(Debug, Default)]
 pub(crate) struct BlockSet {
     blocks: RwLock<BTreeMap<Ulid, Arc<Block>>>,
+    /// Blocks that should be served but failed to load (disk full, a bad index): a query over
+    /// them must not get a silently shorter answer.
+    unloaded: RwLock<BTreeMap<Ulid, Unloaded>>,
+}
+
+/// A wanted block that could not be loaded, and why.
+#[derive(Debug, Clone)]
+pub(crate) struct Unloaded {
+    /// The block's meta.
+    pub(crate) meta: BlockMeta,
+    /// The load error.
+    pub(crate) error: String,
 }
 
 impl BlockSet {
@@ -64,6 +76,24 @@ impl BlockSet {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// A snapshot of the blocks that should be served but failed to load.
+    pub(crate) fn unloaded(&self) -> Vec<Unloaded> {
+        self.unloaded
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Records this round's load failures; forgets those loaded since or no longer wanted.
+    fn set_unloaded(&self, unloaded: BTreeMap<Ulid, Unloaded>) {
+        *self
+            .unloaded
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = unloaded;
     }
 
     fn ids(&self) -> Vec<Ulid> {
@@ -391,19 +421,19 @@ impl Syncer {
             .filter(|meta| !loaded.contains(&meta.ulid))
             .collect();
         let data_dir = &self.config.data_dir;
-        let results: Vec<(Ulid, Result<Block>)> = futures_util::stream::iter(new)
+        let results: Vec<(BlockMeta, Result<Block>)> = futures_util::stream::iter(new)
             .map(|meta| async move {
-                let id = meta.ulid;
                 let lazy_loads = self.metrics.lazy_loads.clone();
-                (
-                    id,
-                    Block::load(meta, self.bucket.clone(), data_dir, lazy_loads).await,
-                )
+                let block =
+                    Block::load(meta.clone(), self.bucket.clone(), data_dir, lazy_loads).await;
+                (meta, block)
             })
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
             .await;
-        for (id, result) in results {
+        let mut unloaded = BTreeMap::new();
+        for (meta, result) in results {
+            let id = meta.ulid;
             self.metrics.loads.inc();
             match result {
                 Ok(block) => {
@@ -412,10 +442,13 @@ impl Syncer {
                 }
                 Err(error) => {
                     self.metrics.load_failures.inc();
-                    tracing::warn!(block = %id, error = %service_core::error_chain(&error), "load block");
+                    let error = service_core::error_chain(&error);
+                    tracing::warn!(block = %id, error = %error, "load block");
+                    unloaded.insert(id, Unloaded { meta, error });
                 }
             }
         }
+        self.blocks.set_unloaded(unloaded);
         self.metrics
             .blocks_loaded
             .set(self.blocks.ids().len() as i64);
