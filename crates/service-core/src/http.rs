@@ -185,6 +185,15 @@ async fn serve_ready(readiness: Readiness) -> Response {
     }
 }
 
+/// The bcrypt checks allowed to run at once: one per core.
+fn bcrypt_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
 async fn require_basic_auth(
     State(auth): State<BasicAuth>,
     request: Request,
@@ -195,10 +204,21 @@ async fn require_basic_auth(
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
-    // bcrypt is deliberately slow: keep it off the async workers.
-    let checked =
-        tokio::task::spawn_blocking(move || auth.check_header(authorization.as_deref())).await;
-    if checked.unwrap_or(false) {
+    let allowed = match auth.cached(authorization.as_deref()) {
+        Some(outcome) => outcome,
+        None => {
+            // bcrypt is deliberately slow: keep it off the async workers, and run at most one
+            // check per core at once, so that a flood of new passwords queues here instead of
+            // taking every blocking thread and core.
+            let Ok(_permit) = bcrypt_slots().acquire().await else {
+                return StatusCode::SERVICE_UNAVAILABLE.into_response();
+            };
+            tokio::task::spawn_blocking(move || auth.check_header(authorization.as_deref()))
+                .await
+                .unwrap_or(false)
+        }
+    };
+    if allowed {
         return next.run(request).await;
     }
     (

@@ -6,9 +6,10 @@
 //! the file's directory, as Prometheus does. Any other key is refused rather than silently
 //! ignored, so a setting that would tighten security is never dropped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
@@ -147,10 +148,18 @@ fn parse_tls(raw: RawTlsServerConfig, base_dir: &Path) -> Result<Option<ServerTl
     }))
 }
 
-/// Basic-auth users with their bcrypt password hashes.
+/// Credentials whose bcrypt outcome is remembered (both outcomes, as Prometheus'
+/// exporter-toolkit does); when full the memory is cleared.
+const CHECK_CACHE_SIZE: usize = 1024;
+
+/// Basic-auth users with their bcrypt password hashes, and the outcomes of recent checks: a
+/// client sending the same credentials again costs a hash lookup, not a bcrypt run. Credentials
+/// are remembered only as a 128-bit keyed hash (keys random per process), never in clear.
 #[derive(Clone)]
 pub struct BasicAuth {
     users: Arc<BTreeMap<String, String>>,
+    checked: Arc<Mutex<HashMap<u128, bool>>>,
+    keys: Arc<(RandomState, RandomState)>,
 }
 
 impl std::fmt::Debug for BasicAuth {
@@ -173,13 +182,59 @@ impl BasicAuth {
         }
         Ok(Self {
             users: Arc::new(users),
+            checked: Arc::new(Mutex::new(HashMap::new())),
+            keys: Arc::new((RandomState::new(), RandomState::new())),
         })
+    }
+
+    /// The keyed hash that stands for one `Authorization` header value.
+    fn fingerprint(&self, authorization: &str) -> u128 {
+        let (first, second) = &*self.keys;
+        (u128::from(first.hash_one(authorization)) << 64)
+            | u128::from(second.hash_one(authorization))
+    }
+
+    /// The remembered outcome of checking this header value, if any: cheap, fine on an async
+    /// worker. `Some(false)` for a missing or malformed header.
+    pub fn cached(&self, authorization: Option<&str>) -> Option<bool> {
+        let Some(authorization) = authorization else {
+            return Some(false);
+        };
+        if parse_basic_header(authorization).is_none() {
+            return Some(false);
+        }
+        let fingerprint = self.fingerprint(authorization);
+        self.checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&fingerprint)
+            .copied()
     }
 
     /// Checks an `Authorization` header value. Slow by design (bcrypt): call it off the async
     /// workers, e.g. in `spawn_blocking`.
     pub fn check_header(&self, authorization: Option<&str>) -> bool {
-        let Some((user, password)) = authorization.and_then(parse_basic_header) else {
+        if let Some(outcome) = self.cached(authorization) {
+            return outcome;
+        }
+        let Some(authorization) = authorization else {
+            return false;
+        };
+        let outcome = self.verify(authorization);
+        let mut checked = self
+            .checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if checked.len() >= CHECK_CACHE_SIZE {
+            checked.clear();
+        }
+        checked.insert(self.fingerprint(authorization), outcome);
+        outcome
+    }
+
+    /// Runs bcrypt for one header value.
+    fn verify(&self, authorization: &str) -> bool {
+        let Some((user, password)) = parse_basic_header(authorization) else {
             return false;
         };
         match self.users.get(&user) {
@@ -327,5 +382,59 @@ basic_auth_users:
         assert!(!auth.check_header(Some("Basic bWFsbG9yeTpzZWNyZXQ=")));
         assert!(!auth.check_header(Some("Bearer YWxpY2U6c2VjcmV0")));
         assert!(!auth.check_header(None));
+    }
+
+    #[test]
+    fn remembers_outcomes_without_keeping_passwords_and_stays_bounded() {
+        let hash = bcrypt::hash("secret", 4).unwrap();
+        let auth = BasicAuth::new(BTreeMap::from([("alice".to_owned(), hash)])).unwrap();
+        let right = "Basic YWxpY2U6c2VjcmV0";
+        let wrong = "Basic YWxpY2U6d3Jvbmc=";
+        assert_eq!(auth.cached(Some(right)), None);
+        assert_eq!(auth.cached(Some(wrong)), None);
+        assert!(auth.check_header(Some(right)));
+        assert!(!auth.check_header(Some(wrong)));
+        assert_eq!(auth.cached(Some(right)), Some(true));
+        assert_eq!(auth.cached(Some(wrong)), Some(false));
+        // A malformed or missing header is refused without bcrypt or memory.
+        assert_eq!(auth.cached(Some("Basic !!!")), Some(false));
+        assert_eq!(auth.cached(None), Some(false));
+        // Outcomes are keyed per process: another instance remembers nothing.
+        let other = BasicAuth::new(BTreeMap::from([(
+            "alice".to_owned(),
+            "$2b$04$x".to_owned(),
+        )]))
+        .unwrap();
+        assert_ne!(other.fingerprint(right), auth.fingerprint(right));
+        for index in 0..CHECK_CACHE_SIZE + 10 {
+            let header = format!(
+                "Basic {}",
+                encode_base64_for_test(format!("alice:wrong{index}").as_bytes())
+            );
+            assert!(!auth.check_header(Some(&header)));
+        }
+        let remembered = auth.checked.lock().unwrap().len();
+        assert!(remembered <= CHECK_CACHE_SIZE, "{remembered}");
+        assert!(auth.check_header(Some(right)));
+    }
+
+    fn encode_base64_for_test(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let word = chunk.iter().enumerate().fold(0_u32, |word, (index, byte)| {
+                word | (u32::from(*byte) << (16 - 8 * index))
+            });
+            for index in 0..4 {
+                if index <= chunk.len() {
+                    out.push(char::from(
+                        ALPHABET[((word >> (18 - 6 * index)) & 63) as usize],
+                    ));
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
     }
 }
