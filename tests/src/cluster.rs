@@ -98,12 +98,15 @@ pub enum BucketKind {
 pub struct ClusterOptions {
     /// The bucket backend.
     pub bucket: BucketKind,
+    /// The S3 secret key every component is given (moto accepts any).
+    pub secret_key: String,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
         Self {
             bucket: BucketKind::Filesystem,
+            secret_key: "test".to_owned(),
         }
     }
 }
@@ -196,8 +199,9 @@ impl Cluster {
                 server.create_bucket("thanos")?;
                 let yaml = format!(
                     "type: S3\nconfig:\n  bucket: thanos\n  endpoint: {}\n  insecure: true\n  \
-                     access_key: test\n  secret_key: test\n",
-                    server.endpoint()
+                     access_key: test\n  secret_key: {}\n",
+                    server.endpoint(),
+                    options.secret_key
                 );
                 moto = Some(server);
                 yaml
@@ -453,6 +457,22 @@ impl Cluster {
     /// The test's temporary folder (bucket, TSDB folders, logs).
     pub fn work_dir(&self) -> &Path {
         self.work.path()
+    }
+
+    /// Kills the S3 server (moto), so that every bucket call fails from now on.
+    pub fn stop_bucket(&mut self) {
+        if let Some(moto) = self.moto.as_mut() {
+            moto.process().kill();
+        }
+    }
+
+    /// Every line the programs wrote so far, all logs concatenated.
+    pub fn all_logs(&self) -> Result<String> {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(&self.log_dir)? {
+            all.push_str(&std::fs::read_to_string(entry?.path())?);
+        }
+        Ok(all)
     }
 
     /// The moto server, when the bucket is S3.

@@ -22,6 +22,7 @@ fn range_query_over_history_and_fresh_data_has_no_gap_and_no_double_count() {
     let started = Instant::now();
     let cluster = Cluster::start(ClusterOptions {
         bucket: BucketKind::Moto,
+        ..ClusterOptions::default()
     })
     .unwrap();
     // From here on the sidecars (Prometheus' blocks) and the store gateway (the bucket) hold the

@@ -11,6 +11,7 @@ fn blocks_uploaded_by_the_sidecars_are_served_by_the_store_gateway() {
     let started = Instant::now();
     let mut cluster = Cluster::start(ClusterOptions {
         bucket: BucketKind::Moto,
+        ..ClusterOptions::default()
     })
     .unwrap();
     cluster.wait_history_in_bucket().unwrap();

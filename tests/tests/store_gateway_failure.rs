@@ -11,6 +11,7 @@ fn killing_the_store_gateway_gives_a_partial_response_with_a_warning() {
     let started = Instant::now();
     let mut cluster = Cluster::start(ClusterOptions {
         bucket: BucketKind::Moto,
+        ..ClusterOptions::default()
     })
     .unwrap();
     cluster.wait_history_in_bucket().unwrap();
