@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::params::{
     Form, MAX_TIME, MIN_TIME, parse_bool_param, parse_duration_param, parse_time_param,
 };
-use crate::proxy::{AnswerBudget, LabelOptions, Proxy, SeriesQuery};
+use crate::proxy::{FetchAccount, FetchLimits, LabelOptions, Proxy, SeriesQuery};
 use crate::queryable::{SelectOptions, StoreQueryable};
 use crate::render;
 
@@ -46,6 +46,8 @@ pub struct ApiSettings {
     pub max_concurrent: usize,
     /// Hidden `--query.instant.default.max_source_resolution` (ms).
     pub instant_max_source_resolution: i64,
+    /// `--query.max-fetched-series` and `--query.max-fetched-bytes`.
+    pub fetch_limits: FetchLimits,
 }
 
 /// Shared state of the handlers.
@@ -275,13 +277,17 @@ impl Api {
                 partial_response: common.partial_response,
                 max_resolution_window: window,
                 store_matchers: common.store_matchers,
-                // Store answers are sized only when there is a budget to count them in.
-                budget: self
-                    .engine
-                    .options()
-                    .memory_budget
-                    .as_ref()
-                    .map(|_| Arc::new(AnswerBudget::new(Arc::clone(&reservation)))),
+                // Store answers are sized only when there is a budget or a limit to count
+                // them against.
+                budget: {
+                    let budgeted = self.engine.options().memory_budget.is_some();
+                    (budgeted || self.settings.fetch_limits.any()).then(|| {
+                        Arc::new(FetchAccount::new(
+                            budgeted.then(|| Arc::clone(&reservation)),
+                            self.settings.fetch_limits,
+                        ))
+                    })
+                },
                 // A timeout too large for the clock means "no deadline" in practice: a year.
                 deadline: Instant::now()
                     .checked_add(timeout)

@@ -26,6 +26,10 @@ pub enum Error {
     #[error("{0}")]
     StoreFailed(String),
 
+    /// A per-query fetch limit was exceeded (422, `execution`).
+    #[error("{0}")]
+    QueryLimit(String),
+
     /// The query ran out of time.
     #[error("{0}")]
     Timeout(String),
@@ -51,7 +55,7 @@ impl HasErrorKind for Error {
     fn kind(&self) -> ErrorKind {
         match self {
             Error::Config { .. } | Error::BadData(_) => ErrorKind::BadData,
-            Error::StoreFailed(_) => ErrorKind::Execution,
+            Error::StoreFailed(_) | Error::QueryLimit(_) => ErrorKind::Execution,
             Error::Timeout(_) => ErrorKind::Timeout,
             Error::Engine(error) => match error.kind() {
                 promql_engine::ErrorKind::BadData => ErrorKind::BadData,

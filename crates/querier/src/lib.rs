@@ -58,7 +58,7 @@ pub use error::{Error, Result};
 use crate::api::{Api, ApiSettings};
 use crate::discovery::{Discovery, DiscoveryConfig};
 use crate::endpoints::StoreSet;
-use crate::proxy::Proxy;
+use crate::proxy::{FetchLimits, Proxy};
 use crate::store_api::QueryStore;
 
 /// The querier's flags, named as Thanos' `query` names them.
@@ -205,6 +205,26 @@ pub struct Config {
         default_value_t = 50_000_000
     )]
     pub max_samples: usize,
+
+    /// The most series one query may fetch from stores, counted per store as they arrive
+    /// (before replicas are merged); over it the query fails with a 422 error. 0 means no limit.
+    /// A thanos-rs flag (Thanos has none).
+    #[arg(
+        long = "query.max-fetched-series",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub max_fetched_series: u64,
+
+    /// The most bytes of store answers one query may fetch (encoded size, as Thanos writes
+    /// sizes, e.g. 512MB); over it the query fails with a 422 error. 0 means no limit. A
+    /// thanos-rs flag (Thanos has none).
+    #[arg(
+        long = "query.max-fetched-bytes",
+        value_name = "BYTES",
+        default_value = "0"
+    )]
+    pub max_fetched_bytes: String,
 
     /// Memory shared by all concurrent queries, as Thanos writes sizes (e.g. 2GB): a query that
     /// would take more than is left fails with a 422 error instead of growing the process. Empty
@@ -370,6 +390,15 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
         timeout: config.query_timeout.get(),
         max_concurrent: config.max_concurrent,
         instant_max_source_resolution: millis(config.instant_max_source_resolution),
+        fetch_limits: FetchLimits {
+            series: config.max_fetched_series,
+            bytes: service_core::size::parse_bytes(&config.max_fetched_bytes).ok_or_else(|| {
+                Error::Config {
+                    flag: "query.max-fetched-bytes",
+                    message: format!("bad size {:?}", config.max_fetched_bytes),
+                }
+            })?,
+        },
     };
     let api = Arc::new(Api::new(
         Arc::clone(&proxy),

@@ -7,6 +7,7 @@
 //! joins series with equal labels. A failing store becomes a warning naming it (partial
 //! response) or fails the request.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -29,40 +30,103 @@ pub const ADDRESS_LABEL: &str = "__address__";
 /// Series per response frame asked of stores (v0.41+ stores batch; older ones ignore it).
 const RESPONSE_BATCH_SIZE: i64 = 64;
 
-/// A query's share of the engine's memory budget for the store answers it holds: every answer
-/// frame is counted as it arrives (twice its encoded size: the decoded message and its buffers),
-/// so a query over the budget stops fetching instead of first holding everything.
-#[derive(Debug)]
-pub struct AnswerBudget {
-    reservation: Arc<Reservation>,
-    /// The budget's size, once a frame did not fit.
-    refused: OnceLock<usize>,
+/// Per-query limits on what is fetched from stores (0 = no limit):
+/// `--query.max-fetched-series` and `--query.max-fetched-bytes`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// Series received from stores, counted per store before merging.
+    pub series: u64,
+    /// Encoded bytes of store answers.
+    pub bytes: u64,
 }
 
-impl AnswerBudget {
-    /// Counts against `reservation` (the query's, shared with its evaluation).
-    pub fn new(reservation: Arc<Reservation>) -> Self {
+impl FetchLimits {
+    /// Whether any limit is set.
+    pub fn any(&self) -> bool {
+        self.series > 0 || self.bytes > 0
+    }
+}
+
+/// Why a query's fetching was stopped.
+#[derive(Debug, Clone)]
+enum Refusal {
+    /// The memory budget (its size) was full.
+    Memory(usize),
+    /// A fetch limit was exceeded (the message names it).
+    Limit(String),
+}
+
+/// What one query fetches from stores, counted as each answer frame arrives so that a query
+/// over a limit stops fetching instead of first holding everything: its series and bytes
+/// against [`FetchLimits`], and its share of the engine's memory budget (every frame twice its
+/// encoded size: the decoded message and its buffers).
+#[derive(Debug)]
+pub struct FetchAccount {
+    reservation: Option<Arc<Reservation>>,
+    limits: FetchLimits,
+    series: AtomicU64,
+    bytes: AtomicU64,
+    refused: OnceLock<Refusal>,
+}
+
+impl FetchAccount {
+    /// Counts against `limits` and, when given, against `reservation` (the query's, shared
+    /// with its evaluation).
+    pub fn new(reservation: Option<Arc<Reservation>>, limits: FetchLimits) -> Self {
         Self {
             reservation,
+            limits,
+            series: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
             refused: OnceLock::new(),
         }
     }
 
-    fn take(&self, bytes: usize) -> std::result::Result<(), tonic::Status> {
-        match self.reservation.grow(bytes) {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                if let promql_engine::Error::MemoryBudget { limit } = &error {
-                    let _ = self.refused.set(*limit);
-                }
-                Err(tonic::Status::resource_exhausted(error.to_string()))
-            }
+    /// Counts one answer frame of `encoded_len` bytes carrying `series` series.
+    fn take(&self, encoded_len: usize, series: usize) -> std::result::Result<(), tonic::Status> {
+        let refuse = |refusal: Refusal, message: String| {
+            let _ = self.refused.set(refusal);
+            tonic::Status::resource_exhausted(message)
+        };
+        let series_total = self.series.fetch_add(series as u64, Ordering::Relaxed) + series as u64;
+        if self.limits.series > 0 && series_total > self.limits.series {
+            let message = format!(
+                "the query exceeded the limit of {} series fetched from stores \
+                 (--query.max-fetched-series)",
+                self.limits.series
+            );
+            return Err(refuse(Refusal::Limit(message.clone()), message));
         }
+        let bytes_total =
+            self.bytes.fetch_add(encoded_len as u64, Ordering::Relaxed) + encoded_len as u64;
+        if self.limits.bytes > 0 && bytes_total > self.limits.bytes {
+            let message = format!(
+                "the query exceeded the limit of {} bytes fetched from stores \
+                 (--query.max-fetched-bytes)",
+                self.limits.bytes
+            );
+            return Err(refuse(Refusal::Limit(message.clone()), message));
+        }
+        if let Some(reservation) = &self.reservation
+            && let Err(error) = reservation.grow(encoded_len.saturating_mul(2))
+        {
+            let refusal = match &error {
+                promql_engine::Error::MemoryBudget { limit } => Refusal::Memory(*limit),
+                other => Refusal::Limit(other.to_string()),
+            };
+            return Err(refuse(refusal, error.to_string()));
+        }
+        Ok(())
     }
 
-    /// The budget's size, if a frame did not fit.
-    pub fn refused(&self) -> Option<usize> {
-        self.refused.get().copied()
+    /// The error that ends the query, once a frame was refused.
+    fn refusal(&self) -> Option<Error> {
+        self.refused.get().map(|refusal| match refusal {
+            Refusal::Memory(limit) => {
+                Error::Engine(promql_engine::Error::MemoryBudget { limit: *limit })
+            }
+            Refusal::Limit(message) => Error::QueryLimit(message.clone()),
+        })
     }
 }
 
@@ -89,8 +153,8 @@ pub struct SeriesQuery {
     pub limit: i64,
     /// `storeMatch[]` selectors: only stores one of them matches are asked (empty: all).
     pub store_matchers: Vec<Vec<Matcher>>,
-    /// The query's share of the memory budget for store answers (none: not counted).
-    pub budget: Option<Arc<AnswerBudget>>,
+    /// The query's fetch limits and memory budget share (none: nothing counted).
+    pub budget: Option<Arc<FetchAccount>>,
 }
 
 /// Request options of a label names or label values fan-out.
@@ -205,9 +269,10 @@ impl Proxy {
         }
         let calls = stores.iter().map(|store| self.store_series(store, query));
         let answers = futures_util::future::join_all(calls).await;
-        // Over the memory budget is the query's failure, never a partial answer.
-        if let Some(limit) = query.budget.as_ref().and_then(|budget| budget.refused()) {
-            return Err(Error::Engine(promql_engine::Error::MemoryBudget { limit }));
+        // Over the memory budget or a fetch limit is the query's failure, never a partial
+        // answer.
+        if let Some(error) = query.budget.as_ref().and_then(|budget| budget.refusal()) {
+            return Err(error);
         }
         let mut warnings = Vec::new();
         let mut inputs = Vec::new();
@@ -290,7 +355,12 @@ impl Proxy {
             let mut warnings = Vec::new();
             while let Some(frame) = stream.message().await? {
                 if let Some(budget) = &budget {
-                    budget.take(prost::Message::encoded_len(&frame).saturating_mul(2))?;
+                    let series = match &frame.result {
+                        Some(series_response::Result::Series(_)) => 1,
+                        Some(series_response::Result::Batch(batch)) => batch.series.len(),
+                        _ => 0,
+                    };
+                    budget.take(prost::Message::encoded_len(&frame), series)?;
                 }
                 match frame.result {
                     Some(series_response::Result::Series(one)) => series.push(one),

@@ -16,7 +16,7 @@ use tokio::runtime::Handle;
 
 use crate::dedup::series_samples;
 use crate::downsample::Aggregate;
-use crate::proxy::{AnswerBudget, Proxy, SeriesQuery};
+use crate::proxy::{FetchAccount, Proxy, SeriesQuery};
 
 /// Per-request settings of a [`StoreQueryable`].
 #[derive(Debug, Clone)]
@@ -31,8 +31,8 @@ pub struct SelectOptions {
     pub deadline: Instant,
     /// `storeMatch[]` selectors restricting the stores asked (empty: all).
     pub store_matchers: Vec<Vec<Matcher>>,
-    /// The query's share of the memory budget for store answers.
-    pub budget: Option<Arc<AnswerBudget>>,
+    /// The query's fetch limits and share of the memory budget for store answers.
+    pub budget: Option<Arc<FetchAccount>>,
 }
 
 /// A [`Queryable`] over a [`Proxy`]; see the [module docs](self).

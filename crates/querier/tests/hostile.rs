@@ -175,3 +175,72 @@ async fn the_memory_budget_refuses_what_does_not_fit() {
     assert_alive(&querier);
     assert_alive(&querier);
 }
+
+/// A querier with `flags` over one store holding `x{job="j0"}` … `x{job="j4"}`.
+async fn querier_with_five_series(
+    flags: &[&str],
+) -> (Querier, Vec<storeapi::transport::RunningServer>) {
+    let store = start_store(
+        &[("region", "eu")],
+        (0..5)
+            .map(|index| {
+                let job = format!("j{index}");
+                series(
+                    &[("__name__", "x"), ("job", job.as_str())],
+                    (0..=40).map(|i| (T0 + i * 15_000, 2.0)),
+                )
+            })
+            .collect(),
+    )
+    .await;
+    let mut args = endpoints(&[&store]);
+    args.extend(flags.iter().map(|flag| (*flag).to_owned()));
+    let querier = tokio::task::spawn_blocking(move || Querier::start(&args, 1))
+        .await
+        .unwrap();
+    (querier, vec![store])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_limits_refuse_a_query_that_fetches_too_much() {
+    let time = (T0 + 600_000) / 1000;
+    let count = |querier: &Querier, selector: &str| {
+        querier.get(&format!(
+            "/api/v1/query?query={}&time={time}",
+            enc(&format!("count({selector})"))
+        ))
+    };
+    let (querier, _stores) = querier_with_five_series(&["--query.max-fetched-series=3"]).await;
+    let (status, error) = count(&querier, "x");
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["errorType"], json!("execution"));
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("the query exceeded the limit of 3 series fetched from stores"),
+        "{error}"
+    );
+    let (status, fine) = count(&querier, r#"x{job=~"j0|j1|j2"}"#);
+    assert_eq!(status, 200, "{fine}");
+    assert_eq!(fine["data"]["result"][0]["value"][1], json!("3"));
+    drop(querier);
+
+    let (querier, _stores) = querier_with_five_series(&["--query.max-fetched-bytes=200B"]).await;
+    let (status, error) = count(&querier, "x");
+    assert_eq!(status, 422, "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("the query exceeded the limit of 200 bytes fetched from stores"),
+        "{error}"
+    );
+    assert_alive(&querier);
+    drop(querier);
+
+    let (querier, _stores) = querier_with_five_series(&["--query.max-fetched-bytes=1MB"]).await;
+    let (status, fine) = count(&querier, "x");
+    assert_eq!(status, 200, "{fine}");
+    assert_eq!(fine["data"]["result"][0]["value"][1], json!("5"));
+}
