@@ -55,7 +55,8 @@ impl HasErrorKind for Error {
     fn kind(&self) -> ErrorKind {
         match self {
             Error::Config { .. } | Error::BadData(_) => ErrorKind::BadData,
-            Error::StoreFailed(_) | Error::QueryLimit(_) => ErrorKind::Execution,
+            Error::StoreFailed(_) => ErrorKind::Execution,
+            Error::QueryLimit(_) => ErrorKind::ResourceExhausted,
             Error::Timeout(_) => ErrorKind::Timeout,
             Error::Engine(error) => match error.kind() {
                 promql_engine::ErrorKind::BadData => ErrorKind::BadData,

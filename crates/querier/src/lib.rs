@@ -368,7 +368,17 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
         Arc::clone(&stores),
         config.store_response_timeout.get(),
     ));
+    let fetch_limits = FetchLimits {
+        series: config.max_fetched_series,
+        bytes: service_core::size::parse_bytes(&config.max_fetched_bytes).ok_or_else(|| {
+            Error::Config {
+                flag: "query.max-fetched-bytes",
+                message: format!("bad size {:?}", config.max_fetched_bytes),
+            }
+        })?,
+    };
     let memory_budget = memory_budget(&config.memory_budget)?;
+    let memory_budget_for_store = memory_budget.clone();
     match &memory_budget {
         Some(budget) => tracing::info!(bytes = budget.limit(), "query memory budget"),
         None => tracing::info!("no query memory budget"),
@@ -390,15 +400,7 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
         timeout: config.query_timeout.get(),
         max_concurrent: config.max_concurrent,
         instant_max_source_resolution: millis(config.instant_max_source_resolution),
-        fetch_limits: FetchLimits {
-            series: config.max_fetched_series,
-            bytes: service_core::size::parse_bytes(&config.max_fetched_bytes).ok_or_else(|| {
-                Error::Config {
-                    flag: "query.max-fetched-bytes",
-                    message: format!("bad size {:?}", config.max_fetched_bytes),
-                }
-            })?,
-        },
+        fetch_limits,
     };
     let api = Arc::new(Api::new(
         Arc::clone(&proxy),
@@ -410,7 +412,7 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
     let routes = axum::Router::new().nest(&format!("{prefix}/api/v1"), api.router());
     let http = HttpServer::bind(&config.http, &ctx, routes).await?;
     let mut grpc = GrpcServer::bind(&config.grpc, &ctx).await?;
-    let query_store = QueryStore::new(Arc::clone(&proxy));
+    let query_store = QueryStore::new(Arc::clone(&proxy), fetch_limits, memory_budget_for_store);
     grpc.add_service(storeapi::store_server(query_store.clone()));
     grpc.add_service(storeapi::info_server(query_store));
     tracing::info!(http = %http.local_addr(), grpc = %grpc.local_addr(), endpoints = ?config.endpoints, "querier listening");

@@ -15,18 +15,31 @@ use storeapi::proto::thanos::info::{self as infopb, info_server::Info};
 use storeapi::proto::thanos::{self, store_server::Store};
 use tonic::{Request, Response, Status};
 
-use crate::proxy::{LabelOptions, Proxy, SeriesQuery};
+use promql_engine::{MemoryBudget, Reservation};
+
+use crate::proxy::{FetchAccount, FetchLimits, LabelOptions, Proxy, SeriesQuery};
 
 /// The querier's StoreAPI; see the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct QueryStore {
     proxy: Arc<Proxy>,
+    limits: FetchLimits,
+    memory_budget: Option<Arc<MemoryBudget>>,
 }
 
 impl QueryStore {
-    /// A StoreAPI over `proxy`.
-    pub fn new(proxy: Arc<Proxy>) -> Self {
-        Self { proxy }
+    /// A StoreAPI over `proxy`: a Series call fetches within `limits` and holds its answer
+    /// within its share of `memory_budget`, as a query of this querier does.
+    pub fn new(
+        proxy: Arc<Proxy>,
+        limits: FetchLimits,
+        memory_budget: Option<Arc<MemoryBudget>>,
+    ) -> Self {
+        Self {
+            proxy,
+            limits,
+            memory_budget,
+        }
     }
 }
 
@@ -45,6 +58,8 @@ impl Store for QueryStore {
         request: Request<thanos::SeriesRequest>,
     ) -> Result<Response<SeriesResponseStream>, Status> {
         let request = request.into_inner();
+        // Held until the answer is sent: the answer is in memory until then.
+        let reservation = Arc::new(Reservation::new(self.memory_budget.clone()));
         let query = SeriesQuery {
             min_time: request.min_time,
             max_time: request.max_time,
@@ -63,8 +78,12 @@ impl Store for QueryStore {
             ),
             limit: request.limit,
             store_matchers: Vec::new(),
-            // Answers relayed to another querier are not held for an evaluation here.
-            budget: None,
+            budget: (self.limits.any() || self.memory_budget.is_some()).then(|| {
+                Arc::new(FetchAccount::new(
+                    Some(Arc::clone(&reservation)),
+                    self.limits,
+                ))
+            }),
         };
         let fetched = self.proxy.series(&query).await?;
         let mut frames: Vec<thanos::SeriesResponse> = fetched
@@ -81,7 +100,10 @@ impl Store for QueryStore {
         }
         frames.extend(pack_series(series, request.response_batch_size));
         Ok(Response::new(Box::pin(stream::iter(
-            frames.into_iter().map(Ok),
+            frames.into_iter().map(move |frame| {
+                let _held = &reservation;
+                Ok(frame)
+            }),
         ))))
     }
 

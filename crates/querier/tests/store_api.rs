@@ -101,3 +101,64 @@ async fn stacked_queriers_deduplicate() {
     assert_eq!(points(&result[0]).len(), 40, "{answer}");
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_api_keeps_the_fetch_limits() {
+    const T0: i64 = 1_700_000_000_000;
+    let store = start_store(
+        &[("region", "eu")],
+        (0..5)
+            .map(|index| {
+                let job = format!("j{index}");
+                series(
+                    &[("__name__", "up"), ("job", job.as_str())],
+                    (0..=4).map(|i| (T0 + i * 15_000, 1.0)),
+                )
+            })
+            .collect(),
+    )
+    .await;
+    let args = vec![
+        format!("--endpoint={}", store.address()),
+        "--query.max-fetched-series=3".to_owned(),
+    ];
+    let querier = tokio::task::spawn_blocking(move || Querier::start(&args, 1))
+        .await
+        .unwrap();
+    let channel = storeapi::transport::connect(querier.grpc).await.unwrap();
+    let mut client = store_client(channel, storeapi::Compression::None);
+    let request = |job: &str| storeapi::proto::thanos::SeriesRequest {
+        min_time: T0,
+        max_time: T0 + 60_000,
+        matchers: vec![storeapi::proto::thanos::LabelMatcher {
+            r#type: storeapi::proto::thanos::label_matcher::Type::Re.into(),
+            name: "job".to_owned(),
+            value: job.to_owned(),
+        }],
+        ..Default::default()
+    };
+    let status = match client.series(request("j.*")).await {
+        Err(status) => status,
+        Ok(response) => {
+            let mut stream = response.into_inner();
+            loop {
+                match stream.message().await {
+                    Err(status) => break status,
+                    Ok(Some(_)) => {}
+                    Ok(None) => panic!("5 series sent despite a limit of 3"),
+                }
+            }
+        }
+    };
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+    assert!(
+        status.message().contains("--query.max-fetched-series"),
+        "{status}"
+    );
+    let mut stream = client.series(request("j0|j1")).await.unwrap().into_inner();
+    let mut frames = 0;
+    while stream.message().await.unwrap().is_some() {
+        frames += 1;
+    }
+    assert!(frames >= 1);
+}
