@@ -343,6 +343,7 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
             config.series_max_concurrency,
         )?,
         metrics::QueryMetrics::register(&ctx.registry)?,
+        ctx.readiness.clone(),
     );
 
     let http = HttpServer::bind(&config.http, &ctx, axum::Router::new()).await?;

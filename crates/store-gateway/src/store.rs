@@ -40,6 +40,7 @@ pub(crate) struct BucketStore {
     limits: Limits,
     concurrency: service_core::Gate,
     metrics: QueryMetrics,
+    readiness: service_core::Readiness,
 }
 
 /// Whether a block (its meta and external labels) holds data for a request over
@@ -89,6 +90,7 @@ impl BucketStore {
         limits: Limits,
         concurrency: service_core::Gate,
         metrics: QueryMetrics,
+        readiness: service_core::Readiness,
     ) -> Self {
         Self {
             blocks,
@@ -96,6 +98,19 @@ impl BucketStore {
             limits,
             concurrency,
             metrics,
+            readiness,
+        }
+    }
+
+    /// Refuses requests until the initial bucket sync is done: before it, the blocks are not
+    /// loaded yet and an answer would be silently empty or short.
+    fn check_ready(&self) -> Result<(), Status> {
+        if self.readiness.is_ready() {
+            Ok(())
+        } else {
+            Err(Status::unavailable(
+                "store gateway is not ready: the initial bucket sync is not done",
+            ))
         }
     }
 
@@ -253,6 +268,7 @@ impl Store for BucketStore {
         &self,
         _request: Request<thanos::InfoRequest>,
     ) -> Result<Response<thanos::InfoResponse>, Status> {
+        self.check_ready()?;
         let info = self.info_response();
         let store = info.store.unwrap_or_default();
         let sets: Vec<Labels> = self
@@ -276,6 +292,7 @@ impl Store for BucketStore {
         &self,
         request: Request<thanos::SeriesRequest>,
     ) -> Result<Response<storeapi::SeriesResponseStream>, Status> {
+        self.check_ready()?;
         let request = request.into_inner();
         let matchers = matchers_from_proto(&request.matchers)?;
         let block_matchers = match &request.hints {
@@ -374,6 +391,7 @@ impl Store for BucketStore {
         &self,
         request: Request<thanos::LabelNamesRequest>,
     ) -> Result<Response<thanos::LabelNamesResponse>, Status> {
+        self.check_ready()?;
         let request = request.into_inner();
         let matchers = matchers_from_proto(&request.matchers)?;
         let block_matchers = match &request.hints {
@@ -430,6 +448,7 @@ impl Store for BucketStore {
         &self,
         request: Request<thanos::LabelValuesRequest>,
     ) -> Result<Response<thanos::LabelValuesResponse>, Status> {
+        self.check_ready()?;
         let request = request.into_inner();
         if request.label.is_empty() {
             return Err(bad_request("label name parameter cannot be empty"));
@@ -493,6 +512,7 @@ impl Info for BucketStore {
         &self,
         _request: Request<infopb::InfoRequest>,
     ) -> Result<Response<infopb::InfoResponse>, Status> {
+        self.check_ready()?;
         Ok(Response::new(self.info_response()))
     }
 }
