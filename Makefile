@@ -30,7 +30,7 @@ lint:
 bench: test-deps
 	$(CARGO) bench --workspace
 
-## fuzz: run every fuzz target of every crates/*/fuzz crate (the parsers of outside bytes: block files, PromQL, StoreAPI requests, HTTP parameters, config YAML) for a bounded time (FUZZ_SECONDS each, default 60)
+## fuzz: run every fuzz target (the parsers of outside bytes: block files, PromQL, StoreAPI requests, HTTP parameters, config YAML; sources in crates/*/fuzz/fuzz_targets, built together as the crates/fuzz package) for a bounded time (FUZZ_SECONDS each, default 60)
 fuzz:
 	@scripts/fuzz.sh
 
