@@ -15,7 +15,7 @@ test: test-deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
-	FUZZ_SECONDS=10 scripts/fuzz.sh
+	FUZZ_DEV=1 FUZZ_SECONDS=10 scripts/fuzz.sh
 
 ## test-deps: install the real programs the tests start (prometheus, moto, azurite, ...)
 test-deps:
