@@ -88,24 +88,18 @@ impl FetchAccount {
             let _ = self.refused.set(refusal);
             tonic::Status::resource_exhausted(message)
         };
-        let series_total = self.series.fetch_add(series as u64, Ordering::Relaxed) + series as u64;
-        if self.limits.series > 0 && series_total > self.limits.series {
-            let message = format!(
-                "the query exceeded the limit of {} series fetched from stores \
-                 (--query.max-fetched-series)",
-                self.limits.series
-            );
-            return Err(refuse(Refusal::Limit(message.clone()), message));
-        }
-        let bytes_total =
-            self.bytes.fetch_add(encoded_len as u64, Ordering::Relaxed) + encoded_len as u64;
-        if self.limits.bytes > 0 && bytes_total > self.limits.bytes {
-            let message = format!(
-                "the query exceeded the limit of {} bytes fetched from stores \
-                 (--query.max-fetched-bytes)",
-                self.limits.bytes
-            );
-            return Err(refuse(Refusal::Limit(message.clone()), message));
+        for (counter, count, limit, what) in [
+            (&self.series, series as u64, self.limits.series, "series"),
+            (&self.bytes, encoded_len as u64, self.limits.bytes, "bytes"),
+        ] {
+            let total = counter.fetch_add(count, Ordering::Relaxed) + count;
+            if limit > 0 && total > limit {
+                let message = format!(
+                    "the query exceeded the limit of {limit} {what} fetched from stores \
+                     (--query.max-fetched-{what})"
+                );
+                return Err(refuse(Refusal::Limit(message.clone()), message));
+            }
         }
         if let Some(reservation) = &self.reservation
             && let Err(error) = reservation.grow(encoded_len.saturating_mul(2))

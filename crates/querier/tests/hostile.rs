@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Querier, enc, endpoints, series, start_store};
+use common::{Querier, enc, endpoints, series, series_per_job, start_store};
 use serde_json::{Value, json};
 
 const T0: i64 = 1_700_000_000_000;
@@ -16,14 +16,22 @@ async fn querier_with_data() -> (Querier, Vec<storeapi::transport::RunningServer
 
 /// A querier with `flags` over one store holding one series `x{job="a"}` (2.0 every 15s).
 async fn querier_with_flags(flags: &[&str]) -> (Querier, Vec<storeapi::transport::RunningServer>) {
-    let store = start_store(
-        &[("region", "eu")],
+    querier_over(
         vec![series(
             &[("__name__", "x"), ("job", "a")],
             (0..=40).map(|i| (T0 + i * 15_000, 2.0)),
         )],
+        flags,
     )
-    .await;
+    .await
+}
+
+/// A querier with `flags` over one store holding `data`.
+async fn querier_over(
+    data: Vec<storeapi::SeriesData>,
+    flags: &[&str],
+) -> (Querier, Vec<storeapi::transport::RunningServer>) {
+    let store = start_store(&[("region", "eu")], data).await;
     let mut args = endpoints(&[&store]);
     args.extend(flags.iter().map(|flag| (*flag).to_owned()));
     let querier = tokio::task::spawn_blocking(move || Querier::start(&args, 1))
@@ -180,25 +188,7 @@ async fn the_memory_budget_refuses_what_does_not_fit() {
 async fn querier_with_five_series(
     flags: &[&str],
 ) -> (Querier, Vec<storeapi::transport::RunningServer>) {
-    let store = start_store(
-        &[("region", "eu")],
-        (0..5)
-            .map(|index| {
-                let job = format!("j{index}");
-                series(
-                    &[("__name__", "x"), ("job", job.as_str())],
-                    (0..=40).map(|i| (T0 + i * 15_000, 2.0)),
-                )
-            })
-            .collect(),
-    )
-    .await;
-    let mut args = endpoints(&[&store]);
-    args.extend(flags.iter().map(|flag| (*flag).to_owned()));
-    let querier = tokio::task::spawn_blocking(move || Querier::start(&args, 1))
-        .await
-        .unwrap();
-    (querier, vec![store])
+    querier_over(series_per_job("x", 5, T0, 41, 2.0), flags).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

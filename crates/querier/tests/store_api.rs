@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Querier, enc, points, series, start_store};
+use common::{Querier, enc, points, series, series_per_job, start_store};
 use prom_model::Labels;
 use storeapi::testing::{StoreFactory, TestStore, run_acceptance};
 use storeapi::{MemoryStore, SeriesData, info_client, store_client};
@@ -105,19 +105,7 @@ async fn stacked_queriers_deduplicate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_api_keeps_the_fetch_limits() {
     const T0: i64 = 1_700_000_000_000;
-    let store = start_store(
-        &[("region", "eu")],
-        (0..5)
-            .map(|index| {
-                let job = format!("j{index}");
-                series(
-                    &[("__name__", "up"), ("job", job.as_str())],
-                    (0..=4).map(|i| (T0 + i * 15_000, 1.0)),
-                )
-            })
-            .collect(),
-    )
-    .await;
+    let store = start_store(&[("region", "eu")], series_per_job("up", 5, T0, 5, 1.0)).await;
     let args = vec![
         format!("--endpoint={}", store.address()),
         "--query.max-fetched-series=3".to_owned(),

@@ -15,67 +15,56 @@ fn folder_bucket(blocks: &Blocks) -> tempfile::TempDir {
     bucket
 }
 
+/// Asserts that `request` to `gateway` fails with `ResourceExhausted` and a message
+/// containing `text`.
+fn assert_exhausted(
+    runtime: &tokio::runtime::Runtime,
+    gateway: &Gateway,
+    request: thanos::SeriesRequest,
+    text: &str,
+) {
+    let error = runtime.block_on(series(gateway, request)).unwrap_err();
+    assert_eq!(error.code(), tonic::Code::ResourceExhausted, "{error}");
+    assert!(error.message().contains(text), "{}", error.message());
+}
+
+/// Asserts that `request` to `gateway` answers `count` series.
+fn assert_series(
+    runtime: &tokio::runtime::Runtime,
+    gateway: &Gateway,
+    request: thanos::SeriesRequest,
+    count: usize,
+) {
+    let answer = runtime.block_on(series(gateway, request)).unwrap();
+    assert_eq!(answer.series.len(), count);
+}
+
 #[test]
 fn exceeding_a_limit_is_resource_exhausted() {
     let blocks = make_blocks(5, 3, &[("cluster", "eu1")]).unwrap();
     let bucket = folder_bucket(&blocks);
     let runtime = runtime();
-    let gateway = Gateway::start(
-        &fs_objstore(bucket.path()),
-        &["--store.limits.request-series=3"],
-    )
-    .unwrap();
-    let error = runtime
-        .block_on(series(
-            &gateway,
-            request(vec![eq("__name__", "temperature")]),
-        ))
-        .unwrap_err();
-    assert_eq!(error.code(), tonic::Code::ResourceExhausted);
-    assert!(
-        error.message().contains("series limit"),
-        "{}",
-        error.message()
-    );
-    let fine = runtime
-        .block_on(series(&gateway, request(vec![eq("room", "r1")])))
-        .unwrap();
-    assert_eq!(fine.series.len(), 1);
+    let start = |flag: &str| Gateway::start(&fs_objstore(bucket.path()), &[flag]).unwrap();
+    let all = || request(vec![eq("__name__", "temperature")]);
+    let one = || request(vec![eq("room", "r1")]);
+
+    let gateway = start("--store.limits.request-series=3");
+    assert_exhausted(&runtime, &gateway, all(), "series limit");
+    assert_series(&runtime, &gateway, one(), 1);
     drop(gateway);
 
-    let gateway = Gateway::start(
-        &fs_objstore(bucket.path()),
-        &["--store.limits.request-samples=200"],
-    )
-    .unwrap();
-    let error = runtime
-        .block_on(series(&gateway, request(vec![eq("room", "r1")])))
-        .unwrap_err();
-    assert_eq!(error.code(), tonic::Code::ResourceExhausted);
-    assert!(
-        error.message().contains("samples limit"),
-        "{}",
-        error.message()
-    );
+    let gateway = start("--store.limits.request-samples=200");
+    assert_exhausted(&runtime, &gateway, one(), "samples limit");
     drop(gateway);
 
     // Bytes: ten bytes stop any request that reads postings; a generous limit lets the same
     // request through. Label calls with matchers are counted too.
-    let gateway = Gateway::start(
-        &fs_objstore(bucket.path()),
-        &["--store.grpc.downloaded-bytes-limit=10"],
-    )
-    .unwrap();
-    let error = runtime
-        .block_on(series(&gateway, request(vec![eq("room", "r1")])))
-        .unwrap_err();
-    assert_eq!(error.code(), tonic::Code::ResourceExhausted);
-    assert!(
-        error
-            .message()
-            .contains("exceeded bytes limit while fetching"),
-        "{}",
-        error.message()
+    let gateway = start("--store.grpc.downloaded-bytes-limit=10");
+    assert_exhausted(
+        &runtime,
+        &gateway,
+        one(),
+        "exceeded bytes limit while fetching",
     );
     let status = runtime
         .block_on(async {
@@ -100,30 +89,13 @@ fn exceeding_a_limit_is_resource_exhausted() {
         2.0
     );
     drop(gateway);
-    let gateway = Gateway::start(
-        &fs_objstore(bucket.path()),
-        &["--store.grpc.downloaded-bytes-limit=64MB"],
-    )
-    .unwrap();
-    let fine = runtime
-        .block_on(series(&gateway, request(vec![eq("room", "r1")])))
-        .unwrap();
-    assert_eq!(fine.series.len(), 1);
+    let gateway = start("--store.grpc.downloaded-bytes-limit=64MB");
+    assert_series(&runtime, &gateway, one(), 1);
     drop(gateway);
 
-    // The deprecated touched-series flag is the series limit, for label calls too.
-    let gateway = Gateway::start(
-        &fs_objstore(bucket.path()),
-        &["--store.grpc.touched-series-limit=3"],
-    )
-    .unwrap();
-    let error = runtime
-        .block_on(series(
-            &gateway,
-            request(vec![eq("__name__", "temperature")]),
-        ))
-        .unwrap_err();
-    assert_eq!(error.code(), tonic::Code::ResourceExhausted);
+    // The deprecated touched-series flag is the series limit.
+    let gateway = start("--store.grpc.touched-series-limit=3");
+    assert_exhausted(&runtime, &gateway, all(), "series limit");
 }
 
 #[test]

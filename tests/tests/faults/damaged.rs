@@ -6,17 +6,8 @@ use super::*;
 fn a_deleted_and_a_corrupted_block_fail_loudly_while_the_rest_is_served() {
     let _serial = serial();
     let started = Instant::now();
-    let work = tempfile::tempdir().unwrap();
-    let s3 = S3sFs::start(ACCESS_KEY, SECRET_KEY).unwrap();
-    s3.create_bucket("thanos").unwrap();
+    let (work, s3, data, metas) = s3_with_blocks("faults_damaged_total", 6);
     let bucket = s3.data_dir().join("thanos");
-    let data = Data {
-        metric: "faults_damaged_total",
-        start_ms: (now_millis() - 12 * HOUR_MS) / BLOCK_MS * BLOCK_MS,
-        blocks: 6,
-        series: 20,
-    };
-    let metas = data.write_bucket_blocks(&bucket);
     let store_dir = work.path().join("store");
     // Syncs every 10 s: the damage is done right after one, so the queries before the next one
     // see the store gateway still serving the deleted block.

@@ -37,16 +37,7 @@ fn a_full_disk_stops_nothing_and_loses_nothing() {
     let started = Instant::now();
 
     // The store gateway's data folder (index-headers) on a full disk.
-    let work = tempfile::tempdir().unwrap();
-    let s3 = S3sFs::start(ACCESS_KEY, SECRET_KEY).unwrap();
-    s3.create_bucket("thanos").unwrap();
-    let data = Data {
-        metric: "faults_disk_total",
-        start_ms: (now_millis() - 12 * HOUR_MS) / BLOCK_MS * BLOCK_MS,
-        blocks: 4,
-        series: 20,
-    };
-    data.write_bucket_blocks(&s3.data_dir().join("thanos"));
+    let (work, s3, data, _) = s3_with_blocks("faults_disk_total", 4);
     let store_dir = work.path().join("store");
     let (http, grpc) = addresses();
     let store_command = command(

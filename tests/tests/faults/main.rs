@@ -213,6 +213,25 @@ fn block_files(block_dir: &Path) -> Vec<ThanosFile> {
     files
 }
 
+/// A bucket on a fresh s3s-fs holding `blocks` 2h blocks of 20 series of `metric`, ending at
+/// least 2h ago, with a work folder; the blocks' metas in order.
+fn s3_with_blocks(
+    metric: &'static str,
+    blocks: usize,
+) -> (tempfile::TempDir, S3sFs, Data, Vec<BlockMeta>) {
+    let work = tempfile::tempdir().unwrap();
+    let s3 = S3sFs::start(ACCESS_KEY, SECRET_KEY).unwrap();
+    s3.create_bucket("thanos").unwrap();
+    let data = Data {
+        metric,
+        start_ms: (now_millis() - 12 * HOUR_MS) / BLOCK_MS * BLOCK_MS,
+        blocks,
+        series: 20,
+    };
+    let metas = data.write_bucket_blocks(&s3.data_dir().join("thanos"));
+    (work, s3, data, metas)
+}
+
 /// The S3 objstore YAML for `endpoint`: one retry and a 2 s read timeout, so a fault shows
 /// within seconds.
 fn s3_objstore(endpoint: &str) -> String {

@@ -8,16 +8,7 @@ fn a_store_gateway_killed_in_a_loop_serves_everything_after_each_restart() {
     const ITERATIONS: usize = 6;
     let _serial = serial();
     let started = Instant::now();
-    let work = tempfile::tempdir().unwrap();
-    let s3 = S3sFs::start(ACCESS_KEY, SECRET_KEY).unwrap();
-    s3.create_bucket("thanos").unwrap();
-    let data = Data {
-        metric: "faults_restarted_total",
-        start_ms: (now_millis() - 12 * HOUR_MS) / BLOCK_MS * BLOCK_MS,
-        blocks: 6,
-        series: 20,
-    };
-    data.write_bucket_blocks(&s3.data_dir().join("thanos"));
+    let (work, s3, data, _) = s3_with_blocks("faults_restarted_total", 6);
     let store_dir = work.path().join("store");
     let (http, grpc) = addresses();
     let args = [

@@ -35,6 +35,26 @@ pub fn series(
     )
 }
 
+/// `count` series `{__name__=metric, job="j0"}` … `job="j<count-1>"`, each with `points`
+/// samples of `value` every 15 s from `start`.
+pub fn series_per_job(
+    metric: &str,
+    count: usize,
+    start: i64,
+    points: i64,
+    value: f64,
+) -> Vec<SeriesData> {
+    (0..count)
+        .map(|index| {
+            let job = format!("j{index}");
+            series(
+                &[("__name__", metric), ("job", job.as_str())],
+                (0..points).map(|i| (start + i * 15_000, value)),
+            )
+        })
+        .collect()
+}
+
 /// The running querier binary, killed on drop.
 pub struct Querier {
     pub process: Process,
