@@ -231,12 +231,13 @@ fn answer_error(mut client: TcpStream, status: u16) {
         503 => "Service Unavailable",
         _ => "Injected Fault",
     };
-    let _ = write!(
-        client,
+    // One write: a formatted write to a socket goes out in pieces.
+    let answer = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n{body}",
         body.len()
     );
+    let _ = client.write_all(answer.as_bytes());
     let _ = client.flush();
     let _ = client.shutdown(Shutdown::Both);
 }
@@ -443,8 +444,12 @@ mod tests {
 
         proxy.set(Fault::HttpStatus(503));
         let mut fresh = TcpStream::connect(proxy.addr()).unwrap();
-        let answer = exchange(&mut fresh, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut answer = exchange(&mut fresh, "GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut rest = String::new();
+        let _ = fresh.read_to_string(&mut rest);
+        answer.push_str(&rest);
         assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+        assert!(answer.ends_with("</Error>"), "{answer}");
 
         proxy.set(Fault::None);
         let mut again = TcpStream::connect(proxy.addr()).unwrap();
