@@ -217,6 +217,30 @@ pub struct ObjstoreFlags {
     pub objstore_config: Option<String>,
 }
 
+/// Per-request StoreAPI limits as Thanos' store, sidecar and receive take them
+/// (`--store.limits.request-series`, `--store.limits.request-samples`; 0 = no limit).
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct StoreLimitsFlags {
+    /// The maximum series allowed for a single Series request. The Series call fails if this
+    /// limit is exceeded. 0 means no limit.
+    #[arg(
+        long = "store.limits.request-series",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub request_series_limit: u64,
+
+    /// The maximum samples allowed for a single Series request, The Series call fails if this
+    /// limit is exceeded. 0 means no limit. NOTE: For efficiency the limit is internally
+    /// implemented as 'chunks limit' considering each chunk contains a maximum of 120 samples.
+    #[arg(
+        long = "store.limits.request-samples",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub request_samples_limit: u64,
+}
+
 /// `--log.level` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogLevel {

@@ -53,7 +53,7 @@ pub use entry::{ServiceConfig, service_main, service_main_from};
 pub use error::{BoxError, Error, Result};
 pub use flags::{
     GrpcClientFlags, GrpcFlags, HttpFlags, LogFlags, LogFormat, LogLevel, ObjstoreFlags,
-    TlsVersion, TracingFlags, parse_listen_address,
+    StoreLimitsFlags, TlsVersion, TracingFlags, parse_listen_address,
 };
 pub use gate::{Gate, GateClosed, GatePermit};
 pub use grpc::{

@@ -49,7 +49,7 @@ use axum::Router;
 use objstore::{Bucket, BucketOptions, ObjstoreConfig};
 use service_core::{
     GrpcFlags, GrpcServer, HttpFlags, HttpServer, LogFlags, MAX_MESSAGE_SIZE, ObjstoreFlags,
-    PromDuration, RunGroup, ServiceConfig, ServiceContext, TracingFlags,
+    PromDuration, RunGroup, ServiceConfig, ServiceContext, StoreLimitsFlags, TracingFlags,
 };
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -139,23 +139,9 @@ pub struct Config {
         hide = true
     )]
     pub prometheus_samples_answer_limit: u64,
-    /// The maximum series allowed for a single Series request. The Series call fails if this
-    /// limit is exceeded. 0 means no limit.
-    #[arg(
-        long = "store.limits.request-series",
-        value_name = "N",
-        default_value_t = 0
-    )]
-    pub request_series_limit: u64,
-    /// The maximum samples allowed for a single Series request, The Series call fails if this
-    /// limit is exceeded. 0 means no limit. NOTE: For efficiency the limit is internally
-    /// implemented as 'chunks limit' considering each chunk contains a maximum of 120 samples.
-    #[arg(
-        long = "store.limits.request-samples",
-        value_name = "N",
-        default_value_t = 0
-    )]
-    pub request_samples_limit: u64,
+    /// Thanos' `--store.limits.request-series` and `--store.limits.request-samples`.
+    #[command(flatten)]
+    pub store_limits: StoreLimitsFlags,
     /// Thanos sidecar flags this implementation does not have (see [`args`]); logged and
     /// ignored.
     #[arg(long = args::IGNORED_FLAG, hide = true, value_name = "FLAG")]
@@ -257,8 +243,8 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
     let prometheus_up = prometheus_up_gauge(&ctx.registry)?;
     let store = SidecarStore::new(prometheus.clone(), Arc::clone(&state)).with_limits(
         store::RequestLimits {
-            series: config.request_series_limit,
-            samples: config.request_samples_limit,
+            series: config.store_limits.request_series_limit,
+            samples: config.store_limits.request_samples_limit,
         },
     );
     let http = HttpServer::bind(&config.http, &ctx, Router::new()).await?;
@@ -478,16 +464,16 @@ mod tests {
         assert_eq!(defaults.http.http_address.to_string(), "0.0.0.0:10902");
         assert_eq!(defaults.grpc.grpc_address.to_string(), "0.0.0.0:10901");
         assert!(defaults.objstore.objstore_config.is_none());
-        assert_eq!(defaults.request_series_limit, 0);
-        assert_eq!(defaults.request_samples_limit, 0);
+        assert_eq!(defaults.store_limits.request_series_limit, 0);
+        assert_eq!(defaults.store_limits.request_samples_limit, 0);
         let limited = parse(&[
             "sidecar",
             "--store.limits.request-series=10",
             "--store.limits.request-samples",
             "1200",
         ]);
-        assert_eq!(limited.request_series_limit, 10);
-        assert_eq!(limited.request_samples_limit, 1200);
+        assert_eq!(limited.store_limits.request_series_limit, 10);
+        assert_eq!(limited.store_limits.request_samples_limit, 1200);
 
         let operator = parse(&[
             "thanos",

@@ -42,7 +42,7 @@ use std::time::Duration;
 use objstore::{Bucket, BucketOptions, ObjstoreConfig};
 use service_core::{
     GrpcFlags, GrpcServer, HttpFlags, HttpServer, LogFlags, ObjstoreFlags, PromDuration, RunGroup,
-    ServiceConfig, ServiceContext, TracingFlags,
+    ServiceConfig, ServiceContext, StoreLimitsFlags, TracingFlags,
 };
 
 pub use error::{Error, Result};
@@ -187,14 +187,9 @@ pub struct Config {
     )]
     pub block_sync_concurrency: usize,
 
-    /// The maximum series allowed for a single Series request. The Series call fails if this
-    /// limit is exceeded. 0 means no limit.
-    #[arg(
-        long = "store.limits.request-series",
-        value_name = "N",
-        default_value_t = 0
-    )]
-    pub request_series_limit: u64,
+    /// Thanos' `--store.limits.request-series` and `--store.limits.request-samples`.
+    #[command(flatten)]
+    pub store_limits: StoreLimitsFlags,
 
     /// DEPRECATED: use store.limits.request-series.
     #[arg(
@@ -213,16 +208,6 @@ pub struct Config {
         default_value = "0"
     )]
     pub downloaded_bytes_limit: String,
-
-    /// The maximum samples allowed for a single Series request, The Series call fails if this
-    /// limit is exceeded. 0 means no limit. NOTE: For efficiency the limit is internally
-    /// implemented as 'chunks limit' considering each chunk contains a maximum of 120 samples.
-    #[arg(
-        long = "store.limits.request-samples",
-        value_name = "N",
-        default_value_t = 0
-    )]
-    pub request_samples_limit: u64,
 
     /// If index-header lazy reader is enabled and this idle timeout setting is > 0, memory map-ed
     /// index-headers will be automatically released after 'idle timeout' inactivity.
@@ -324,8 +309,14 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
         &ctx.registry,
     )?);
     let limits = Limits {
-        series: tighter(config.request_series_limit, config.touched_series_limit),
-        samples: tighter(config.request_samples_limit, config.series_sample_limit),
+        series: tighter(
+            config.store_limits.request_series_limit,
+            config.touched_series_limit,
+        ),
+        samples: tighter(
+            config.store_limits.request_samples_limit,
+            config.series_sample_limit,
+        ),
         bytes: service_core::size::parse_bytes(&config.downloaded_bytes_limit).ok_or_else(
             || Error::Config {
                 what: "store.grpc.downloaded-bytes-limit",
@@ -445,8 +436,8 @@ mod tests {
         assert_eq!(
             (
                 config.series_sample_limit,
-                config.request_series_limit,
-                config.request_samples_limit
+                config.store_limits.request_series_limit,
+                config.store_limits.request_samples_limit
             ),
             (0, 0, 0)
         );
@@ -463,7 +454,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.min_time, TimeBound::Relative(-7_200_000));
         assert_eq!(config.max_time, TimeBound::Relative(-1_800_000));
-        assert_eq!(config.request_series_limit, 10);
+        assert_eq!(config.store_limits.request_series_limit, 10);
         let config = parse(&[
             "--store.grpc.touched-series-limit=7",
             "--store.grpc.downloaded-bytes-limit=64MB",
