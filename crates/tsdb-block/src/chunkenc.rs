@@ -2,16 +2,20 @@
 //!
 //! - [`XorEncoder`] / [`XorIterator`]: encoding 1, byte-identical to Prometheus.
 //! - [`ChunkCutter`]: where Prometheus closes one chunk and starts the next ([`CutRule`]).
+//! - [`AggrChunk`] / [`encode_aggr_chunk`]: Thanos' downsampled aggregate chunk (0xFF) container,
+//!   its five sub-chunks read and written ([`aggr`]).
 //! - [`Encoding`]: the encoding ids of segment files and remote read. Histogram chunks (2, 3),
-//!   the newer XOR2 and start-timestamp encodings (4-6) and Thanos' downsampled aggregate chunk
-//!   (0xFF) are not decoded here; blocks holding them read and copy fine, and
+//!   and the newer XOR2 and start-timestamp encodings (4-6) are not decoded here; blocks holding
+//!   them read and copy fine, and
 //!   [`Encoding::sample_count`] reads their header.
 
+pub mod aggr;
 mod bstream;
 mod cutter;
 mod xor;
 mod xor_batch;
 
+pub use aggr::{AggrChunk, AggrPart, AggrType, encode_aggr_chunk};
 pub use cutter::{
     ChunkCutter, CutRule, DEFAULT_CHUNK_RANGE_MS, DEFAULT_SAMPLES_PER_CHUNK,
     MAX_BYTES_PER_XOR_CHUNK, MAX_BYTES_PER_XOR_CHUNK_BEFORE_APPEND, XorChunk, cut_xor_chunks,
