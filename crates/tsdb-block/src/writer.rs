@@ -70,6 +70,7 @@ pub struct BlockWriter {
     seen_max: i64,
     num_samples: u64,
     num_float_samples: u64,
+    num_histogram_samples: u64,
     num_series: u64,
     num_chunks: u64,
     metas: Vec<ChunkMeta>,
@@ -108,6 +109,7 @@ impl BlockWriter {
             seen_max: i64::MIN,
             num_samples: 0,
             num_float_samples: 0,
+            num_histogram_samples: 0,
             num_series: 0,
             num_chunks: 0,
             metas: Vec::new(),
@@ -157,6 +159,8 @@ impl BlockWriter {
             self.num_samples += u64::from(samples);
             if chunk.encoding.is_float() {
                 self.num_float_samples += u64::from(samples);
+            } else if chunk.encoding.is_histogram() {
+                self.num_histogram_samples += u64::from(samples);
             }
             self.seen_min = self.seen_min.min(chunk.min_time);
             self.seen_max = self.seen_max.max(chunk.max_time);
@@ -186,9 +190,42 @@ impl BlockWriter {
         self.add_series(labels, &data)
     }
 
+    /// Samples written so far.
+    pub fn num_samples(&self) -> u64 {
+        self.num_samples
+    }
+
+    /// Series written so far.
+    pub fn num_series(&self) -> u64 {
+        self.num_series
+    }
+
+    /// Gives up the block: removes its `<ulid>.tmp-for-creation` folder.
+    pub fn abort(self) -> Result<()> {
+        let Self {
+            tmp_dir,
+            index,
+            segments,
+            ..
+        } = self;
+        drop(index);
+        drop(segments);
+        std::fs::remove_dir_all(&tmp_dir).map_err(|source| Error::io("remove", &tmp_dir, source))
+    }
+
     /// Finishes the index, the chunks, an empty tombstones file and `meta.json` (level 1, its own
     /// source, stats), then renames the folder into place. Returns the meta and the block folder.
     pub fn finish(self) -> Result<(BlockMeta, PathBuf)> {
+        self.finish_with(|_| {})
+    }
+
+    /// Like [`Self::finish`], letting `complete` change the meta (time range and stats already
+    /// set, level 1, its own source) before it is written: a compactor sets the level, sources,
+    /// parents and the `thanos` section here.
+    pub fn finish_with(
+        self,
+        complete: impl FnOnce(&mut BlockMeta),
+    ) -> Result<(BlockMeta, PathBuf)> {
         self.index.finish()?;
         self.segments.finish()?;
         crate::tombstones::write_empty(&self.tmp_dir)?;
@@ -200,8 +237,10 @@ impl BlockWriter {
         let mut meta = BlockMeta::new(self.ulid, min_time, max_time);
         meta.stats.num_samples = self.num_samples;
         meta.stats.num_float_samples = self.num_float_samples;
+        meta.stats.num_histogram_samples = self.num_histogram_samples;
         meta.stats.num_series = self.num_series;
         meta.stats.num_chunks = self.num_chunks;
+        complete(&mut meta);
         meta.write_to_dir(&self.tmp_dir)?;
         sync_dir(&self.tmp_dir)?;
         let final_dir = self.parent.join(self.ulid.to_string());
@@ -286,6 +325,39 @@ mod tests {
             9,
             "empty tombstones file"
         );
+    }
+
+    #[test]
+    fn finish_with_takes_the_callers_meta_and_abort_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = series(2);
+        let mut writer =
+            BlockWriter::create(dir.path(), symbols_of(input.iter().map(|(l, _)| l))).unwrap();
+        for (labels, samples) in &input {
+            writer.add_series_samples(labels, samples).unwrap();
+        }
+        assert_eq!((writer.num_series(), writer.num_samples()), (2, 1000));
+        let parent = Ulid::new();
+        let (meta, block_dir) = writer
+            .finish_with(|meta| {
+                meta.compaction.level = 3;
+                meta.compaction.sources = vec![parent];
+            })
+            .unwrap();
+        let read = BlockMeta::read_from_dir(&block_dir).unwrap();
+        assert_eq!(read, meta);
+        assert_eq!(
+            (read.compaction.level, read.compaction.sources.clone()),
+            (3, vec![parent])
+        );
+        assert_eq!(read.stats.num_samples, 1000);
+
+        let writer =
+            BlockWriter::create(dir.path(), symbols_of(input.iter().map(|(l, _)| l))).unwrap();
+        let ulid = writer.ulid();
+        writer.abort().unwrap();
+        assert!(!dir.path().join(format!("{ulid}.tmp-for-creation")).exists());
+        assert!(!dir.path().join(ulid.to_string()).exists());
     }
 
     #[test]
