@@ -145,17 +145,13 @@ impl BlockWriter {
                 max_time: chunk.max_time,
                 chunk_ref: chunk_ref.0,
             });
-            let samples =
-                chunk
-                    .encoding
-                    .sample_count(chunk.data)
-                    .ok_or_else(|| Error::InvalidInput {
-                        writer: WRITER,
-                        detail: format!(
-                            "series {labels}: chunk of {} bytes has no sample count",
-                            chunk.data.len()
-                        ),
-                    })?;
+            let samples = chunk_samples(chunk).ok_or_else(|| Error::InvalidInput {
+                writer: WRITER,
+                detail: format!(
+                    "series {labels}: chunk of {} bytes has no sample count",
+                    chunk.data.len()
+                ),
+            })?;
             self.num_samples += u64::from(samples);
             if chunk.encoding.is_float() {
                 self.num_float_samples += u64::from(samples);
@@ -251,6 +247,15 @@ impl BlockWriter {
     }
 }
 
+/// The samples a chunk holds for the block's stats: its header count, or for Thanos' aggregate
+/// chunk the count of its count part, as Thanos counts it (0 when that part is absent).
+fn chunk_samples(chunk: &ChunkData<'_>) -> Option<u16> {
+    match chunk.encoding {
+        Encoding::ThanosAggr => Some(crate::chunkenc::AggrChunk::new(chunk.data).num_samples()),
+        encoding => encoding.sample_count(chunk.data),
+    }
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|file| file.sync_all())
@@ -262,6 +267,7 @@ mod tests {
     use prom_model::{MatchType, Matcher};
 
     use super::*;
+    use crate::chunkenc::encode_xor;
     use crate::reader::BlockReader;
     use crate::tombstones::{Interval, Tombstones};
 
@@ -358,6 +364,36 @@ mod tests {
         writer.abort().unwrap();
         assert!(!dir.path().join(format!("{ulid}.tmp-for-creation")).exists());
         assert!(!dir.path().join(ulid.to_string()).exists());
+    }
+
+    #[test]
+    fn aggregate_chunks_count_their_count_part_in_the_stats() {
+        use crate::chunkenc::{AggrChunk, AggrPart, AggrType, encode_aggr_chunk};
+        let dir = tempfile::tempdir().unwrap();
+        let labels = Labels::from_pairs([("__name__", "m")]);
+        let count = encode_xor(&[(299_999, 3.0), (599_999, 2.0)]).into_bytes();
+        let part = Some(AggrPart {
+            encoding: Encoding::Xor,
+            data: &count,
+        });
+        let data = encode_aggr_chunk(&[part, part, None, None, None]);
+        let mut writer = BlockWriter::create(dir.path(), symbols_of([&labels])).unwrap();
+        let chunk = ChunkData {
+            min_time: 299_999,
+            max_time: 599_999,
+            encoding: Encoding::ThanosAggr,
+            data: &data,
+        };
+        writer.add_series(&labels, &[chunk]).unwrap();
+        let (meta, block_dir) = writer.finish().unwrap();
+        assert_eq!((meta.stats.num_samples, meta.stats.num_chunks), (2, 1));
+        let block = BlockReader::open(&block_dir).unwrap();
+        let refs: Vec<u64> = crate::postings::collect(block.index().all_postings().unwrap());
+        let entry = block.index().series(refs[0]).unwrap();
+        let (encoding, read) = block.chunk(entry.chunks[0].chunk_ref).unwrap();
+        assert_eq!(encoding, Encoding::ThanosAggr);
+        let sum = AggrChunk::new(read).get(AggrType::Sum).unwrap().unwrap();
+        assert_eq!(sum.data, count.as_slice());
     }
 
     #[test]
