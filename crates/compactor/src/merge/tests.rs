@@ -728,3 +728,77 @@ fn meta_is_thanos_compactors() {
     // Without any extensions object, none is written.
     assert_eq!(meta::common_extensions(&[&metas[2]]), None);
 }
+
+#[test]
+fn aggregate_chunks_pass_through_but_cannot_overlap() {
+    use tsdb_block::chunkenc::{AggrPart, encode_aggr_chunk, encode_xor};
+    let dir = tempfile::tempdir().unwrap();
+    // A downsampled chunk: count and sum of three 5m windows.
+    let aggregate = |start: i64| {
+        let times: Vec<i64> = (0..3).map(|i| start + i * 300_000).collect();
+        let count = encode_xor(&times.iter().map(|t| (*t, 10.0)).collect::<Vec<_>>());
+        let sum = encode_xor(&times.iter().map(|t| (*t, *t as f64)).collect::<Vec<_>>());
+        encode_aggr_chunk(&[
+            Some(AggrPart {
+                encoding: Encoding::Xor,
+                data: count.bytes(),
+            }),
+            Some(AggrPart {
+                encoding: Encoding::Xor,
+                data: sum.bytes(),
+            }),
+            None,
+            None,
+            None,
+        ])
+    };
+    let chunk = |start: i64| {
+        (
+            start,
+            start + 600_000,
+            Encoding::ThanosAggr,
+            aggregate(start),
+        )
+    };
+    let first = raw_block(dir.path(), (0, HOUR), &[chunk(0)]);
+    let second = raw_block(dir.path(), (HOUR, 2 * HOUR), &[chunk(HOUR)]);
+    let (merged, counters) = merge(
+        &[first.clone(), second],
+        &dir.path().join("out"),
+        DedupFunc::OneToOne,
+    );
+    let merged = merged.unwrap();
+    assert_eq!(counters.chunks_passed_through, 2);
+    assert_eq!(merged.meta.stats.num_samples, 6);
+    let block = BlockReader::open(&merged.dir).unwrap();
+    let refs = tsdb_block::postings::collect(block.index().all_postings().unwrap());
+    let entry = block.index().series(refs[0]).unwrap();
+    let stored: Vec<Vec<u8>> = entry
+        .chunks
+        .iter()
+        .map(|chunk| block.chunk(chunk.chunk_ref).unwrap().1.to_vec())
+        .collect();
+    assert_eq!(stored, vec![aggregate(0), aggregate(HOUR)]);
+    // An identical copy is a duplicate upload: dropped without decoding. An overlapping
+    // different one cannot be merged.
+    let copy = raw_block(dir.path(), (0, HOUR), &[chunk(0)]);
+    let (merged, counters) = merge(
+        &[first.clone(), copy],
+        &dir.path().join("dup"),
+        DedupFunc::Penalty,
+    );
+    assert_eq!(merged.unwrap().meta.stats.num_chunks, 1);
+    assert_eq!(counters.chunks_deduplicated, 1);
+    let shifted = raw_block(dir.path(), (0, HOUR), &[chunk(300_000)]);
+    let shifted_ulid = BlockMeta::read_from_dir(&shifted).unwrap().ulid;
+    let error = merge_blocks(
+        &[first, shifted],
+        &dir.path().join("bad"),
+        &options(DedupFunc::Penalty),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&error, MergeError::BadBlock { problem: BlockProblem::OverlappingChunks, detail, .. } if detail.contains(&shifted_ulid.to_string())),
+        "{error}"
+    );
+}
