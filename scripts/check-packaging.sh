@@ -16,12 +16,19 @@
 #   5. The querier, run with the rendered args of each umbrella value set (listen ports swapped
 #      for free ones, still in the `:port` form), answers /-/healthy and looks up each of its
 #      dns+/dnssrv+/dnssrvnoa+ endpoints.
-#   6. Each check is shown to fail on a broken input (schema type error, missing bucket config,
+#   6. One compactor per bucket: the compactor chart on its own and each value set that enables
+#      it (compactor.enabled) render exactly one compactor, a Deployment of 1 replica with
+#      strategy Recreate running --wait, its --data-dir on a PVC (or emptyDir), its objstore.yml
+#      from a Secret, probes on /-/healthy and /-/ready and a Service on its http port; the
+#      other value sets render none.
+#   7. Each check is shown to fail on a broken input (schema type error, missing bucket config,
 #      unknown flag, bad flag value, SRV port name missing, SRV name of a ClusterIP Service,
-#      querier that exits at start, invalid manifest), so a check that silently passes everything is caught.
+#      querier that exits at start, invalid manifest; for the compactor: a replicaCount value, a
+#      malformed retention, a rolling update, a querier flag, a second replica, no --wait), so a
+#      check that silently passes everything is caught.
 #
 # Usage: scripts/check-packaging.sh [BIN_DIR]   (default: $THANOS_RS_BIN_DIR or target/debug;
-#        build first: cargo build -p sidecar -p store-gateway -p querier)
+#        build first: cargo build -p sidecar -p store-gateway -p querier -p compactor)
 # Needs helm, kubernetes-validate and hadolint: scripts/install-test-deps.sh installs them into
 # .tools/bin. A missing tool or binary is a failure, never a skip.
 set -euo pipefail
@@ -338,7 +345,192 @@ if __name__ == "__main__":
         sys.exit(2)
     sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))
 PY
+cat >"$work/compactor.py" <<'PY'
+"""Checks the compactor workloads of a rendered manifest: one compactor per bucket.
+
+Usage: check-packaging-compactor.py RENDERED.yaml EXPECTED_COUNT
+
+The manifest must hold EXPECTED_COUNT (0 or 1) workloads whose image is thanos-rs/compactor. Each
+must be a Deployment of one replica with strategy Recreate (never two compactors on the bucket,
+even during an update) whose container runs `--wait` (the last of --wait/--no-wait) and has:
+  - its --data-dir mounted from a PersistentVolumeClaim (one rendered here, or an existing one
+    when none is) or an emptyDir;
+  - the directory of --objstore.config-file mounted from a Secret holding that file name;
+  - liveness on /-/healthy and readiness on /-/ready, both on the port named http, which is the
+    port of --http-address;
+  - a Service of the manifest selecting its pods with a port whose targetPort is http.
+Exits 1 on any failure.
+"""
+
+import sys
+from pathlib import Path
+
+import yaml
+
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
+
+
+def is_compactor(image: str) -> bool:
+    repository = image.split("@", 1)[0]
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository = repository[: repository.rfind(":")]
+    return repository.endswith("thanos-rs/compactor")
+
+
+def flag_value(args: list[str], flag: str) -> str | None:
+    value = None
+    for arg in args:
+        if arg.startswith(f"--{flag}="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def waits(args: list[str]) -> bool:
+    state = False
+    for arg in args:
+        if arg in ("--wait", "-w"):
+            state = True
+        elif arg == "--no-wait":
+            state = False
+    return state
+
+
+def mount_of(container: dict, path: str) -> dict | None:
+    for mount in container.get("volumeMounts") or []:
+        if mount.get("mountPath", "").rstrip("/") == path.rstrip("/"):
+            return mount
+    return None
+
+
+def check_workload(doc: dict, docs: list, problems: list[str]) -> str:
+    name = f"{doc['kind']}/{doc['metadata']['name']}"
+    namespace = doc["metadata"].get("namespace", "default")
+    spec = doc.get("spec") or {}
+    pod = (spec.get("template") or {}).get("spec") or {}
+    pod_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    container = next(c for c in pod.get("containers") or [] if is_compactor(str(c.get("image", ""))))
+    args = [str(a) for a in container.get("args") or []]
+    volumes = {v.get("name"): v for v in pod.get("volumes") or []}
+
+    def fail(message: str) -> None:
+        problems.append(f"FAIL {name}: {message}")
+
+    if doc["kind"] != "Deployment":
+        fail(f"is a {doc['kind']}, not a Deployment")
+    if spec.get("replicas") != 1:
+        fail(f"replicas {spec.get('replicas')}, not 1: only one compactor may run against a bucket")
+    strategy = (spec.get("strategy") or {}).get("type")
+    if strategy != "Recreate":
+        fail(f"strategy {strategy}, not Recreate: an update would run two compactors at once")
+    if not waits(args):
+        fail("does not run --wait (it would exit after one pass and be restarted)")
+
+    data_dir = flag_value(args, "data-dir")
+    data = "no --data-dir"
+    if data_dir is None:
+        fail("has no --data-dir")
+    elif (mount := mount_of(container, data_dir)) is None:
+        fail(f"--data-dir={data_dir} is not a mounted volume (the root filesystem is read-only)")
+    else:
+        volume = volumes.get(mount["name"]) or {}
+        claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+        if claim:
+            rendered = any(
+                d.get("kind") == "PersistentVolumeClaim"
+                and d["metadata"]["name"] == claim
+                and d["metadata"].get("namespace", "default") == namespace
+                for d in docs
+            )
+            data = f"--data-dir={data_dir} on PVC {claim} ({'rendered' if rendered else 'existing'})"
+        elif "emptyDir" in volume:
+            data = f"--data-dir={data_dir} on an emptyDir"
+        else:
+            fail(f"--data-dir={data_dir} is on volume {mount['name']}, neither a PVC nor an emptyDir")
+
+    objstore = flag_value(args, "objstore.config-file")
+    secret = "no objstore"
+    if objstore is None:
+        fail("has no --objstore.config-file")
+    else:
+        directory, _, file_name = objstore.rpartition("/")
+        mount = mount_of(container, directory)
+        volume = volumes.get(mount["name"]) if mount else None
+        source = (volume or {}).get("secret")
+        items = [i.get("path") for i in (source or {}).get("items") or []]
+        if source is None:
+            fail(f"{directory} (of --objstore.config-file) is not mounted from a Secret")
+        elif items and file_name not in items:
+            fail(f"Secret {source.get('secretName')} mounted at {directory} has no item {file_name} ({items})")
+        else:
+            secret = f"{file_name} from Secret {source.get('secretName')}"
+
+    http_address = flag_value(args, "http-address") or ""
+    http_port = http_address.rsplit(":", 1)[-1]
+    ports = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []}
+    if str(ports.get("http")) != http_port:
+        fail(f"container port http {ports.get('http')} is not the port of --http-address={http_address}")
+    for probe, path in (("livenessProbe", "/-/healthy"), ("readinessProbe", "/-/ready")):
+        get = (container.get(probe) or {}).get("httpGet") or {}
+        if get.get("path") != path or get.get("port") != "http":
+            fail(f"{probe} is {get or 'missing'}, not GET {path} on port http")
+
+    services = [
+        d["metadata"]["name"]
+        for d in docs
+        if d.get("kind") == "Service"
+        and d["metadata"].get("namespace", "default") == namespace
+        and (d.get("spec") or {}).get("selector")
+        and all(pod_labels.get(k) == v for k, v in d["spec"]["selector"].items())
+        and any(p.get("targetPort") == "http" for p in d["spec"].get("ports") or [])
+    ]
+    if not services:
+        fail("no Service selects its pods on port http")
+
+    return (
+        f"ok   {name}: single compactor: replicas 1, strategy Recreate, --wait, {data}, {secret}, "
+        f"probes /-/healthy and /-/ready on :{http_port}, Service {', '.join(services)} port http"
+    )
+
+
+def main(rendered: Path, expected: int) -> int:
+    docs = [d for d in yaml.safe_load_all(rendered.read_text()) if isinstance(d, dict)]
+    workloads = [
+        d
+        for d in docs
+        if d.get("kind") in WORKLOADS
+        and any(
+            is_compactor(str(c.get("image", "")))
+            for c in ((((d.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or [])
+        )
+    ]
+    if len(workloads) != expected:
+        names = [f"{d['kind']}/{d['metadata']['name']}" for d in workloads]
+        print(f"FAIL {rendered.name}: {len(workloads)} compactor workloads {names}, expected {expected}")
+        return 1
+    if expected == 0:
+        print(f"ok   {rendered.name}: no compactor rendered")
+        return 0
+    problems: list[str] = []
+    lines = [check_workload(d, docs, problems) for d in workloads]
+    if problems:
+        print("\n".join(problems))
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[2] not in ("0", "1"):
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+    sys.exit(main(Path(sys.argv[1]), int(sys.argv[2])))
+PY
 flags() { "$kv_python" "$work/flags.py" "$@"; }
+compactor_check() { "$kv_python" "$work/compactor.py" "$@"; }
+# 1 when the value set $1 enables the compactor (compactor.enabled; the umbrella's default is off).
+compactor_enabled() {
+  "$kv_python" -c 'import sys, yaml; v = yaml.safe_load(open(sys.argv[1])) or {}; print(1 if (v.get("compactor") or {}).get("enabled") else 0)' "$1"
+}
 # Runs "$@" expecting a failure whose output contains $expect.
 expect_failure() {
   local what=$1 expect=$2
@@ -385,6 +577,10 @@ for chart in "$root"/charts/*/; do
   helm template check "$chart" --set-string global.objstoreConfig='type: FILESYSTEM' >"$work/standalone.yaml"
   kubernetes-validate --strict --quiet -k "$k8s_version" "$work/standalone.yaml"
   flags "$bin_dir" "$work/standalone.yaml"
+  if [ "$(basename "$chart")" = compactor ]; then
+    cp "$work/standalone.yaml" "$work/compactor-standalone.yaml"
+    compactor_check "$work/compactor-standalone.yaml" 1
+  fi
 done
 # --with-subcharts lints each subchart with the values given to the umbrella as they are (not its
 # own block), so it runs with a global value only; each value set is then linted through the
@@ -396,13 +592,17 @@ value_sets=("$umbrella"/ci/*-values.yaml)
 [ -f "${value_sets[0]}" ] || fail "no value sets in charts/thanos-rs/ci/"
 for values in "${value_sets[@]}"; do
   name=$(basename "$values" -values.yaml)
-  step "value set $name: helm lint --strict, template, kubernetes-validate --strict -k $k8s_version, flags"
+  step "value set $name: helm lint --strict, template, kubernetes-validate --strict -k $k8s_version, flags, compactor"
   helm lint --strict "$umbrella" -f "$values" >"$work/lint.out" 2>&1 ||
     { cat "$work/lint.out" >&2; fail "helm lint with $name"; }
   helm template thanos-rs "$umbrella" --namespace observability -f "$values" >"$work/$name.yaml"
   kubernetes-validate --strict --quiet -k "$k8s_version" "$work/$name.yaml"
   flags "$bin_dir" "$work/$name.yaml"
+  compactor_check "$work/$name.yaml" "$(compactor_enabled "$values")"
 done
+grep -q '^compactor:' "$umbrella/values.yaml" && [ "$(compactor_enabled "$umbrella/values.yaml")" = 0 ] ||
+  fail "charts/thanos-rs/values.yaml must list compactor with enabled: false (one compactor per bucket)"
+[ "$(compactor_enabled "$umbrella/ci/full-values.yaml")" = 1 ] || fail "ci/full-values.yaml must enable the compactor"
 for name in default full query-only; do
   step "value set $name: querier started with its rendered args"
   "$kv_python" "$work/start.py" "$bin_dir" "$work/$name.yaml"
@@ -430,6 +630,22 @@ helm template thanos-rs "$umbrella" --namespace observability -f "$default_value
 expect_failure "SRV name of a ClusterIP Service (endpoint check)" "is not headless" flags "$bin_dir" "$work/not-headless.yaml"
 helm template thanos-rs "$umbrella" -f "$default_values" --set 'query.extraFlags[0]=--http.config=/nonexistent' >"$work/no-start.yaml"
 expect_failure "querier that exits (start check)" "exited 1" "$kv_python" "$work/start.py" "$bin_dir" "$work/no-start.yaml"
+expect_failure "compactor has no replicaCount (helm lint)" "Additional property replicaCount is not allowed" \
+  helm lint --strict "$umbrella" -f "$default_values" --set compactor.enabled=true --set compactor.replicaCount=2
+expect_failure "compactor retention (helm lint)" "retentionResolutionRaw: Does not match pattern" \
+  helm lint --strict "$umbrella" -f "$default_values" --set compactor.enabled=true --set compactor.retentionResolutionRaw=30days
+expect_failure "compactor rolling update (helm template)" "updateStrategy.type must be Recreate" \
+  helm template thanos-rs "$umbrella" -f "$default_values" --set compactor.enabled=true --set compactor.updateStrategy.type=RollingUpdate
+helm template thanos-rs "$umbrella" -f "$default_values" --set compactor.enabled=true \
+  --set 'compactor.extraFlags[0]=--query.timeout=5m' >"$work/compactor-querier-flag.yaml"
+expect_failure "querier flag given to the compactor (flag check)" "compactor --help has no --query.timeout" \
+  flags "$bin_dir" "$work/compactor-querier-flag.yaml"
+sed 's/^  replicas: 1$/  replicas: 2/' "$work/compactor-standalone.yaml" >"$work/compactor-two.yaml"
+cmp -s "$work/compactor-standalone.yaml" "$work/compactor-two.yaml" && fail "could not break the compactor manifest for the negative check"
+expect_failure "two compactor replicas (compactor check)" "replicas 2, not 1" compactor_check "$work/compactor-two.yaml" 1
+helm template thanos-rs "$umbrella" -f "$default_values" --set compactor.enabled=true \
+  --set 'compactor.args={--data-dir=/data,--objstore.config-file=/conf/objstore/objstore.yml,--http-address=:10902}' >"$work/compactor-no-wait.yaml"
+expect_failure "compactor without --wait (compactor check)" "does not run --wait" compactor_check "$work/compactor-no-wait.yaml" 1
 sed 's/^  replicas: 1$/  replicas: "one"/' "$work/default.yaml" >"$work/bad-manifest.yaml"
 cmp -s "$work/default.yaml" "$work/bad-manifest.yaml" && fail "could not break the default manifest for the negative check"
 expect_failure "invalid manifest (kubernetes-validate)" "replicas" \

@@ -2,7 +2,8 @@
 //! charts lint, render and validate against the Kubernetes schemas with every value set, and each
 //! flag the charts render for a component is accepted by that component's binary built here, each
 //! `dnssrv+` endpoint names a headless Service port of the release, and the querier starts with
-//! the rendered args.
+//! the rendered args; the compactor is rendered as one pod per bucket (a single-replica
+//! `Recreate` Deployment running `--wait`, its data dir on a PVC) only where it is enabled.
 //! helm, kubernetes-validate and hadolint come from `scripts/install-test-deps.sh`; a missing one
 //! fails the test.
 
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// The service binaries the charts and the Prometheus Operator's sidecar args are checked against.
-const BINARIES: [&str; 3] = ["sidecar", "store-gateway", "querier"];
+const BINARIES: [&str; 4] = ["sidecar", "store-gateway", "querier", "compactor"];
 
 #[test]
 fn charts_and_dockerfile_pass_the_packaging_checks() {
@@ -77,6 +78,46 @@ fn charts_and_dockerfile_pass_the_packaging_checks() {
         3,
         "{report}"
     );
-    // The negative checks ran and each refused its broken input.
-    assert_eq!(stdout.matches(": refused (").count(), 9, "{report}");
+    // The compactor: rendered by its chart on its own and by ci/full-values.yaml (the only value
+    // set enabling it), its flags accepted by the compactor binary, with the chart's retention
+    // values and `--wait` before the extra flags; a single Recreate pod with the chart's PVC.
+    let compactor_checks = stdout.matches(": compactor accepts ").count();
+    assert_eq!(
+        compactor_checks, 2,
+        "compactor workloads checked: {compactor_checks}\n{report}"
+    );
+    assert!(
+        stdout.contains(
+            "--retention.resolution-raw=90d --retention.resolution-5m=180d \
+             --retention.resolution-1h=0d --consistency-delay=1h --wait \
+             --deduplication.replica-label=prometheus_replica"
+        ),
+        "{report}"
+    );
+    assert!(
+        stdout.contains(
+            "ok   Deployment/thanos-rs-compactor: single compactor: replicas 1, strategy \
+             Recreate, --wait, --data-dir=/data on PVC thanos-rs-compactor (rendered), objstore.yml \
+             from Secret thanos-objstore, probes /-/healthy and /-/ready on :10902, Service \
+             thanos-rs-compactor port http"
+        ),
+        "{report}"
+    );
+    assert!(
+        stdout.contains(
+            "ok   Deployment/check-compactor: single compactor: replicas 1, strategy Recreate"
+        ),
+        "{report}"
+    );
+    // Off by default: the value sets that do not enable it render no compactor.
+    assert!(
+        stdout.contains("ok   default.yaml: no compactor rendered"),
+        "{report}"
+    );
+    assert!(
+        stdout.contains("ok   query-only.yaml: no compactor rendered"),
+        "{report}"
+    );
+    // The negative checks ran and each refused its broken input (6 of them the compactor's).
+    assert_eq!(stdout.matches(": refused (").count(), 15, "{report}");
 }
