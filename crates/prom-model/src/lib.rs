@@ -7,11 +7,14 @@
 //! - [`Matcher`]: a label matcher (`=`, `!=`, `=~`, `!~`) with Prometheus' fully anchored regex
 //!   semantics and empty-value rules;
 //! - [`Sample`] and the staleness marker ([`STALE_NAN_BITS`], [`is_stale_nan`]);
-//! - [`time`]: Unix timestamps as UTC calendar dates and RFC 3339 text.
+//! - [`time`]: Unix timestamps as UTC calendar dates and RFC 3339 text;
+//! - [`dedup`]: replica de-duplication of sample lists (Thanos' penalty algorithm, the chain
+//!   merge), shared by the querier and the compactor.
 //!
 //! **Invariant:** a [`Labels`] value is sorted by name and holds no duplicate names; every
 //! constructor enforces it, so code that compares or merges label sets may rely on it.
 
+pub mod dedup;
 mod error;
 mod labels;
 mod matcher;
