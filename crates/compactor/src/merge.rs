@@ -31,6 +31,7 @@
 //! ([`MergeError::Write`]). A failed merge removes its unfinished output folder.
 
 mod error;
+mod mapped;
 mod meta;
 mod series;
 mod source;
@@ -158,6 +159,9 @@ pub fn merge_blocks_counted(
     Ok((Some(Merged { meta, dir }), counters))
 }
 
+/// Every how many series the mapped pages already read are released.
+const RELEASE_EVERY: u64 = 4096;
+
 /// The k-way merge of the sources' series, each merged series written out.
 fn write_series(
     sources: &[Source],
@@ -169,6 +173,7 @@ fn write_series(
         cursors.push(SeriesCursor::new(source)?);
     }
     let mut members: Vec<usize> = Vec::with_capacity(sources.len());
+    let mut merged_series: u64 = 0;
     loop {
         // The smallest labels among the heads, and every cursor holding them.
         members.clear();
@@ -208,6 +213,14 @@ fn write_series(
         }
         for index in &members {
             cursors[*index].advance()?;
+        }
+        merged_series += 1;
+        if merged_series.is_multiple_of(RELEASE_EVERY) {
+            for cursor in &cursors {
+                if let Some(head) = &cursor.head {
+                    cursor.source().release_before(head);
+                }
+            }
         }
     }
 }

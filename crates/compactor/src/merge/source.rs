@@ -4,12 +4,15 @@
 use std::path::{Path, PathBuf};
 
 use prom_model::Labels;
-use tsdb_block::index::ChunkMeta;
+use tsdb_block::index::{ChunkMeta, SERIES_ALIGNMENT};
+use tsdb_block::meta::BlockMeta;
 use tsdb_block::postings::{BoxPostings, Postings, SeriesRef};
 use tsdb_block::reader::BlockReader;
+use tsdb_block::source::{ByteSource, MemorySource};
 use ulid::Ulid;
 
 use super::error::{BlockProblem, MergeError};
+use super::mapped::SharedFile;
 
 /// A source block opened for reading (memory-mapped).
 #[derive(Debug)]
@@ -18,16 +21,16 @@ pub(super) struct Source {
     pub(super) ulid: Ulid,
     /// The block.
     pub(super) reader: BlockReader,
+    /// The mapped index and segment files, to release what was read.
+    index: SharedFile,
+    segments: Vec<SharedFile>,
 }
 
 impl Source {
     /// Opens the block folder `dir`; a failure names the block by its folder name.
     pub(super) fn open(dir: &Path) -> Result<Self, MergeError> {
-        match BlockReader::open(dir) {
-            Ok(reader) => Ok(Self {
-                ulid: reader.meta().ulid,
-                reader,
-            }),
+        match Self::open_files(dir) {
+            Ok(source) => Ok(source),
             Err(error) => {
                 let named = dir
                     .file_name()
@@ -41,6 +44,60 @@ impl Source {
                     }),
                 }
             }
+        }
+    }
+
+    /// What `BlockReader::open` does, keeping handles on the mapped files.
+    fn open_files(dir: &Path) -> tsdb_block::Result<Self> {
+        let meta = BlockMeta::read_from_dir(dir)?;
+        let index = SharedFile::open(&dir.join("index"), "index")?;
+        let chunks_dir = dir.join("chunks");
+        let mut segments = Vec::new();
+        for name in tsdb_block::chunks::segment_file_names(&chunks_dir)? {
+            let segment = SharedFile::open(&chunks_dir.join(&name), format!("chunks/{name}"))?;
+            tsdb_block::chunks::check_segment_header(
+                segment.read_to_end(0, "header")?,
+                segment.name(),
+            )?;
+            segments.push(segment);
+        }
+        let tombstones_path = dir.join("tombstones");
+        let tombstones: Box<dyn ByteSource> = if tombstones_path.exists() {
+            Box::new(SharedFile::open(&tombstones_path, "tombstones")?)
+        } else {
+            Box::new(MemorySource::new("tombstones", Vec::new()))
+        };
+        let boxed: Vec<Box<dyn ByteSource>> = segments
+            .iter()
+            .map(|segment| Box::new(segment.clone()) as Box<dyn ByteSource>)
+            .collect();
+        let reader =
+            BlockReader::from_sources(meta, Box::new(index.clone()), boxed, tombstones.as_ref())?;
+        Ok(Self {
+            ulid: reader.meta().ulid,
+            reader,
+            index,
+            segments,
+        })
+    }
+
+    /// Releases the mapped pages before `series` (its index entry and its first chunk): series
+    /// come in label order, and blocks store entries and chunks in that order.
+    pub(super) fn release_before(&self, series: &SourceSeries) {
+        let series_start = self.reader.index().toc().series;
+        let entry = series.series_ref.saturating_mul(SERIES_ALIGNMENT);
+        self.index.release(series_start, entry);
+        let Some(first) = series.chunks.first() else {
+            return;
+        };
+        let current = (first.chunk_ref >> 32) as usize;
+        for (index, segment) in self.segments.iter().enumerate().take(current + 1) {
+            let end = if index == current {
+                first.chunk_ref & 0xFFFF_FFFF
+            } else {
+                u64::MAX
+            };
+            segment.release(0, end);
         }
     }
 }
@@ -104,6 +161,11 @@ impl<'a> SeriesCursor<'a> {
         };
         cursor.advance()?;
         Ok(cursor)
+    }
+
+    /// The source walked.
+    pub(super) fn source(&self) -> &'a Source {
+        self.source
     }
 
     /// Moves to the next series, checking that it comes after the current one in label order

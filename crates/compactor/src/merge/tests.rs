@@ -802,3 +802,33 @@ fn aggregate_chunks_pass_through_but_cannot_overlap() {
         "{error}"
     );
 }
+
+#[test]
+fn many_series_merge_while_read_pages_are_released() {
+    // More series than RELEASE_EVERY, so mapped pages already read are released mid-merge
+    // (a series whose pages were released is read again correctly if needed).
+    let dir = tempfile::tempdir().unwrap();
+    let part = |block: i64| -> Series {
+        (0..9_000)
+            .filter(|index| (index + block) % 4 != 0)
+            .map(|index| {
+                let labels = labels(&[("__name__", "many"), ("i", &format!("{index:05}"))]);
+                let start = block * HOUR;
+                (
+                    labels,
+                    regular(start, start + HOUR, 5 * MINUTE, |t| (t + index) as f64),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (part(0), part(1));
+    let sources = [
+        write_block(dir.path(), 0, HOUR, &a),
+        write_block(dir.path(), HOUR, 2 * HOUR, &b),
+    ];
+    let (merged, counters) = merge(&sources, &dir.path().join("out"), DedupFunc::OneToOne);
+    let merged = merged.unwrap();
+    assert_eq!(bits(&read_block(&merged.dir)), bits(&union(&[&a, &b])));
+    assert_eq!(counters.chunks_decoded, 0);
+    assert!(merged.meta.stats.num_series > 2 * RELEASE_EVERY);
+}
