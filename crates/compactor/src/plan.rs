@@ -48,7 +48,7 @@ pub use cleanup::{
 pub use group::{Group, group_blocks, group_key, labels_hash, strip_replica_labels};
 pub use planner::{
     CompactionPlan, GroupProblem, GroupProblemKind, NoCompactDecision, PlanOutcome, PlannerConfig,
-    plan_group,
+    output_overlaps, plan_group,
 };
 pub use retention::{Retention, RetentionDecision, apply_retention};
 pub use todo::{Backlog, backlog};

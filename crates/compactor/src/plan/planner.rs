@@ -27,6 +27,9 @@
 //!    planned again.
 //! 5. Blocks of the plan sharing a `compaction.sources` entry: with vertical compaction off a
 //!    [`GroupProblem`] (a Thanos halt), otherwise a warning carried by the plan.
+//!
+//! After the merge, [`output_overlaps`] is Thanos' last check: with vertical compaction off the
+//! new block must not overlap the group's other blocks.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -118,7 +121,8 @@ pub struct NoCompactDecision {
     pub details: String,
 }
 
-/// Why a group cannot be compacted, with the blocks concerned and the way out.
+/// Why a group cannot be compacted, with the blocks concerned and the way out. Its `Display`
+/// says what is wrong (naming the blocks); [`GroupProblem::remedy`] says the way out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupProblem {
     /// The group's key.
@@ -144,6 +148,14 @@ pub enum GroupProblemKind {
         /// The sources found in more than one of them.
         sources: Vec<Ulid>,
     },
+    /// The block a compaction produced overlaps blocks of the group outside the plan while
+    /// vertical compaction is off (see [`output_overlaps`]); it must not be uploaded.
+    OutputOverlaps {
+        /// The compacted block.
+        output: BlockDesc,
+        /// The group's blocks it overlaps.
+        others: Vec<BlockDesc>,
+    },
 }
 
 impl GroupProblem {
@@ -152,6 +164,7 @@ impl GroupProblem {
         match self.kind {
             GroupProblemKind::OverlappingBlocks { .. } => "overlapping-blocks",
             GroupProblemKind::OverlappingSources { .. } => "overlapping-sources",
+            GroupProblemKind::OutputOverlaps { .. } => "output-overlaps",
         }
     }
 
@@ -162,6 +175,10 @@ impl GroupProblem {
                 clusters.iter().flatten().map(|block| block.ulid).collect()
             }
             GroupProblemKind::OverlappingSources { plan, .. } => plan.clone(),
+            GroupProblemKind::OutputOverlaps { output, others } => std::iter::once(output)
+                .chain(others)
+                .map(|block| block.ulid)
+                .collect(),
         }
     }
 
@@ -179,8 +196,21 @@ impl GroupProblem {
                  with de-duplication, or mark for deletion the block whose sources the other one \
                  already holds, or mark one of them with no-compact-mark.json"
             }
+            GroupProblemKind::OutputOverlaps { .. } => {
+                "the compacted block was not uploaded; look for a block uploaded into the \
+                 compacted time range meanwhile and mark it with no-compact-mark.json or \
+                 deletion-mark.json, or enable vertical compaction"
+            }
         }
     }
+}
+
+fn describe_blocks(blocks: &[BlockDesc]) -> String {
+    let blocks: Vec<String> = blocks
+        .iter()
+        .map(|block| format!("{} [{}, {})", block.ulid, block.min_time, block.max_time))
+        .collect();
+    format!("[{}]", blocks.join(", "))
 }
 
 impl fmt::Display for GroupProblem {
@@ -189,15 +219,7 @@ impl fmt::Display for GroupProblem {
             GroupProblemKind::OverlappingBlocks { clusters } => {
                 let clusters: Vec<String> = clusters
                     .iter()
-                    .map(|cluster| {
-                        let blocks: Vec<String> = cluster
-                            .iter()
-                            .map(|block| {
-                                format!("{} [{}, {})", block.ulid, block.min_time, block.max_time)
-                            })
-                            .collect();
-                        format!("[{}]", blocks.join(", "))
-                    })
+                    .map(|cluster| describe_blocks(cluster))
                     .collect();
                 write!(
                     formatter,
@@ -222,11 +244,20 @@ impl fmt::Display for GroupProblem {
                     join(sources)
                 )?;
             }
+            GroupProblemKind::OutputOverlaps { output, others } => {
+                write!(
+                    formatter,
+                    "group {}: the compacted block {} overlaps blocks outside the plan {} and \
+                     vertical compaction is off",
+                    self.group_key,
+                    describe_blocks(std::slice::from_ref(output)),
+                    describe_blocks(others)
+                )?;
+            }
         }
         write!(
             formatter,
-            "; the group is not compacted until then, other groups go on; to resolve: {}",
-            self.remedy()
+            "; the group is not compacted until this is resolved, other groups go on"
         )
     }
 }
@@ -320,6 +351,37 @@ pub fn plan_group(
         blocks: plan.into_iter().cloned().collect(),
         overlapping,
         repeated_sources,
+    })
+}
+
+/// Thanos' check after a compaction (a halt there): with vertical compaction off, the compacted
+/// block `output` must not overlap any block of `group` outside `plan`. `None` when it does not
+/// (or vertical compaction is on); otherwise do not upload it.
+pub fn output_overlaps(
+    group: &Group,
+    plan: &CompactionPlan,
+    output: &BlockDesc,
+    vertical_compaction: bool,
+) -> Option<GroupProblem> {
+    if vertical_compaction {
+        return None;
+    }
+    let planned: HashSet<Ulid> = plan.blocks.iter().map(|meta| meta.ulid).collect();
+    let others: Vec<BlockDesc> = sorted_by_min_time(&group.metas)
+        .into_iter()
+        .filter(|meta| !planned.contains(&meta.ulid))
+        .filter(|meta| meta.min_time < output.max_time && output.min_time < meta.max_time)
+        .map(describe)
+        .collect();
+    if others.is_empty() {
+        return None;
+    }
+    Some(GroupProblem {
+        group_key: group.key.clone(),
+        kind: GroupProblemKind::OutputOverlaps {
+            output: output.clone(),
+            others,
+        },
     })
 }
 

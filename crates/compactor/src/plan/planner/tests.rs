@@ -592,12 +592,13 @@ fn overlap_without_vertical_compaction_is_a_group_problem_not_a_halt() {
     let message = problem.to_string();
     assert!(message.contains(&id(1).to_string()), "{message}");
     assert!(message.contains("[19, 40)"), "{message}");
-    assert!(
-        message.contains("--compact.enable-vertical-compaction"),
-        "{message}"
-    );
-    assert!(message.contains("no-compact-mark.json"), "{message}");
     assert!(message.contains(&group.key), "{message}");
+    assert!(
+        problem
+            .remedy()
+            .contains("--compact.enable-vertical-compaction")
+    );
+    assert!(problem.remedy().contains("no-compact-mark.json"));
     // Marking one block of each overlap no-compact clears the problem (thanos#5603); what is
     // left has no window to compact yet.
     let outcome = plan_group(
@@ -634,7 +635,8 @@ fn overlapping_sources_are_a_problem_without_vertical_compaction_and_a_warning_w
             sources: vec![id(9)],
         }
     );
-    assert!(problem.to_string().contains("mark for deletion"));
+    assert!(problem.remedy().contains("mark for deletion"));
+    assert!(problem.to_string().contains(&id(9).to_string()));
     let mut vertical = config(&TEST_RANGES);
     vertical.vertical_compaction = true;
     match plan_group(&group, &HashSet::new(), &HashMap::new(), &vertical) {
@@ -711,4 +713,34 @@ fn small_groups_have_nothing_to_do() {
         &PlannerConfig::default(),
     );
     assert_eq!(outcome, PlanOutcome::Nothing);
+}
+
+#[test]
+fn a_compacted_block_must_not_overlap_the_rest_of_the_group() {
+    let group = group_of(sized(vec![
+        meta(1, 0, 20),
+        meta(2, 20, 40),
+        meta(3, 40, 60),
+        meta(4, 60, 80),
+    ]));
+    let plan = match plan_group(
+        &group,
+        &HashSet::new(),
+        &HashMap::new(),
+        &config(&TEST_RANGES),
+    ) {
+        PlanOutcome::Compact(plan) => plan,
+        other => panic!("{other:?}"),
+    };
+    let output = |min_time, max_time| BlockDesc {
+        ulid: id(50),
+        min_time,
+        max_time,
+    };
+    assert_eq!(output_overlaps(&group, &plan, &output(0, 60), false), None);
+    let problem = output_overlaps(&group, &plan, &output(0, 61), false).unwrap();
+    assert_eq!(problem.kind_label(), "output-overlaps");
+    assert_eq!(numbers(&problem.blocks()), vec![50, 4]);
+    assert!(problem.to_string().contains("[60, 80)"), "{problem}");
+    assert_eq!(output_overlaps(&group, &plan, &output(0, 61), true), None);
 }
