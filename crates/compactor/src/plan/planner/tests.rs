@@ -228,6 +228,17 @@ fn overlapping_blocks_plan_only_the_first_cluster() {
         &[],
         &[1, 2, 3],
     );
+    // Two clusters with a gap between them: the first.
+    check(
+        sized(vec![
+            meta(1, 0, 10),
+            meta(2, 9, 20),
+            meta(3, 30, 40),
+            meta(4, 39, 50),
+        ]),
+        &[],
+        &[1, 2],
+    );
     // A no-compact-marked block takes no part in the overlap: the rest is planned by windows.
     check(
         sized(vec![meta(1, 0, 20), meta(2, 19, 40), meta(3, 40, 60)]),
