@@ -14,9 +14,12 @@
 //!      default) split the rest into aligned windows `[R·⌊minT/R⌋, +R]`, skipping a block that
 //!      crosses its window's end, and take the first window that has no `compaction.failed`
 //!      block, holds at least 2 blocks, and either spans exactly R or ends at or before the
-//!      `minTime` of the newest block still considered. No-compact-marked blocks split a window
-//!      into runs without gaps; the first run of 2 or more blocks is the plan.
-//!    * Otherwise the newest not-marked block spanning at least the middle range (8h) whose
+//!      `minTime` of the newest block still considered (the held-back block's successor in
+//!      age, as in Thanos' and Prometheus' code and tests, not the held-back block itself).
+//!      No-compact-marked blocks split a window into runs without gaps; the first run of 2 or
+//!      more blocks is the plan.
+//!    * Otherwise, walking from the newest not-marked block (the held-back one excepted), the
+//!      first block spanning at least the middle range (8h) whose
 //!      tombstones exceed 5 % of its series (`numTombstones / (numSeries + 1) > 0.05`) is
 //!      rewritten alone; the walk stops at the first shorter block.
 //! 3. The index-size guard: adding up the planned blocks' index sizes in plan order, once the
