@@ -489,6 +489,68 @@ mod tests {
         );
     }
 
+    fn decoded(chunks: Vec<OutputChunk>) -> Vec<InputChunk> {
+        chunks
+            .into_iter()
+            .map(|chunk| {
+                let parts = tsdb_block::chunkenc::AggrChunk::new(&chunk.data)
+                    .parts()
+                    .unwrap();
+                InputChunk {
+                    min_time: chunk.min_time,
+                    max_time: chunk.max_time,
+                    aggregates: parts.map(|part| {
+                        part.map(|part| tsdb_block::chunkenc::decode_xor(part.data).unwrap())
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn overlapping_aggregate_chunks_are_grouped_and_never_overlap_in_the_output() {
+        const HOUR: i64 = 3_600_000;
+        let first: Vec<(i64, f64)> = (0..1_200).map(|i| (i * 300_000, i as f64)).collect();
+        let second: Vec<(i64, f64)> = (600..2_400)
+            .map(|i| (i * 300_000 + 60_000, i as f64))
+            .collect();
+        let mut input = decoded(downsample_raw(&first, 300_000).unwrap());
+        input.extend(decoded(downsample_raw(&second, 300_000).unwrap()));
+        input.sort_by_key(|chunk| chunk.min_time);
+        assert!(
+            input
+                .windows(2)
+                .any(|pair| pair[0].max_time >= pair[1].min_time)
+        );
+        let output = decoded(downsample_aggregates(&input, 300_000, HOUR).unwrap());
+        assert!(output.len() >= 2, "{} chunks", output.len());
+        for pair in output.windows(2) {
+            assert!(pair[0].max_time < pair[1].min_time, "output chunks overlap");
+        }
+        let mut counted = 0.0;
+        for chunk in &output {
+            // The counter part repeats its last timestamp by design; the others never do.
+            for part in chunk.aggregates[..AggrType::Counter.index()]
+                .iter()
+                .flatten()
+            {
+                assert!(part.windows(2).all(|pair| pair[0].0 < pair[1].0));
+            }
+            let count = chunk.aggregates[AggrType::Count.index()].as_ref().unwrap();
+            counted += count.iter().map(|(_, v)| v).sum::<f64>();
+        }
+        // Every raw sample is counted, overlapped ones once: the 5m windows of both inputs
+        // coincide where they overlap, so the first's are kept there. Only a chunk's last
+        // window, whose timestamp is clamped to its last sample, can differ from the other
+        // input's and be counted twice: at most once per input chunk.
+        let overlap = (600..1_200).count() as f64;
+        let expected = (first.len() + second.len()) as f64 - overlap;
+        assert!(
+            counted >= expected && counted <= expected + input.len() as f64,
+            "{counted} counted, {expected} expected"
+        );
+    }
+
     #[test]
     fn counter_resets_are_applied_across_chunks() {
         // Chunk 1: raw first 10, aggregates, true last 2 (a reset inside); chunk 2 starts at 1,
