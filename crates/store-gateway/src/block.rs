@@ -1,6 +1,7 @@
 //! One block in the bucket: its meta, its lazily loaded index-header, and selection of series,
 //! label names and label values with coalesced ranged reads of postings, series and chunks.
 
+mod aggr;
 mod select;
 mod series;
 
@@ -18,6 +19,7 @@ use ulid::Ulid;
 use crate::error::{Error, Result};
 use crate::header::{HeaderBytes, IndexHeader, decode_start, section_ranges};
 
+pub(crate) use aggr::requested_aggregates;
 pub(crate) use select::{BlockQuery, Reads, SelectedSeries};
 pub(crate) use series::{BlockBatch, BlockSeries, SeriesContext, compare_series};
 

@@ -1,6 +1,12 @@
 //! The StoreAPI (`thanos.Store`) and `thanos.info.Info` over the loaded blocks.
+//!
+//! Raw and downsampled (5m, 1h) blocks are loaded alike and all listed by `Info`. A `Series`
+//! call reads, per external label set, the blocks [`choose`] picks for its
+//! `max_resolution_window` (the coarsest level allowed, gaps filled from finer levels), and
+//! fills the requested aggregates of downsampled chunks; label calls read blocks of every
+//! resolution, as Thanos' do.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -13,7 +19,7 @@ use storeapi::proto::thanos::{self, series_response, store_server::Store};
 use tokio::sync::{Semaphore, mpsc};
 use tonic::{Request, Response, Status};
 
-use crate::block::{Block, BlockQuery, Reads, SeriesContext};
+use crate::block::{Block, BlockQuery, Reads, SeriesContext, requested_aggregates};
 use crate::cache::IndexCache;
 use crate::error::Error;
 use crate::limits::{Limiter, Limits};
@@ -22,6 +28,7 @@ use crate::relabel::BLOCK_ID_LABEL;
 use crate::shard::ShardMatcher;
 use crate::sync::BlockSet;
 
+mod choose;
 mod merge;
 
 /// Bucket reads of one request in flight at once (every block's stream is open, see
@@ -44,8 +51,9 @@ pub(crate) struct BucketStore {
 }
 
 /// Whether a block (its meta and external labels) holds data for a request over
-/// `[min_time, max_time]` whose hints carry `block_matchers`: raw resolution, overlapping in time,
-/// external labels and `__block_id` matching.
+/// `[min_time, max_time]` whose hints carry `block_matchers`: overlapping in time, external
+/// labels and `__block_id` matching. Any resolution: label calls read downsampled blocks too, as
+/// Thanos' do; `Series` chooses among resolutions with [`choose`].
 fn serves(
     meta: &tsdb_block::meta::BlockMeta,
     external: &Labels,
@@ -53,15 +61,22 @@ fn serves(
     max_time: i64,
     block_matchers: &[Matcher],
 ) -> bool {
-    if meta.max_time <= min_time || meta.min_time > max_time {
-        return false;
-    }
-    if meta
-        .thanos
-        .as_ref()
-        .is_some_and(|thanos| thanos.downsample.resolution != 0)
-    {
-        return false;
+    overlaps(meta, min_time, max_time) && block_matches(meta, external, block_matchers)
+}
+
+/// Whether a block's half-open `[min_time, max_time)` meets the closed request range.
+fn overlaps(meta: &tsdb_block::meta::BlockMeta, min_time: i64, max_time: i64) -> bool {
+    meta.max_time > min_time && meta.min_time <= max_time
+}
+
+/// Whether a block's external labels and `__block_id` match the hints' block matchers.
+fn block_matches(
+    meta: &tsdb_block::meta::BlockMeta,
+    external: &Labels,
+    block_matchers: &[Matcher],
+) -> bool {
+    if block_matchers.is_empty() {
+        return true;
     }
     let mut labels = external.clone();
     labels.set(BLOCK_ID_LABEL, meta.ulid.to_string());
@@ -137,21 +152,63 @@ impl BucketStore {
             .collect()
     }
 
+    /// The blocks that answer a `Series` request over `[min_time, max_time]` allowing
+    /// resolutions up to `max_resolution_window` ms: per external label set, Thanos' choice of
+    /// the coarsest level allowed with its gaps filled from finer levels (see [`choose`]).
+    fn series_blocks(
+        &self,
+        min_time: i64,
+        max_time: i64,
+        max_resolution_window: i64,
+        block_matchers: &[Matcher],
+    ) -> Vec<Arc<Block>> {
+        let mut groups: BTreeMap<Labels, Vec<Arc<Block>>> = BTreeMap::new();
+        for block in self.blocks.all() {
+            groups
+                .entry(block.external.clone())
+                .or_default()
+                .push(block);
+        }
+        let mut chosen = Vec::new();
+        for blocks in groups.into_values() {
+            let candidates: Vec<choose::Candidate> = blocks
+                .iter()
+                .map(|block| choose::Candidate {
+                    min_time: block.meta.min_time,
+                    max_time: block.meta.max_time,
+                    resolution: block.meta.resolution(),
+                    selected: block_matches(&block.meta, &block.external, block_matchers),
+                })
+                .collect();
+            let indexes = choose::choose(&candidates, min_time, max_time, max_resolution_window);
+            chosen.extend(indexes.into_iter().map(|index| Arc::clone(&blocks[index])));
+        }
+        chosen
+    }
+
     /// What a request over `[min_time, max_time]` misses because blocks it would read failed to
-    /// load: one message per block, empty when nothing is missing.
-    fn missing_for(&self, min_time: i64, max_time: i64, block_matchers: &[Matcher]) -> Vec<String> {
+    /// load: one message per block of a resolution up to `max_resolution` ms, empty when
+    /// nothing is missing.
+    fn missing_for(
+        &self,
+        min_time: i64,
+        max_time: i64,
+        max_resolution: i64,
+        block_matchers: &[Matcher],
+    ) -> Vec<String> {
         self.blocks
             .unloaded()
             .into_iter()
             .filter(|unloaded| {
                 let external = crate::block::external_labels(&unloaded.meta);
-                serves(
-                    &unloaded.meta,
-                    &external,
-                    min_time,
-                    max_time,
-                    block_matchers,
-                )
+                unloaded.meta.resolution() <= max_resolution
+                    && serves(
+                        &unloaded.meta,
+                        &external,
+                        min_time,
+                        max_time,
+                        block_matchers,
+                    )
             })
             .map(|unloaded| {
                 format!(
@@ -168,10 +225,11 @@ impl BucketStore {
         &self,
         min_time: i64,
         max_time: i64,
+        max_resolution: i64,
         block_matchers: &[Matcher],
         strategy: i32,
     ) -> Result<Vec<String>, Status> {
-        let missing = self.missing_for(min_time, max_time, block_matchers);
+        let missing = self.missing_for(min_time, max_time, max_resolution, block_matchers);
         if !missing.is_empty() && strategy == thanos::PartialResponseStrategy::Abort as i32 {
             return Err(Status::unavailable(missing.join("; ")));
         }
@@ -302,10 +360,16 @@ impl Store for BucketStore {
             }
             None => Vec::new(),
         };
-        let blocks = self.blocks_for(request.min_time, request.max_time, &block_matchers);
+        let blocks = self.series_blocks(
+            request.min_time,
+            request.max_time,
+            request.max_resolution_window,
+            &block_matchers,
+        );
         let missing = self.missing(
             request.min_time,
             request.max_time,
+            request.max_resolution_window.max(0),
             &block_matchers,
             request.partial_response_strategy,
         )?;
@@ -325,6 +389,7 @@ impl Store for BucketStore {
             limiter: Limiter::new(self.limits),
             removed: self.replica_labels(&request.without_replica_labels),
             shard: ShardMatcher::new(request.shard_info.as_ref()),
+            aggregates: requested_aggregates(&request.aggregates),
             fetches: Semaphore::new(BLOCK_QUERY_CONCURRENCY),
         });
         self.metrics.blocks_queried.observe(blocks.len() as f64);
@@ -405,6 +470,7 @@ impl Store for BucketStore {
         let warnings = self.missing(
             start,
             end,
+            i64::MAX,
             &block_matchers,
             request.partial_response_strategy,
         )?;
@@ -465,6 +531,7 @@ impl Store for BucketStore {
         let warnings = self.missing(
             start,
             end,
+            i64::MAX,
             &block_matchers,
             request.partial_response_strategy,
         )?;

@@ -7,10 +7,12 @@ use std::ops::Range;
 use bytes::Bytes;
 use prom_model::{Label, Labels, MatchType, Matcher};
 use storeapi::proto::thanos;
+use tsdb_block::chunkenc::Encoding;
 use tsdb_block::encoding::{Decoder, crc32c};
 use tsdb_block::index::{ChunkMeta, SERIES_ALIGNMENT};
 
 use super::Block;
+use super::aggr::StoredChunk;
 use crate::cache::{
     CacheKey, IndexCache, decode_postings, encode_postings, series_body, series_entry,
 };
@@ -484,12 +486,13 @@ impl Block {
         Ok(selected)
     }
 
-    /// The chunks of `metas`, as stored (Thanos encoding numbers, data without encoding byte).
+    /// The chunks of `metas`, as stored: raw chunks with Thanos encoding numbers, downsampled
+    /// chunks as their aggregate data; data without encoding byte.
     pub(crate) async fn load_chunks(
         &self,
         metas: &[ChunkMeta],
         limiter: &Limiter,
-    ) -> Result<HashMap<u64, thanos::Chunk>> {
+    ) -> Result<HashMap<u64, StoredChunk>> {
         let mut by_segment: HashMap<u32, Vec<u64>> = HashMap::new();
         for meta in metas {
             by_segment
@@ -540,20 +543,28 @@ impl Block {
                             source,
                         }
                     })?;
-                let encoding =
-                    storeapi::chunk::prometheus_to_thanos_encoding(framed.encoding.as_u8())
-                        .ok_or_else(|| {
-                            self.corrupt_series(*offset, "unsupported chunk encoding")
-                        })?;
-                chunks.insert(
-                    (u64::from(segment) << 32) | offset,
-                    thanos::Chunk {
+                // A view of the bytes read, not a copy.
+                let data = bytes.slice_ref(framed.data);
+                let stored = if framed.encoding == Encoding::ThanosAggr {
+                    let data_start = framed.data.as_ptr() as usize - bytes.as_ptr() as usize;
+                    StoredChunk::Aggregate {
+                        data,
+                        file: file.clone(),
+                        offset: offset + data_start as u64,
+                    }
+                } else {
+                    let encoding =
+                        storeapi::chunk::prometheus_to_thanos_encoding(framed.encoding.as_u8())
+                            .ok_or_else(|| {
+                                self.corrupt_series(*offset, "unsupported chunk encoding")
+                            })?;
+                    StoredChunk::Raw(thanos::Chunk {
                         r#type: encoding.into(),
-                        // A view of the bytes read, not a copy.
-                        data: bytes.slice_ref(framed.data),
+                        data,
                         hash: 0,
-                    },
-                );
+                    })
+                };
+                chunks.insert((u64::from(segment) << 32) | offset, stored);
             }
         }
         Ok(chunks)

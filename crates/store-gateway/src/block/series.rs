@@ -18,10 +18,11 @@ use std::sync::Arc;
 
 use prom_model::Labels;
 use storeapi::convert::{compare_labels, labels_into_proto, labels_to_proto};
-use storeapi::proto::thanos;
+use storeapi::proto::thanos::{self, Aggr};
 use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
 use tsdb_block::index::ChunkMeta;
 
+use super::aggr::wire_chunk;
 use super::{Block, BlockQuery, Reads, SelectedSeries};
 use crate::cache::IndexCache;
 use crate::error::{Error, Result};
@@ -41,6 +42,8 @@ pub(crate) struct SeriesContext {
     /// Label names dropped from every series (the requested replica labels).
     pub(crate) removed: Vec<String>,
     pub(crate) shard: Option<ShardMatcher>,
+    /// The aggregate parts to fill for chunks of downsampled blocks.
+    pub(crate) aggregates: Vec<Aggr>,
     /// Bounds the bucket reads of the call in flight at once.
     pub(crate) fetches: Semaphore,
 }
@@ -334,20 +337,25 @@ impl Block {
         };
         let mut batch = Vec::with_capacity(kept.len());
         for series in kept {
-            let chunks = if context.query.skip_chunks {
-                Vec::new()
-            } else {
-                series
-                    .metas
-                    .iter()
-                    .map(|meta| thanos::AggrChunk {
-                        min_time: meta.min_time,
-                        max_time: meta.max_time,
-                        raw: loaded.get(&meta.chunk_ref).cloned(),
-                        ..Default::default()
-                    })
-                    .collect()
-            };
+            let mut chunks = Vec::new();
+            if !context.query.skip_chunks {
+                chunks.reserve_exact(series.metas.len());
+                for meta in &series.metas {
+                    let Some(stored) = loaded.get(&meta.chunk_ref) else {
+                        return Err(Error::Internal(format!(
+                            "block {}: chunk {} was not loaded",
+                            self.id, meta.chunk_ref
+                        )));
+                    };
+                    chunks.push(wire_chunk(
+                        self.id,
+                        meta.min_time,
+                        meta.max_time,
+                        stored,
+                        &context.aggregates,
+                    )?);
+                }
+            }
             batch.push(BlockSeries {
                 labels: series.labels,
                 identity: series.identity,
