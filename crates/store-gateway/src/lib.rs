@@ -6,8 +6,8 @@
 //!
 //! **Invariants.**
 //! - A block is served only when its `meta.json` is present and it passes the filters of
-//!   [`sync`]; partial uploads are invisible. New and removed blocks are picked up on every sync
-//!   without restart.
+//!   [`sync`] (a [`block_fetcher::Fetcher`]: one bucket listing per sync); partial uploads are
+//!   invisible. New and removed blocks are picked up on every sync without restart.
 //! - A `Series` answer is sorted by labels across all blocks, carries each block's external
 //!   labels (which win over series labels), passes chunks through as stored (Thanos encoding
 //!   numbers), and ends with one `hints` frame listing the queried blocks.
@@ -16,10 +16,12 @@
 //!   `thanos_bucket_store_block_load_failures_total`) while the other blocks are served.
 //! - `/-/ready` turns ready only after the first successful sync.
 //!
-//! **Modules.** [`sync`] (bucket listing, meta filters, block load/drop), `block` (one block:
-//! index-header, postings → series → chunks), `header` (the index-header file), [`cache`]
-//! (in-memory LRU, memcached, redis index caches), `store` (the gRPC services), [`relabel`]
-//! (block selection), `metrics` (query metrics), `shard` (vertical query sharding), [`time`] (`--min-time`/`--max-time`), `limits`, [`error`].
+//! **Modules.** [`sync`] (block discovery through `block-fetcher`, block load/drop), `block`
+//! (one block: index-header, postings → series → chunks), `header` (the index-header file),
+//! [`cache`] (in-memory LRU, memcached, redis index caches), `store` (the gRPC services),
+//! [`relabel`] (block selection, from `block-fetcher`), `metrics` (query metrics), `shard`
+//! (vertical query sharding), [`time`] (`--min-time`/`--max-time`, from `block-fetcher`),
+//! `limits`, [`error`].
 
 mod block;
 pub mod cache;
@@ -274,7 +276,13 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
         config.selector_relabel_config_file.as_ref(),
         config.selector_relabel_config.as_ref(),
     )? {
-        Some(yaml) => RelabelConfig::parse(&yaml)?,
+        Some(yaml) => RelabelConfig::parse(&yaml).map_err(|error| Error::Config {
+            what: "selector.relabel-config",
+            message: match error {
+                block_fetcher::Error::Relabel { message } => message,
+                other => service_core::error_chain(&other),
+            },
+        })?,
         None => RelabelConfig::default(),
     };
     let cache_config = file_or_inline(
