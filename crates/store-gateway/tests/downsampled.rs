@@ -174,6 +174,31 @@ fn downsampled_blocks_answer_the_requested_aggregates_at_their_resolution() {
     assert_eq!(error.code(), tonic::Code::InvalidArgument, "{error}");
     // A raw block answers whatever is asked.
     assert!(call(downsampled_request(0, &[Aggr::Min])).is_ok());
+
+    // Label calls read blocks of every resolution, as Thanos' do.
+    let values = runtime
+        .block_on(async {
+            gateway
+                .client()
+                .await
+                .label_values(thanos::LabelValuesRequest {
+                    label: "s".to_owned(),
+                    start: T0,
+                    end: T0 + SPAN,
+                    ..Default::default()
+                })
+                .await
+        })
+        .unwrap()
+        .into_inner();
+    assert_eq!(values.values, vec!["a".to_owned()]);
+    let hints: storeapi::proto::hintspb::LabelValuesResponseHints =
+        storeapi::hints::unpack(values.hints.as_ref().unwrap()).unwrap();
+    let mut label_blocks: Vec<String> = hints.queried_blocks.into_iter().map(|b| b.id).collect();
+    label_blocks.sort();
+    let mut both = vec![raw_id.clone(), downsampled_id.clone()];
+    both.sort();
+    assert_eq!(label_blocks, both);
     drop(gateway);
 
     // Samples are counted 120 a chunk, aggregate chunks too: the two 5m chunks fit in 240, the
