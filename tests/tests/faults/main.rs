@@ -23,6 +23,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod bucket;
+mod compactor;
 mod damaged;
 mod disk;
 mod restarts;
