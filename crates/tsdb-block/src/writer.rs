@@ -24,7 +24,7 @@ use crate::chunkenc::{CutRule, Encoding, cut_xor_chunks};
 use crate::chunks::SegmentWriter;
 use crate::error::{Error, Result};
 use crate::index::{ChunkMeta, IndexWriter};
-use crate::meta::BlockMeta;
+use crate::meta::{BlockMeta, IndexStats};
 
 const WRITER: &str = "block writer";
 
@@ -72,6 +72,8 @@ pub struct BlockWriter {
     num_float_samples: u64,
     num_histogram_samples: u64,
     num_series: u64,
+    index_stats: IndexStats,
+    last_series_ref: Option<u64>,
     num_chunks: u64,
     metas: Vec<ChunkMeta>,
 }
@@ -111,6 +113,8 @@ impl BlockWriter {
             num_float_samples: 0,
             num_histogram_samples: 0,
             num_series: 0,
+            index_stats: IndexStats::default(),
+            last_series_ref: None,
             num_chunks: 0,
             metas: Vec::new(),
         })
@@ -160,11 +164,25 @@ impl BlockWriter {
             }
             self.seen_min = self.seen_min.min(chunk.min_time);
             self.seen_max = self.seen_max.max(chunk.max_time);
+            // Length field, encoding byte, data and checksum, as stored in the segment.
+            let framed =
+                crate::encoding::uvarint_size(chunk.data.len() as u64) + 1 + chunk.data.len() + 4;
+            let framed = i64::try_from(framed).unwrap_or(i64::MAX);
+            self.index_stats.chunk_max_size = self.index_stats.chunk_max_size.max(framed);
         }
         let metas = std::mem::take(&mut self.metas);
         let added = self.index.add_series(labels, &metas);
         self.metas = metas;
-        added?;
+        let series_ref = added?;
+        if let Some(previous) = self.last_series_ref {
+            // Thanos' measure: the distance between consecutive series entries.
+            let stride = series_ref
+                .saturating_sub(previous)
+                .saturating_mul(crate::index::SERIES_ALIGNMENT);
+            let stride = i64::try_from(stride).unwrap_or(i64::MAX);
+            self.index_stats.series_max_size = self.index_stats.series_max_size.max(stride);
+        }
+        self.last_series_ref = Some(series_ref);
         self.num_chunks += chunks.len() as u64;
         self.num_series += 1;
         Ok(())
@@ -194,6 +212,14 @@ impl BlockWriter {
     /// Series written so far.
     pub fn num_series(&self) -> u64 {
         self.num_series
+    }
+
+    /// Thanos' `index_stats` of what was written so far: the largest chunk as stored (length
+    /// field, encoding, data, checksum) and the largest distance between consecutive series
+    /// entries, as Thanos' index health check measures them. A compactor puts them in the
+    /// `thanos` section (see [`Self::finish_with`]).
+    pub fn index_stats(&self) -> IndexStats {
+        self.index_stats
     }
 
     /// Gives up the block: removes its `<ulid>.tmp-for-creation` folder.
@@ -343,6 +369,20 @@ mod tests {
             writer.add_series_samples(labels, samples).unwrap();
         }
         assert_eq!((writer.num_series(), writer.num_samples()), (2, 1000));
+        let stats = writer.index_stats();
+        assert!(
+            stats.series_max_size >= 16 && stats.series_max_size % 16 == 0,
+            "{stats:?}"
+        );
+        let largest = cut_xor_chunks(input[1].1.iter().copied(), CutRule::compaction())
+            .unwrap()
+            .iter()
+            .chain(&cut_xor_chunks(input[0].1.iter().copied(), CutRule::compaction()).unwrap())
+            .map(|chunk| chunk.data.len())
+            .max()
+            .unwrap();
+        let framed = crate::encoding::uvarint_size(largest as u64) + 1 + largest + 4;
+        assert_eq!(stats.chunk_max_size, framed as i64);
         let parent = Ulid::new();
         let (meta, block_dir) = writer
             .finish_with(|meta| {
