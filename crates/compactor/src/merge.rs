@@ -143,8 +143,9 @@ pub fn merge_blocks_counted(
         );
         return Ok((None, counters));
     }
+    let index_stats = writer.index_stats();
     let (meta, dir) = writer
-        .finish_with(|meta| meta::complete(meta, &opened, options))
+        .finish_with(|meta| meta::complete(meta, &opened, options, index_stats))
         .map_err(|source| MergeError::Write { block, source })?;
     tracing::info!(
         %block,

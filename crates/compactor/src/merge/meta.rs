@@ -1,7 +1,7 @@
 //! The output block's `meta.json` as Thanos' compactor writes it.
 
 use serde_json::{Map, Value};
-use tsdb_block::meta::{BlockDesc, BlockMeta, ThanosMeta};
+use tsdb_block::meta::{BlockDesc, BlockMeta, IndexStats, ThanosMeta};
 
 use super::MergeOptions;
 use super::source::Source;
@@ -10,9 +10,14 @@ use super::source::Source;
 pub(super) const COMPACTOR_SOURCE: &str = "compactor";
 
 /// Completes the meta the block writer made (ULID, time range, stats): level, sources, parents
-/// (Prometheus' `CompactBlockMetas`) and the `thanos` section (no `files`: the uploader adds
-/// them).
-pub(super) fn complete(meta: &mut BlockMeta, sources: &[Source], options: &MergeOptions) {
+/// (Prometheus' `CompactBlockMetas`) and the `thanos` section with the output's index stats (no
+/// `files`: the uploader adds them).
+pub(super) fn complete(
+    meta: &mut BlockMeta,
+    sources: &[Source],
+    options: &MergeOptions,
+    index_stats: IndexStats,
+) {
     let metas: Vec<&BlockMeta> = sources.iter().map(|source| source.reader.meta()).collect();
     meta.compaction.level = metas
         .iter()
@@ -37,6 +42,7 @@ pub(super) fn complete(meta: &mut BlockMeta, sources: &[Source], options: &Merge
         .collect();
     let mut thanos = ThanosMeta::new(options.labels.clone(), options.resolution, COMPACTOR_SOURCE);
     thanos.extensions = common_extensions(&metas);
+    thanos.index_stats = index_stats;
     meta.thanos = Some(thanos);
 }
 

@@ -715,6 +715,17 @@ fn meta_is_thanos_compactors() {
     assert_eq!(thanos.downsample.resolution, 300_000);
     assert_eq!(thanos.source, "compactor");
     assert!(thanos.files.is_empty());
+    // Index stats as Thanos' health check measures them: a chunk is at most 1 KiB or so.
+    assert!(
+        (100..1100).contains(&thanos.index_stats.chunk_max_size),
+        "{:?}",
+        thanos.index_stats
+    );
+    assert!(
+        thanos.index_stats.series_max_size >= 16,
+        "{:?}",
+        thanos.index_stats
+    );
     assert_eq!(
         thanos.extensions,
         Some(serde_json::json!({"b": {"x": true}, "c": "first"}))
