@@ -9,7 +9,7 @@
 //! the index entry to the index file at once. Memory therefore holds the symbol tables, the
 //! current series' chunks of each source and the writer's fixed buffers, never a whole block.
 //!
-//! **Chunks** (see [`series`]). A chunk that overlaps no chunk of the same series from another
+//! **Chunks** (module `series`). A chunk that overlaps no chunk of the same series from another
 //! source is copied as stored: no decoding, which is what makes horizontal compaction fast. Runs
 //! of overlapping chunks are decoded, merged and cut again every 120 samples
 //! ([`CutRule::compaction`](tsdb_block::chunkenc::CutRule::compaction)); exact duplicate chunks
