@@ -5,10 +5,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use e2e::api::query_path;
 use e2e::cluster::{metric, now_millis};
 use e2e::history::{HISTORY_METRIC, HISTORY_SERIES};
 use e2e::{Cluster, ClusterOptions, Component, points};
-use test_harness::wait_until;
+use test_harness::{Prometheus, PrometheusConfig, wait_until};
 use tsdb_block::meta::BlockMeta;
 
 /// The metas of the blocks in a filesystem bucket that are live (`meta.json`, no deletion mark).
@@ -22,6 +23,40 @@ fn live_blocks(bucket: &Path) -> Vec<BlockMeta> {
     }
     metas.sort_by_key(|meta| (meta.min_time, meta.ulid));
     metas
+}
+
+/// A form POST; returns the status and the body.
+fn http_post(addr: std::net::SocketAddr, path: &str, form: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
 
 /// Runs the compactor once (no `--wait`) over the cluster's bucket; returns its log.
@@ -159,6 +194,36 @@ fn compactor_merges_and_deduplicates_the_sidecars_uploads_and_answers_stay_equal
         "one copy after offline de-duplication"
     );
 
+    // Prometheus itself loads the compacted blocks and answers the same history.
+    let prometheus_dir = cluster.work_dir().join("prometheus-from-bucket");
+    for meta in &after {
+        copy_dir(
+            &bucket.join(meta.ulid.to_string()),
+            &prometheus_dir.join(meta.ulid.to_string()),
+        );
+    }
+    let prometheus = Prometheus::start(PrometheusConfig {
+        data_dir: Some(prometheus_dir),
+        ..PrometheusConfig::default()
+    })
+    .unwrap();
+    let history = cluster.history().clone();
+    let now = now_millis();
+    let window = format!("{}ms", now - history.start_ms + 1000);
+    for series in 0..HISTORY_SERIES {
+        let selector = format!("{HISTORY_METRIC}{{series=\"{series}\"}}[{window}]");
+        let body = prometheus.get(&query_path(&selector, now, "")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let result = json["data"]["result"].as_array().unwrap();
+        assert_eq!(result.len(), 1, "{body}");
+        assert_eq!(
+            points(&result[0]),
+            deduplicated[series],
+            "Prometheus, series {series}"
+        );
+    }
+    drop(prometheus);
+
     // A second run over the result changes nothing.
     compact_once(
         &cluster,
@@ -168,6 +233,60 @@ fn compactor_merges_and_deduplicates_the_sidecars_uploads_and_answers_stay_equal
     let again: Vec<_> = live_blocks(&bucket).iter().map(|meta| meta.ulid).collect();
     let after_ids: Vec<_> = after.iter().map(|meta| meta.ulid).collect();
     assert_eq!(again, after_ids);
+
+    // The block viewer API of a compactor running with --wait.
+    let http: std::net::SocketAddr = format!("127.0.0.1:{}", test_harness::free_port())
+        .parse()
+        .unwrap();
+    let mut command = Command::new(e2e::binaries::binary("compactor").unwrap());
+    command
+        .arg(format!("--objstore.config={}", cluster.objstore_yaml()))
+        .arg(format!("--data-dir={}", data_dir.display()))
+        .arg(format!("--http-address={http}"))
+        .args([
+            "--wait",
+            "--consistency-delay=0s",
+            "--deduplication.replica-label=replica",
+        ])
+        .arg("--disable-admin-operations");
+    let _waiting =
+        test_harness::Process::spawn("compactor-wait", command, &cluster.work_dir().join("logs"))
+            .unwrap();
+    let blocks = |view: &str| -> Option<Vec<String>> {
+        let (status, body) = test_harness::http_get(http, &format!("/api/v1/blocks{view}")).ok()?;
+        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+        (status == 200 && json["data"]["refreshedAt"] != "0001-01-01T00:00:00Z").then(|| {
+            json["data"]["blocks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|block| block["ulid"].as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+    };
+    let mut expected: Vec<String> = after_ids.iter().map(ToString::to_string).collect();
+    expected.sort();
+    for view in ["?view=loaded", ""] {
+        wait_until(
+            "the block viewer to list the blocks",
+            Duration::from_secs(30),
+            || {
+                blocks(view).is_some_and(|mut listed| {
+                    listed.sort();
+                    listed == expected
+                })
+            },
+        )
+        .unwrap();
+    }
+    let (status, body) = http_post(
+        http,
+        "/api/v1/blocks/mark",
+        &format!("id={}&action=DELETION", after_ids[0]),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("bad_data"), "{body}");
+
     eprintln!(
         "compactor_merges_and_deduplicates_the_sidecars_uploads_and_answers_stay_equal: {:?}",
         started.elapsed()
