@@ -1,6 +1,8 @@
 //! sidecar → bucket → compactor → store gateway → querier: the compactor merges and
 //! de-duplicates the blocks both replicas' sidecars uploaded, and every answer stays the same.
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -119,11 +121,9 @@ fn compactor_merges_and_deduplicates_the_sidecars_uploads_and_answers_stay_equal
     let deduplicated = history_answers(&cluster, true);
     let raw = history_answers(&cluster, false);
     assert_eq!(raw.len(), 2 * HISTORY_SERIES, "both replicas' copies");
-    for series in 0..HISTORY_SERIES {
-        assert_eq!(
-            deduplicated[series],
-            cluster.history().counter_samples(series)
-        );
+    assert_eq!(deduplicated.len(), HISTORY_SERIES);
+    for (series, answer) in deduplicated.iter().enumerate() {
+        assert_eq!(*answer, cluster.history().counter_samples(series));
     }
 
     // Offline de-duplication: the replicas' blocks fall in one group and are merged vertically.
@@ -210,17 +210,13 @@ fn compactor_merges_and_deduplicates_the_sidecars_uploads_and_answers_stay_equal
     let history = cluster.history().clone();
     let now = now_millis();
     let window = format!("{}ms", now - history.start_ms + 1000);
-    for series in 0..HISTORY_SERIES {
+    for (series, expected) in deduplicated.iter().enumerate() {
         let selector = format!("{HISTORY_METRIC}{{series=\"{series}\"}}[{window}]");
         let body = prometheus.get(&query_path(&selector, now, "")).unwrap();
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         let result = json["data"]["result"].as_array().unwrap();
         assert_eq!(result.len(), 1, "{body}");
-        assert_eq!(
-            points(&result[0]),
-            deduplicated[series],
-            "Prometheus, series {series}"
-        );
+        assert_eq!(points(&result[0]), *expected, "Prometheus, series {series}");
     }
     drop(prometheus);
 
