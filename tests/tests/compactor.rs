@@ -288,3 +288,62 @@ fn compactor_merges_and_deduplicates_the_sidecars_uploads_and_answers_stay_equal
         started.elapsed()
     );
 }
+
+/// Waits until the compactor at `http` finished `iterations` iterations; returns its bucket
+/// operations count then (read within the `--wait-interval` pause that follows).
+fn operations_after(http: std::net::SocketAddr, iterations: f64) -> f64 {
+    wait_until("compactor iterations", Duration::from_secs(60), || {
+        metric(http, "thanos_compact_iterations_total").is_some_and(|n| n >= iterations)
+    })
+    .unwrap();
+    metric(http, "thanos_objstore_bucket_operations_total").unwrap()
+}
+
+#[test]
+fn an_iteration_over_an_unchanged_bucket_of_200_blocks_costs_one_listing() {
+    let work = tempfile::tempdir().unwrap();
+    let bucket = work.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let labels = prom_model::Labels::from_pairs([("__name__", "up".to_owned())]);
+    let start = now_millis() - 10 * 3_600_000;
+    let blocks = 200;
+    for index in 0..blocks {
+        let symbols = tsdb_block::writer::symbols_of([&labels]);
+        let mut writer = tsdb_block::writer::BlockWriter::create(&bucket, symbols).unwrap();
+        let samples: Vec<(i64, f64)> = (0..8).map(|i| (start + i * 15_000, 1.0)).collect();
+        writer.add_series_samples(&labels, &samples).unwrap();
+        let (mut meta, dir) = writer.finish().unwrap();
+        // Every block its own group: nothing to compact, only the bookkeeping of a pass.
+        meta.thanos = Some(tsdb_block::meta::ThanosMeta::new(
+            std::collections::BTreeMap::from([("cluster".to_owned(), format!("c{index}"))]),
+            0,
+            "sidecar",
+        ));
+        meta.write_to_dir(&dir).unwrap();
+    }
+    let http: std::net::SocketAddr = format!("127.0.0.1:{}", test_harness::free_port())
+        .parse()
+        .unwrap();
+    let mut command = Command::new(e2e::binaries::binary("compactor").unwrap());
+    command
+        .arg(format!(
+            "--objstore.config=type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            bucket.display()
+        ))
+        .arg(format!("--data-dir={}", work.path().join("data").display()))
+        .arg(format!("--http-address={http}"))
+        .args(["--wait", "--wait-interval=1s", "--consistency-delay=0s"]);
+    let _compactor =
+        test_harness::Process::spawn("compactor", command, &work.path().join("logs")).unwrap();
+    // The first iteration reads every meta; later ones find the bucket unchanged.
+    let after_two = operations_after(http, 2.0);
+    let after_five = operations_after(http, 5.0);
+    let per_iteration = (after_five - after_two) / 3.0;
+    eprintln!(
+        "compactor: {per_iteration} bucket operations per iteration over {blocks} unchanged blocks"
+    );
+    assert!(
+        per_iteration <= 1.0,
+        "{per_iteration} bucket operations per iteration over {blocks} unchanged blocks"
+    );
+}

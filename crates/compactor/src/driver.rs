@@ -133,7 +133,8 @@ impl Driver {
     /// One iteration: passes until no group has work, then retention and partial-upload cleanup.
     pub(crate) async fn iteration(&self) -> Result<()> {
         let mut pass = 0u64;
-        loop {
+        let mut changed = false;
+        let snapshot = loop {
             pass += 1;
             let snapshot = self.fetch().await?;
             self.delete_due(&snapshot).await;
@@ -141,11 +142,18 @@ impl Driver {
             let outcome = self.compaction_pass(&snapshot).await?;
             self.update_backlog(&snapshot);
             if outcome == GroupOutcome::Idle {
-                break;
+                break snapshot;
             }
+            changed = true;
             tracing::debug!(pass, "compaction pass did work, planning again");
-        }
-        let snapshot = self.fetch().await?;
+        };
+        // An idle pass leaves the bucket as it found it, so its snapshot serves retention too:
+        // an iteration over an unchanged bucket costs one listing.
+        let snapshot = if changed || !snapshot.duplicates.is_empty() {
+            self.fetch().await?
+        } else {
+            snapshot
+        };
         self.apply_retention(&snapshot).await?;
         self.clean_partial_uploads(&snapshot).await;
         self.update_backlog(&snapshot);
