@@ -170,8 +170,10 @@ pub(crate) struct Syncer {
 impl Syncer {
     pub(crate) fn new(bucket: Bucket, config: SyncConfig, registry: &Registry) -> Result<Self> {
         let fetcher_config = FetcherConfig {
-            // Thanos' store keeps its meta cache in <data-dir>/meta-syncer too.
-            cache_dir: Some(config.data_dir.clone()),
+            // Metas are cached in memory only, as before the fetcher: Thanos' store also keeps
+            // them in <data-dir>/meta-syncer, but on a full disk those files take the room of
+            // index-headers (tests/tests/faults/disk.rs), so that is left for a later change.
+            cache_dir: None,
             concurrency: config.concurrency,
             listing: ListingMode::Recursive,
             metric_prefix: "thanos_".to_owned(),
