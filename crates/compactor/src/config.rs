@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use block_fetcher::TimeBound;
 use service_core::{HttpFlags, LogFlags, ObjstoreFlags, PromDuration, TracingFlags};
 
 /// `--deduplication.func`.
@@ -314,41 +313,9 @@ pub struct Config {
     )]
     pub hash_func: String,
 
-    /// Start of time range limit to compact. Thanos Compactor will compact only blocks, which
-    /// happened later than this value. Option can be a constant time in RFC3339 format or time
-    /// duration relative to current time, such as -1d or 2h45m. Valid duration units are ms, s,
-    /// m, h, d, w, y.
-    #[arg(
-        long = "min-time",
-        value_name = "TIME",
-        default_value = "0000-01-01T00:00:00Z",
-        allow_hyphen_values = true
-    )]
-    pub min_time: TimeBound,
-
-    /// End of time range limit to compact. Thanos Compactor will compact only blocks, which
-    /// happened earlier than this value. Same formats as --min-time.
-    #[arg(
-        long = "max-time",
-        value_name = "TIME",
-        default_value = "9999-12-31T23:59:59Z",
-        allow_hyphen_values = true
-    )]
-    pub max_time: TimeBound,
-
-    /// Path to YAML file with relabeling configuration that allows selecting blocks. It follows
-    /// native Prometheus relabel-config syntax.
-    #[arg(
-        long = "selector.relabel-config-file",
-        value_name = "FILE",
-        conflicts_with = "selector_relabel_config"
-    )]
-    pub selector_relabel_config_file: Option<PathBuf>,
-
-    /// Alternative to 'selector.relabel-config-file' flag (mutually exclusive). Content of YAML
-    /// file with relabeling configuration that allows selecting blocks.
-    #[arg(long = "selector.relabel-config", value_name = "YAML")]
-    pub selector_relabel_config: Option<String>,
+    /// `--min-time`, `--max-time`, `--selector.relabel-config[-file]`: the blocks compacted.
+    #[command(flatten)]
+    pub selection: block_fetcher::SelectionFlags,
 
     /// External Thanos label name (and value as template) used to title the block streams of
     /// the block viewer.

@@ -25,7 +25,7 @@ mod web;
 use std::sync::Arc;
 use std::time::Duration;
 
-use block_fetcher::{Fetcher, FetcherConfig, Filters, ListingMode, RelabelConfig};
+use block_fetcher::{Fetcher, FetcherConfig, Filters, ListingMode};
 use objstore::{Bucket, BucketOptions, ObjstoreConfig};
 use service_core::{HttpServer, RunGroup, ServiceContext};
 
@@ -47,21 +47,6 @@ fn config_error(what: &'static str, message: impl Into<String>) -> Error {
     Error::Config {
         what,
         message: message.into(),
-    }
-}
-
-/// Reads one of a `--x-file` / `--x` pair.
-fn file_or_inline(
-    what: &'static str,
-    file: Option<&std::path::PathBuf>,
-    inline: Option<&String>,
-) -> Result<Option<String>> {
-    match (file, inline) {
-        (Some(path), _) => std::fs::read_to_string(path)
-            .map(Some)
-            .map_err(|error| config_error(what, format!("read {}: {error}", path.display()))),
-        (None, Some(text)) if !text.trim().is_empty() => Ok(Some(text.clone())),
-        _ => Ok(None),
     }
 }
 
@@ -133,16 +118,9 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
     let bucket = Bucket::from_config(&objstore, options, &ctx.registry)
         .await
         .map_err(|source| Error::bucket("open bucket", source))?;
-    let relabel = match file_or_inline(
-        "selector.relabel-config",
-        config.selector_relabel_config_file.as_ref(),
-        config.selector_relabel_config.as_ref(),
-    )? {
-        Some(yaml) => RelabelConfig::parse(&yaml).map_err(|error| {
-            config_error("selector.relabel-config", service_core::error_chain(&error))
-        })?,
-        None => RelabelConfig::default(),
-    };
+    let relabel = config.selection.relabel().map_err(|error| {
+        config_error("selector.relabel-config", service_core::error_chain(&error))
+    })?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| Error::local(&config.data_dir, source))?;
 
@@ -156,8 +134,8 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
             listing: ListingMode::Recursive,
             metric_prefix: "thanos_".to_owned(),
             filters: Filters {
-                min_time: config.min_time,
-                max_time: config.max_time,
+                min_time: config.selection.min_time,
+                max_time: config.selection.max_time,
                 relabel: relabel.clone(),
                 consistency_delay: config.consistency_delay.get(),
                 deletion_mark_delay: Some(config.delete_delay.get() / 2),
@@ -232,8 +210,8 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
                     listing: ListingMode::Recursive,
                     metric_prefix: "thanos_bucket_ui".to_owned(),
                     filters: Filters {
-                        min_time: config.min_time,
-                        max_time: config.max_time,
+                        min_time: config.selection.min_time,
+                        max_time: config.selection.max_time,
                         relabel,
                         ..Filters::default()
                     },

@@ -51,10 +51,8 @@ pub use error::{Error, Result};
 
 use crate::cache::IndexCacheConfig;
 use crate::limits::Limits;
-use crate::relabel::RelabelConfig;
 use crate::store::BucketStore;
 use crate::sync::{SyncConfig, Syncer};
-use crate::time::TimeBound;
 
 /// The store gateway's flags, named as Thanos' `store` names them.
 #[derive(Debug, Clone, clap::Args)]
@@ -106,41 +104,9 @@ pub struct Config {
     )]
     pub ignore_deletion_marks_delay: PromDuration,
 
-    /// Start of time range limit to serve. Thanos Store will serve only metrics, which happened
-    /// later than this value. Option can be a constant time in RFC3339 format or time duration
-    /// relative to current time, such as -1d or 2h45m. Valid duration units are ms, s, m, h, d,
-    /// w, y.
-    #[arg(
-        long = "min-time",
-        value_name = "TIME",
-        default_value = "0000-01-01T00:00:00Z",
-        allow_hyphen_values = true
-    )]
-    pub min_time: TimeBound,
-
-    /// End of time range limit to serve. Thanos Store will serve only blocks, which happened
-    /// earlier than this value. Same formats as --min-time.
-    #[arg(
-        long = "max-time",
-        value_name = "TIME",
-        default_value = "9999-12-31T23:59:59Z",
-        allow_hyphen_values = true
-    )]
-    pub max_time: TimeBound,
-
-    /// Path to YAML file with relabeling configuration that allows selecting blocks. It follows
-    /// native Prometheus relabel-config syntax.
-    #[arg(
-        long = "selector.relabel-config-file",
-        value_name = "FILE",
-        conflicts_with = "selector_relabel_config"
-    )]
-    pub selector_relabel_config_file: Option<PathBuf>,
-
-    /// Alternative to 'selector.relabel-config-file' flag (mutually exclusive). Content of YAML
-    /// file with relabeling configuration that allows selecting blocks.
-    #[arg(long = "selector.relabel-config", value_name = "YAML")]
-    pub selector_relabel_config: Option<String>,
+    /// `--min-time`, `--max-time`, `--selector.relabel-config[-file]`: the blocks served.
+    #[command(flatten)]
+    pub selection: block_fetcher::SelectionFlags,
 
     /// Path to YAML file that contains index cache configuration.
     #[arg(
@@ -271,20 +237,13 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
     let bucket = Bucket::from_config(&objstore, BucketOptions::default(), &ctx.registry)
         .await
         .map_err(|source| Error::bucket("open bucket", source))?;
-    let relabel = match file_or_inline(
-        "selector.relabel-config",
-        config.selector_relabel_config_file.as_ref(),
-        config.selector_relabel_config.as_ref(),
-    )? {
-        Some(yaml) => RelabelConfig::parse(&yaml).map_err(|error| Error::Config {
-            what: "selector.relabel-config",
-            message: match error {
-                block_fetcher::Error::Relabel { message } => message,
-                other => service_core::error_chain(&other),
-            },
-        })?,
-        None => RelabelConfig::default(),
-    };
+    let relabel = config.selection.relabel().map_err(|error| Error::Config {
+        what: "selector.relabel-config",
+        message: match error {
+            block_fetcher::Error::Relabel { message } => message,
+            other => service_core::error_chain(&other),
+        },
+    })?;
     let cache_config = file_or_inline(
         "index-cache.config",
         config.index_cache_config_file.as_ref(),
@@ -309,8 +268,8 @@ pub async fn run(config: Config, ctx: ServiceContext) -> Result<()> {
             data_dir: config.data_dir.clone(),
             consistency_delay: config.consistency_delay.get(),
             ignore_deletion_marks_delay: config.ignore_deletion_marks_delay.get(),
-            min_time: config.min_time,
-            max_time: config.max_time,
+            min_time: config.selection.min_time,
+            max_time: config.selection.max_time,
             relabel,
             concurrency: config.block_sync_concurrency,
         },
@@ -417,6 +376,7 @@ mod tests {
     use clap::{Args, Command, FromArgMatches};
 
     use super::*;
+    use crate::time::TimeBound;
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         let command = Config::augment_args(Command::new("store-gateway"));
@@ -460,8 +420,8 @@ mod tests {
             "--selector.relabel-config=- action: keep\n  source_labels: [a]\n",
         ])
         .unwrap();
-        assert_eq!(config.min_time, TimeBound::Relative(-7_200_000));
-        assert_eq!(config.max_time, TimeBound::Relative(-1_800_000));
+        assert_eq!(config.selection.min_time, TimeBound::Relative(-7_200_000));
+        assert_eq!(config.selection.max_time, TimeBound::Relative(-1_800_000));
         assert_eq!(config.store_limits.request_series_limit, 10);
         let config = parse(&[
             "--store.grpc.touched-series-limit=7",
