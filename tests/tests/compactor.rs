@@ -347,3 +347,104 @@ fn an_iteration_over_an_unchanged_bucket_of_200_blocks_costs_one_listing() {
         "{per_iteration} bucket operations per iteration over {blocks} unchanged blocks"
     );
 }
+
+/// Writes `count` adjacent 2h blocks of 10 series with external label `cluster` into `bucket`
+/// (oldest first); returns their ids.
+fn write_group(bucket: &Path, cluster: &str, start: i64, count: i64) -> Vec<ulid::Ulid> {
+    let all: Vec<prom_model::Labels> = (0..10)
+        .map(|i| {
+            prom_model::Labels::from_pairs([
+                ("__name__", "group_test".to_owned()),
+                ("series", format!("{i}")),
+            ])
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for block in 0..count {
+        let from = start + block * 7_200_000;
+        let symbols = tsdb_block::writer::symbols_of(all.iter());
+        let mut writer = tsdb_block::writer::BlockWriter::create(bucket, symbols).unwrap();
+        for labels in &all {
+            let samples: Vec<(i64, f64)> =
+                (0..480).map(|i| (from + i * 15_000, i as f64)).collect();
+            writer.add_series_samples(labels, &samples).unwrap();
+        }
+        writer.set_time_range(from, from + 7_200_000);
+        let (mut meta, dir) = writer.finish().unwrap();
+        meta.thanos = Some(tsdb_block::meta::ThanosMeta::new(
+            std::collections::BTreeMap::from([("cluster".to_owned(), cluster.to_owned())]),
+            0,
+            "sidecar",
+        ));
+        meta.write_to_dir(&dir).unwrap();
+        ids.push(meta.ulid);
+    }
+    ids
+}
+
+#[test]
+fn a_corrupt_block_stops_only_its_group_and_says_how_out() {
+    let work = tempfile::tempdir().unwrap();
+    let bucket = work.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let day = 24 * 3_600_000;
+    let start = (now_millis() - 3 * day) / day * day;
+    // Five blocks each: the four of the first 8h window compact, the fifth is the newest.
+    let broken = write_group(&bucket, "broken", start, 5);
+    let healthy = write_group(&bucket, "healthy", start, 5);
+    // One byte of a chunk of the broken group's first block changes (its checksum no longer
+    // matches).
+    let segment = bucket.join(broken[0].to_string()).join("chunks/000001");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(&segment, bytes).unwrap();
+
+    let http: std::net::SocketAddr = format!("127.0.0.1:{}", test_harness::free_port())
+        .parse()
+        .unwrap();
+    let mut command = Command::new(e2e::binaries::binary("compactor").unwrap());
+    command
+        .arg(format!(
+            "--objstore.config=type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            bucket.display()
+        ))
+        .arg(format!("--data-dir={}", work.path().join("data").display()))
+        .arg(format!("--http-address={http}"))
+        .args(["--wait", "--wait-interval=1s", "--consistency-delay=0s"]);
+    let compactor =
+        test_harness::Process::spawn("compactor", command, &work.path().join("logs")).unwrap();
+    wait_until(
+        "the compactor to stop the broken group",
+        Duration::from_secs(60),
+        || {
+            metric(http, "thanos_compact_halted") == Some(1.0)
+                && metric(http, "thanos_compact_iterations_total").is_some_and(|n| n >= 2.0)
+        },
+    )
+    .unwrap();
+    assert_eq!(metric(http, "thanos_compact_group_problem"), Some(1.0));
+    let live = live_blocks(&bucket);
+    let by_cluster = |cluster: &str| -> Vec<&BlockMeta> {
+        live.iter()
+            .filter(|meta| meta.thanos.as_ref().unwrap().labels["cluster"] == cluster)
+            .collect()
+    };
+    // The healthy group compacted its first 8h window; the broken one is untouched.
+    let compacted: Vec<&BlockMeta> = by_cluster("healthy")
+        .into_iter()
+        .filter(|meta| meta.compaction.level == 2)
+        .collect();
+    assert_eq!(compacted.len(), 1, "{live:?}");
+    assert_eq!(compacted[0].sources(), &healthy[..4]);
+    let broken_live: Vec<ulid::Ulid> = by_cluster("broken").iter().map(|meta| meta.ulid).collect();
+    assert_eq!(broken_live, broken);
+    // Its error line names the block and the way out, and comes again on the next pass.
+    let log = compactor.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("level=error") && line.contains(&broken[0].to_string()))
+        .collect();
+    assert!(lines.len() >= 2, "{log}");
+    assert!(lines[0].contains("way out"), "{}", lines[0]);
+}

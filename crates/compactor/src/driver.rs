@@ -372,6 +372,15 @@ impl Driver {
             .compaction_runs_completed
             .with_label_values(&[&resolution])
             .inc();
+        // Retention and downsampling of a group wait only for that group's compactions.
+        let expired = self
+            .retain(group.metas.iter(), coverage, no_downsample, &HashSet::new())
+            .await?;
+        let outcome = if expired {
+            GroupOutcome::Worked
+        } else {
+            outcome
+        };
         if !self.settings.downsampling {
             return Ok(outcome);
         }
@@ -611,28 +620,44 @@ impl Driver {
         Ok(true)
     }
 
-    /// Marks the blocks past their resolution's retention for deletion.
+    /// Marks the blocks past their resolution's retention for deletion (the whole bucket, at the
+    /// end of an iteration).
     async fn apply_retention(&self, snapshot: &Snapshot) -> Result<()> {
         let coverage = Coverage::from_metas(snapshot.metas.values());
         let no_downsample: HashSet<Ulid> = snapshot.no_downsample_marks.keys().copied().collect();
         let marked: HashSet<Ulid> = snapshot.deletion_marks.keys().copied().collect();
+        self.retain(snapshot.metas.values(), &coverage, &no_downsample, &marked)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks those of `metas` past their resolution's retention for deletion, except blocks
+    /// still waiting for their downsampled copy; returns whether it marked any.
+    async fn retain<'a>(
+        &self,
+        metas: impl IntoIterator<Item = &'a BlockMeta>,
+        coverage: &Coverage,
+        no_downsample: &HashSet<Ulid>,
+        marked: &HashSet<Ulid>,
+    ) -> Result<bool> {
         let decision = plan::apply_retention(
-            snapshot.metas.values(),
+            metas,
             &self.settings.retention,
             self.settings.downsampling,
-            &coverage,
-            &no_downsample,
-            &marked,
+            coverage,
+            no_downsample,
+            marked,
             now_millis(),
         );
         for held in &decision.held_back {
             tracing::info!(block = %held.block, resolution = held.resolution, awaiting = held.awaiting_resolution, "past retention but kept until its downsampled copy exists");
         }
+        let any = !decision.expired.is_empty();
         for expired in decision.expired {
             self.mark_for_deletion(expired.block, &expired.details())
                 .await?;
         }
-        Ok(())
+        Ok(any)
     }
 
     /// Deletes block directories without `meta.json` untouched for 48h.
