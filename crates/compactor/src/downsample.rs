@@ -3,8 +3,10 @@
 //!
 //! **Memory.** The source block is memory-mapped; series are read one at a time through its
 //! all-postings list, aggregated and handed to [`BlockWriter`], which writes chunks and index
-//! entries straight to disk. Memory is the symbol table plus one series' samples, whatever the
-//! size of the block (Thanos' downsampling ran out of memory on big blocks: thanos#297, #1771).
+//! entries straight to disk. Every few thousand series the mapped pages behind the current
+//! series (index entries and chunks already read) are handed back to the kernel, as the merge
+//! does, so resident memory is the symbol table plus one series' samples, whatever the size of
+//! the block (Thanos' downsampling ran out of memory on big blocks: thanos#297, #1771).
 //!
 //! **Differences from Thanos.** Chunks of one series that overlap, or samples out of order,
 //! are merged (equal timestamps kept once) and downsampled with a warning, where Thanos stops
@@ -27,10 +29,10 @@ use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 use tsdb_block::chunkenc::Encoding;
 use tsdb_block::meta::{BlockMeta, ThanosMeta};
-use tsdb_block::reader::BlockReader;
 use tsdb_block::writer::{BlockWriter, ChunkData};
 use ulid::Ulid;
 
+use crate::mapped::{MappedBlock, RELEASE_EVERY};
 use aggregate::{OutputChunk, downsample_aggregates, downsample_raw};
 use source::{SeriesSource, full_detail};
 
@@ -70,10 +72,11 @@ pub fn downsample_block(
     out_parent: &Path,
     resolution: i64,
 ) -> Result<Option<Downsampled>, DownsampleError> {
-    let reader = BlockReader::open(source).map_err(|error| DownsampleError::SourceBlock {
+    let mapped = MappedBlock::open(source).map_err(|error| DownsampleError::SourceBlock {
         dir: source.to_owned(),
         source: error,
     })?;
+    let reader = &mapped.reader;
     let source_meta = reader.meta().clone();
     let block = source_meta.ulid;
     let source_resolution = source_meta.resolution();
@@ -107,7 +110,7 @@ pub fn downsample_block(
     writer.set_time_range(source_meta.min_time, source_meta.max_time);
     let mut tally = Tally::default();
     let dirs = Dirs { source, out_parent };
-    if let Err(error) = write_series(&reader, &mut writer, dirs, resolution, &mut tally) {
+    if let Err(error) = write_series(&mapped, &mut writer, dirs, resolution, &mut tally) {
         // The first error is the one worth reporting; a failed clean-up leaves a
         // `.tmp-for-creation` folder the next run replaces.
         let _ = writer.abort();
@@ -141,14 +144,16 @@ struct Dirs<'a> {
     out_parent: &'a Path,
 }
 
-/// Every series of `reader`, in index order, downsampled into `writer`.
+/// Every series of `source`, in index order, downsampled into `writer`; every
+/// [`RELEASE_EVERY`] series the source's mapped pages before the current series are released.
 fn write_series(
-    reader: &BlockReader,
+    source: &MappedBlock,
     writer: &mut BlockWriter,
     dirs: Dirs<'_>,
     resolution: i64,
     tally: &mut Tally,
 ) -> Result<(), DownsampleError> {
+    let reader = &source.reader;
     let block = reader.meta().ulid;
     let source_resolution = reader.meta().resolution();
     let source_error = |error: tsdb_block::Error| DownsampleError::SourceBlock {
@@ -156,8 +161,15 @@ fn write_series(
         source: error,
     };
     let mut postings = reader.index().all_postings().map_err(source_error)?;
+    let mut read_series: u64 = 0;
     while let Some(series_ref) = tsdb_block::postings::Postings::next(&mut postings) {
         let entry = reader.index().series(series_ref).map_err(source_error)?;
+        if read_series > 0 && read_series.is_multiple_of(RELEASE_EVERY) {
+            source
+                .pages
+                .release_before(series_ref, entry.chunks.first());
+        }
+        read_series += 1;
         let series = SeriesSource {
             reader,
             block,

@@ -17,6 +17,7 @@ pub mod config;
 pub mod downsample;
 mod driver;
 pub mod error;
+mod mapped;
 pub mod merge;
 mod metrics;
 pub mod plan;

@@ -1,19 +1,109 @@
-//! Source files memory-mapped so that the part a merge has read can be handed back to the
-//! kernel: series are merged in label order and a block's series entries and chunks are laid out
-//! in that order, so what lies before the current series is not needed again. Without this, the
-//! resident pages of the mapped sources (counted in the process' RSS) grow to the size of the
-//! blocks. Releasing a page that is needed after all only costs a re-read from the page cache.
+//! Source blocks memory-mapped so that the part a merge or a downsampling has read can be handed
+//! back to the kernel: both walk series in label order, and a block's series entries and chunks
+//! are laid out in that order, so what lies before the current series is not needed again.
+//! Without this, the resident pages of the mapped sources (counted in the process' RSS) grow to
+//! the size of the blocks. Releasing a page that is needed after all only costs a re-read from
+//! the page cache.
 
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
 use memmap2::{Mmap, UncheckedAdvice};
-use tsdb_block::source::ByteSource;
+use tsdb_block::index::{ChunkMeta, SERIES_ALIGNMENT};
+use tsdb_block::meta::BlockMeta;
+use tsdb_block::postings::SeriesRef;
+use tsdb_block::reader::BlockReader;
+use tsdb_block::source::{ByteSource, MemorySource};
 
-/// A read-only mapped file shared between a [`tsdb_block::reader::BlockReader`] and the merge.
+/// Every how many series a walk over a block releases the mapped pages already read.
+pub(crate) const RELEASE_EVERY: u64 = 4096;
+
+/// A block opened for reading through [`SharedFile`]s: its reader, and handles on its mapped
+/// index and chunk segment files to release what was read.
+#[derive(Debug)]
+pub(crate) struct MappedBlock {
+    /// The block.
+    pub(crate) reader: BlockReader,
+    /// Releases the pages of the block's files.
+    pub(crate) pages: MappedPages,
+}
+
+/// Handles on a block's mapped index and chunk segment files, to release the pages behind a
+/// series.
+#[derive(Debug)]
+pub(crate) struct MappedPages {
+    /// Where the index's series section starts.
+    series_start: u64,
+    index: SharedFile,
+    segments: Vec<SharedFile>,
+}
+
+impl MappedBlock {
+    /// What `BlockReader::open` does for the block folder `dir`, keeping handles on the mapped
+    /// files.
+    pub(crate) fn open(dir: &Path) -> tsdb_block::Result<Self> {
+        let meta = BlockMeta::read_from_dir(dir)?;
+        let index = SharedFile::open(&dir.join("index"), "index")?;
+        let chunks_dir = dir.join("chunks");
+        let mut segments = Vec::new();
+        for name in tsdb_block::chunks::segment_file_names(&chunks_dir)? {
+            let segment = SharedFile::open(&chunks_dir.join(&name), format!("chunks/{name}"))?;
+            tsdb_block::chunks::check_segment_header(
+                segment.read_to_end(0, "header")?,
+                segment.name(),
+            )?;
+            segments.push(segment);
+        }
+        let tombstones_path = dir.join("tombstones");
+        let tombstones: Box<dyn ByteSource> = if tombstones_path.exists() {
+            Box::new(SharedFile::open(&tombstones_path, "tombstones")?)
+        } else {
+            Box::new(MemorySource::new("tombstones", Vec::new()))
+        };
+        let boxed: Vec<Box<dyn ByteSource>> = segments
+            .iter()
+            .map(|segment| Box::new(segment.clone()) as Box<dyn ByteSource>)
+            .collect();
+        let reader =
+            BlockReader::from_sources(meta, Box::new(index.clone()), boxed, tombstones.as_ref())?;
+        let series_start = reader.index().toc().series;
+        Ok(Self {
+            reader,
+            pages: MappedPages {
+                series_start,
+                index,
+                segments,
+            },
+        })
+    }
+}
+
+impl MappedPages {
+    /// Releases the mapped pages before the series `series_ref` whose first chunk is
+    /// `first_chunk` (its index entry and that chunk are kept): series are walked in label
+    /// order, and blocks store entries and chunks in that order.
+    pub(crate) fn release_before(&self, series_ref: SeriesRef, first_chunk: Option<&ChunkMeta>) {
+        let entry = series_ref.saturating_mul(SERIES_ALIGNMENT);
+        self.index.release(self.series_start, entry);
+        let Some(first) = first_chunk else {
+            return;
+        };
+        let current = (first.chunk_ref >> 32) as usize;
+        for (index, segment) in self.segments.iter().enumerate().take(current + 1) {
+            let end = if index == current {
+                first.chunk_ref & 0xFFFF_FFFF
+            } else {
+                u64::MAX
+            };
+            segment.release(0, end);
+        }
+    }
+}
+
+/// A read-only mapped file shared between a [`BlockReader`] and the code walking the block.
 #[derive(Debug, Clone)]
-pub(super) struct SharedFile {
+pub(crate) struct SharedFile {
     inner: Arc<Inner>,
 }
 
@@ -28,7 +118,7 @@ const PAGE: usize = 4096;
 
 impl SharedFile {
     /// Maps the file at `path`; `name` is how errors refer to it.
-    pub(super) fn open(path: &Path, name: impl Into<String>) -> tsdb_block::Result<Self> {
+    pub(crate) fn open(path: &Path, name: impl Into<String>) -> tsdb_block::Result<Self> {
         let file =
             File::open(path).map_err(|source| tsdb_block::Error::io("open", path, source))?;
         let length = file
@@ -54,7 +144,7 @@ impl SharedFile {
     }
 
     /// Drops the resident pages of `[from, to)` (shrunk to whole pages) from this process.
-    pub(super) fn release(&self, from: u64, to: u64) {
+    pub(crate) fn release(&self, from: u64, to: u64) {
         let Some(map) = &self.inner.map else { return };
         let to = (to.min(map.len() as u64) as usize) / PAGE * PAGE;
         let from = (from as usize).div_ceil(PAGE) * PAGE;

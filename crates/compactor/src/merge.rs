@@ -31,7 +31,6 @@
 //! ([`MergeError::Write`]). A failed merge removes its unfinished output folder.
 
 mod error;
-mod mapped;
 mod meta;
 mod series;
 mod source;
@@ -46,6 +45,7 @@ use prom_model::Labels;
 use tsdb_block::meta::BlockMeta;
 use tsdb_block::writer::{BlockWriter, ChunkData};
 
+use crate::mapped::RELEASE_EVERY;
 use series::SeriesMerger;
 use source::{SeriesCursor, Source, SourceSeries, union_symbols};
 
@@ -159,9 +159,6 @@ pub fn merge_blocks_counted(
     );
     Ok((Some(Merged { meta, dir }), counters))
 }
-
-/// Every how many series the mapped pages already read are released.
-const RELEASE_EVERY: u64 = 4096;
 
 /// The k-way merge of the sources' series, each merged series written out.
 fn write_series(

@@ -489,3 +489,48 @@ fn wrong_resolutions_and_corrupt_chunks_are_source_errors() {
         "{missing}"
     );
 }
+
+#[test]
+fn many_series_downsample_while_read_pages_are_released() {
+    // More series than RELEASE_EVERY, so the source's mapped pages already read are released
+    // mid-walk, at both steps; every series still comes out exactly as the reference says.
+    let dir = tempfile::tempdir().unwrap();
+    let count = 2 * RELEASE_EVERY as usize + 1_000;
+    let series: Vec<(Labels, Samples)> = (0..count)
+        .map(|index| {
+            let step = 60_000 + (index as i64 % 7) * 45_000;
+            let times =
+                (0..20 + index as i64 % 90).map(|i| BASE + (index as i64) * 1_000 + i * step);
+            (
+                labels(&format!("many{index:05}")),
+                counter_at(times, 25 + index % 40, index as u64),
+            )
+        })
+        .collect();
+    let raw = raw_block(dir.path(), &series);
+    let five = downsample_block(&raw, dir.path(), RESOLUTION_5M)
+        .unwrap()
+        .unwrap();
+    let hour = downsample_block(&five.dir, dir.path(), RESOLUTION_1H)
+        .unwrap()
+        .unwrap();
+    let five_read = read_block(&five.dir);
+    let hour_read = read_block(&hour.dir);
+    assert_eq!(five_read.len(), count);
+    assert_eq!(hour_read.len(), count);
+    assert_eq!(five.meta.stats.num_series, count as u64);
+    for (labels, raw) in &series {
+        check_series(
+            &format!("5m {labels}"),
+            raw,
+            &five_read[labels],
+            RESOLUTION_5M,
+        );
+        check_series(
+            &format!("1h {labels}"),
+            raw,
+            &hour_read[labels],
+            RESOLUTION_1H,
+        );
+    }
+}

@@ -4,15 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use prom_model::Labels;
-use tsdb_block::index::{ChunkMeta, SERIES_ALIGNMENT};
-use tsdb_block::meta::BlockMeta;
+use tsdb_block::index::ChunkMeta;
 use tsdb_block::postings::{BoxPostings, Postings, SeriesRef};
 use tsdb_block::reader::BlockReader;
-use tsdb_block::source::{ByteSource, MemorySource};
 use ulid::Ulid;
 
 use super::error::{BlockProblem, MergeError};
-use super::mapped::SharedFile;
+use crate::mapped::{MappedBlock, MappedPages};
 
 /// A source block opened for reading (memory-mapped).
 #[derive(Debug)]
@@ -22,8 +20,7 @@ pub(super) struct Source {
     /// The block.
     pub(super) reader: BlockReader,
     /// The mapped index and segment files, to release what was read.
-    index: SharedFile,
-    segments: Vec<SharedFile>,
+    pages: MappedPages,
 }
 
 impl Source {
@@ -47,58 +44,21 @@ impl Source {
         }
     }
 
-    /// What `BlockReader::open` does, keeping handles on the mapped files.
+    /// Opens the block through [`MappedBlock`], keeping handles on the mapped files.
     fn open_files(dir: &Path) -> tsdb_block::Result<Self> {
-        let meta = BlockMeta::read_from_dir(dir)?;
-        let index = SharedFile::open(&dir.join("index"), "index")?;
-        let chunks_dir = dir.join("chunks");
-        let mut segments = Vec::new();
-        for name in tsdb_block::chunks::segment_file_names(&chunks_dir)? {
-            let segment = SharedFile::open(&chunks_dir.join(&name), format!("chunks/{name}"))?;
-            tsdb_block::chunks::check_segment_header(
-                segment.read_to_end(0, "header")?,
-                segment.name(),
-            )?;
-            segments.push(segment);
-        }
-        let tombstones_path = dir.join("tombstones");
-        let tombstones: Box<dyn ByteSource> = if tombstones_path.exists() {
-            Box::new(SharedFile::open(&tombstones_path, "tombstones")?)
-        } else {
-            Box::new(MemorySource::new("tombstones", Vec::new()))
-        };
-        let boxed: Vec<Box<dyn ByteSource>> = segments
-            .iter()
-            .map(|segment| Box::new(segment.clone()) as Box<dyn ByteSource>)
-            .collect();
-        let reader =
-            BlockReader::from_sources(meta, Box::new(index.clone()), boxed, tombstones.as_ref())?;
+        let MappedBlock { reader, pages } = MappedBlock::open(dir)?;
         Ok(Self {
             ulid: reader.meta().ulid,
             reader,
-            index,
-            segments,
+            pages,
         })
     }
 
     /// Releases the mapped pages before `series` (its index entry and its first chunk): series
     /// come in label order, and blocks store entries and chunks in that order.
     pub(super) fn release_before(&self, series: &SourceSeries) {
-        let series_start = self.reader.index().toc().series;
-        let entry = series.series_ref.saturating_mul(SERIES_ALIGNMENT);
-        self.index.release(series_start, entry);
-        let Some(first) = series.chunks.first() else {
-            return;
-        };
-        let current = (first.chunk_ref >> 32) as usize;
-        for (index, segment) in self.segments.iter().enumerate().take(current + 1) {
-            let end = if index == current {
-                first.chunk_ref & 0xFFFF_FFFF
-            } else {
-                u64::MAX
-            };
-            segment.release(0, end);
-        }
+        self.pages
+            .release_before(series.series_ref, series.chunks.first());
     }
 }
 
