@@ -22,6 +22,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod azure;
 mod bucket;
 mod compactor;
 mod damaged;
