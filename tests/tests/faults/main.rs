@@ -5,6 +5,10 @@
 //!   connections, answers cut mid-body, a stall and a slow-down. Each query during a fault
 //!   answers exactly the full answer taken before, or fails, or (partial responses on) warns;
 //!   never a shorter answer without a warning. Once the bucket is back the answer is exact again.
+//! - **The same on Azure** (Azurite frozen, 503s, closed connections, cut answers).
+//! - **The compactor** SIGKILLed at random moments 24 times, and run under bucket faults
+//!   mid-compaction: every block with `meta.json` whole, every source block's data visible
+//!   exactly once, and at the end the gap-free union of two replicas with different gaps.
 //! - **Sidecar SIGKILLed while it uploads**, restarted, in a loop: meanwhile a checker reads the
 //!   bucket (a block folder with `meta.json` has all its files, whole) and the querier (each
 //!   block's samples are all there or none); afterwards every block is in the bucket once, none
