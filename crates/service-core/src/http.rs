@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Result;
 use crate::flags::HttpFlags;
-use crate::http_limits::{MAX_BODY_BYTES, limit_requests};
+use crate::http_limits::{MAX_BODY_BYTES, MAX_HEAD_BYTES, limit_requests};
 use crate::lifecycle::{Readiness, ReadinessState, ServiceContext};
 use crate::listener::{ServerStream, accept_connections, bind};
 use crate::propagation::TraceContextLayer;
@@ -93,7 +93,9 @@ impl HttpServer {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(read_timeout);
+            .header_read_timeout(read_timeout)
+            // Request heads up to 1 MiB, as Go's (and so Prometheus') server takes them.
+            .max_buf_size(MAX_HEAD_BYTES);
         loop {
             let stream: ServerStream = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -103,7 +105,10 @@ impl HttpServer {
                 },
             };
             let service = TowerToHyperService::new(router.clone());
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let connection = builder.serve_connection_with_upgrades(
+                TokioIo::new(crate::head_errors::ApiHeadErrors::new(stream)),
+                service,
+            );
             let connection = graceful.watch(connection.into_owned());
             tokio::spawn(async move {
                 if let Err(error) = connection.await {

@@ -2,8 +2,10 @@
 //! without limit, and what it answers when a bound is hit.
 //!
 //! - Request headers must arrive within `--http.read-timeout` (hyper's header read timeout) and
-//!   fit hyper's buffer (about 400 KiB: GET URLs far longer than any browser sends); beyond it
-//!   hyper answers 431 itself.
+//!   fit [`MAX_HEAD_BYTES`] (1 MiB, Go's and so Prometheus' limit); beyond it hyper answers 431
+//!   itself, and a request URI over hyper's 65,534 bytes gets 414 (GET URLs far longer than any
+//!   browser sends; a long query goes as a POST form). On API paths both carry Prometheus' error
+//!   JSON (`head_errors`).
 //! - A request body is read before the handler runs, at most [`MAX_BODY_BYTES`] (10 MiB, the form
 //!   size Go's `ParseForm`, and so Prometheus, accepts) within `--http.read-timeout`: a client
 //!   whose body is shorter than its `Content-Length`, or that trickles it, gets 408 and the
@@ -21,6 +23,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::status::{ApiError, ErrorKind};
+
+/// Largest request head (request line and headers) accepted, as Go's `DefaultMaxHeaderBytes`
+/// plus the 4 KiB slack its server allows.
+pub const MAX_HEAD_BYTES: usize = (1 << 20) + 4096;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 10 << 20;

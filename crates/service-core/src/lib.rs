@@ -34,6 +34,7 @@ mod error;
 pub mod flags;
 pub mod gate;
 mod grpc;
+mod head_errors;
 mod http;
 pub mod http_limits;
 mod lifecycle;

@@ -157,3 +157,57 @@ async fn requests_without_credentials_are_refused_before_their_body_is_read() {
     assert!(elapsed < READ_TIMEOUT, "answered after {elapsed:?}");
     ctx.shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_heads_on_api_paths_get_error_json() {
+    let (address, ctx) = server().await;
+    // A URI over hyper's 65,534 bytes: 414 with Prometheus' error JSON on an API path.
+    let long_query = "x".repeat(70_000);
+    let (status, text, _) = exchange(
+        address,
+        &format!("GET /api/v1/query?query={long_query} HTTP/1.1\r\nHost: test\r\n\r\n"),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 414, "{}", &text[..text.len().min(300)]);
+    assert_error_json(&text, "bad_data");
+    // A 60 KB URI is still served (Prometheus takes up to 1 MB of head).
+    let query = "x".repeat(60_000);
+    let (status, text, _) = exchange(
+        address,
+        &format!("GET /-/healthy?q={query} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{}", &text[..text.len().min(300)]);
+    // Headers of 600 KB fit (hyper's default buffer would refuse them); 3 MB: 431 with JSON.
+    let header = "y".repeat(600_000);
+    let (status, text, _) = exchange(
+        address,
+        &format!(
+            "GET /-/healthy HTTP/1.1\r\nHost: test\r\nX-Big: {header}\r\nConnection: close\r\n\r\n"
+        ),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{}", &text[..text.len().min(300)]);
+    let header = "y".repeat(3_000_000);
+    let (status, text, _) = exchange(
+        address,
+        &format!("GET /api/v1/labels HTTP/1.1\r\nHost: test\r\nX-Big: {header}\r\n\r\n"),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 431, "{}", &text[..text.len().min(300)]);
+    assert_error_json(&text, "bad_data");
+    // Off the API: hyper's own empty answer.
+    let (status, text, _) = exchange(
+        address,
+        &format!("GET /metrics?q={long_query} HTTP/1.1\r\nHost: test\r\n\r\n"),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 414, "{}", &text[..text.len().min(300)]);
+    assert!(!text.contains("errorType"), "{text}");
+    ctx.shutdown.cancel();
+}
