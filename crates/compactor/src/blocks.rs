@@ -240,7 +240,11 @@ mod tests {
             download(&bucket, id, local.path()).await.unwrap(),
             downloaded
         );
-        assert!(download(&bucket, Ulid::new(), local.path()).await.is_err());
+        // A block gone from the bucket (deleted under the pass) is an error the next pass retries.
+        let gone = download(&bucket, Ulid::new(), local.path())
+            .await
+            .unwrap_err();
+        assert!(gone.is_retryable(), "{gone}");
     }
 
     #[tokio::test]

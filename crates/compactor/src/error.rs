@@ -95,11 +95,17 @@ impl Error {
         }
     }
 
-    /// Whether retrying later may succeed (bucket and local disk trouble).
+    /// Whether retrying later may succeed: bucket and local disk trouble, and a block that
+    /// changed under the pass (deleted while it was being downloaded); the next pass starts
+    /// from a new listing.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Bucket { .. } | Self::LocalFile { .. } | Self::Fetch(_) | Self::Merge(_)
+            Self::Bucket { .. }
+                | Self::LocalFile { .. }
+                | Self::Block { .. }
+                | Self::Fetch(_)
+                | Self::Merge(_)
         )
     }
 }
