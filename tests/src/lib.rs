@@ -24,6 +24,7 @@
 
 pub mod api;
 pub mod binaries;
+pub mod blocks;
 pub mod cluster;
 pub mod continuity;
 pub mod history;

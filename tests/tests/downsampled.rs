@@ -32,7 +32,7 @@ use e2e::points;
 use prom_model::Labels;
 use test_harness::{Process, free_port, http_get, wait_until};
 use tsdb_block::chunkenc::{AggrPart, Encoding, encode_aggr_chunk, encode_xor};
-use tsdb_block::meta::{ThanosFile, ThanosMeta};
+use tsdb_block::meta::ThanosMeta;
 use tsdb_block::writer::{BlockWriter, ChunkData, symbols_of};
 
 const MINUTE: i64 = 60_000;
@@ -195,24 +195,6 @@ fn downsample(samples: &[(i64, f64)], resolution: i64) -> Vec<(i64, i64, Vec<u8>
     chunks
 }
 
-fn block_files(block_dir: &Path) -> Vec<ThanosFile> {
-    let mut files = vec![ThanosFile {
-        rel_path: "index".to_owned(),
-        size_bytes: std::fs::metadata(block_dir.join("index")).unwrap().len() as i64,
-        hash: None,
-    }];
-    for entry in std::fs::read_dir(block_dir.join("chunks")).unwrap() {
-        let entry = entry.unwrap();
-        files.push(ThanosFile {
-            rel_path: format!("chunks/{}", entry.file_name().to_string_lossy()),
-            size_bytes: entry.metadata().unwrap().len() as i64,
-            hash: None,
-        });
-    }
-    files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
-    files
-}
-
 /// Writes one block over `[from, to)` of `series` at `resolution` into `bucket`.
 fn write_block(bucket: &Path, series: &[Series], from: i64, to: i64, resolution: i64) {
     let symbols = symbols_of(series.iter().map(|s| &s.labels));
@@ -249,7 +231,7 @@ fn write_block(bucket: &Path, series: &[Series], from: i64, to: i64, resolution:
         resolution,
         source,
     );
-    thanos.files = block_files(&block_dir);
+    thanos.files = e2e::blocks::thanos_files(&block_dir).unwrap();
     meta.thanos = Some(thanos);
     meta.write_to_dir(&block_dir).unwrap();
 }

@@ -53,7 +53,7 @@ use test_harness::{
     Fault, FaultProxy, Process, Prometheus, PrometheusConfig, S3sFs, free_port, http_get, promtool,
     require_program, wait_until,
 };
-use tsdb_block::meta::{BlockMeta, ThanosFile, ThanosMeta};
+use tsdb_block::meta::{BlockMeta, ThanosMeta};
 use tsdb_block::writer::{BlockWriter, symbols_of};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -170,7 +170,7 @@ impl Data {
                 0,
                 "sidecar",
             );
-            thanos.files = block_files(&block_dir);
+            thanos.files = e2e::blocks::thanos_files(&block_dir).unwrap();
             meta.thanos = Some(thanos);
             meta.write_to_dir(&block_dir).unwrap();
             metas.push(meta);
@@ -198,25 +198,6 @@ impl Data {
         text.push_str("# EOF\n");
         text
     }
-}
-
-/// The files of a block folder (but `meta.json`) with their sizes, as `thanos.files` lists them.
-fn block_files(block_dir: &Path) -> Vec<ThanosFile> {
-    let mut files = vec![ThanosFile {
-        rel_path: "index".to_owned(),
-        size_bytes: std::fs::metadata(block_dir.join("index")).unwrap().len() as i64,
-        hash: None,
-    }];
-    for entry in std::fs::read_dir(block_dir.join("chunks")).unwrap() {
-        let entry = entry.unwrap();
-        files.push(ThanosFile {
-            rel_path: format!("chunks/{}", entry.file_name().to_string_lossy()),
-            size_bytes: entry.metadata().unwrap().len() as i64,
-            hash: None,
-        });
-    }
-    files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
-    files
 }
 
 /// A bucket on a fresh s3s-fs holding `blocks` 2h blocks of 20 series of `metric`, ending at
