@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use block_fetcher::{Fetcher, Snapshot};
 use futures_util::{StreamExt, TryStreamExt};
 use objstore::Bucket;
-use tsdb_block::meta::{BlockMeta, DeletionMark, NoCompactMark, no_compact_reason};
+use tsdb_block::meta::{BlockDesc, BlockMeta, DeletionMark, NoCompactMark, no_compact_reason};
 use ulid::Ulid;
 
 use crate::blocks;
@@ -464,6 +464,29 @@ impl Driver {
             ),
             None => "compaction of these blocks yielded no samples".to_owned(),
         };
+        if let Some(merged) = &merged {
+            // Thanos' last check: with vertical compaction off the output must not overlap the
+            // group's other blocks; such an output is never uploaded.
+            let output = BlockDesc {
+                ulid: merged.meta.ulid,
+                min_time: merged.meta.min_time,
+                max_time: merged.meta.max_time,
+            };
+            if let Some(problem) = plan::output_overlaps(
+                group,
+                &plan,
+                &output,
+                self.settings.planner.vertical_compaction,
+            ) {
+                blocks::remove_dir_if_present(&merged.dir)?;
+                self.metrics
+                    .compaction_failures
+                    .with_label_values(&[&resolution])
+                    .inc();
+                self.set_stopped(&group.key, Some(problem_stop(&problem)));
+                return Ok(GroupOutcome::Idle);
+            }
+        }
         if let Some(merged) = merged {
             let id = merged.meta.ulid;
             blocks::upload(
