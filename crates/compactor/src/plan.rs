@@ -4,11 +4,10 @@
 //! clock (the caller passes `now` in Unix milliseconds), so every rule is unit-tested on metas.
 //!
 //! **How the driver uses this module, in Thanos' order, each pass:**
-//! 1. Fetch metas and marks. Blocks whose deletion mark is older than `--delete-delay`/2 are not
-//!    seen (Thanos' `IgnoreDeletionMarkFilter`: the block-fetcher crate's deletion-mark delay, or
-//!    [`cleanup::ignored_deletion_marked`]); nor are the blocks [`cleanup::outdated_blocks`] names
-//!    (Thanos' duplicate filter, the same rule as block-fetcher's). Mark the latter for deletion
-//!    (garbage collection, details [`cleanup::OUTDATED_BLOCK_DETAILS`]) unless already marked.
+//! 1. Fetch metas and marks through block-fetcher: blocks whose deletion mark is older than
+//!    `--delete-delay`/2 are not seen (Thanos' `IgnoreDeletionMarkFilter`), nor are duplicates
+//!    (Thanos' duplicate filter). Mark the latter for deletion (garbage collection, details
+//!    [`cleanup::OUTDATED_BLOCK_DETAILS`]) unless already marked.
 //! 2. Delete the blocks [`cleanup::blocks_due_for_deletion`] names (`--delete-delay` passed).
 //! 3. [`group::group_blocks`] the rest; for every group with more than one block call
 //!    [`planner::plan_group`] and act on its [`planner::PlanOutcome`]: compact, write the no-compact
@@ -41,10 +40,7 @@ pub mod todo;
 pub mod validate;
 
 pub use candidates::{Coverage, DownsampleCandidate, downsample_candidates};
-pub use cleanup::{
-    BlockDirState, blocks_due_for_deletion, ignored_deletion_marked, outdated_blocks,
-    partial_uploads_to_delete,
-};
+pub use cleanup::{BlockDirState, blocks_due_for_deletion, partial_uploads_to_delete};
 pub use group::{Group, group_blocks, group_key, labels_hash, strip_replica_labels};
 pub use planner::{
     CompactionPlan, GroupProblem, GroupProblemKind, NoCompactDecision, PlanOutcome, PlannerConfig,

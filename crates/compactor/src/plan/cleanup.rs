@@ -1,83 +1,28 @@
-//! Garbage collection, deletion of marked blocks, the deletion-mark filter and partial-upload
-//! cleanup.
+//! Deletion of marked blocks and partial-upload cleanup (garbage collection and the
+//! deletion-mark filter are the block-fetcher crate's filters).
 //!
-//! * **Outdated blocks** ([`outdated_blocks`], Thanos' duplicate filter plus `GarbageCollect`): in
-//!   each group, a block whose `compaction.sources` are all sources of another block is outdated:
-//!   the driver hides it from grouping and marks it for deletion with details
-//!   [`OUTDATED_BLOCK_DETAILS`] (unless it is already marked). A block without sources counts as
-//!   its own source. Blocks are taken by number of sources (most first), then newest ULID first,
-//!   so of two blocks with equal sources the **newest** stays: Thanos keeps the oldest, but this
-//!   is the rule of the block-fetcher crate's duplicate filter (what the store gateway serves and
-//!   what the fetcher hides), and garbage collection must mark exactly the blocks it hides.
+//! * **Outdated blocks** (Thanos' duplicate filter plus `GarbageCollect`): the block-fetcher
+//!   crate's duplicate filter names them (`Snapshot::duplicates`; of two blocks with equal
+//!   sources it keeps the newest, Thanos the oldest) and the driver marks them for deletion with
+//!   details [`OUTDATED_BLOCK_DETAILS`].
 //! * **Deletion** ([`blocks_due_for_deletion`], Thanos' `BlocksCleaner`): a block whose deletion
 //!   mark is older than `--delete-delay` (strictly) is deleted now; 0 deletes at once.
-//! * **The deletion-mark filter** ([`ignored_deletion_marked`], Thanos'
-//!   `IgnoreDeletionMarkFilter` with delay `--delete-delay`/2): the compactor stops seeing a
-//!   marked block once its mark is older than half the delete delay. Until then the block stays
-//!   visible, so a compaction never plans around a gap whose replacement is not visible yet. The
-//!   block-fetcher crate applies this filter itself when given `--delete-delay`/2 as its
-//!   deletion-mark delay (its state `marked-for-deletion`); this function is the same rule over
-//!   the marks the driver holds, for a driver that filters after fetching instead.
+//! * **The deletion-mark filter** (Thanos' `IgnoreDeletionMarkFilter`, delay `--delete-delay`/2)
+//!   is the block-fetcher crate's deletion-mark delay.
 //! * **Partial uploads** ([`partial_uploads_to_delete`], Thanos'
 //!   `BestEffortCleanAbortedPartialUploads`): a block folder without a usable `meta.json` and
 //!   without a deletion mark is deleted once the newest of its objects (or, without any
 //!   modification time, its ULID time) is more than 48h old.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-
-use tsdb_block::meta::{BlockMeta, DeletionMark};
+use tsdb_block::meta::DeletionMark;
 use ulid::Ulid;
 
 use super::PARTIAL_UPLOAD_THRESHOLD_AGE_MS;
-use super::group::block_group_key;
 
 /// Details of the deletion mark garbage collection writes.
 pub const OUTDATED_BLOCK_DETAILS: &str = "outdated block";
 /// Details of the deletion mark written on the sources of a compacted block.
 pub const COMPACTED_SOURCE_DETAILS: &str = "source of compacted block";
-
-/// Blocks whose sources another block of the same group (resolution and replica-less labels)
-/// already holds, in ULID order. Pass every block the compactor sees after the deletion-mark
-/// filter.
-pub fn outdated_blocks<'a>(
-    metas: impl IntoIterator<Item = &'a BlockMeta>,
-    replica_labels: &[String],
-) -> Vec<Ulid> {
-    let mut by_group: BTreeMap<String, Vec<&BlockMeta>> = BTreeMap::new();
-    for meta in metas {
-        by_group
-            .entry(block_group_key(meta, replica_labels))
-            .or_default()
-            .push(meta);
-    }
-    let mut outdated = Vec::new();
-    for (_, group) in by_group {
-        let mut members: Vec<(Ulid, HashSet<Ulid>)> = group
-            .into_iter()
-            .map(|meta| (meta.ulid, own_sources(meta)))
-            .collect();
-        members.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(b.0.cmp(&a.0)));
-        let mut covering: Vec<&HashSet<Ulid>> = Vec::new();
-        for (block, sources) in &members {
-            if covering.iter().any(|cover| sources.is_subset(cover)) {
-                outdated.push(*block);
-            } else {
-                covering.push(sources);
-            }
-        }
-    }
-    outdated.sort();
-    outdated
-}
-
-/// A block's sources; a block without any is its own source.
-fn own_sources(meta: &BlockMeta) -> HashSet<Ulid> {
-    if meta.sources().is_empty() {
-        HashSet::from([meta.ulid])
-    } else {
-        meta.sources().iter().copied().collect()
-    }
-}
 
 /// Whether a deletion mark is older than `delay_ms` at `now_ms` (strictly, as Thanos compares).
 fn mark_older_than(mark: &DeletionMark, delay_ms: i64, now_ms: i64) -> bool {
@@ -98,21 +43,6 @@ pub fn blocks_due_for_deletion<'a>(
     due.sort();
     due.dedup();
     due
-}
-
-/// Blocks the compactor no longer sees: their deletion mark is older than half of
-/// `--delete-delay`. Remove them from the metas right after fetching.
-pub fn ignored_deletion_marked<'a>(
-    deletion_marks: impl IntoIterator<Item = &'a DeletionMark>,
-    delete_delay_ms: i64,
-    now_ms: i64,
-) -> HashSet<Ulid> {
-    let half_delay_ms = delete_delay_ms / 2;
-    deletion_marks
-        .into_iter()
-        .filter(|mark| mark_older_than(mark, half_delay_ms, now_ms))
-        .map(|mark| mark.id)
-        .collect()
 }
 
 /// What the driver learnt about one block folder of the bucket.
@@ -153,67 +83,13 @@ pub fn partial_uploads_to_delete<'a>(
     to_delete
 }
 
-/// Removes the given blocks from `metas` (e.g. the ignored and outdated ones) and returns them.
-pub fn remove_blocks(metas: &mut Vec<BlockMeta>, blocks: &HashSet<Ulid>) -> Vec<BlockMeta> {
-    let (removed, kept): (Vec<BlockMeta>, Vec<BlockMeta>) = std::mem::take(metas)
-        .into_iter()
-        .partition(|meta| blocks.contains(&meta.ulid));
-    *metas = kept;
-    removed
-}
-
-/// Deletion marks keyed by block, for callers that fetched them as a list.
-pub fn deletion_marks_by_block(marks: Vec<DeletionMark>) -> HashMap<Ulid, DeletionMark> {
-    marks.into_iter().map(|mark| (mark.id, mark)).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::testing::{MetaExt, id, meta, numbers};
+    use crate::plan::testing::{id, numbers};
     use crate::plan::{DAY_MS, HOUR_MS};
 
     const NOW: i64 = 1_000 * DAY_MS;
-
-    #[test]
-    fn blocks_whose_sources_another_block_holds_are_outdated() {
-        let metas = vec![
-            meta(1, 0, 20).sources(&[1]),
-            meta(2, 20, 40).sources(&[2]),
-            meta(3, 0, 40).sources(&[1, 2]),
-            meta(4, 40, 60).sources(&[4]),
-            // Same sources as 3 with a newer ULID: 5 stays, 3 is outdated.
-            meta(5, 0, 40).sources(&[1, 2]),
-            // Sources 2 and 4 are held together by no other block: kept (and it holds 4).
-            meta(6, 20, 60).sources(&[2, 4]),
-        ];
-        assert_eq!(numbers(&outdated_blocks(&metas, &[])), vec![1, 2, 3, 4]);
-        // A block without sources is its own source: not outdated by an unrelated block.
-        let sourceless = vec![meta(7, 0, 20).sources(&[]), meta(8, 0, 40).sources(&[1, 2])];
-        assert!(outdated_blocks(&sourceless, &[]).is_empty());
-    }
-
-    #[test]
-    fn outdated_blocks_are_found_within_a_group_only() {
-        let replicas = vec!["replica".to_owned()];
-        let metas = vec![
-            meta(1, 0, 20)
-                .sources(&[1])
-                .labels(&[("cluster", "a"), ("replica", "0")]),
-            meta(2, 0, 20).sources(&[1, 2]).labels(&[("cluster", "b")]),
-            meta(3, 0, 20)
-                .sources(&[1])
-                .res(300_000)
-                .labels(&[("cluster", "a")]),
-            meta(4, 0, 20)
-                .sources(&[1, 5])
-                .labels(&[("cluster", "a"), ("replica", "1")]),
-        ];
-        // Other labels and other resolutions never outdate a block; replicas are one group once
-        // the replica label is removed.
-        assert_eq!(numbers(&outdated_blocks(&metas, &replicas)), vec![1]);
-        assert_eq!(numbers(&outdated_blocks(&metas, &[])), Vec::<u64>::new());
-    }
 
     fn mark(n: u64, age_ms: i64) -> DeletionMark {
         DeletionMark::new(id(n), (NOW - age_ms) / 1000, "")
@@ -238,23 +114,6 @@ mod tests {
             vec![1, 2, 3, 4]
         );
         assert!(blocks_due_for_deletion(&[mark(5, 0)], 0, NOW).is_empty());
-    }
-
-    #[test]
-    fn the_compactor_ignores_marked_blocks_after_half_the_delay() {
-        let delay = 48 * HOUR_MS;
-        let marks = [
-            mark(1, 24 * HOUR_MS + 1000),
-            mark(2, 24 * HOUR_MS),
-            mark(3, HOUR_MS),
-        ];
-        let ignored = ignored_deletion_marked(&marks, delay, NOW);
-        assert_eq!(ignored, [id(1)].into());
-        let mut metas = vec![meta(1, 0, 20), meta(2, 20, 40), meta(3, 40, 60)];
-        let removed = remove_blocks(&mut metas, &ignored);
-        assert_eq!(numbers(removed.iter().map(|m| &m.ulid)), vec![1]);
-        assert_eq!(numbers(metas.iter().map(|m| &m.ulid)), vec![2, 3]);
-        assert_eq!(deletion_marks_by_block(marks.to_vec()).len(), 3);
     }
 
     #[test]
