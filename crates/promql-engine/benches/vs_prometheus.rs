@@ -1,5 +1,5 @@
-//! Side-by-side benchmark: heavy range queries in this engine and in a real Prometheus 2.42 over
-//! the same data.
+//! Side-by-side benchmark matrix: this engine and a real Prometheus 2.42 over the same data, one
+//! query shape at a time.
 //!
 //! The dataset (`tests/support/dataset.rs`) has 10,000 `app_requests_total` series plus ~1,300
 //! error, gauge and histogram series over 8h at a 15s scrape interval (~21.7M samples). It is
@@ -7,29 +7,53 @@
 //! `target/promql-bench-data/<parameters>/`; the identical samples are regenerated into a
 //! [`MemoryStorage`] on every run. Prometheus serves copies of the cached blocks.
 //!
-//! Each query runs once on each side as a warm-up, then [`RUNS`] times; the median wall time is
-//! reported (Prometheus timed from the client over HTTP `query_range`, so it includes JSON
-//! encoding and transfer of small answers). Memory, measured over the warm-up run: our process'
-//! peak RSS (`VmHWM`, reset through `/proc/<pid>/clear_refs` before the query; it includes the
-//! ~345 MiB `MemoryStorage`) and its growth over the RSS before the query; the same for the
-//! Prometheus process (whose RSS includes its block index and page-cache-backed chunks). Figures are noisy on a shared machine: the load
-//! average is printed at the start and the end.
+//! The matrix (`tests/support/shapes.rs`, shared with the querier's end-to-end benchmark): 45
+//! shapes covering every operator class, each run as a range query over the whole 8h at every
+//! step of `BENCH_STEPS` and as an instant query at its end. Knobs:
+//! - `BENCH_RUNS`: timed runs per case after the warm-up (default 3; without it, 1 for a side
+//!   whose warm-up took over 5 s);
+//! - `BENCH_FILTER`: comma-separated substrings of shape names (default: every shape);
+//! - `BENCH_STEPS`: comma-separated steps in seconds and `instant` (default `15,60,instant`).
+//!
+//! For example `BENCH_FILTER=heavy,subquery BENCH_RUNS=1 cargo bench -p promql-engine --bench
+//! vs_prometheus`.
+//!
+//! Per case the median wall time is reported: ours is the engine call alone (no JSON rendering:
+//! the querier's renderer, `querier::render::query_data`, is out of this package's reach, so the
+//! `raw_*` shapes' rendering cost shows only on Prometheus' side here and on both in the querier's
+//! end-to-end benchmark); Prometheus is timed from the client over HTTP, so it includes encoding
+//! and transferring its JSON. Memory, measured over the warm-up run: our process' peak RSS
+//! (`VmHWM`, reset through `/proc/<pid>/clear_refs` before the query; it includes the ~345 MiB
+//! `MemoryStorage`) and its growth over the RSS before the query; the same for the Prometheus
+//! process. The warm-up answers are compared (same series and timestamps, values within a
+//! relative 1e-9): a mismatch, an error or an empty answer on both sides is shown in the `answer`
+//! column and listed after the table, never aborting the run. Ratios above 1 (ours slower) are
+//! marked `*`. Figures are noisy on a shared machine: the load average is printed at the start and
+//! the end.
+//!
+//! Last runs: see the end of this comment.
 #![allow(clippy::print_stdout, missing_docs)]
 
 #[allow(dead_code)]
+#[path = "../tests/support/compare.rs"]
+mod compare;
+#[allow(dead_code)]
 #[path = "../tests/support/dataset.rs"]
 mod dataset;
+#[allow(dead_code)]
+#[path = "../tests/support/shapes.rs"]
+mod shapes;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use dataset::{Dataset, HEAVY_QUERIES, Spec, copy_blocks, heavy_spec, url_encode};
+use compare::{Answer, from_engine, from_prometheus};
+use dataset::{Dataset, Spec, copy_blocks, heavy_spec};
 use promql_engine::{Engine, EngineOptions, MemoryStorage, QueryOptions};
+use shapes::{Case, Knobs, Measured, Mode, QueryTimes, Verdict};
+use test_harness::http_get_within;
 use test_harness::procfs::{load_average, memory, mib, reset_peak};
 use test_harness::prometheus::{Prometheus, PrometheusConfig};
-
-const RUNS: usize = 3;
-const STEP_S: i64 = 15;
 
 fn cached_blocks(spec: &Spec, data: &Dataset) -> PathBuf {
     let key = spec.cache_key();
@@ -56,97 +80,107 @@ fn cached_blocks(spec: &Spec, data: &Dataset) -> PathBuf {
     blocks
 }
 
-struct Figures {
-    ours: Duration,
-    theirs: Duration,
-    our_peak_kib: u64,
-    our_growth_kib: u64,
-    their_peak_kib: u64,
-    their_growth_kib: u64,
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
-
-fn run_ours(engine: &Engine, storage: &MemoryStorage, query: &str, range: (i64, i64)) -> usize {
-    let result = engine
-        .range_query(
-            storage,
-            query,
-            range.0 * 1000,
-            range.1 * 1000,
-            STEP_S * 1000,
-            &QueryOptions::default(),
-        )
-        .unwrap_or_else(|error| panic!("{query}: {error}"));
-    match result.value {
-        promql_engine::Value::Matrix(matrix) => matrix.iter().map(|s| s.points.len()).sum(),
-        _ => 0,
-    }
-}
-
-fn run_theirs(prometheus: &Prometheus, query: &str, range: (i64, i64)) -> usize {
-    let path = format!(
-        "/api/v1/query_range?query={}&start={}&end={}&step={STEP_S}",
-        url_encode(query),
-        range.0,
-        range.1
-    );
-    let body = prometheus
-        .get(&path)
-        .unwrap_or_else(|error| panic!("{query}: {error:#}"));
-    body.matches("],[").count() + body.matches("\"values\"").count()
-}
-
-fn measure(
-    engine: &Engine,
-    storage: &MemoryStorage,
-    prometheus: &Prometheus,
+/// Both sides of the bench.
+struct Sides<'a> {
+    engine: &'a Engine,
+    storage: &'a MemoryStorage,
+    prometheus: &'a Prometheus,
     their_pid: u32,
-    query: &str,
-    range: (i64, i64),
-) -> Figures {
-    let our_pid = std::process::id();
-    // Memory is measured over the warm-up run: later runs reuse memory the allocators kept.
-    reset_peak(our_pid);
-    let our_before = memory(our_pid).rss_kib;
-    let our_points = run_ours(engine, storage, query, range);
-    let our_peak_kib = memory(our_pid).peak_kib;
-    reset_peak(their_pid);
-    let their_before = memory(their_pid).rss_kib;
-    let their_points = run_theirs(prometheus, query, range);
-    let their_peak_kib = memory(their_pid).peak_kib;
-    assert_eq!(
-        our_points, their_points,
-        "{query}: ours and prometheus' answers differ in size"
-    );
+    times: QueryTimes,
+}
 
-    let mut ours = Vec::new();
-    for _ in 0..RUNS {
-        let began = Instant::now();
-        run_ours(engine, storage, query, range);
-        ours.push(began.elapsed());
+impl Sides<'_> {
+    fn ours(&self, case: &Case) -> Result<promql_engine::QueryResult, promql_engine::Error> {
+        let options = QueryOptions::default();
+        match case.mode {
+            Mode::Range(step) => self.engine.range_query(
+                self.storage,
+                case.shape.query,
+                self.times.start * 1000,
+                self.times.end * 1000,
+                step * 1000,
+                &options,
+            ),
+            Mode::Instant => self.engine.instant_query(
+                self.storage,
+                case.shape.query,
+                self.times.instant * 1000,
+                &options,
+            ),
+        }
     }
-    let mut theirs = Vec::new();
-    for _ in 0..RUNS {
-        let began = Instant::now();
-        run_theirs(prometheus, query, range);
-        theirs.push(began.elapsed());
+
+    /// Prometheus' answer body, or why there is none.
+    fn theirs(&self, case: &Case) -> Result<String, String> {
+        let path = shapes::api_path(case, &self.times);
+        http_get_within(self.prometheus.addr(), &path, Duration::from_secs(600))
+            .map(|(_, body)| body)
+            .map_err(|error| format!("GET {path}: {error:#}"))
     }
-    Figures {
-        ours: median(ours),
-        theirs: median(theirs),
-        our_peak_kib,
-        our_growth_kib: our_peak_kib.saturating_sub(our_before),
-        their_peak_kib,
-        their_growth_kib: their_peak_kib.saturating_sub(their_before),
+
+    fn measure(&self, knobs: &Knobs, case: Case) -> Measured {
+        let our_pid = std::process::id();
+        // Memory is measured over the warm-up run: later runs reuse memory the allocators kept.
+        reset_peak(our_pid);
+        let our_before = memory(our_pid).rss_kib;
+        let began = Instant::now();
+        let our_result = self.ours(&case);
+        let our_warm_up = began.elapsed();
+        let our_peak = memory(our_pid).peak_kib;
+        let our_failed = our_result.is_err();
+        let our_answer = from_engine(our_result);
+
+        reset_peak(self.their_pid);
+        let their_before = memory(self.their_pid).rss_kib;
+        let began = Instant::now();
+        let their_body = self.theirs(&case);
+        let their_warm_up = began.elapsed();
+        let their_peak = memory(self.their_pid).peak_kib;
+        let their_answer = match their_body {
+            Ok(body) => from_prometheus(&body).unwrap_or_else(Answer::Error),
+            Err(error) => Answer::Error(error),
+        };
+        let their_failed = matches!(their_answer, Answer::Error(_));
+        let verdict: Verdict = shapes::verdict(&our_answer, &their_answer);
+        drop((our_answer, their_answer));
+
+        let our_runs = knobs.runs_after(our_warm_up);
+        let their_runs = knobs.runs_after(their_warm_up);
+        let ours = (!our_failed).then(|| {
+            shapes::timed(our_runs, || {
+                let _ = self.ours(&case);
+            })
+        });
+        let theirs = (!their_failed).then(|| {
+            shapes::timed(their_runs, || {
+                let _ = self.theirs(&case);
+            })
+        });
+        Measured {
+            case,
+            ours,
+            theirs,
+            runs: (our_runs, their_runs),
+            our_memory: format!(
+                "{} (+{})",
+                mib(our_peak),
+                mib(our_peak.saturating_sub(our_before))
+            ),
+            their_memory: format!(
+                "{} (+{})",
+                mib(their_peak),
+                mib(their_peak.saturating_sub(their_before))
+            ),
+            verdict,
+        }
     }
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
+    let knobs = Knobs::from_env().unwrap_or_else(|error| panic!("{error}"));
+    let cases = knobs.cases();
+    assert!(!cases.is_empty(), "BENCH_FILTER matches no shape");
     println!("load average at start: {}", load_average());
     let spec = heavy_spec();
     let began = Instant::now();
@@ -176,50 +210,41 @@ fn main() {
         ..PrometheusConfig::default()
     })
     .unwrap_or_else(|error| panic!("start prometheus: {error:#}"));
-    let their_pid = prometheus.process().pid();
 
     let engine = Engine::new(EngineOptions {
         timeout: Duration::from_secs(600),
         ..EngineOptions::default()
     });
-    // Whole 8h span at a 15s step (1,921 steps), starting where the first 5m window is full.
-    let range = (first_t / 1000 + 300, last_t / 1000);
+    let times = shapes::query_times(first_t, last_t);
+    let their_pid = prometheus.process().pid();
+    let sides = Sides {
+        engine: &engine,
+        storage: &storage,
+        prometheus: &prometheus,
+        their_pid,
+        times,
+    };
     println!(
-        "range queries {}..{} step {STEP_S}s, median of {RUNS} after a warm-up",
-        range.0, range.1
-    );
-    println!(
-        "{:<80} {:>9} {:>9} {:>6}  {:>18}  {:>18}",
-        "query", "ours", "prom", "ratio", "our peak (+growth)", "prom peak (+growth)"
-    );
-    let mut log_sum = 0.0;
-    let mut slower = Vec::new();
-    for query in HEAVY_QUERIES {
-        let figures = measure(&engine, &storage, &prometheus, their_pid, query, range);
-        let ratio = figures.ours.as_secs_f64() / figures.theirs.as_secs_f64();
-        log_sum += ratio.ln();
-        if ratio > 1.0 {
-            slower.push(query);
+        "{} cases; range queries {}..{}, instant queries at {}; median of {} timed runs after a warm-up{}",
+        cases.len(),
+        times.start,
+        times.end,
+        times.instant,
+        knobs.runs,
+        if knobs.runs_given {
+            ""
+        } else {
+            " (1 when the warm-up took over 5s)"
         }
-        println!(
-            "{:<80} {:>8.3}s {:>8.3}s {:>6.2}  {:>8} (+{:>6})  {:>8} (+{:>6})",
-            query,
-            figures.ours.as_secs_f64(),
-            figures.theirs.as_secs_f64(),
-            ratio,
-            mib(figures.our_peak_kib),
-            mib(figures.our_growth_kib),
-            mib(figures.their_peak_kib),
-            mib(figures.their_growth_kib),
-        );
+    );
+    shapes::print_header("our peak (+growth)", "prom peak (+growth)");
+    let mut rows = Vec::with_capacity(cases.len());
+    for case in cases {
+        let row = sides.measure(&knobs, case);
+        shapes::print_row(&row);
+        rows.push(row);
     }
-    let geomean = (log_sum / HEAVY_QUERIES.len() as f64).exp();
-    println!("geometric mean of ratios (ours / prometheus): {geomean:.3} (target <= 0.5)");
-    if slower.is_empty() {
-        println!("no query slower than prometheus");
-    } else {
-        println!("slower than prometheus: {slower:?}");
-    }
+    shapes::print_summary(&rows, &knobs.modes);
     println!("load average at end: {}", load_average());
     drop(prometheus);
 }

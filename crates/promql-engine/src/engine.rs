@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use prom_model::{Labels, METRIC_NAME};
 use promql_parser::parser::Expr;
+use promql_parser::parser::value::ValueType;
 
+use crate::batch::{self, Batch, Grid};
 use crate::budget::{MemoryBudget, Reservation};
 use crate::depth::{expr_depth, with_stack};
 use crate::error::{Error, Result};
@@ -151,11 +153,40 @@ impl Engine {
         let mut ev = Evaluator::new(storage, &settings, time, time, 0);
         ev.prefetch(expr)?;
         ev.check_interrupt("query execution")?;
-        let value = match ev.eval(expr, time)? {
-            StepValue::Scalar(v) => Value::Scalar { t: time, v },
-            StepValue::String(v) => Value::String { t: time, v },
-            StepValue::Vector(vector) => Value::Vector(finish_vector(vector, time)?),
-            StepValue::Matrix(matrix) => Value::Matrix(finish_matrix(matrix.series)?),
+        let value = if expr.value_type() == ValueType::Matrix {
+            // A range vector is only a result at the root of an instant query.
+            match ev.eval(expr, time)? {
+                StepValue::Matrix(matrix) => Value::Matrix(finish_matrix(matrix.series)?),
+                other => {
+                    return Err(Error::exec(format!(
+                        "expected range vector, got {}",
+                        other.type_name()
+                    )));
+                }
+            }
+        } else {
+            match batch::eval(&mut ev, expr, Grid::new(time, time, 0))? {
+                Batch::Scalar(values) => Value::Scalar {
+                    t: time,
+                    v: values.first().copied().unwrap_or(f64::NAN),
+                },
+                Batch::String(v) => Value::String { t: time, v },
+                Batch::Vector(rows) => {
+                    let vector = rows
+                        .into_iter()
+                        .filter_map(|row| {
+                            let v = row.values.first().copied().flatten()?;
+                            Some(Element {
+                                labels: row.labels,
+                                t: time,
+                                v,
+                                drop_name: row.drop_name,
+                            })
+                        })
+                        .collect();
+                    Value::Vector(finish_vector(vector, time)?)
+                }
+            }
         };
         let (warnings, infos) = ev.annotations.render(query);
         Ok(QueryResult {
@@ -226,56 +257,45 @@ impl Engine {
         let settings = self.settings(options);
         let mut ev = Evaluator::new(storage, &settings, start, end, step);
         ev.prefetch(expr)?;
-        crate::fast_path::precompute(&mut ev, expr)?;
-        let mut series: BTreeMap<Labels, Series> = BTreeMap::new();
-        let mut ts = start;
-        while ts <= end {
-            ev.check_interrupt("query execution")?;
-            ev.step_samples = 0;
-            let value = ev.eval(expr, ts)?;
-            let elements = match value {
-                StepValue::Scalar(v) => vec![Element {
-                    labels: Labels::empty(),
-                    t: ts,
-                    v,
-                    drop_name: false,
-                }],
-                StepValue::Vector(vector) => vector,
-                other => {
-                    return Err(Error::exec(format!(
-                        "invalid expression type {:?} for range query, must be Scalar or instant Vector",
-                        other.type_name()
-                    )));
-                }
-            };
-            ev.result_samples += elements.len();
-            for element in elements {
-                let entry = series
-                    .entry(element.labels.clone())
-                    .or_insert_with(|| Series {
-                        labels: element.labels.clone(),
-                        points: Vec::new(),
-                        drop_name: element.drop_name,
-                    });
-                entry.drop_name |= element.drop_name;
-                if entry.points.last().is_some_and(|p| p.t == ts) {
-                    return Err(Error::exec(
-                        "vector cannot contain metrics with the same labelset",
-                    ));
-                }
-                entry.points.push(Point {
-                    t: ts,
-                    v: element.v,
-                });
+        let grid = Grid::new(start, end, step);
+        let series: Vec<Series> = match batch::eval(&mut ev, expr, grid)? {
+            Batch::Scalar(values) => vec![Series {
+                labels: Labels::empty(),
+                points: values
+                    .into_iter()
+                    .enumerate()
+                    .map(|(step, v)| Point {
+                        t: grid.ts(step),
+                        v,
+                    })
+                    .collect(),
+                drop_name: false,
+            }],
+            Batch::Vector(rows) => rows
+                .into_iter()
+                .map(|row| Series {
+                    labels: row.labels,
+                    points: row
+                        .values
+                        .into_iter()
+                        .enumerate()
+                        .filter_map(|(step, v)| {
+                            Some(Point {
+                                t: grid.ts(step),
+                                v: v?,
+                            })
+                        })
+                        .collect(),
+                    drop_name: row.drop_name,
+                })
+                .collect(),
+            Batch::String(_) => {
+                return Err(Error::exec(
+                    "invalid expression type \"string\" for range query, must be Scalar or instant Vector",
+                ));
             }
-            ev.step_samples = 0;
-            ev.add_samples(0)?;
-            ts = match ts.checked_add(step) {
-                Some(next) => next,
-                None => break,
-            };
-        }
-        let value = Value::Matrix(finish_matrix(series.into_values().collect())?);
+        };
+        let value = Value::Matrix(finish_matrix(series)?);
         let (warnings, infos) = ev.annotations.render(query);
         Ok(QueryResult {
             value,

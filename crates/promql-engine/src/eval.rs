@@ -78,7 +78,7 @@ pub(crate) struct Evaluator<'a> {
     /// Step-invariant sub-expressions (by node address) and their value once computed.
     invariant: std::collections::HashSet<usize>,
     invariant_values: HashMap<usize, StepValue>,
-    /// Vectors of nodes computed for every step of a range query by [`crate::fast_path`], by
+    /// Vectors of nodes computed for every step of a range query by [`crate::batch`], by
     /// node address and step index; each is handed out once.
     precomputed: HashMap<usize, Vec<Option<Vec<Element>>>>,
     /// Samples held by the step currently being evaluated.
@@ -340,9 +340,14 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
-    /// Whether `expr` is a step-invariant (`@`-pinned) root, evaluated once per range query.
-    pub(crate) fn is_invariant(&self, expr: &Expr) -> bool {
-        self.invariant.contains(&(expr as *const Expr as usize))
+    /// Stops counting `count` samples as held by the current step (a batch was consumed).
+    pub(crate) fn release_samples(&mut self, count: usize) {
+        self.step_samples = self.step_samples.saturating_sub(count);
+    }
+
+    /// Whether `grid` is the query's own grid of evaluation timestamps.
+    pub(crate) fn is_query_grid(&self, grid: crate::batch::Grid) -> bool {
+        grid == crate::batch::Grid::new(self.start, self.end, self.step)
     }
 
     /// Stores the vectors of `expr` for every step of the range query (index = step number).
@@ -353,10 +358,17 @@ impl<'a> Evaluator<'a> {
     /// Takes the precomputed vector of `expr` at `ts`, if there is one.
     fn take_precomputed(&mut self, key: usize, ts: i64) -> Option<Vec<Element>> {
         let steps = self.precomputed.get_mut(&key)?;
-        if self.step <= 0 || ts < self.start || (ts - self.start) % self.step != 0 {
-            return None;
-        }
-        let index = usize::try_from((ts - self.start) / self.step).ok()?;
+        let index = if self.step <= 0 {
+            if ts != self.start {
+                return None;
+            }
+            0
+        } else {
+            if ts < self.start || (ts - self.start) % self.step != 0 {
+                return None;
+            }
+            usize::try_from((ts - self.start) / self.step).ok()?
+        };
         steps.get_mut(index)?.take()
     }
 

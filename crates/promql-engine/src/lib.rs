@@ -121,13 +121,13 @@
 
 mod aggregate;
 mod annotations;
+mod batch;
 mod binary;
 mod budget;
 mod depth;
 pub mod engine;
 mod error;
 mod eval;
-mod fast_path;
 mod format;
 mod functions;
 mod hash;

@@ -46,7 +46,7 @@ pub(crate) fn handles(name: &str) -> bool {
 }
 
 /// The index of the range-vector argument.
-fn matrix_index(name: &str) -> usize {
+pub(crate) fn matrix_index(name: &str) -> usize {
     match name {
         "quantile_over_time" => 1,
         _ => 0,
@@ -150,7 +150,7 @@ pub(crate) fn note_possible_non_counter(ev: &mut Evaluator<'_>, metric: Option<&
         .info(annotations::possible_non_counter(metric), Some(&anchor));
 }
 
-fn check_smoothing_factors(scalars: &[f64], matrix: &RangeVector) -> Result<()> {
+pub(crate) fn check_smoothing_factors(scalars: &[f64], matrix: &RangeVector) -> Result<()> {
     if matrix.series.is_empty() {
         return Ok(());
     }
@@ -169,7 +169,7 @@ fn check_smoothing_factors(scalars: &[f64], matrix: &RangeVector) -> Result<()> 
 }
 
 /// Whether a sample's start timestamp reaches back before the previous sample (a data problem).
-fn start_time_overlap(points: &[Point], sts: &[i64]) -> bool {
+pub(crate) fn start_time_overlap(points: &[Point], sts: &[i64]) -> bool {
     (1..points.len().min(sts.len()))
         .any(|i| sts[i] != 0 && sts[i] < points[i - 1].t && sts[i] != sts[i - 1])
 }

@@ -1,0 +1,336 @@
+//! Selectors over a grid: instant selectors (lookback, staleness, `offset`, `@`) and range
+//! functions over range selectors, each series walked once with cursors that only move forward.
+
+use prom_model::{Labels, is_stale_nan};
+use promql_parser::parser::{Call, Expr, VectorSelector};
+
+use super::{Batch, Grid, Row};
+use crate::annotations;
+use crate::error::{Error, Result};
+use crate::eval::{Evaluator, RangeVector};
+use crate::functions::absent_labels;
+use crate::parse::{duration_ms, unwrap_parens};
+use crate::range_functions::{
+    check_smoothing_factors, compute, handles, matrix_index, note_possible_non_counter,
+    start_time_overlap,
+};
+use crate::value::Point;
+
+/// The newest sample of each series within the lookback window, at every step.
+pub(super) fn instant(
+    ev: &mut Evaluator<'_>,
+    selector: &VectorSelector,
+    grid: Grid,
+) -> Result<Batch> {
+    let loaded = ev.loaded(selector)?;
+    let lookback = ev.settings.lookback_delta;
+    let references: Vec<i64> = grid
+        .timestamps()
+        .map(|ts| ev.reference_time(selector.at.as_ref(), selector.offset.as_ref(), ts))
+        .collect();
+    let mut rows = Vec::new();
+    for series in loaded.iter() {
+        let points = &series.points;
+        let mut values = vec![None; grid.len];
+        let mut any = false;
+        let mut end = 0;
+        for (step, &reference) in references.iter().enumerate() {
+            if end > 0 && points[end - 1].t > reference {
+                // `@` and offsets keep references in order; restart if one does not.
+                end = 0;
+            }
+            while end < points.len() && points[end].t <= reference {
+                end += 1;
+            }
+            if end == 0 {
+                continue;
+            }
+            let point = points[end - 1];
+            if point.t <= reference.saturating_sub(lookback) || is_stale_nan(point.v) {
+                continue;
+            }
+            values[step] = Some(point.v);
+            any = true;
+        }
+        if any {
+            rows.push(Row {
+                labels: series.labels.clone(),
+                drop_name: false,
+                values,
+            });
+        }
+    }
+    Ok(Batch::Vector(rows))
+}
+
+/// One series as a range function sees it: samples without stale markers, in time order.
+#[derive(Debug, Clone)]
+pub(crate) struct WindowSeries {
+    /// The series' labels.
+    pub(crate) labels: Labels,
+    /// Whether the series was already marked for name removal.
+    pub(crate) drop_name: bool,
+    /// Its samples, stale markers removed.
+    pub(crate) points: Vec<Point>,
+    /// Start timestamps aligned with `points`, when known (straight from a selector only).
+    pub(crate) start_timestamps: Option<Vec<i64>>,
+}
+
+/// How a range function's windows are placed: each step's window is `(end - range, end]`.
+#[derive(Debug, Clone)]
+pub(crate) struct Windows {
+    /// Window length (ms).
+    pub(crate) range: i64,
+    /// The end of the window at each step of the grid (ms, inclusive).
+    pub(crate) ends: Vec<i64>,
+}
+
+/// `f(selector[range])` for a range function `f`; `None` when `call` is something else.
+pub(super) fn range_function(
+    ev: &mut Evaluator<'_>,
+    call: &Call,
+    grid: Grid,
+) -> Result<Option<Batch>> {
+    let name = call.func.name;
+    if !handles(name) {
+        return Ok(None);
+    }
+    let args: Vec<&Expr> = call.args.args.iter().map(|arg| arg.as_ref()).collect();
+    let Some(arg) = args.get(matrix_index(name)).copied() else {
+        return Err(Error::exec(format!(
+            "missing range vector argument for {name}"
+        )));
+    };
+    let Expr::MatrixSelector(matrix) = unwrap_parens(arg) else {
+        return Ok(None);
+    };
+    let scalars = scalar_args(ev, name, &args, grid)?;
+    let selector = &matrix.vs;
+    let range = duration_ms(&matrix.range);
+    let windows = Windows {
+        range,
+        ends: grid
+            .timestamps()
+            .map(|ts| ev.reference_time(selector.at.as_ref(), selector.offset.as_ref(), ts))
+            .collect(),
+    };
+    let loaded = ev.loaded(selector)?;
+    let series = loaded.iter().map(|series| {
+        let keep: Vec<usize> = (0..series.points.len())
+            .filter(|&i| !is_stale_nan(series.points[i].v))
+            .collect();
+        WindowSeries {
+            labels: series.labels.clone(),
+            drop_name: false,
+            points: keep.iter().map(|&i| series.points[i]).collect(),
+            start_timestamps: series.start_timestamps.as_ref().map(|sts| {
+                keep.iter()
+                    .map(|&i| sts.get(i).copied().unwrap_or(0))
+                    .collect()
+            }),
+        }
+    });
+    let call = RangeCall {
+        name,
+        args: &args,
+        arg,
+        from_selector: true,
+    };
+    apply(ev, &call, series, &windows, &scalars, grid).map(Some)
+}
+
+/// The scalar arguments of range function `name` at each step (`quantile_over_time`'s φ,
+/// `predict_linear`'s t, the smoothing factors), as `[argument][step]`.
+pub(crate) fn scalar_args(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    args: &[&Expr],
+    grid: Grid,
+) -> Result<Vec<Vec<f64>>> {
+    let indexes: &[usize] = match name {
+        "quantile_over_time" => &[0],
+        "predict_linear" => &[1],
+        "double_exponential_smoothing" | "holt_winters" => &[1, 2],
+        _ => &[],
+    };
+    let mut out = Vec::with_capacity(indexes.len());
+    for &index in indexes {
+        let arg = args
+            .get(index)
+            .ok_or_else(|| Error::exec(format!("missing argument {index} of {name}")))?;
+        let batch = super::eval(ev, arg, grid)?;
+        super::release(ev, &batch);
+        out.push(batch.into_scalar()?);
+    }
+    Ok(out)
+}
+
+/// A call of a range function.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RangeCall<'e> {
+    /// The function's name.
+    pub(crate) name: &'e str,
+    /// All its arguments.
+    pub(crate) args: &'e [&'e Expr],
+    /// The range-vector argument (for annotations and `absent_over_time`'s labels).
+    pub(crate) arg: &'e Expr,
+    /// Whether `arg` is a range selector (as opposed to a subquery).
+    pub(crate) from_selector: bool,
+}
+
+/// Applies a range function to every series' window at every step; `scalars` are its scalar
+/// arguments per step ([`scalar_args`]).
+pub(crate) fn apply(
+    ev: &mut Evaluator<'_>,
+    call: &RangeCall<'_>,
+    series: impl Iterator<Item = WindowSeries>,
+    windows: &Windows,
+    scalars: &[Vec<f64>],
+    grid: Grid,
+) -> Result<Batch> {
+    let (name, arg, from_selector) = (call.name, call.arg, call.from_selector);
+    let keeps_name = name == "last_over_time" || name == "first_over_time";
+    let counter_function = name == "rate" || name == "increase";
+    // Whether any series has a sample in the window, per step.
+    let mut non_empty = vec![false; grid.len];
+    // Samples in all series' windows, per step: what a step-wise evaluation holds at that step.
+    let mut in_windows = vec![0usize; grid.len];
+    let mut step_scalars = vec![0.0; scalars.len()];
+    let mut context = RangeVector {
+        range: windows.range,
+        ..RangeVector::default()
+    };
+    let mut rows = Vec::new();
+    for (index, one) in series.enumerate() {
+        if index % 256 == 0 {
+            ev.check_interrupt("query execution")?;
+        }
+        let points = &one.points;
+        let sts = one.start_timestamps.as_deref();
+        let mut values = vec![None; grid.len];
+        let mut any = false;
+        let mut seen_window = false;
+        let (mut from, mut to) = (0usize, 0usize);
+        for (step, &end) in windows.ends.iter().enumerate() {
+            let start = end.saturating_sub(windows.range);
+            if to > 0 && points[to - 1].t > end || from > 0 && points[from - 1].t > start {
+                (from, to) = (0, 0);
+            }
+            while from < points.len() && points[from].t <= start {
+                from += 1;
+            }
+            to = to.max(from);
+            while to < points.len() && points[to].t <= end {
+                to += 1;
+            }
+            if from == to {
+                continue;
+            }
+            non_empty[step] = true;
+            in_windows[step] += to - from;
+            if name == "absent_over_time" {
+                continue;
+            }
+            if !seen_window {
+                seen_window = true;
+                if counter_function {
+                    if let Some(sts) = sts
+                        && start_time_overlap(points, sts)
+                    {
+                        let metric = one.labels.metric_name().unwrap_or("");
+                        let anchor = arg.to_string();
+                        ev.annotations
+                            .warn(annotations::start_time_overlap(metric), Some(&anchor));
+                    }
+                    if from_selector {
+                        note_possible_non_counter(ev, one.labels.metric_name(), arg);
+                    }
+                }
+            }
+            for (slot, values) in step_scalars.iter_mut().zip(scalars) {
+                *slot = values.get(step).copied().unwrap_or(f64::NAN);
+            }
+            context.window_end = end;
+            let window_sts = sts.map(|sts| &sts[from..to]);
+            if let Some(value) = compute(
+                name,
+                &points[from..to],
+                window_sts,
+                &context,
+                &step_scalars,
+                grid.ts(step),
+            ) {
+                values[step] = Some(value);
+                any = true;
+            }
+        }
+        if any {
+            rows.push(Row {
+                labels: one.labels,
+                drop_name: !keeps_name || one.drop_name,
+                values,
+            });
+        }
+    }
+    let peak = in_windows.iter().copied().max().unwrap_or(0);
+    ev.add_samples(peak)?;
+    ev.release_samples(peak);
+    check_steps(ev, call, scalars, &non_empty)?;
+    if name == "absent_over_time" {
+        let values = non_empty
+            .iter()
+            .map(|&non_empty| (!non_empty).then_some(1.0))
+            .collect::<Vec<_>>();
+        if values.iter().all(Option::is_none) {
+            return Ok(Batch::Vector(Vec::new()));
+        }
+        return Ok(Batch::Vector(vec![Row {
+            labels: absent_labels(unwrap_parens(arg)),
+            drop_name: true,
+            values,
+        }]));
+    }
+    Ok(Batch::Vector(rows))
+}
+
+/// The per-step checks the step-wise evaluator makes on a non-empty range vector: an invalid
+/// `quantile_over_time` φ warns, invalid smoothing factors fail.
+fn check_steps(
+    ev: &mut Evaluator<'_>,
+    call: &RangeCall<'_>,
+    scalars: &[Vec<f64>],
+    non_empty: &[bool],
+) -> Result<()> {
+    let not_empty = RangeVector {
+        series: vec![crate::value::Series {
+            labels: Labels::empty(),
+            points: Vec::new(),
+            drop_name: false,
+        }],
+        ..RangeVector::default()
+    };
+    for (step, _) in non_empty.iter().enumerate().filter(|(_, some)| **some) {
+        let at = |index: usize| {
+            scalars
+                .get(index)
+                .and_then(|values| values.get(step))
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        match call.name {
+            "quantile_over_time" => {
+                let q = at(0);
+                if q.is_nan() || !(0.0..=1.0).contains(&q) {
+                    let anchor = call.args.first().map(|arg| arg.to_string());
+                    ev.annotations
+                        .warn(annotations::invalid_quantile(q), anchor.as_deref());
+                }
+            }
+            "double_exponential_smoothing" | "holt_winters" => {
+                check_smoothing_factors(&[at(0), at(1)], &not_empty)?;
+            }
+            _ => return Ok(()),
+        }
+    }
+    Ok(())
+}
