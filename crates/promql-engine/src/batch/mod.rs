@@ -20,7 +20,11 @@
 //! (`range_functions::compute`, `binary::apply`, the aggregation update rules), and each step
 //! sees the series of a vector in the order the step-wise evaluator would produce them.
 
+mod aggregate;
+mod binary;
+mod functions;
 mod selector;
+mod subquery;
 
 use prom_model::Labels;
 use promql_parser::parser::Expr;
@@ -173,7 +177,24 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &Expr, grid: Grid) -> Result<Ba
                 }
             }
         }
-        Expr::Call(call) => match selector::range_function(ev, call, grid)? {
+        Expr::Call(call) => {
+            let batch = match selector::range_function(ev, call, grid)? {
+                Some(batch) => Some(batch),
+                None => match subquery::range_function(ev, call, grid)? {
+                    Some(batch) => Some(batch),
+                    None => functions::eval(ev, call, grid)?,
+                },
+            };
+            match batch {
+                Some(batch) => batch,
+                None => return fallback(ev, expr, grid),
+            }
+        }
+        Expr::Aggregate(aggregate) => match aggregate::eval(ev, aggregate, grid)? {
+            Some(batch) => batch,
+            None => return fallback(ev, expr, grid),
+        },
+        Expr::Binary(binary) => match binary::eval(ev, binary, grid)? {
             Some(batch) => batch,
             None => return fallback(ev, expr, grid),
         },
