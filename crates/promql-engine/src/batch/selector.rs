@@ -211,6 +211,7 @@ pub(crate) fn apply(
         let mut any = false;
         let mut seen_window = false;
         let (mut from, mut to) = (0usize, 0usize);
+        let mut previous: Option<(usize, i64, Option<f64>)> = None;
         for (step, &end) in windows.ends.iter().enumerate() {
             let start = end.saturating_sub(windows.range);
             if to > 0 && points[to - 1].t > end || from > 0 && points[from - 1].t > start {
@@ -250,17 +251,35 @@ pub(crate) fn apply(
             for (slot, values) in step_scalars.iter_mut().zip(scalars) {
                 *slot = values.get(step).copied().unwrap_or(f64::NAN);
             }
-            context.window_end = end;
-            let window_sts = sts.map(|sts| &sts[from..to]);
-            if let Some(value) = compute(
-                name,
-                &points[from..to],
-                window_sts,
-                &context,
-                &step_scalars,
-                grid.ts(step),
-            ) {
-                values[step] = Some(value);
+            // A window pinned by `@` is the same at every step: compute it once (the value of
+            // `predict_linear` also depends on the step's time).
+            let value = match previous {
+                Some((previous_step, previous_end, value))
+                    if previous_end == end
+                        && name != "predict_linear"
+                        && scalars.iter().all(|values| {
+                            values.get(step).map(|v| v.to_bits())
+                                == values.get(previous_step).map(|v| v.to_bits())
+                        }) =>
+                {
+                    value
+                }
+                _ => {
+                    context.window_end = end;
+                    let window_sts = sts.map(|sts| &sts[from..to]);
+                    compute(
+                        name,
+                        &points[from..to],
+                        window_sts,
+                        &context,
+                        &step_scalars,
+                        grid.ts(step),
+                    )
+                }
+            };
+            previous = Some((step, end, value));
+            if value.is_some() {
+                values[step] = value;
                 any = true;
             }
         }
