@@ -1,4 +1,4 @@
-//! End-to-end benchmark: the engine benchmark's heavy range queries through the real `querier`
+//! End-to-end benchmark matrix: the engine benchmark's query shapes through the real `querier`
 //! and `store-gateway` binaries over a filesystem bucket, side by side with a real Prometheus 2.42
 //! serving the same blocks from its data folder.
 //!
@@ -8,22 +8,32 @@
 //! 2h blocks carrying a `thanos` section (external label `bench="e2e"`, resolution 0) and cached
 //! under `target/querier-bench-data/<parameters>/bucket`. The store gateway reads that folder as
 //! its FILESYSTEM bucket; Prometheus gets a copy of the same block folders as its TSDB (it ignores
-//! the `thanos` section). Every query aggregates, so the external label never shows in answers.
+//! the `thanos` section).
 //!
-//! Per query: one warm-up run on each side, over which peak memory is measured (`VmHWM`, reset
+//! The queries are the engine benchmark's matrix (`promql-engine/tests/support/shapes.rs`): 45
+//! shapes covering every operator class, each as a range query over the whole 8h at every step of
+//! `BENCH_STEPS` and as an instant query at its end, chosen with the same knobs: `BENCH_RUNS`
+//! (timed runs, default 3; without it, 1 for a side whose warm-up took over 5 s), `BENCH_FILTER`
+//! (comma-separated substrings of shape names), `BENCH_STEPS` (seconds and `instant`, default
+//! `15,60,instant`). Answers are JSON on both sides, so the `raw_*` shapes time our rendering of
+//! large answers against Prometheus'.
+//!
+//! Per case: one warm-up run on each side, over which peak memory is measured (`VmHWM`, reset
 //! through `/proc/<pid>/clear_refs` just before; for ours the querier's and the store gateway's
-//! peaks are added), then [`RUNS`] timed runs each; the median wall time from the client over
-//! HTTP `query_range` is reported, with the ratio and the geometric mean of ratios. The warm-up
-//! answers are compared (same series, same timestamps, values within a relative 1e-9) so the
-//! timings compare like with like. The load average is printed at the start and the end: the
-//! machine may be shared.
+//! peaks are added), then the timed runs; the median wall time from the client over HTTP is
+//! reported, with the ratio (`*` when ours is slower) and the geometric mean of ratios. The
+//! warm-up answers are compared (same series, same timestamps, values within a relative 1e-9;
+//! the external label is dropped from ours): mismatches, errors and answers empty on both sides
+//! are shown in the `answer` column and listed after the table, never aborting the run. The load
+//! average is printed at the start and the end: the machine may be shared.
 //!
 //! The binaries: `querier` is this package's own (built by `cargo bench`) unless `QUERIER_BIN`
 //! names one; `store-gateway` is built with `cargo build --release -p store-gateway` unless
 //! `STORE_GATEWAY_BIN` names one.
 //!
-//! Last runs (2026-12-05, 2 cores at load ~1.4, two runs): ratios 0.35-0.37, 0.36-0.41, 0.40,
-//! 0.41-0.42 in the order of [`HEAVY_QUERIES`], geometric mean 0.38-0.40 (ours takes 40% of
+//! Last runs of the four historical heavy queries alone (2026-12-05, range queries at 15s from
+//! the first full 5m window, 2 cores at load ~1.4, two runs): ratios 0.35-0.37, 0.36-0.41, 0.40,
+//! 0.41-0.42 in the order of `dataset::HEAVY_QUERIES`, geometric mean 0.38-0.40 (ours takes 40% of
 //! Prometheus' time); peak RSS ours (querier + store gateway) 386-387, 186-193, 496-531, 452-490
 //! MiB against Prometheus' 646-647, 897-899, 915-1072, 1110-1144 MiB. The querier's own peak
 //! varies by up to ~130 MiB between identical runs.
@@ -37,8 +47,14 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
 #[allow(dead_code, unreachable_pub)]
+#[path = "../../promql-engine/tests/support/compare.rs"]
+mod compare;
+#[allow(dead_code, unreachable_pub)]
 #[path = "../../promql-engine/tests/support/dataset.rs"]
 mod dataset;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../promql-engine/tests/support/shapes.rs"]
+mod shapes;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -46,17 +62,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dataset::{Dataset, HEAVY_QUERIES, Spec, copy_blocks, heavy_spec, url_encode};
+use compare::{Answer, from_prometheus};
+use dataset::{Dataset, Spec, copy_blocks, heavy_spec};
 use prom_model::Labels;
-use serde_json::Value;
+use shapes::{Case, Knobs, Measured, QueryTimes};
 use test_harness::procfs::{load_average, memory, mib, reset_peak};
 use test_harness::prometheus::{Prometheus, PrometheusConfig};
 use test_harness::{Process, free_port, http_get, wait_until};
 use tsdb_block::meta::{BlockMeta, ThanosMeta};
 use tsdb_block::writer::{BlockWriter, symbols_of};
 
-const RUNS: usize = 3;
-const STEP_S: i64 = 15;
 const BLOCK_MS: i64 = 2 * 3600 * 1000;
 
 /// Writes the dataset as aligned 2h blocks with a thanos section into `bucket`.
@@ -190,115 +205,126 @@ impl Service {
     }
 }
 
-/// GET over HTTP/1.0 with a generous read timeout; the body of a 200 answer.
-fn get(address: SocketAddr, path: &str) -> String {
+/// GET over HTTP/1.0 with a generous read timeout: the body whatever the status (an error
+/// answer's JSON names the error), or why there is none.
+fn get(address: SocketAddr, path: &str) -> Result<String, String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))
-        .unwrap_or_else(|error| panic!("connect {address}: {error}"));
+        .map_err(|error| format!("connect {address}: {error}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(600)))
-        .unwrap();
+        .map_err(|error| error.to_string())?;
     write!(
         stream,
         "GET {path} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n"
     )
-    .unwrap();
+    .map_err(|error| format!("GET {path}: {error}"))?;
     let mut response = Vec::new();
     stream
         .read_to_end(&mut response)
-        .unwrap_or_else(|error| panic!("GET {path}: {error}"));
+        .map_err(|error| format!("GET {path}: {error}"))?;
     let text = String::from_utf8_lossy(&response);
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    assert!(
-        head.starts_with("HTTP/1.") && head.split_whitespace().nth(1) == Some("200"),
-        "GET {path}: {head}\n{body}"
-    );
-    body.to_owned()
-}
-
-fn range_path(query: &str, range: (i64, i64)) -> String {
-    format!(
-        "/api/v1/query_range?query={}&start={}&end={}&step={STEP_S}",
-        url_encode(query),
-        range.0,
-        range.1
-    )
-}
-
-/// A matrix answer: series (labels as text) to points.
-fn matrix(body: &str) -> BTreeMap<String, Vec<(f64, f64)>> {
-    let json: Value = serde_json::from_str(body).expect("JSON answer");
-    assert_eq!(json["status"], "success", "{body}");
-    let mut out = BTreeMap::new();
-    for series in json["data"]["result"].as_array().expect("a matrix") {
-        let labels = series["metric"].to_string();
-        let points = series["values"]
-            .as_array()
-            .expect("values")
-            .iter()
-            .map(|pair| {
-                let t = pair[0].as_f64().expect("timestamp");
-                let v = match pair[1].as_str().expect("value") {
-                    "NaN" => f64::NAN,
-                    "+Inf" => f64::INFINITY,
-                    "-Inf" => f64::NEG_INFINITY,
-                    text => text.parse().expect("number"),
-                };
-                (t, v)
-            })
-            .collect();
-        out.insert(labels, points);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("GET {path}: not an HTTP answer"))?;
+    if !head.starts_with("HTTP/1.") {
+        return Err(format!("GET {path}: {head}"));
     }
-    out
+    Ok(body.to_owned())
 }
 
-/// Panics unless the two answers hold the same series, timestamps and values (relative 1e-9).
-fn assert_same(query: &str, ours: &str, theirs: &str) -> usize {
-    let (ours, theirs) = (matrix(ours), matrix(theirs));
-    let our_keys: Vec<&String> = ours.keys().collect();
-    let their_keys: Vec<&String> = theirs.keys().collect();
-    assert_eq!(our_keys, their_keys, "{query}: different series");
-    let mut points = 0;
-    for (labels, our_points) in &ours {
-        let their_points = &theirs[labels];
-        assert_eq!(
-            our_points.len(),
-            their_points.len(),
-            "{query} {labels}: different point counts"
-        );
-        for (ours, theirs) in our_points.iter().zip(their_points) {
-            assert_eq!(ours.0, theirs.0, "{query} {labels}: different timestamps");
-            let same = (ours.1.is_nan() && theirs.1.is_nan())
-                || ours.1 == theirs.1
-                || (ours.1 - theirs.1).abs() <= 1e-9 * ours.1.abs().max(theirs.1.abs());
-            assert!(
-                same,
-                "{query} {labels} at {}: ours {} prometheus {}",
-                ours.0, ours.1, theirs.1
-            );
+/// The external label every block carries: the querier shows it, Prometheus (which ignores the
+/// `thanos` section) does not.
+const EXTERNAL_LABEL: &str = "bench=\"e2e\"";
+
+/// An HTTP answer as a comparable [`Answer`]; `strip_external` drops [`EXTERNAL_LABEL`] from
+/// every series (the querier's side).
+fn answer(body: Result<String, String>, strip_external: bool) -> Answer {
+    let answer = match body {
+        Ok(body) => from_prometheus(&body).unwrap_or_else(Answer::Error),
+        Err(error) => Answer::Error(error),
+    };
+    match answer {
+        Answer::Rows { kind, mut rows } if strip_external => {
+            for row in &mut rows {
+                row.labels = row
+                    .labels
+                    .replace(&format!("{EXTERNAL_LABEL}, "), "")
+                    .replace(&format!(", {EXTERNAL_LABEL}"), "")
+                    .replace(&format!("{{{EXTERNAL_LABEL}}}"), "{}");
+            }
+            Answer::Rows { kind, rows }
         }
-        points += our_points.len();
+        other => other,
     }
-    points
 }
 
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
+/// The three processes under test.
+struct Sides {
+    querier: SocketAddr,
+    prometheus: SocketAddr,
+    querier_pid: u32,
+    gateway_pid: u32,
+    their_pid: u32,
+    times: QueryTimes,
 }
 
-fn timed(runs: usize, mut run: impl FnMut()) -> Duration {
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
+impl Sides {
+    fn measure(&self, knobs: &Knobs, case: Case) -> Measured {
+        let path = shapes::api_path(&case, &self.times);
+        reset_peak(self.querier_pid);
+        reset_peak(self.gateway_pid);
         let began = Instant::now();
-        run();
-        times.push(began.elapsed());
+        let our_body = get(self.querier, &path);
+        let our_warm_up = began.elapsed();
+        let querier_peak = memory(self.querier_pid).peak_kib;
+        let gateway_peak = memory(self.gateway_pid).peak_kib;
+        reset_peak(self.their_pid);
+        let began = Instant::now();
+        let their_body = get(self.prometheus, &path);
+        let their_warm_up = began.elapsed();
+        let their_peak = memory(self.their_pid).peak_kib;
+        let our_answer = answer(our_body, true);
+        let their_answer = answer(their_body, false);
+        let our_failed = matches!(our_answer, Answer::Error(_));
+        let their_failed = matches!(their_answer, Answer::Error(_));
+        let verdict = shapes::verdict(&our_answer, &their_answer);
+        drop((our_answer, their_answer));
+
+        let our_runs = knobs.runs_after(our_warm_up);
+        let their_runs = knobs.runs_after(their_warm_up);
+        let ours = (!our_failed).then(|| {
+            shapes::timed(our_runs, || {
+                let _ = get(self.querier, &path);
+            })
+        });
+        let theirs = (!their_failed).then(|| {
+            shapes::timed(their_runs, || {
+                let _ = get(self.prometheus, &path);
+            })
+        });
+        Measured {
+            case,
+            ours,
+            theirs,
+            runs: (our_runs, their_runs),
+            our_memory: format!(
+                "{} ({}+{})",
+                mib(querier_peak + gateway_peak),
+                (querier_peak + 512) / 1024,
+                (gateway_peak + 512) / 1024
+            ),
+            their_memory: mib(their_peak),
+            verdict,
+        }
     }
-    median(times)
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
+    let knobs = Knobs::from_env().unwrap_or_else(|error| panic!("{error}"));
+    let cases = knobs.cases();
+    assert!(!cases.is_empty(), "BENCH_FILTER matches no shape");
     println!("load average at start: {}", load_average());
     let spec = heavy_spec();
     let began = Instant::now();
@@ -353,9 +379,12 @@ fn main() {
     let their_pid = prometheus.process().pid();
     let (querier_pid, gateway_pid) = (querier.process.pid(), gateway.process.pid());
 
-    // Whole 8h span at a 15s step (1,921 steps), starting where the first 5m window is full.
-    let range = (first_t / 1000 + 300, last_t / 1000);
-    let probe = range_path("count(app_requests_total)", (range.1 - 60, range.1));
+    let times = shapes::query_times(first_t, last_t);
+    let probe = format!(
+        "/api/v1/query_range?query=count(app_requests_total)&start={}&end={}&step=15",
+        times.end - 60,
+        times.end
+    );
     let synced = wait_until("querier sees the blocks", Duration::from_secs(300), || {
         http_get(querier.http, &probe)
             .is_ok_and(|(status, body)| status == 200 && body.contains("\"values\""))
@@ -371,51 +400,35 @@ fn main() {
         mib(memory(gateway_pid).rss_kib),
         mib(memory(their_pid).rss_kib)
     );
+    let sides = Sides {
+        querier: querier.http,
+        prometheus: prometheus.addr(),
+        querier_pid,
+        gateway_pid,
+        their_pid,
+        times,
+    };
     println!(
-        "range queries {}..{} step {STEP_S}s, median of {RUNS} after a warm-up",
-        range.0, range.1
+        "{} cases; range queries {}..{}, instant queries at {}; median of {} timed runs after a warm-up{}",
+        cases.len(),
+        times.start,
+        times.end,
+        times.instant,
+        knobs.runs,
+        if knobs.runs_given {
+            ""
+        } else {
+            " (1 when the warm-up took over 5s)"
+        }
     );
-    println!(
-        "{:<78} {:>9} {:>9} {:>6}  {:>26}  {:>9}",
-        "query", "ours", "prom", "ratio", "our peak (querier+gateway)", "prom peak"
-    );
-    let mut log_sum = 0.0;
-    for query in HEAVY_QUERIES {
-        let path = range_path(query, range);
-        reset_peak(querier_pid);
-        reset_peak(gateway_pid);
-        let our_answer = get(querier.http, &path);
-        let querier_peak = memory(querier_pid).peak_kib;
-        let gateway_peak = memory(gateway_pid).peak_kib;
-        reset_peak(their_pid);
-        let their_answer = get(prometheus.addr(), &path);
-        let their_peak = memory(their_pid).peak_kib;
-        let points = assert_same(query, &our_answer, &their_answer);
-        assert!(points > 0, "{query}: empty answers");
-
-        let ours = timed(RUNS, || {
-            get(querier.http, &path);
-        });
-        let theirs = timed(RUNS, || {
-            get(prometheus.addr(), &path);
-        });
-        let ratio = ours.as_secs_f64() / theirs.as_secs_f64();
-        log_sum += ratio.ln();
-        println!(
-            "{:<78} {:>8.3}s {:>8.3}s {:>6.2}  {:>9} ({:>6} + {:>6})  {:>9}",
-            query,
-            ours.as_secs_f64(),
-            theirs.as_secs_f64(),
-            ratio,
-            mib(querier_peak + gateway_peak),
-            mib(querier_peak),
-            mib(gateway_peak),
-            mib(their_peak),
-        );
+    shapes::print_header("ours MiB (querier+gw)", "prom peak");
+    let mut rows = Vec::with_capacity(cases.len());
+    for case in cases {
+        let row = sides.measure(&knobs, case);
+        shapes::print_row(&row);
+        rows.push(row);
     }
-    let geomean = (log_sum / HEAVY_QUERIES.len() as f64).exp();
-    println!("geometric mean of time ratios (querier+store-gateway / prometheus): {geomean:.3}");
-    println!("answers equal on every query (same series and timestamps, values within 1e-9)");
+    shapes::print_summary(&rows, &knobs.modes);
     println!("load average at end: {}", load_average());
     drop(prometheus);
     drop(querier);
