@@ -1,0 +1,319 @@
+//! The batch path of range functions over subqueries against the step-wise evaluator, step by
+//! step: same series in the same order, same name removal flags, bit-identical values, same
+//! errors and annotations.
+
+use std::sync::Arc;
+
+use prom_model::{Labels, STALE_NAN_BITS, Sample};
+
+use promql_parser::parser::Expr;
+
+use super::super::{Batch, Grid};
+use super::segment_len;
+use crate::budget::Reservation;
+use crate::engine::EvalSettings;
+use crate::eval::{Evaluator, StepValue};
+use crate::parse::{parse_expr, unwrap_parens};
+use crate::storage::MemoryStorage;
+
+const MIN: i64 = 60_000;
+
+/// One step's result: (labels, drop_name, value bits) in order, or a scalar's bits.
+type Step = Vec<(String, bool, u64)>;
+
+/// What an evaluation gave: the steps (or the error text), warnings and infos.
+type Outcome = (Result<Vec<Step>, String>, Vec<String>, Vec<String>);
+
+fn settings(max_samples: usize) -> EvalSettings {
+    EvalSettings {
+        lookback_delta: 5 * MIN,
+        max_samples,
+        deadline: None,
+        cancel: None,
+        default_subquery_step: MIN,
+        reservation: Arc::new(Reservation::new(None)),
+    }
+}
+
+/// A small pseudo-random generator (SplitMix64) for reproducible data.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Counters with resets, gauges with NaN and stale markers, series that start late or end
+/// early, scraped every 15s (with jitter) over 3h.
+fn storage() -> MemoryStorage {
+    let mut rng = Rng(7);
+    let mut storage = MemoryStorage::new();
+    for (name, counter) in [("req_total", true), ("temp", false)] {
+        for instance in 0..5 {
+            let labels = Labels::from_pairs([
+                ("__name__", name),
+                ("job", if instance % 2 == 0 { "api" } else { "db" }),
+                ("instance", &format!("i{instance}")),
+            ]);
+            let (first, last) = match instance {
+                1 => (200, 720),
+                2 => (0, 400),
+                _ => (0, 720),
+            };
+            let mut value = 0.0;
+            let mut samples = Vec::new();
+            for k in first..=last {
+                let t = k * 15_000 + (rng.next() % 900) as i64 + 50;
+                if instance == 3 && (300..340).contains(&k) {
+                    // A gap longer than the lookback, opened by a stale marker.
+                    if k == 300 {
+                        samples.push(Sample::new(t, f64::from_bits(STALE_NAN_BITS)));
+                    }
+                    continue;
+                }
+                value = if counter {
+                    if rng.unit() < 0.02 {
+                        rng.unit() * 10.0
+                    } else {
+                        value + rng.unit() * 5.0
+                    }
+                } else if instance == 4 && k % 37 == 0 {
+                    f64::NAN
+                } else {
+                    (rng.unit() - 0.3) * 100.0
+                };
+                samples.push(Sample::new(t, value));
+            }
+            storage.append(labels, samples);
+        }
+    }
+    storage
+}
+
+fn rows_to_steps(batch: Batch, grid: Grid) -> Vec<Step> {
+    match batch {
+        Batch::Scalar(values) => values
+            .into_iter()
+            .map(|v| vec![(String::new(), false, v.to_bits())])
+            .collect(),
+        Batch::String(_) => panic!("string result"),
+        Batch::Vector(rows) => (0..grid.len)
+            .map(|step| {
+                rows.iter()
+                    .filter_map(|row| {
+                        let v = row.values[step]?;
+                        Some((row.labels.to_string(), row.drop_name, v.to_bits()))
+                    })
+                    .collect()
+            })
+            .collect(),
+    }
+}
+
+fn step_to_rows(value: StepValue) -> Step {
+    match value {
+        StepValue::Scalar(v) => vec![(String::new(), false, v.to_bits())],
+        StepValue::Vector(elements) => elements
+            .into_iter()
+            .map(|e| (e.labels.to_string(), e.drop_name, e.v.to_bits()))
+            .collect(),
+        other => panic!("unexpected {}", other.type_name()),
+    }
+}
+
+/// Evaluates `query` over `(start, end, step)` with the batch path or step by step.
+fn run(
+    storage: &MemoryStorage,
+    query: &str,
+    (start, end, step): (i64, i64, i64),
+    batched: bool,
+    max_samples: usize,
+) -> Outcome {
+    let expr = parse_expr(query).unwrap_or_else(|error| panic!("{query}: {error}"));
+    let settings = settings(max_samples);
+    let mut ev = Evaluator::new(storage, &settings, start, end, step);
+    ev.prefetch(&expr)
+        .unwrap_or_else(|error| panic!("{query}: {error}"));
+    let grid = Grid::new(start, end, step);
+    let result = if batched {
+        // The root call itself goes through this module (never the fallback).
+        let Expr::Call(call) = unwrap_parens(&expr) else {
+            panic!("{query}: not a call")
+        };
+        super::range_function(&mut ev, call, grid)
+            .map(|batch| rows_to_steps(batch.expect("handled natively"), grid))
+            .map_err(|error| error.to_string())
+    } else {
+        grid.timestamps()
+            .map(|ts| {
+                ev.step_samples = 0;
+                ev.eval(&expr, ts).map(step_to_rows)
+            })
+            .collect::<crate::error::Result<Vec<_>>>()
+            .map_err(|error| error.to_string())
+    };
+    let (warnings, infos) = ev.annotations.render(query);
+    (result, warnings, infos)
+}
+
+fn compare(storage: &MemoryStorage, query: &str, range: (i64, i64, i64)) -> usize {
+    let stepwise = run(storage, query, range, false, usize::MAX);
+    let batched = run(storage, query, range, true, usize::MAX);
+    assert_eq!(batched, stepwise, "{query} over {range:?}");
+    match &batched.0 {
+        Ok(steps) => steps.iter().map(Vec::len).sum(),
+        Err(_) => 0,
+    }
+}
+
+const QUERIES: &[&str] = &[
+    "max_over_time(rate(req_total[5m])[1h:1m])",
+    "max_over_time(sum(rate(req_total[5m]))[1h:1m])",
+    "min_over_time(temp[10m:1m])",
+    "avg_over_time(temp[10m:30s])",
+    "sum_over_time(temp[7m:45s])",
+    "count_over_time(temp[10m:1m])",
+    "last_over_time(temp[10m:1m])",
+    "first_over_time(temp[10m:1m])",
+    "last_over_time((temp * 2)[10m:1m])",
+    "present_over_time(temp[3m:1m])",
+    "stddev_over_time(temp[15m:1m])",
+    "stdvar_over_time(temp[15m:1m])",
+    "mad_over_time(temp[15m:1m])",
+    "quantile_over_time(0.9, temp[15m:1m])",
+    "quantile_over_time(2, temp[15m:1m])",
+    "ts_of_max_over_time(temp[15m:1m])",
+    "ts_of_last_over_time(temp[15m:1m])",
+    "rate(req_total[10m:1m])",
+    "increase(req_total[10m:30s])",
+    "irate(req_total[10m:1m])",
+    "delta(temp[10m:1m])",
+    "idelta(temp[10m:1m])",
+    "changes(temp[20m:1m])",
+    "resets(req_total[20m:1m])",
+    "deriv(temp[20m:1m])",
+    "predict_linear(temp[20m:1m], 600)",
+    "double_exponential_smoothing(temp[20m:1m], 0.5, 0.5)",
+    "absent_over_time(temp[10m:1m])",
+    "absent_over_time(nonexistent{job=\"x\"}[10m:1m])",
+    "absent_over_time(temp{instance=\"i1\"}[5m:1m])",
+    "max_over_time(temp[10m:1m] offset 7m)",
+    "max_over_time(temp[10m:1m] offset -3m)",
+    "max_over_time(temp[10m:1m] @ 3600)",
+    "max_over_time(temp[10m:1m] @ end())",
+    "max_over_time(temp[10m:1m] @ start() offset 2m)",
+    "max_over_time(temp[10m:])",
+    "max_over_time(temp[5m:1s])",
+    "max_over_time(temp[2m:7m])",
+    "max_over_time(avg_over_time(temp[10m:1m])[1h:5m])",
+    "max_over_time(avg_over_time(temp[10m:])[30m:])",
+    "sum_over_time(rate(req_total[5m:20s])[20m:1m] offset 1m)",
+    "count_over_time((temp > 0)[10m:1m])",
+    "max_over_time((temp or -temp)[10m:1m])",
+    "last_over_time((req_total or ignoring(__name__) -temp)[10m:1m])",
+    "avg_over_time(vector(1)[10m:1m])",
+    // The same labels with and without name removal at different inner steps.
+    "last_over_time((temp > 0 or -temp)[10m:1m])",
+    "first_over_time((temp > 0 or -temp)[10m:1m])",
+    "max_over_time((temp > 0 or -temp)[10m:1m])",
+    "max_over_time(label_replace(temp, \"a\", \"$1\", \"instance\", \"(.*)\")[10m:1m])",
+    "rate(req_total[1h:1m])",
+];
+
+#[test]
+fn range_queries_equal_the_step_wise_path() {
+    let storage = storage();
+    let mut compared = 0;
+    for query in QUERIES {
+        for range in [
+            (40 * MIN, 150 * MIN, MIN),
+            (30 * MIN, 170 * MIN, 7 * MIN),
+            (10 * MIN, 175 * MIN, 60 * MIN),
+            (90 * MIN + 12_345, 91 * MIN, 1_000),
+        ] {
+            compared += compare(&storage, query, range);
+        }
+    }
+    assert!(compared > 10_000, "only {compared} values compared");
+}
+
+#[test]
+fn instant_queries_equal_the_step_wise_path() {
+    let storage = storage();
+    for query in QUERIES {
+        for ts in [0, 35 * MIN + 500, 100 * MIN, 181 * MIN] {
+            compare(&storage, query, (ts, ts, 0));
+        }
+    }
+}
+
+#[test]
+fn errors_equal_the_step_wise_path() {
+    let storage = storage();
+    for query in [
+        "double_exponential_smoothing(temp[20m:1m], 2, 0.5)",
+        "double_exponential_smoothing(temp[20m:1m], 0.5, 1)",
+        "double_exponential_smoothing(temp{instance=\"i1\"}[20m:1m], 2, 0.5)",
+        "max_over_time(sum by (job) (temp > 0 or label_replace(temp, \"job\", \"x\", \"\", \"\"))[10m:1m])",
+    ] {
+        let range = (10 * MIN, 100 * MIN, 5 * MIN);
+        let stepwise = run(&storage, query, range, false, usize::MAX);
+        let batched = run(&storage, query, range, true, usize::MAX);
+        assert_eq!(batched, stepwise, "{query}");
+    }
+    let error = run(
+        &storage,
+        "double_exponential_smoothing(temp[20m:1m], 2, 0.5)",
+        (10 * MIN, 100 * MIN, 5 * MIN),
+        true,
+        usize::MAX,
+    )
+    .0
+    .expect_err("invalid smoothing factor");
+    assert!(error.contains("invalid smoothing factor"), "{error}");
+}
+
+#[test]
+fn long_windows_are_evaluated_in_segments() {
+    // Windows of 3,600 inner steps at a fine outer step: segments of 1,800 inner steps, each
+    // inner timestamp evaluated once, results equal to the step-wise path's.
+    assert_eq!(segment_len(3_600, 61), 1_800);
+    assert_eq!(segment_len(60, 1_441), 1_441);
+    assert_eq!(segment_len(300, 24), 1_024);
+    assert_eq!(segment_len(28_800_000, 1), 11_000);
+    let storage = storage();
+    for query in [
+        "count_over_time(temp[1h:1s])",
+        "max_over_time(req_total[40m:1s] offset 5m)",
+        "last_over_time(temp[50m:1s] @ 6000)",
+    ] {
+        compare(&storage, query, (100 * MIN, 160 * MIN, 3 * MIN));
+    }
+}
+
+#[test]
+fn the_sample_limit_counts_the_buffered_inner_points() {
+    let storage = storage();
+    // Five series of `temp` over a window of 3,600 inner steps: the buffer alone reaches 18,000
+    // samples before any window is complete.
+    let query = "count_over_time(temp[1h:1s])";
+    let range = (120 * MIN, 120 * MIN, 0);
+    let error = run(&storage, query, range, true, 15_000)
+        .0
+        .expect_err("over the limit");
+    assert!(error.contains("too many samples"), "{error}");
+    let batched = run(&storage, query, range, true, 50_000);
+    let stepwise = run(&storage, query, range, false, usize::MAX);
+    let steps = batched.0.clone().expect("within the limit");
+    assert_eq!(steps[0].len(), 5, "{steps:?}");
+    assert_eq!(batched, stepwise);
+}
