@@ -4,11 +4,19 @@
 //! gauges, a classic histogram, 3 jobs × 5 instances) is written as OpenMetrics, turned into
 //! blocks with `promtool tsdb create-blocks-from openmetrics`, and served by Prometheus; the very
 //! same samples are loaded into a [`MemoryStorage`]. A grammar-based generator with a fixed seed
-//! then produces queries (selectors with all four matcher types, `rate`/`irate`/`increase`/
-//! `delta`/`deriv`/`*_over_time`, aggregations with `by`/`without`, `topk`/`bottomk`/`quantile`,
-//! arithmetic and `bool` comparisons, vector matching with `on`/`ignoring`/`group_left`,
-//! `histogram_quantile` over `sum by (le) (rate(...))`, `label_replace`, `abs`/`ceil`/`clamp`...,
-//! `offset`, subqueries), each run as an instant query and as a range query in both engines.
+//! (`support/generator.rs`) then produces queries of every shape issue #22 lists: selectors with
+//! all four matcher types; every range-function family (`rate`/`irate`/`increase`,
+//! `resets`/`changes`, `delta`/`idelta`, `deriv`/`predict_linear`, `*_over_time`,
+//! `absent_over_time`); every aggregation incl. `topk`/`bottomk`/`quantile`/`count_values`;
+//! vector-scalar and scalar-scalar arithmetic, vector-vector operations one-to-one and with
+//! `on`/`ignoring`/`group_left`/`group_right`, comparison filters and `bool`, `and`/`or`/`unless`;
+//! subqueries (nested too); `label_replace`/`label_join`; `histogram_quantile`; `absent`; `@`
+//! (timestamps, `start()`, `end()`) and `offset`; unary minus; `scalar()`/`vector()`/`time()`/
+//! `timestamp()`. Each runs as an instant query and as a range query in both engines, and is
+//! tagged with its shapes: a tally of how many queries of each shape ran, agreed and had data is
+//! printed, and the test fails when a shape never returned data (coverage cannot silently
+//! regress). `DIFFERENTIAL_QUERIES` (one query a line) replaces the generated queries and
+//! `DIFFERENTIAL_TIMES="instant start end step"` pins their times, to investigate a mismatch.
 //! Labels must be identical, values agree within 1e-6 relative (the conformance tolerance) or
 //! 1e-9 absolute, NaN equals NaN; row order is ignored except for the values of a top-level
 //! `sort`/`sort_desc`. When both fail, that counts as agreement there; the wording of errors is
@@ -22,6 +30,10 @@
 //!   sample has a 100–900 ms fraction, every evaluation time a 50 ms fraction, and every range,
 //!   offset and subquery step is whole seconds, so neither a sample nor an inner subquery
 //!   timestamp ever lies on a boundary.
+//!   `@` timestamps on a subquery carry the same 50 ms fraction (on a selector they may be whole
+//!   seconds). Subquery steps are multiples of 5 s, and a nested subquery's inner range is 2 or
+//!   3 s more than a multiple of 5 s, so an inner subquery evaluated at an outer step never has
+//!   one of its own steps on its window's start.
 //! - **Default subquery step.** Prometheus uses its evaluation interval; it is set to 1m, the
 //!   engine's default.
 //! - **Ties in `topk`/`bottomk`** are broken arbitrarily by both engines, so these only rank
@@ -32,14 +44,22 @@
 //!   never decides a result. For the same reason `rate` over a subquery only wraps raw
 //!   counters, never a `sum` of them (a sum drops only slightly when one member resets).
 //! - **Kahan summation** (`sum`, `avg`, `*_over_time` since 2.54) only moves low-order digits:
-//!   covered by the value tolerance.
+//!   covered by the value tolerance. A comparison turns such a digit into a presence, so no
+//!   comparison filters a float aggregate against one of its own members.
 //! - **Regex `.` and newlines**: no label value contains a newline.
 //! - **Delayed `__name__` removal** (3.x behaviour in this engine): no query reads `__name__`
-//!   after a name-dropping function (`label_replace` sources are `instance`/`job` only), and set
-//!   operators only combine one metric with itself.
+//!   after a name-dropping function (`label_replace` sources are `instance`/`job` only), and `or`
+//!   only combines one metric with itself. A vector-vector comparison filter keeps its left
+//!   side's name in 3.x even when a function there marked it for removal (only `bool` drops it),
+//!   so the left side of such a filter is a plain selector.
+//! - **2.42 bugs around `@`**: a range query of `predict_linear(v[d] @ t, s)` is answered at its
+//!   first step(s) only, and `timestamp(v @ t offset d)` finds nothing; `predict_linear` windows
+//!   carry no `@`, and `timestamp()` of a selector takes `@` or `offset`, not both.
 //! - **Functions and syntax newer than 2.42** (`limitk`, `sort_by_label`, `first_over_time`,
 //!   `mad_over_time`, `fill`, duration arithmetic, native histograms, `le` normalisation):
-//!   never generated. Annotations (warnings/infos) are not compared (2.42 has none).
+//!   never generated, nor `holt_winters`, which 3.x renamed (`double_exponential_smoothing`,
+//!   experimental) and the engine rejects by its old name. Annotations (warnings/infos) are not
+//!   compared (2.42 has none).
 //! - `count_values` only counts exactly integral values (`count_over_time`, `changes`, `resets`,
 //!   `floor(max_over_time(...))`): its label is the formatted value, and `ceil` of an average of
 //!   1e9-sized gauges already flips with the summation order.
@@ -51,16 +71,23 @@
 mod compare;
 #[path = "support/dataset.rs"]
 mod dataset;
+#[path = "support/generator.rs"]
+mod generator;
+#[path = "support/query_shapes.rs"]
+mod query_shapes;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use compare::{Answer, diff, from_engine, from_prometheus};
 use dataset::{Dataset, Rng, Spec, copy_blocks, url_encode};
+use generator::{Generated, QueryGen};
 use promql_engine::{Engine, QueryOptions};
+use query_shapes::Shape;
 use test_harness::prometheus::{Prometheus, PrometheusConfig};
 
 /// Number of generated queries; each runs as an instant and as a range query.
-const QUERIES: usize = 600;
+const QUERIES: usize = 1000;
 const SEED: u64 = 0x7a05_2042;
 /// Evaluation times are whole seconds plus this many ms: samples carry 100–900 ms fractions and
 /// subquery steps are whole seconds, so neither a sample nor an inner subquery timestamp ever
@@ -79,278 +106,6 @@ fn spec() -> Spec {
         small_instances: 5,
         histogram_methods: 2,
         seed: 42,
-    }
-}
-
-/// The query grammar. Nonterminals are methods; every choice is drawn from the seeded [`Rng`].
-struct QueryGen {
-    rng: Rng,
-}
-
-const RANGES: [&str; 6] = ["1m", "2m", "90s", "5m", "10m", "3m"];
-const GROUPINGS: [&str; 9] = [
-    "by (job)",
-    "by (job, instance)",
-    "by (instance)",
-    "without (instance)",
-    "without (method, code)",
-    "by (code)",
-    "",
-    "without (job)",
-    "by (method)",
-];
-
-impl QueryGen {
-    fn pick(&mut self, items: &[&str]) -> String {
-        self.rng.pick(items).to_string()
-    }
-
-    fn matchers(&mut self, metric: &str) -> String {
-        let mut options = vec![
-            r#"job="api""#,
-            r#"job!="web""#,
-            r#"job=~"api|batch""#,
-            r#"job!~"b.*""#,
-            r#"instance=~"host-[0-2]:.*""#,
-            r#"instance!~".*:9101""#,
-            r#"instance="host-3:9100""#,
-        ];
-        if metric == "app_requests_total" {
-            options.extend([r#"method="get""#, r#"code=~"5..""#, r#"code!="200""#]);
-        }
-        if metric == "app_errors_total" {
-            options.extend([r#"kind="timeout""#, r#"kind=~"t.*|r.*""#]);
-        }
-        let count = self.rng.below(3);
-        let chosen: Vec<String> = (0..count).map(|_| self.pick(&options)).collect();
-        if chosen.is_empty() && self.rng.chance(0.2) {
-            return format!(r#"{{__name__="{metric}"}}"#);
-        }
-        if chosen.is_empty() {
-            return metric.to_string();
-        }
-        if self.rng.chance(0.15) {
-            return format!(r#"{{__name__=~"{metric}", {}}}"#, chosen.join(", "));
-        }
-        format!("{metric}{{{}}}", chosen.join(", "))
-    }
-
-    fn offset(&mut self) -> String {
-        if self.rng.chance(0.8) {
-            String::new()
-        } else {
-            self.pick(&[" offset 5m", " offset 90s", " offset 1h"])
-        }
-    }
-
-    fn counter(&mut self) -> String {
-        let metric = self.pick(&["app_requests_total", "app_errors_total"]);
-        self.matchers(&metric)
-    }
-
-    fn gauge(&mut self) -> String {
-        let metric = self.pick(&["app_memory_bytes", "app_temperature_celsius"]);
-        self.matchers(&metric)
-    }
-
-    fn counter_function(&mut self) -> String {
-        let function = self.pick(&["rate", "irate", "increase", "resets", "changes", "rate"]);
-        let (selector, range, offset) = (self.counter(), self.pick(&RANGES), self.offset());
-        format!("{function}({selector}[{range}]{offset})")
-    }
-
-    fn gauge_function(&mut self) -> String {
-        let (selector, range, offset) = (self.gauge(), self.pick(&RANGES), self.offset());
-        let window = format!("{selector}[{range}]{offset}");
-        match self.rng.below(12) {
-            0 => format!("delta({window})"),
-            1 => format!("deriv({window})"),
-            2 => format!("idelta({window})"),
-            3 => format!("predict_linear({window}, 600)"),
-            4 => format!("quantile_over_time(0.75, {window})"),
-            5 => format!("stddev_over_time({window})"),
-            6 => format!("count_over_time({window})"),
-            7 => format!("last_over_time({window})"),
-            8 => format!("min_over_time({window})"),
-            9 => format!("max_over_time({window})"),
-            10 => format!("sum_over_time({window})"),
-            _ => format!("avg_over_time({window})"),
-        }
-    }
-
-    fn leaf(&mut self) -> String {
-        match self.rng.below(6) {
-            0 | 1 => self.counter_function(),
-            2 | 3 => self.gauge_function(),
-            4 => {
-                let selector = self.gauge();
-                format!("{selector}{}", self.offset())
-            }
-            _ => {
-                let selector = self.counter();
-                format!("{selector}{}", self.offset())
-            }
-        }
-    }
-
-    fn histogram_quantile(&mut self) -> String {
-        let q = self.pick(&["0.5", "0.9", "0.99", "0.25"]);
-        let grouping = self.pick(&["le", "le, job", "le, instance", "job, le, method"]);
-        let matchers = self.pick(&["", r#"{job="api"}"#, r#"{method=~"get|put"}"#]);
-        let range = self.pick(&["1m", "5m", "10m"]);
-        format!(
-            "histogram_quantile({q}, sum by ({grouping}) (rate(app_latency_seconds_bucket{matchers}[{range}])))"
-        )
-    }
-
-    fn matching(&mut self) -> String {
-        let range = self.pick(&["2m", "5m"]);
-        match self.rng.below(7) {
-            0 => format!(
-                "sum by (job) (rate(app_requests_total{{code=\"500\"}}[{range}])) / on (job) sum by (job) (rate(app_requests_total[{range}]))"
-            ),
-            1 => format!(
-                "rate(app_requests_total[{range}]) / on (job, instance) group_left app_memory_bytes"
-            ),
-            2 => format!(
-                "sum without (method, code) (rate(app_requests_total[{range}])) * ignoring (kind) group_left sum without (kind) (rate(app_errors_total[{range}]))"
-            ),
-            3 => format!(
-                "rate(app_latency_seconds_sum[{range}]) / rate(app_latency_seconds_count[{range}])"
-            ),
-            4 => "app_temperature_celsius > bool on (job, instance) app_temperature_celsius offset 10m".to_string(),
-            5 => format!(
-                "rate(app_requests_total[{range}]) > 0.5 or rate(app_requests_total[{range}]) < 0.2"
-            ),
-            _ => format!(
-                "app_memory_bytes unless on (instance) (rate(app_errors_total{{kind=\"timeout\"}}[{range}]) > 0.6)"
-            ),
-        }
-    }
-
-    fn subquery(&mut self) -> String {
-        let step = self.pick(&["1m", "30s", "45s", ""]);
-        let outer = self.pick(&[
-            "max_over_time",
-            "avg_over_time",
-            "min_over_time",
-            "rate",
-            "deriv",
-        ]);
-        let inner = if outer == "rate" {
-            // A raw counter, not a sum of counters: a sum drops only a little when one member
-            // resets, and in a two-point window the extrapolation to zero then falls below
-            // 1.1× the gap, where 2.42's clamp order differs.
-            self.counter()
-        } else {
-            self.leaf()
-        };
-        let range = self.pick(&["5m", "10m", "15m"]);
-        format!("{outer}(({inner})[{range}:{step}]{})", self.offset())
-    }
-
-    /// Expressions whose values practically never tie between series.
-    fn tie_free(&mut self) -> String {
-        let matchers = self.pick(&["", r#"{job=~"api|web"}"#, r#"{instance!="host-1:9101"}"#]);
-        match self.rng.below(4) {
-            0 => format!("app_memory_bytes{matchers}"),
-            1 => format!("avg_over_time(app_temperature_celsius{matchers}[10m])"),
-            2 => format!("deriv(app_memory_bytes{matchers}[5m])"),
-            _ => format!("rate(app_latency_seconds_sum{matchers}[5m])"),
-        }
-    }
-
-    /// Expressions with exact integral values whatever the summation order (`count_values`
-    /// turns values into labels, so last-bit differences must not exist).
-    fn integral(&mut self) -> String {
-        let (range, counter, gauge) = (self.pick(&RANGES), self.counter(), self.gauge());
-        match self.rng.below(4) {
-            0 => format!("count_over_time({gauge}[{range}])"),
-            1 => format!("changes({counter}[{range}])"),
-            2 => format!("resets({counter}[{range}])"),
-            _ => format!("floor(max_over_time({gauge}[{range}]))"),
-        }
-    }
-
-    fn vector(&mut self, depth: usize) -> String {
-        if depth == 0 {
-            return self.leaf();
-        }
-        match self.rng.below(14) {
-            0 | 1 => self.leaf(),
-            2 | 3 => {
-                let op = self.pick(&["sum", "avg", "min", "max", "count", "stddev", "group"]);
-                let grouping = self.pick(&GROUPINGS);
-                format!("{op} {grouping} ({})", self.vector(depth - 1))
-            }
-            4 => {
-                let (name, param) = *self.rng.pick(&[
-                    ("topk", "3"),
-                    ("bottomk", "2"),
-                    ("quantile", "0.9"),
-                    ("quantile", "0.1"),
-                ]);
-                let grouping = self.pick(&["", "by (job)", "without (instance)"]);
-                // topk/bottomk pick arbitrarily among equal values, so they only rank inputs
-                // without ties.
-                let input = if name == "quantile" {
-                    self.vector(depth - 1)
-                } else {
-                    self.tie_free()
-                };
-                format!("{name} {grouping} ({param}, {input})")
-            }
-            5 => {
-                let function =
-                    self.pick(&["abs", "ceil", "floor", "round", "sqrt", "ln", "exp", "sgn"]);
-                format!("{function}({})", self.vector(depth - 1))
-            }
-            6 => {
-                let call = self.pick(&[
-                    "clamp({}, -5, 5)",
-                    "clamp_min({}, 10)",
-                    "clamp_max({}, 0.5)",
-                    "round({}, 0.25)",
-                ]);
-                call.replace("{}", &self.vector(depth - 1))
-            }
-            7 => {
-                let inner = self.vector(depth - 1);
-                let form = self.pick(&[
-                    "{} * 2",
-                    "{} + 1",
-                    "100 - {}",
-                    "{} / 3",
-                    "{} > 10",
-                    "{} < 1",
-                    "{} >= bool 0.5",
-                    "{} != bool 0",
-                    "{} % 7",
-                    "{} ^ 2",
-                ]);
-                form.replace("{}", &format!("({inner})"))
-            }
-            8 => self.histogram_quantile(),
-            9 => format!(
-                r#"label_replace({}, "host", "$1", "instance", "([^:]+):.*")"#,
-                self.vector(depth - 1)
-            ),
-            10 => self.matching(),
-            11 => self.subquery(),
-            12 => {
-                let function = self.pick(&["sort", "sort_desc"]);
-                format!("{function}({})", self.vector(depth - 1))
-            }
-            _ => {
-                let grouping = self.pick(&["", "by (job)"]);
-                format!("count_values {grouping} (\"value\", {})", self.integral())
-            }
-        }
-    }
-
-    fn query(&mut self) -> String {
-        let depth = self.rng.below(3) + 1;
-        self.vector(depth)
     }
 }
 
@@ -392,60 +147,86 @@ fn engine_agrees_with_prometheus_2_42() {
     let engine = Engine::default();
     let options = QueryOptions::default();
 
-    let mut generator = QueryGen {
-        rng: Rng::new(SEED),
-    };
-    let mut queries: Vec<String> = vec![
+    let (start_s, end_s) = (spec.start_s, last_t / 1000);
+    let mut generator = QueryGen::new(SEED, (start_s + 600, end_s));
+    let mut queries: Vec<Generated> = [
         // Raw samples first: proves both sides hold the identical data.
-        "app_requests_total[5m]".into(),
-        "app_latency_seconds_bucket{job=\"web\"}[10m] offset 1h".into(),
-        "count({__name__=~\".+\"})".into(),
-        "count by (__name__) ({__name__=~\"app_.*\"})".into(),
-    ];
+        "app_requests_total[5m]",
+        "app_latency_seconds_bucket{job=\"web\"}[10m] offset 1h",
+        "count({__name__=~\".+\"})",
+        "count by (__name__) ({__name__=~\"app_.*\"})",
+    ]
+    .into_iter()
+    .map(|text| Generated {
+        text: text.to_string(),
+        shapes: BTreeSet::new(),
+    })
+    .collect();
     while queries.len() < QUERIES {
         queries.push(generator.query());
     }
+    // For investigating a mismatch: `DIFFERENTIAL_QUERIES` (one query a line) replaces the
+    // generated queries, and the coverage check is skipped.
+    let only = std::env::var("DIFFERENTIAL_QUERIES").ok();
+    if let Some(only) = &only {
+        queries = only
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| Generated {
+                text: line.trim().to_string(),
+                shapes: BTreeSet::new(),
+            })
+            .collect();
+    }
     let mut rng = Rng::new(SEED ^ 1);
-    let (start_s, end_s) = (spec.start_s, last_t / 1000);
-    let mut compared = 0;
-    let mut non_empty = 0;
-    let mut both_failed = 0;
-    let mut mismatches = Vec::new();
+    let mut outcome = Outcome::default();
     for query in &queries {
+        let text = query.text.as_str();
         let instant_s = start_s + 600 + rng.below((end_s + 240 - start_s - 600) as usize) as i64;
         let range_start_s = start_s + 600 + rng.below((end_s - start_s - 1200) as usize) as i64;
         let range_end_s = range_start_s + 600 + rng.below(3000) as i64;
         let step_s = *rng.pick(&[15i64, 30, 60, 37]);
+        // `DIFFERENTIAL_TIMES="instant start end step"` (seconds) pins the evaluation times.
+        let (instant_s, range_start_s, range_end_s, step_s) = pinned_times()
+            .filter(|_| only.is_some())
+            .unwrap_or((instant_s, range_start_s, range_end_s, step_s));
 
         let ours = from_engine(engine.instant_query(
             &storage,
-            query,
+            text,
             instant_s * 1000 + EVAL_FRACTION_MS,
             &options,
         ));
         let path = format!(
             "/api/v1/query?query={}&time={instant_s}.{EVAL_FRACTION_MS:03}",
-            url_encode(query)
+            url_encode(text)
         );
         let theirs = fetch(&prometheus, &path);
-        record(
-            &mut mismatches,
-            &mut non_empty,
-            &mut both_failed,
-            format!("instant {query} @ {instant_s}"),
+        if only.is_some() {
+            let brief =
+                |answer: &Answer| format!("{answer:?}").chars().take(400).collect::<String>();
+            println!(
+                "instant {text} @ {instant_s}\n  ours:       {}\n  prometheus: {}",
+                brief(&ours),
+                brief(&theirs)
+            );
+        }
+        outcome.record(
+            format!("instant {text} @ {instant_s}"),
+            &query.shapes,
+            Shape::InstantQuery,
             &ours,
             &theirs,
-            is_ordered(query),
+            is_ordered(text),
         );
-        compared += 1;
 
-        if !query.contains('(') && query.contains('[') {
+        if !text.contains('(') && text.contains('[') {
             // A bare range selector has no range-query form.
             continue;
         }
         let ours = from_engine(engine.range_query(
             &storage,
-            query,
+            text,
             range_start_s * 1000 + EVAL_FRACTION_MS,
             range_end_s * 1000 + EVAL_FRACTION_MS,
             step_s * 1000,
@@ -453,26 +234,35 @@ fn engine_agrees_with_prometheus_2_42() {
         ));
         let path = format!(
             "/api/v1/query_range?query={}&start={range_start_s}.{EVAL_FRACTION_MS:03}&end={range_end_s}.{EVAL_FRACTION_MS:03}&step={step_s}",
-            url_encode(query)
+            url_encode(text)
         );
         let theirs = fetch(&prometheus, &path);
-        record(
-            &mut mismatches,
-            &mut non_empty,
-            &mut both_failed,
-            format!("range {query} [{range_start_s}..{range_end_s} step {step_s}s]"),
+        outcome.record(
+            format!("range {text} [{range_start_s}..{range_end_s} step {step_s}s]"),
+            &query.shapes,
+            Shape::RangeQuery,
             &ours,
             &theirs,
             false,
         );
-        compared += 1;
     }
+    outcome.print_tally();
+    let Outcome {
+        compared,
+        non_empty,
+        both_failed,
+        mismatches,
+        tally,
+    } = outcome;
     println!(
         "compared {compared} queries ({} generated expressions) against prometheus 2.42: {non_empty} with data, {both_failed} failing in both, {} mismatches, {:.1?}",
         queries.len(),
         mismatches.len(),
         began.elapsed()
     );
+    for mismatch in &mismatches {
+        println!("MISMATCH {mismatch}");
+    }
     assert!(
         mismatches.is_empty(),
         "{} of {compared} queries differ from prometheus 2.42; first ones:\n{}",
@@ -487,6 +277,18 @@ fn engine_agrees_with_prometheus_2_42() {
     assert!(
         non_empty * 4 >= compared * 3,
         "too few queries returned data ({non_empty} of {compared}): the generator lost its teeth"
+    );
+    if only.is_some() {
+        return;
+    }
+    let uncovered: Vec<&str> = Shape::ALL
+        .iter()
+        .filter(|shape| tally.get(shape).is_none_or(|count| count.with_data == 0))
+        .map(|shape| shape.name())
+        .collect();
+    assert!(
+        uncovered.is_empty(),
+        "no generated query with data (in prometheus' answer) for: {uncovered:?}"
     );
     compare_errors(&prometheus, &engine, &storage, start_s + 3600);
 }
@@ -797,21 +599,81 @@ fn fetch(prometheus: &Prometheus, path: &str) -> Answer {
     from_prometheus(&body).unwrap_or_else(|error| panic!("GET {path}: {error}"))
 }
 
-fn record(
-    mismatches: &mut Vec<String>,
-    non_empty: &mut usize,
-    both_failed: &mut usize,
-    what: String,
-    ours: &Answer,
-    theirs: &Answer,
-    ordered: bool,
-) {
-    match theirs {
-        Answer::Rows { rows, .. } if !rows.is_empty() => *non_empty += 1,
-        Answer::Error(_) if matches!(ours, Answer::Error(_)) => *both_failed += 1,
-        _ => {}
+/// How often queries of one shape ran, agreed with Prometheus, and had data.
+#[derive(Debug, Default, Clone, Copy)]
+struct Count {
+    ran: usize,
+    agreed: usize,
+    with_data: usize,
+}
+
+/// Everything the comparison loop counts.
+#[derive(Debug, Default)]
+struct Outcome {
+    compared: usize,
+    non_empty: usize,
+    both_failed: usize,
+    mismatches: Vec<String>,
+    tally: BTreeMap<Shape, Count>,
+}
+
+impl Outcome {
+    fn record(
+        &mut self,
+        what: String,
+        shapes: &BTreeSet<Shape>,
+        kind: Shape,
+        ours: &Answer,
+        theirs: &Answer,
+        ordered: bool,
+    ) {
+        self.compared += 1;
+        let with_data = matches!(theirs, Answer::Rows { rows, .. } if !rows.is_empty());
+        if with_data {
+            self.non_empty += 1;
+        }
+        if matches!((ours, theirs), (Answer::Error(_), Answer::Error(_))) {
+            self.both_failed += 1;
+        }
+        let difference = diff(ours, theirs, ordered);
+        for shape in shapes.iter().chain([&kind]) {
+            let count = self.tally.entry(*shape).or_default();
+            count.ran += 1;
+            count.agreed += usize::from(difference.is_none());
+            count.with_data += usize::from(with_data);
+        }
+        if let Some(difference) = difference {
+            self.mismatches.push(format!("{what}\n{difference}"));
+        }
     }
-    if let Some(difference) = diff(ours, theirs, ordered) {
-        mismatches.push(format!("{what}\n{difference}"));
+
+    fn print_tally(&self) {
+        println!(
+            "{:<46} {:>6} {:>6} {:>9}",
+            "shape", "ran", "agreed", "with data"
+        );
+        for shape in Shape::ALL {
+            let count = self.tally.get(shape).copied().unwrap_or_default();
+            println!(
+                "{:<46} {:>6} {:>6} {:>9}",
+                shape.name(),
+                count.ran,
+                count.agreed,
+                count.with_data
+            );
+        }
+    }
+}
+
+/// The evaluation times given in `DIFFERENTIAL_TIMES`, if any.
+fn pinned_times() -> Option<(i64, i64, i64, i64)> {
+    let text = std::env::var("DIFFERENTIAL_TIMES").ok()?;
+    let numbers: Vec<i64> = text
+        .split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    match numbers[..] {
+        [instant, start, end, step] => Some((instant, start, end, step)),
+        _ => None,
     }
 }
