@@ -69,6 +69,23 @@ pub(crate) struct EvalSettings {
     pub(crate) reservation: Arc<Reservation>,
 }
 
+impl EvalSettings {
+    /// Fails if the query was cancelled or ran past its deadline.
+    pub(crate) fn check_interrupt(&self, phase: &'static str) -> Result<()> {
+        if let Some(cancel) = &self.cancel
+            && cancel.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(Error::Canceled { phase });
+        }
+        if let Some(deadline) = self.deadline
+            && Instant::now() >= deadline
+        {
+            return Err(Error::Timeout { phase });
+        }
+        Ok(())
+    }
+}
+
 /// A PromQL engine: stateless apart from its options; queries run synchronously.
 #[derive(Debug, Clone, Default)]
 pub struct Engine {

@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 
 use prom_model::{Labels, Matcher, is_stale_nan};
 use promql_parser::parser::{Expr, UnaryExpr, VectorSelector};
@@ -298,17 +297,7 @@ impl<'a> Evaluator<'a> {
 
     /// Fails if the query was cancelled or ran past its deadline.
     pub(crate) fn check_interrupt(&self, phase: &'static str) -> Result<()> {
-        if let Some(cancel) = &self.settings.cancel
-            && cancel.load(Ordering::Relaxed)
-        {
-            return Err(Error::Canceled { phase });
-        }
-        if let Some(deadline) = self.settings.deadline
-            && std::time::Instant::now() >= deadline
-        {
-            return Err(Error::Timeout { phase });
-        }
-        Ok(())
+        self.settings.check_interrupt(phase)
     }
 
     /// Accounts for `count` more samples held by the current step.

@@ -1,5 +1,5 @@
 //! Range queries agree bit for bit with instant queries at each step, in particular for the
-//! aggregations that range queries compute series-major (see `src/fast_path.rs`).
+//! batch path (`src/batch/`) that evaluates every step of a range query at once.
 
 #[allow(dead_code)]
 #[path = "support/dataset.rs"]
@@ -43,6 +43,16 @@ fn storage() -> MemoryStorage {
 }
 
 fn check(storage: &MemoryStorage, query: &str, start: i64, end: i64, step: i64) {
+    check_every(storage, query, (start, end, step), 1);
+}
+
+/// Compares the range query's steps `0, stride, 2*stride, ...` with instant queries.
+fn check_every(
+    storage: &MemoryStorage,
+    query: &str,
+    (start, end, step): (i64, i64, i64),
+    stride: i64,
+) {
     let engine = Engine::default();
     let options = QueryOptions::default();
     let range = engine
@@ -76,7 +86,7 @@ fn check(storage: &MemoryStorage, query: &str, start: i64, end: i64, step: i64) 
         actual.sort();
         assert_eq!(actual, expected, "{query} at {ts}");
         checked += expected.len();
-        ts += step;
+        ts += step * stride;
     }
     assert!(checked > 0, "{query}: no data compared");
 }
@@ -104,5 +114,34 @@ fn range_steps_equal_instant_queries() {
     for query in queries {
         check(&storage, query, start, start + 1_500_000, 15_000);
         check(&storage, query, start + 7_000, start + 1_650_000, 37_000);
+    }
+}
+
+/// Large enough (series × steps) for the engine to split per-series work over threads: the
+/// parallel path must give the same bits as the instant queries, which run on one thread.
+#[test]
+fn parallel_range_steps_equal_instant_queries() {
+    let spec = Spec {
+        start_s: 1_699_992_000,
+        scrapes: 240,
+        interval_s: 15,
+        jobs: 4,
+        instances: 40,
+        methods: 3,
+        small_instances: 2,
+        histogram_methods: 1,
+        seed: 11,
+    };
+    let storage = Dataset::generate(&spec).into_storage();
+    assert!(storage.len() >= 1_000, "{} series", storage.len());
+    let start = 1_699_992_000_000 + 300_000;
+    // 221 steps over 960 request series: above the engine's threshold (200,000) for parallel work.
+    for query in [
+        "rate(app_requests_total[5m])",
+        "app_requests_total offset 1m",
+        "quantile_over_time(0.9, app_requests_total[2m])",
+        "sum by (job) (increase(app_requests_total[3m]))",
+    ] {
+        check_every(&storage, query, (start, start + 3_300_000, 15_000), 20);
     }
 }

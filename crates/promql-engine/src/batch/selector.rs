@@ -4,10 +4,13 @@
 use prom_model::{Labels, is_stale_nan};
 use promql_parser::parser::{Call, Expr, VectorSelector};
 
+use std::borrow::Cow;
+
+use super::parallel::chunked;
 use super::{Batch, Grid, Row};
 use crate::annotations;
 use crate::error::{Error, Result};
-use crate::eval::{Evaluator, RangeVector};
+use crate::eval::{Evaluator, LoadedSeries, RangeVector};
 use crate::functions::absent_labels;
 use crate::parse::{duration_ms, unwrap_parens};
 use crate::range_functions::{
@@ -28,8 +31,9 @@ pub(super) fn instant(
         .timestamps()
         .map(|ts| ev.reference_time(selector.at.as_ref(), selector.offset.as_ref(), ts))
         .collect();
-    let mut rows = Vec::new();
-    for series in loaded.iter() {
+    let loaded: &[LoadedSeries] = &loaded;
+    let each = |_: &mut (), index: usize| -> Option<Row> {
+        let series = &loaded[index];
         let points = &series.points;
         let mut values = vec![None; grid.len];
         let mut any = false;
@@ -52,14 +56,15 @@ pub(super) fn instant(
             values[step] = Some(point.v);
             any = true;
         }
-        if any {
-            rows.push(Row {
-                labels: series.labels.clone(),
-                drop_name: false,
-                values,
-            });
-        }
-    }
+        any.then(|| Row {
+            labels: series.labels.clone(),
+            drop_name: false,
+            values,
+        })
+    };
+    let work = loaded.len().saturating_mul(grid.len);
+    let (rows, _) = chunked(ev.settings, loaded.len(), work, || (), each)?;
+    let rows: Vec<Row> = rows.into_iter().flatten().collect();
     Ok(Batch::Vector(rows))
 }
 
@@ -115,28 +120,23 @@ pub(super) fn range_function(
             .collect(),
     };
     let loaded = ev.loaded(selector)?;
-    let series = loaded.iter().map(|series| {
-        let keep: Vec<usize> = (0..series.points.len())
-            .filter(|&i| !is_stale_nan(series.points[i].v))
-            .collect();
-        WindowSeries {
-            labels: series.labels.clone(),
-            drop_name: false,
-            points: keep.iter().map(|&i| series.points[i]).collect(),
-            start_timestamps: series.start_timestamps.as_ref().map(|sts| {
-                keep.iter()
-                    .map(|&i| sts.get(i).copied().unwrap_or(0))
-                    .collect()
-            }),
-        }
-    });
+    let loaded: &[LoadedSeries] = &loaded;
     let call = RangeCall {
         name,
         args: &args,
         arg,
         from_selector: true,
     };
-    apply(ev, &call, series, &windows, &scalars, grid).map(Some)
+    apply_views(
+        ev,
+        &call,
+        loaded.len(),
+        |index| SeriesView::loaded(&loaded[index]),
+        &windows,
+        &scalars,
+        grid,
+    )
+    .map(Some)
 }
 
 /// The scalar arguments of range function `name` at each step (`quantile_over_time`'s φ,
@@ -188,28 +188,107 @@ pub(crate) fn apply(
     scalars: &[Vec<f64>],
     grid: Grid,
 ) -> Result<Batch> {
+    let series: Vec<WindowSeries> = series.collect();
+    apply_views(
+        ev,
+        call,
+        series.len(),
+        |index| SeriesView::of(&series[index]),
+        windows,
+        scalars,
+        grid,
+    )
+}
+
+/// One series as [`apply_views`] reads it, borrowed where possible.
+pub(crate) struct SeriesView<'a> {
+    labels: &'a Labels,
+    drop_name: bool,
+    points: Cow<'a, [Point]>,
+    start_timestamps: Option<Cow<'a, [i64]>>,
+}
+
+impl<'a> SeriesView<'a> {
+    fn of(series: &'a WindowSeries) -> Self {
+        Self {
+            labels: &series.labels,
+            drop_name: series.drop_name,
+            points: Cow::Borrowed(&series.points),
+            start_timestamps: series.start_timestamps.as_deref().map(Cow::Borrowed),
+        }
+    }
+
+    /// A loaded selector series without its stale markers (copied only if it has any).
+    fn loaded(series: &'a LoadedSeries) -> Self {
+        let stale = series.points.iter().any(|point| is_stale_nan(point.v));
+        if !stale {
+            return Self {
+                labels: &series.labels,
+                drop_name: false,
+                points: Cow::Borrowed(&series.points),
+                start_timestamps: series.start_timestamps.as_deref().map(Cow::Borrowed),
+            };
+        }
+        let keep: Vec<usize> = (0..series.points.len())
+            .filter(|&i| !is_stale_nan(series.points[i].v))
+            .collect();
+        Self {
+            labels: &series.labels,
+            drop_name: false,
+            points: Cow::Owned(keep.iter().map(|&i| series.points[i]).collect()),
+            start_timestamps: series.start_timestamps.as_ref().map(|sts| {
+                Cow::Owned(
+                    keep.iter()
+                        .map(|&i| sts.get(i).copied().unwrap_or(0))
+                        .collect(),
+                )
+            }),
+        }
+    }
+}
+
+/// What one series' windows gave.
+struct SeriesOutcome {
+    row: Option<Row>,
+    /// Set when a counter function saw a window of this series: its metric name, and whether
+    /// its start timestamps overlap (annotations are made afterwards, in series order).
+    counter_note: Option<(Option<String>, bool)>,
+}
+
+/// Per-thread totals over the steps.
+struct StepTotals {
+    /// Whether any series has a sample in the window, per step.
+    non_empty: Vec<bool>,
+    /// Samples in all series' windows, per step: what a step-wise evaluation holds then.
+    in_windows: Vec<usize>,
+}
+
+/// [`apply`] over `count` series given by index; series are processed in parallel when the
+/// work is large, and annotations are made in series order afterwards.
+pub(crate) fn apply_views<'a>(
+    ev: &mut Evaluator<'_>,
+    call: &RangeCall<'_>,
+    count: usize,
+    view: impl Fn(usize) -> SeriesView<'a> + Sync,
+    windows: &Windows,
+    scalars: &[Vec<f64>],
+    grid: Grid,
+) -> Result<Batch> {
     let (name, arg, from_selector) = (call.name, call.arg, call.from_selector);
     let keeps_name = name == "last_over_time" || name == "first_over_time";
     let counter_function = name == "rate" || name == "increase";
-    // Whether any series has a sample in the window, per step.
-    let mut non_empty = vec![false; grid.len];
-    // Samples in all series' windows, per step: what a step-wise evaluation holds at that step.
-    let mut in_windows = vec![0usize; grid.len];
-    let mut step_scalars = vec![0.0; scalars.len()];
-    let mut context = RangeVector {
-        range: windows.range,
-        ..RangeVector::default()
-    };
-    let mut rows = Vec::new();
-    for (index, one) in series.enumerate() {
-        if index % 256 == 0 {
-            ev.check_interrupt("query execution")?;
-        }
-        let points = &one.points;
+    let each = |totals: &mut StepTotals, index: usize| -> SeriesOutcome {
+        let one = view(index);
+        let points: &[Point] = &one.points;
         let sts = one.start_timestamps.as_deref();
+        let mut step_scalars = vec![0.0; scalars.len()];
+        let mut context = RangeVector {
+            range: windows.range,
+            ..RangeVector::default()
+        };
         let mut values = vec![None; grid.len];
         let mut any = false;
-        let mut seen_window = false;
+        let mut counter_note = None;
         let (mut from, mut to) = (0usize, 0usize);
         let mut previous: Option<(usize, i64, Option<f64>)> = None;
         for (step, &end) in windows.ends.iter().enumerate() {
@@ -227,26 +306,14 @@ pub(crate) fn apply(
             if from == to {
                 continue;
             }
-            non_empty[step] = true;
-            in_windows[step] += to - from;
+            totals.non_empty[step] = true;
+            totals.in_windows[step] += to - from;
             if name == "absent_over_time" {
                 continue;
             }
-            if !seen_window {
-                seen_window = true;
-                if counter_function {
-                    if let Some(sts) = sts
-                        && start_time_overlap(points, sts)
-                    {
-                        let metric = one.labels.metric_name().unwrap_or("");
-                        let anchor = arg.to_string();
-                        ev.annotations
-                            .warn(annotations::start_time_overlap(metric), Some(&anchor));
-                    }
-                    if from_selector {
-                        note_possible_non_counter(ev, one.labels.metric_name(), arg);
-                    }
-                }
+            if counter_function && counter_note.is_none() {
+                let overlap = sts.is_some_and(|sts| start_time_overlap(points, sts));
+                counter_note = Some((one.labels.metric_name().map(str::to_string), overlap));
             }
             for (slot, values) in step_scalars.iter_mut().zip(scalars) {
                 *slot = values.get(step).copied().unwrap_or(f64::NAN);
@@ -283,13 +350,43 @@ pub(crate) fn apply(
                 any = true;
             }
         }
-        if any {
-            rows.push(Row {
-                labels: one.labels,
+        SeriesOutcome {
+            row: any.then(|| Row {
+                labels: one.labels.clone(),
                 drop_name: !keeps_name || one.drop_name,
                 values,
-            });
+            }),
+            counter_note,
         }
+    };
+    let init = || StepTotals {
+        non_empty: vec![false; grid.len],
+        in_windows: vec![0; grid.len],
+    };
+    let work = count.saturating_mul(grid.len);
+    let (outcomes, parts) = chunked(ev.settings, count, work, init, each)?;
+    let mut non_empty = vec![false; grid.len];
+    let mut in_windows = vec![0usize; grid.len];
+    for part in parts {
+        for (step, (some, held)) in part.non_empty.iter().zip(&part.in_windows).enumerate() {
+            non_empty[step] |= *some;
+            in_windows[step] += held;
+        }
+    }
+    let mut rows = Vec::new();
+    for outcome in outcomes {
+        if let Some((metric, overlap)) = &outcome.counter_note {
+            if *overlap {
+                let anchor = arg.to_string();
+                let metric = metric.as_deref().unwrap_or("");
+                ev.annotations
+                    .warn(annotations::start_time_overlap(metric), Some(&anchor));
+            }
+            if from_selector {
+                note_possible_non_counter(ev, metric.as_deref(), arg);
+            }
+        }
+        rows.extend(outcome.row);
     }
     let peak = in_windows.iter().copied().max().unwrap_or(0);
     ev.add_samples(peak)?;
@@ -352,4 +449,61 @@ fn check_steps(
         }
     }
     Ok(())
+}
+
+/// What [`instant`] selects, but each value is `value(t, start)` of the selected sample: its
+/// timestamp and its start timestamp (0 when unknown). For `timestamp(selector)` and
+/// `start_timestamp(selector)`, which report when the sample was taken, not the step.
+pub(super) fn instant_times(
+    ev: &mut Evaluator<'_>,
+    selector: &VectorSelector,
+    grid: Grid,
+    value: impl Fn(i64, i64) -> f64,
+) -> Result<Vec<Row>> {
+    let loaded = ev.loaded(selector)?;
+    let lookback = ev.settings.lookback_delta;
+    let references: Vec<i64> = grid
+        .timestamps()
+        .map(|ts| ev.reference_time(selector.at.as_ref(), selector.offset.as_ref(), ts))
+        .collect();
+    let mut rows = Vec::new();
+    for (index, series) in loaded.iter().enumerate() {
+        if index % 256 == 0 {
+            ev.check_interrupt("query execution")?;
+        }
+        let points = &series.points;
+        let mut values = vec![None; grid.len];
+        let mut any = false;
+        let mut end = 0;
+        for (step, &reference) in references.iter().enumerate() {
+            if end > 0 && points[end - 1].t > reference {
+                end = 0;
+            }
+            while end < points.len() && points[end].t <= reference {
+                end += 1;
+            }
+            if end == 0 {
+                continue;
+            }
+            let point = points[end - 1];
+            if point.t <= reference.saturating_sub(lookback) || is_stale_nan(point.v) {
+                continue;
+            }
+            let start = series
+                .start_timestamps
+                .as_ref()
+                .and_then(|sts| sts.get(end - 1).copied())
+                .unwrap_or(0);
+            values[step] = Some(value(point.t, start));
+            any = true;
+        }
+        if any {
+            rows.push(Row {
+                labels: series.labels.clone(),
+                drop_name: false,
+                values,
+            });
+        }
+    }
+    Ok(rows)
 }
