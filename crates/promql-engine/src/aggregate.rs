@@ -14,8 +14,10 @@ use crate::value::Element;
 
 /// Grouping of an aggregation.
 pub(crate) struct Grouping {
-    without: bool,
-    labels: Vec<String>,
+    /// `without` (else `by`).
+    pub(crate) without: bool,
+    /// The labels named in the modifier.
+    pub(crate) labels: Vec<String>,
 }
 
 impl Grouping {
@@ -57,13 +59,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &AggregateExpr, ts: i64) -> Res
     let op = expr.op.to_string();
     let grouping = Grouping::of(expr);
     if op == "count_values" {
-        let label = match expr.param.as_deref().map(crate::parse::unwrap_parens) {
-            Some(Expr::StringLiteral(string)) => string.val.clone(),
-            _ => return Err(Error::exec("count_values requires a string parameter")),
-        };
-        if label.is_empty() {
-            return Err(Error::exec(format!("invalid label name {label:?}")));
-        }
+        let label = count_values_label(expr)?;
         let input = ev.eval_vector(&expr.expr, ts)?;
         return Ok(StepValue::Vector(count_values(input, &label, grouping, ts)));
     }
@@ -79,11 +75,8 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &AggregateExpr, ts: i64) -> Res
         _ => {
             if op == "quantile"
                 && let Some(q) = param
-                && (q.is_nan() || !(0.0..=1.0).contains(&q))
             {
-                let anchor = expr.param.as_ref().map(|param| param.to_string());
-                ev.annotations
-                    .warn(annotations::invalid_quantile(q), anchor.as_deref());
+                check_quantile(ev, q, expr);
             }
             aggregate(&op, param.unwrap_or(f64::NAN), input, &grouping, ts)?
         }
@@ -91,14 +84,177 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &AggregateExpr, ts: i64) -> Res
     Ok(StepValue::Vector(output))
 }
 
-#[derive(Debug)]
-struct Group {
-    labels: Labels,
+/// The reducing aggregations (everything but `topk bottomk limitk limit_ratio count_values`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reduce {
+    /// `sum`
+    Sum,
+    /// `avg`
+    Avg,
+    /// `min`
+    Min,
+    /// `max`
+    Max,
+    /// `count`
+    Count,
+    /// `group`
+    Group,
+    /// `stddev`
+    Stddev,
+    /// `stdvar`
+    Stdvar,
+    /// `quantile` (its values are collected by the caller, see [`crate::functions::quantile`])
+    Quantile,
+}
+
+impl Reduce {
+    /// The reduction named `op`, if it is one.
+    pub(crate) fn parse(op: &str) -> Option<Self> {
+        Some(match op {
+            "sum" => Reduce::Sum,
+            "avg" => Reduce::Avg,
+            "min" => Reduce::Min,
+            "max" => Reduce::Max,
+            "count" => Reduce::Count,
+            "group" => Reduce::Group,
+            "stddev" => Reduce::Stddev,
+            "stdvar" => Reduce::Stdvar,
+            "quantile" => Reduce::Quantile,
+            _ => return None,
+        })
+    }
+}
+
+/// The running state of one group's reduction at one step: the update rules shared by the
+/// step-wise and the batch evaluator.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Acc {
     value: f64,
     kahan: f64,
     mean: f64,
     count: f64,
     incremental_mean: bool,
+}
+
+impl Acc {
+    /// The state after the group's first value `f`.
+    pub(crate) fn start(op: Option<Reduce>, f: f64) -> Self {
+        let value = match op {
+            Some(Reduce::Stddev | Reduce::Stdvar) => {
+                if f.is_nan() || f.is_infinite() {
+                    f64::NAN
+                } else {
+                    0.0
+                }
+            }
+            Some(Reduce::Group) => 1.0,
+            _ => f,
+        };
+        Acc {
+            value,
+            kahan: 0.0,
+            mean: f,
+            count: 1.0,
+            incremental_mean: false,
+        }
+    }
+
+    /// Adds a further value `f` (not for [`Reduce::Quantile`], whose values the caller keeps).
+    pub(crate) fn add(&mut self, op: Reduce, f: f64) {
+        match op {
+            Reduce::Sum => (self.value, self.kahan) = kahan_inc(f, self.value, self.kahan),
+            Reduce::Avg => {
+                self.count += 1.0;
+                let mut done = false;
+                if !self.incremental_mean {
+                    let (sum, c) = kahan_inc(f, self.value, self.kahan);
+                    if !sum.is_infinite() {
+                        self.value = sum;
+                        self.kahan = c;
+                        done = true;
+                    } else {
+                        self.incremental_mean = true;
+                        self.mean = self.value / (self.count - 1.0);
+                        self.kahan /= self.count - 1.0;
+                    }
+                }
+                if !done {
+                    let q = (self.count - 1.0) / self.count;
+                    (self.mean, self.kahan) =
+                        kahan_inc(f / self.count, q * self.mean, q * self.kahan);
+                }
+            }
+            Reduce::Max => {
+                if self.value < f || self.value.is_nan() {
+                    self.value = f;
+                }
+            }
+            Reduce::Min => {
+                if self.value > f || self.value.is_nan() {
+                    self.value = f;
+                }
+            }
+            Reduce::Count => self.count += 1.0,
+            Reduce::Group | Reduce::Quantile => {}
+            Reduce::Stddev | Reduce::Stdvar => {
+                self.count += 1.0;
+                let delta = f - self.mean;
+                self.mean += delta / self.count;
+                self.value += delta * (f - self.mean);
+            }
+        }
+    }
+
+    /// The group's result (for [`Reduce::Quantile`] the caller computes it from the values).
+    pub(crate) fn finish(&self, op: Option<Reduce>) -> f64 {
+        match op {
+            Some(Reduce::Sum) => {
+                if self.value.is_infinite() {
+                    self.value
+                } else {
+                    self.value + self.kahan
+                }
+            }
+            Some(Reduce::Avg) => {
+                if self.incremental_mean {
+                    self.mean + self.kahan
+                } else {
+                    self.value / self.count + self.kahan / self.count
+                }
+            }
+            Some(Reduce::Count) => self.count,
+            Some(Reduce::Stdvar) => self.value / self.count,
+            Some(Reduce::Stddev) => (self.value / self.count).sqrt(),
+            _ => self.value,
+        }
+    }
+}
+
+/// Warns (once per distinct value) when a `quantile` parameter is outside `[0, 1]`.
+pub(crate) fn check_quantile(ev: &mut Evaluator<'_>, q: f64, expr: &AggregateExpr) {
+    if q.is_nan() || !(0.0..=1.0).contains(&q) {
+        let anchor = expr.param.as_ref().map(|param| param.to_string());
+        ev.annotations
+            .warn(annotations::invalid_quantile(q), anchor.as_deref());
+    }
+}
+
+/// The label name of `count_values`: its string parameter, which must not be empty.
+pub(crate) fn count_values_label(expr: &AggregateExpr) -> Result<String> {
+    let label = match expr.param.as_deref().map(crate::parse::unwrap_parens) {
+        Some(Expr::StringLiteral(string)) => string.val.clone(),
+        _ => return Err(Error::exec("count_values requires a string parameter")),
+    };
+    if label.is_empty() {
+        return Err(Error::exec(format!("invalid label name {label:?}")));
+    }
+    Ok(label)
+}
+
+#[derive(Debug)]
+struct Group {
+    labels: Labels,
+    acc: Acc,
     values: Vec<f64>,
     drop_name: bool,
 }
@@ -110,33 +266,19 @@ fn aggregate(
     grouping: &Grouping,
     ts: i64,
 ) -> Result<Vec<Element>> {
+    let reduce = Reduce::parse(op);
     let mut order: Vec<Labels> = Vec::new();
     let mut groups: HashMap<Labels, Group> = HashMap::new();
     for element in input {
         let key = grouping.key(&element.labels);
         let f = element.v;
         let Some(group) = groups.get_mut(&key) else {
-            let value = match op {
-                "stddev" | "stdvar" => {
-                    if f.is_nan() || f.is_infinite() {
-                        f64::NAN
-                    } else {
-                        0.0
-                    }
-                }
-                "group" => 1.0,
-                _ => f,
-            };
             order.push(key.clone());
             groups.insert(
                 key.clone(),
                 Group {
                     labels: key,
-                    value,
-                    kahan: 0.0,
-                    mean: f,
-                    count: 1.0,
-                    incremental_mean: false,
+                    acc: Acc::start(reduce, f),
                     values: vec![f],
                     drop_name: element.drop_name,
                 },
@@ -144,53 +286,13 @@ fn aggregate(
             continue;
         };
         group.drop_name |= element.drop_name;
-        match op {
-            "sum" => (group.value, group.kahan) = kahan_inc(f, group.value, group.kahan),
-            "avg" => {
-                group.count += 1.0;
-                let mut done = false;
-                if !group.incremental_mean {
-                    let (sum, c) = kahan_inc(f, group.value, group.kahan);
-                    if !sum.is_infinite() {
-                        group.value = sum;
-                        group.kahan = c;
-                        done = true;
-                    } else {
-                        group.incremental_mean = true;
-                        group.mean = group.value / (group.count - 1.0);
-                        group.kahan /= group.count - 1.0;
-                    }
-                }
-                if !done {
-                    let q = (group.count - 1.0) / group.count;
-                    (group.mean, group.kahan) =
-                        kahan_inc(f / group.count, q * group.mean, q * group.kahan);
-                }
-            }
-            "max" => {
-                if group.value < f || group.value.is_nan() {
-                    group.value = f;
-                }
-            }
-            "min" => {
-                if group.value > f || group.value.is_nan() {
-                    group.value = f;
-                }
-            }
-            "count" => group.count += 1.0,
-            "group" => {}
-            "stddev" | "stdvar" => {
-                group.count += 1.0;
-                let delta = f - group.mean;
-                group.mean += delta / group.count;
-                group.value += delta * (f - group.mean);
-            }
-            "quantile" => group.values.push(f),
-            other => {
-                return Err(Error::exec(format!(
-                    "aggregation {other:?} is not supported"
-                )));
-            }
+        let Some(reduce) = reduce else {
+            return Err(Error::exec(format!("aggregation {op:?} is not supported")));
+        };
+        if reduce == Reduce::Quantile {
+            group.values.push(f);
+        } else {
+            group.acc.add(reduce, f);
         }
     }
     let mut out = Vec::with_capacity(order.len());
@@ -198,26 +300,10 @@ fn aggregate(
         let Some(mut group) = groups.remove(&key) else {
             continue;
         };
-        let value = match op {
-            "sum" => {
-                if group.value.is_infinite() {
-                    group.value
-                } else {
-                    group.value + group.kahan
-                }
-            }
-            "avg" => {
-                if group.incremental_mean {
-                    group.mean + group.kahan
-                } else {
-                    group.value / group.count + group.kahan / group.count
-                }
-            }
-            "count" => group.count,
-            "stdvar" => group.value / group.count,
-            "stddev" => (group.value / group.count).sqrt(),
-            "quantile" => quantile(param, &mut group.values),
-            _ => group.value,
+        let value = if reduce == Some(Reduce::Quantile) {
+            quantile(param, &mut group.values)
+        } else {
+            group.acc.finish(reduce)
         };
         out.push(Element {
             labels: group.labels,
@@ -229,15 +315,25 @@ fn aggregate(
     Ok(out)
 }
 
-fn select_k(
+/// What `topk bottomk limitk limit_ratio` keep of each group at one step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Selection {
+    /// Nothing (`k < 1`, ratio 0).
+    Nothing,
+    /// At most `k` elements.
+    K(usize),
+    /// The elements [`ratio_keeps`] keeps at this ratio (in `[-1, 1]`, not 0).
+    Ratio(f64),
+}
+
+/// Validates the parameter of `topk bottomk limitk limit_ratio` at one step: errors and
+/// annotations as Prometheus raises them.
+pub(crate) fn selection(
     ev: &mut Evaluator<'_>,
     op: &str,
     param: f64,
-    input: Vec<Element>,
-    grouping: &Grouping,
     expr: &AggregateExpr,
-) -> Result<Vec<Element>> {
-    let mut ratio = 0.0;
+) -> Result<Selection> {
     if op == "limit_ratio" {
         if param.is_nan() {
             return Err(Error::exec("Ratio value is NaN"));
@@ -252,24 +348,42 @@ fn select_k(
                 .warn(annotations::invalid_ratio(param, -1.0), anchor.as_deref());
         }
         if param == 0.0 {
-            return Ok(Vec::new());
+            return Ok(Selection::Nothing);
         }
-        ratio = param.clamp(-1.0, 1.0);
-    } else {
-        if param < 1.0 {
-            return Ok(Vec::new());
-        }
-        if param.is_nan() {
-            return Err(Error::exec("Parameter value is NaN"));
-        }
-        if param >= 9.223372036854776e18 {
-            return Err(Error::exec(format!(
-                "Scalar value {} overflows int64",
-                crate::format::go_v(param)
-            )));
-        }
+        return Ok(Selection::Ratio(param.clamp(-1.0, 1.0)));
     }
-    let k = if param.is_finite() { param as usize } else { 0 };
+    if param < 1.0 {
+        return Ok(Selection::Nothing);
+    }
+    if param.is_nan() {
+        return Err(Error::exec("Parameter value is NaN"));
+    }
+    if param >= 9.223372036854776e18 {
+        return Err(Error::exec(format!(
+            "Scalar value {} overflows int64",
+            crate::format::go_v(param)
+        )));
+    }
+    Ok(Selection::K(if param.is_finite() {
+        param as usize
+    } else {
+        0
+    }))
+}
+
+fn select_k(
+    ev: &mut Evaluator<'_>,
+    op: &str,
+    param: f64,
+    input: Vec<Element>,
+    grouping: &Grouping,
+    expr: &AggregateExpr,
+) -> Result<Vec<Element>> {
+    let (k, ratio) = match selection(ev, op, param, expr)? {
+        Selection::Nothing => return Ok(Vec::new()),
+        Selection::K(k) => (k, 0.0),
+        Selection::Ratio(ratio) => (0, ratio),
+    };
     let mut order: Vec<Labels> = Vec::new();
     let mut groups: HashMap<Labels, Vec<Element>> = HashMap::new();
     for element in input {
@@ -297,7 +411,7 @@ fn select_k(
                 members.truncate(k);
             }
             "limitk" => members.truncate(k),
-            _ => members.retain(|element| ratio_sample(ratio, &element.labels)),
+            _ => members.retain(|element| ratio_keeps(ratio, ratio_offset(&element.labels))),
         }
         out.extend(members);
     }
@@ -324,10 +438,14 @@ pub(crate) fn ascending_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
     }
 }
 
-/// Whether `limit_ratio(ratio, ...)` keeps a series: its label hash, scaled to `[0, 1]`, falls in
+/// Where a series falls for `limit_ratio`: its label hash scaled to `[0, 1]`.
+pub(crate) fn ratio_offset(labels: &Labels) -> f64 {
+    crate::hash::labels_hash(labels) as f64 / u64::MAX as f64
+}
+
+/// Whether `limit_ratio(ratio, ...)` keeps a series at `offset` ([`ratio_offset`]): it falls in
 /// the first `ratio` of the range (or the last `-ratio` for a negative ratio).
-fn ratio_sample(ratio: f64, labels: &Labels) -> bool {
-    let offset = crate::hash::labels_hash(labels) as f64 / u64::MAX as f64;
+pub(crate) fn ratio_keeps(ratio: f64, offset: f64) -> bool {
     (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio)
 }
 

@@ -1,16 +1,399 @@
 //! Aggregation operators over a grid.
+//!
+//! The group of every input series is computed once; per-step work only touches numbers. The
+//! update rules are the step-wise evaluator's ([`crate::aggregate::Acc`]): each group's values
+//! at a step are folded in row order, which is the order the step-wise evaluator sees them in,
+//! so compensated sums and means are bit-identical.
+//!
+//! Output rows are listed in the order the step-wise evaluator's results, step after step, first
+//! show them: by the first step a row has a value, then by its position at that step. For an
+//! instant query that is exactly the step-wise order.
 
+use std::collections::HashMap;
+
+use prom_model::{Labels, METRIC_NAME};
 use promql_parser::parser::AggregateExpr;
 
-use super::{Batch, Grid};
+use super::{Batch, Grid, Row};
+use crate::aggregate::{
+    Acc, Grouping, Reduce, Selection, ascending_nan_last, check_quantile, count_values_label,
+    descending_nan_last, format_f, ratio_keeps, ratio_offset, selection,
+};
 use crate::error::Result;
 use crate::eval::Evaluator;
+use crate::functions::quantile;
+
+/// How often (in groups or rows) long loops check for cancellation.
+const INTERRUPT_EVERY: usize = 256;
 
 /// Evaluates an aggregation at every step of `grid`; `None` leaves it to the step-wise path.
 pub(super) fn eval(
-    _ev: &mut Evaluator<'_>,
-    _expr: &AggregateExpr,
-    _grid: Grid,
+    ev: &mut Evaluator<'_>,
+    expr: &AggregateExpr,
+    grid: Grid,
 ) -> Result<Option<Batch>> {
-    Ok(None)
+    let op = expr.op.to_string();
+    let grouping = Grouping::of(expr);
+    if op == "count_values" {
+        let label = count_values_label(expr)?;
+        let rows = super::eval_vector(ev, &expr.expr, grid)?;
+        let out = count_values(ev, &rows, &label, &grouping, grid)?;
+        super::release_rows(ev, &rows);
+        return Ok(Some(Batch::Vector(out)));
+    }
+    let select = matches!(op.as_str(), "topk" | "bottomk" | "limitk" | "limit_ratio");
+    let reduce = Reduce::parse(&op);
+    if !select && reduce.is_none() {
+        return Ok(None);
+    }
+    let params = match &expr.param {
+        Some(param) => {
+            let batch = super::eval(ev, param, grid)?;
+            super::release(ev, &batch);
+            Some(batch.into_scalar()?)
+        }
+        None => None,
+    };
+    let param_at = |step: usize| -> f64 {
+        params
+            .as_ref()
+            .and_then(|values| values.get(step).copied())
+            .unwrap_or(f64::NAN)
+    };
+    let rows = super::eval_vector(ev, &expr.expr, grid)?;
+    let (groups, keys) = group_rows(ev, &rows, |labels| grouping.key(labels))?;
+    let out = match reduce {
+        Some(reduce) if !select => {
+            if reduce == Reduce::Quantile {
+                for step in 0..grid.len {
+                    check_quantile(ev, param_at(step), expr);
+                }
+            }
+            let params: Vec<f64> = (0..grid.len).map(param_at).collect();
+            let out = reduce_groups(ev, reduce, &params, &rows, &groups, keys, grid)?;
+            super::release_rows(ev, &rows);
+            out
+        }
+        _ => {
+            let mut selections = Vec::with_capacity(grid.len);
+            for step in 0..grid.len {
+                selections.push(selection(ev, &op, param_at(step), expr)?);
+            }
+            super::release_rows(ev, &rows);
+            select_rows(ev, &op, &selections, rows, &groups, grid)?
+        }
+    };
+    Ok(Some(Batch::Vector(out)))
 }
+
+/// Assigns each row to a group by `key` of its labels: the member rows of each group in row
+/// order, and each group's key, both in order of first appearance.
+fn group_rows(
+    ev: &Evaluator<'_>,
+    rows: &[Row],
+    key: impl Fn(&Labels) -> Labels,
+) -> Result<(Vec<Vec<usize>>, Vec<Labels>)> {
+    let mut index_of: HashMap<Labels, usize> = HashMap::new();
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    let mut keys: Vec<Labels> = Vec::new();
+    for (index, row) in rows.iter().enumerate() {
+        if index % INTERRUPT_EVERY == 0 {
+            ev.check_interrupt("query execution")?;
+        }
+        let group_key = key(&row.labels);
+        let group = match index_of.get(&group_key) {
+            Some(&group) => group,
+            None => {
+                index_of.insert(group_key.clone(), keys.len());
+                keys.push(group_key);
+                members.push(Vec::new());
+                keys.len() - 1
+            }
+        };
+        members[group].push(index);
+    }
+    Ok((members, keys))
+}
+
+/// An output row with the position where the step-wise results first show it: its first step
+/// with a value, then its rank at that step.
+struct Placed {
+    first: (usize, usize, usize),
+    row: Row,
+}
+
+/// Sorts placed rows into output order.
+fn in_order(mut placed: Vec<Placed>) -> Vec<Row> {
+    placed.sort_by_key(|placed| placed.first);
+    placed.into_iter().map(|placed| placed.row).collect()
+}
+
+/// `sum avg min max count group stddev stdvar quantile` of each group at each step.
+fn reduce_groups(
+    ev: &mut Evaluator<'_>,
+    reduce: Reduce,
+    params: &[f64],
+    rows: &[Row],
+    groups: &[Vec<usize>],
+    keys: Vec<Labels>,
+    grid: Grid,
+) -> Result<Vec<Row>> {
+    let len = grid.len;
+    let mut placed: Vec<Placed> = Vec::with_capacity(groups.len());
+    let mut accs: Vec<Option<Acc>> = vec![None; len];
+    let mut first_row: Vec<usize> = vec![usize::MAX; len];
+    let mut drop: Vec<bool> = vec![false; len];
+    let mut scratch: Vec<f64> = Vec::new();
+    for (group, (members, key)) in groups.iter().zip(keys).enumerate() {
+        if group % INTERRUPT_EVERY == 0 {
+            ev.check_interrupt("query execution")?;
+        }
+        accs.fill(None);
+        first_row.fill(usize::MAX);
+        drop.fill(false);
+        for &member in members {
+            let row = &rows[member];
+            for (step, value) in row.values.iter().enumerate() {
+                let Some(f) = *value else { continue };
+                match &mut accs[step] {
+                    Some(acc) => {
+                        if reduce != Reduce::Quantile {
+                            acc.add(reduce, f);
+                        }
+                    }
+                    slot @ None => {
+                        *slot = Some(Acc::start(Some(reduce), f));
+                        first_row[step] = member;
+                    }
+                }
+                drop[step] |= row.drop_name;
+            }
+        }
+        let mut values: Vec<Option<f64>> = vec![None; len];
+        for (step, acc) in accs.iter().enumerate() {
+            let Some(acc) = acc else { continue };
+            values[step] = Some(if reduce == Reduce::Quantile {
+                scratch.clear();
+                scratch.extend(
+                    members
+                        .iter()
+                        .filter_map(|&member| rows[member].values[step]),
+                );
+                quantile(params[step], &mut scratch)
+            } else {
+                acc.finish(Some(reduce))
+            });
+        }
+        place_split(&mut placed, key, values, &drop, &first_row);
+    }
+    Ok(in_order(placed))
+}
+
+/// Adds a group's output: one row, or two when its name-dropping mark differs between steps
+/// (the step-wise results then hold two series with the same labels).
+fn place_split(
+    placed: &mut Vec<Placed>,
+    labels: Labels,
+    values: Vec<Option<f64>>,
+    drop: &[bool],
+    first_row: &[usize],
+) {
+    let present = |step: &usize| values[*step].is_some();
+    let Some(first) = (0..values.len()).find(present) else {
+        return;
+    };
+    let mixed = (0..values.len())
+        .filter(present)
+        .any(|step| drop[step] != drop[first]);
+    if !mixed {
+        placed.push(Placed {
+            first: (first, first_row[first], 0),
+            row: Row {
+                labels,
+                drop_name: drop[first],
+                values,
+            },
+        });
+        return;
+    }
+    for mark in [false, true] {
+        let part: Vec<Option<f64>> = values
+            .iter()
+            .zip(drop)
+            .map(|(value, &d)| value.filter(|_| d == mark))
+            .collect();
+        if let Some(first) = part.iter().position(Option::is_some) {
+            placed.push(Placed {
+                first: (first, first_row[first], 0),
+                row: Row {
+                    labels: labels.clone(),
+                    drop_name: mark,
+                    values: part,
+                },
+            });
+        }
+    }
+}
+
+/// `topk bottomk limitk limit_ratio`: each input row keeps its values at the steps where it is
+/// selected.
+fn select_rows(
+    ev: &mut Evaluator<'_>,
+    op: &str,
+    selections: &[Selection],
+    rows: Vec<Row>,
+    groups: &[Vec<usize>],
+    grid: Grid,
+) -> Result<Vec<Row>> {
+    let len = grid.len;
+    let offsets: Vec<f64> = if op == "limit_ratio" {
+        rows.iter().map(|row| ratio_offset(&row.labels)).collect()
+    } else {
+        Vec::new()
+    };
+    let mut kept: Vec<Option<Vec<Option<f64>>>> = vec![None; rows.len()];
+    let mut first: Vec<Option<(usize, usize, usize)>> = vec![None; rows.len()];
+    let mut present: Vec<(f64, usize)> = Vec::new();
+    for (group, members) in groups.iter().enumerate() {
+        if group % INTERRUPT_EVERY == 0 {
+            ev.check_interrupt("query execution")?;
+        }
+        for (step, selection) in selections.iter().enumerate() {
+            present.clear();
+            present.extend(
+                members
+                    .iter()
+                    .filter_map(|&member| Some((rows[member].values[step]?, member))),
+            );
+            let Some(&(_, rank)) = present.first() else {
+                continue;
+            };
+            match *selection {
+                Selection::Nothing => present.clear(),
+                Selection::K(k) => {
+                    // With all kept, the order within the group only matters for placing rows
+                    // shown for the first time.
+                    if k < present.len()
+                        || present.iter().any(|&(_, member)| first[member].is_none())
+                    {
+                        match op {
+                            "topk" => present.sort_by(|a, b| descending_nan_last(a.0, b.0)),
+                            "bottomk" => present.sort_by(|a, b| ascending_nan_last(a.0, b.0)),
+                            _ => {}
+                        }
+                        present.truncate(k);
+                    }
+                }
+                Selection::Ratio(ratio) => {
+                    present.retain(|&(_, member)| ratio_keeps(ratio, offsets[member]));
+                }
+            }
+            for (position, &(value, member)) in present.iter().enumerate() {
+                kept[member].get_or_insert_with(|| vec![None; len])[step] = Some(value);
+                if first[member].is_none() {
+                    first[member] = Some((step, rank, position));
+                }
+            }
+        }
+    }
+    let mut placed: Vec<Placed> = Vec::new();
+    for ((row, values), first) in rows.into_iter().zip(kept).zip(first) {
+        let (Some(values), Some(first)) = (values, first) else {
+            continue;
+        };
+        placed.push(Placed {
+            first,
+            row: Row { values, ..row },
+        });
+    }
+    Ok(in_order(placed))
+}
+
+/// One output series of `count_values`.
+struct Counted {
+    /// Its group.
+    group: usize,
+    /// A value it counts (all its values format the same).
+    value: f64,
+    /// Where the step-wise results first show it.
+    first: (usize, usize, usize),
+    /// The count at each step.
+    counts: Vec<Option<f64>>,
+}
+
+/// `count_values`: how many series of each group have each value, at each step.
+fn count_values(
+    ev: &mut Evaluator<'_>,
+    rows: &[Row],
+    label: &str,
+    grouping: &Grouping,
+    grid: Grid,
+) -> Result<Vec<Row>> {
+    // The value label takes part in the output labels unless `without` removes it.
+    let value_kept = !grouping.without
+        || (label != METRIC_NAME && !grouping.labels.iter().any(|name| name == label));
+    let (groups, keys) = group_rows(ev, rows, |labels| {
+        let mut labels = labels.clone();
+        labels.set(label, "");
+        grouping.key(&labels)
+    })?;
+    let mut group_of = vec![0usize; rows.len()];
+    for (group, members) in groups.iter().enumerate() {
+        for &member in members {
+            group_of[member] = group;
+        }
+    }
+    // One output series per group and (formatted) value; `format_f` tells apart exactly the
+    // values with different bits, except NaNs, which all read "NaN".
+    let mut index_of: HashMap<(usize, u64), usize> = HashMap::new();
+    let mut outputs: Vec<Counted> = Vec::new();
+    for (index, row) in rows.iter().enumerate() {
+        if index % INTERRUPT_EVERY == 0 {
+            ev.check_interrupt("query execution")?;
+        }
+        let group = group_of[index];
+        for (step, value) in row.values.iter().enumerate() {
+            let Some(v) = *value else { continue };
+            let bits = if !value_kept {
+                0
+            } else if v.is_nan() {
+                f64::NAN.to_bits()
+            } else {
+                v.to_bits()
+            };
+            let output = *index_of.entry((group, bits)).or_insert_with(|| {
+                outputs.push(Counted {
+                    group,
+                    value: v,
+                    first: (step, index, 0),
+                    counts: vec![None; grid.len],
+                });
+                outputs.len() - 1
+            });
+            let counted = &mut outputs[output];
+            counted.first = counted.first.min((step, index, 0));
+            *counted.counts[step].get_or_insert(0.0) += 1.0;
+        }
+    }
+    let placed = outputs
+        .into_iter()
+        .map(|counted| {
+            let mut labels = keys[counted.group].clone();
+            if value_kept {
+                labels.set(label, format_f(counted.value));
+            }
+            Placed {
+                first: counted.first,
+                row: Row {
+                    labels,
+                    drop_name: false,
+                    values: counted.counts,
+                },
+            }
+        })
+        .collect();
+    Ok(in_order(placed))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,320 @@
+//! The batch aggregations against the step-wise evaluator, on generated data.
+
+use std::sync::Arc;
+
+use prom_model::{Labels, STALE_NAN_BITS, Sample};
+use promql_parser::parser::Expr;
+
+use crate::batch::{self, Batch, Grid, Row};
+use crate::budget::Reservation;
+use crate::engine::EvalSettings;
+use crate::eval::{Evaluator, StepValue};
+use crate::parse::{parse_expr, unwrap_parens};
+use crate::storage::MemoryStorage;
+
+const START: i64 = 1_700_000_000_000;
+const SCRAPE: i64 = 15_000;
+const SCRAPES: i64 = 80;
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Series `m` (jobs × instances, some living only part of the range, with NaN, infinities,
+/// huge values, negative zero, ties and a stale marker) and `n` (a few plain counters).
+fn storage() -> MemoryStorage {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut storage = MemoryStorage::new();
+    for job in ["a", "b", "c"] {
+        for instance in 0..7 {
+            let labels = Labels::from_pairs([
+                ("__name__", "m".to_string()),
+                ("job", job.to_string()),
+                ("instance", instance.to_string()),
+                (
+                    "env",
+                    if instance % 2 == 0 { "prod" } else { "dev" }.to_string(),
+                ),
+            ]);
+            // Some series start late or end early (beyond the lookback, so they vanish).
+            let from = if instance == 3 { 30 } else { 0 };
+            let to = if instance == 5 { 45 } else { SCRAPES };
+            let mut samples = Vec::new();
+            for i in from..to {
+                let v = match rng.below(40) {
+                    0 => f64::NAN,
+                    1 => f64::INFINITY,
+                    2 => f64::NEG_INFINITY,
+                    3 => 1e308,
+                    4 => -0.0,
+                    5..=14 => (rng.below(4)) as f64,
+                    _ => (rng.below(10_000) as f64) / 7.0 - 300.0,
+                };
+                samples.push(Sample::new(START + i * SCRAPE + instance, v));
+            }
+            if instance == 6 {
+                samples.push(Sample::new(
+                    START + 50 * SCRAPE + 1,
+                    f64::from_bits(STALE_NAN_BITS),
+                ));
+                samples.retain(|sample| !(51..60).contains(&((sample.t - START) / SCRAPE)));
+            }
+            storage.append(labels, samples);
+        }
+    }
+    for instance in 0..3 {
+        let labels = Labels::from_pairs([
+            ("__name__", "n".to_string()),
+            ("job", "a".to_string()),
+            ("instance", instance.to_string()),
+        ]);
+        let samples =
+            (0..SCRAPES).map(|i| Sample::new(START + i * SCRAPE, (i * (instance + 1)) as f64));
+        storage.append(labels, samples.collect::<Vec<_>>());
+    }
+    storage
+}
+
+fn settings() -> EvalSettings {
+    EvalSettings {
+        lookback_delta: 300_000,
+        max_samples: 50_000_000,
+        deadline: None,
+        cancel: None,
+        default_subquery_step: 60_000,
+        reservation: Arc::new(Reservation::new(None)),
+    }
+}
+
+/// A value compared by bits (NaN equals NaN).
+type Cell = Option<u64>;
+
+/// Rows as comparable data: labels, name-dropping mark, value bits per step.
+fn cells(rows: &[Row]) -> Vec<(String, bool, Vec<Cell>)> {
+    rows.iter()
+        .map(|row| {
+            (
+                row.labels.to_string(),
+                row.drop_name,
+                row.values.iter().map(|v| v.map(f64::to_bits)).collect(),
+            )
+        })
+        .collect()
+}
+
+/// The outcome of evaluating a query: rows (or an error message) and the annotations.
+type Outcome = (
+    std::result::Result<Vec<(String, bool, Vec<Cell>)>, String>,
+    Vec<String>,
+);
+
+fn aggregate_of(expr: &Expr) -> &promql_parser::parser::AggregateExpr {
+    match unwrap_parens(expr) {
+        Expr::Aggregate(aggregate) => aggregate,
+        other => panic!("not an aggregation: {other}"),
+    }
+}
+
+/// The batch evaluation (which must not fall back).
+fn run_batch(storage: &MemoryStorage, query: &str, grid: Grid) -> Outcome {
+    let expr = parse_expr(query).unwrap_or_else(|error| panic!("{query}: {error}"));
+    let settings = settings();
+    let end = grid.ts(grid.len - 1);
+    let mut ev = Evaluator::new(storage, &settings, grid.start, end, grid.step);
+    ev.prefetch(&expr)
+        .unwrap_or_else(|error| panic!("{query}: {error}"));
+    let result = super::eval(&mut ev, aggregate_of(&expr), grid).map(|batch| {
+        match batch.unwrap_or_else(|| panic!("{query}: fell back")) {
+            Batch::Vector(rows) => cells(&rows),
+            other => panic!("{query}: {}", other.type_name()),
+        }
+    });
+    (
+        result.map_err(|e| e.to_string()),
+        ev.annotations.render(query).0,
+    )
+}
+
+/// The step-wise evaluator at each step, collected into rows as the fallback does.
+fn run_fallback(storage: &MemoryStorage, query: &str, grid: Grid) -> Outcome {
+    let expr = parse_expr(query).unwrap_or_else(|error| panic!("{query}: {error}"));
+    let settings = settings();
+    let end = grid.ts(grid.len - 1);
+    let mut ev = Evaluator::new(storage, &settings, grid.start, end, grid.step);
+    ev.prefetch(&expr)
+        .unwrap_or_else(|error| panic!("{query}: {error}"));
+    let result = batch::fallback(&mut ev, &expr, grid).map(|batch| match batch {
+        Batch::Vector(rows) => cells(&rows),
+        other => panic!("{query}: {}", other.type_name()),
+    });
+    (
+        result.map_err(|e| e.to_string()),
+        ev.annotations.render(query).0,
+    )
+}
+
+/// The pure step-wise evaluator at one timestamp: elements in its order.
+fn run_instant(storage: &MemoryStorage, query: &str, ts: i64) -> Outcome {
+    let expr = parse_expr(query).unwrap_or_else(|error| panic!("{query}: {error}"));
+    let settings = settings();
+    let mut ev = Evaluator::new(storage, &settings, ts, ts, 0);
+    ev.prefetch(&expr)
+        .unwrap_or_else(|error| panic!("{query}: {error}"));
+    let result = ev.eval(&expr, ts).map(|value| match value {
+        StepValue::Vector(elements) => elements
+            .into_iter()
+            .map(|e| (e.labels.to_string(), e.drop_name, vec![Some(e.v.to_bits())]))
+            .collect(),
+        other => panic!("{query}: {}", other.type_name()),
+    });
+    (
+        result.map_err(|e| e.to_string()),
+        ev.annotations.render(query).0,
+    )
+}
+
+const QUERIES: &[&str] = &[
+    "sum(m)",
+    "sum by (job) (m)",
+    "sum without (instance) (m)",
+    "sum by (env, job) (m)",
+    "sum by (nope) (m)",
+    "avg by (job) (m)",
+    "avg without (job) (m)",
+    "min by (env) (m)",
+    "max by (env) (m)",
+    "count by (job) (m)",
+    "group by (job) (m)",
+    "stddev by (job) (m)",
+    "stdvar without (instance) (m)",
+    "quantile by (job) (0.3, m)",
+    "quantile(0.9, m)",
+    "quantile(-1, m)",
+    "quantile by (env) (2, m)",
+    "quantile(NaN, m)",
+    "quantile by (job) (scalar(n{instance=\"0\"}) / 300, m)",
+    "sum by (job) (rate(n[1m]))",
+    "sum by (__name__) ({__name__=~\"m|n\"})",
+    "sum by (__name__) (m{job=\"a\"} * 1 or m{job=\"b\"})",
+    "max by (__name__, job) (-m{instance=~\"3|5\"} or m{instance=\"0\"})",
+    "topk(3, m)",
+    "topk by (job) (2, m)",
+    "bottomk by (env) (4, m)",
+    "bottomk(1, m)",
+    "topk(100, m)",
+    "topk(0, m)",
+    "topk(-1, m)",
+    "topk(NaN, m)",
+    "topk(1e19, m)",
+    "topk by (job) (scalar(n{instance=\"1\"}) / 20, m)",
+    "limitk(2, m)",
+    "limitk by (job) (3, m)",
+    "limit_ratio(0.5, m)",
+    "limit_ratio(-0.4, m)",
+    "limit_ratio by (job) (1.5, m)",
+    "limit_ratio(-3, m)",
+    "limit_ratio(0, m)",
+    "limit_ratio(NaN, m)",
+    "limit_ratio(scalar(n{instance=\"0\"}) / 100 - 0.5, m)",
+    "count_values(\"value\", m)",
+    "count_values by (job) (\"value\", m)",
+    "count_values without (instance) (\"value\", m)",
+    "count_values without (value) (\"value\", m)",
+    "count_values(\"job\", m)",
+    "count_values without (instance) (\"job\", m)",
+    "count_values(\"__name__\", m)",
+    "count_values(\"\", m)",
+    "count_values by (job) (\"v\", n)",
+    "sum(topk by (job) (2, m))",
+    "sum by (job) (count_values without (instance) (\"v\", m))",
+    "sum(nothing)",
+    "topk(2, nothing)",
+];
+
+#[test]
+fn range_grids_equal_the_step_wise_results() {
+    let storage = storage();
+    let grids = [
+        Grid::new(START, START + (SCRAPES + 25) * SCRAPE, 37_000),
+        Grid::new(START + 20 * SCRAPE, START + 70 * SCRAPE, SCRAPE),
+    ];
+    let mut compared = 0;
+    for query in QUERIES {
+        for grid in grids {
+            let expected = run_fallback(&storage, query, grid);
+            let actual = run_batch(&storage, query, grid);
+            assert_eq!(actual, expected, "{query} over {grid:?}");
+            if let Ok(rows) = &expected.0 {
+                compared += rows.len();
+            }
+        }
+    }
+    assert!(compared > 500, "too little compared: {compared}");
+}
+
+#[test]
+fn instants_equal_the_step_wise_results_in_order() {
+    let storage = storage();
+    let mut compared = 0;
+    for query in QUERIES {
+        for scrape in [0, 7, 31, 44, 50, 55, 62, 79, 90] {
+            let ts = START + scrape * SCRAPE + 3_000;
+            let expected = run_instant(&storage, query, ts);
+            let actual = run_batch(&storage, query, Grid::new(ts, ts, 0));
+            assert_eq!(actual, expected, "{query} at {ts}");
+            if let Ok(rows) = &expected.0 {
+                compared += rows.len();
+            }
+        }
+    }
+    assert!(compared > 500, "too little compared: {compared}");
+}
+
+#[test]
+fn errors_and_warnings_are_raised() {
+    let storage = storage();
+    let grid = Grid::new(START, START + 40 * SCRAPE, SCRAPE);
+    let (result, _) = run_batch(&storage, "topk(NaN, m)", grid);
+    assert_eq!(result.err().as_deref(), Some("Parameter value is NaN"));
+    let (result, _) = run_batch(&storage, "limit_ratio(NaN, m)", grid);
+    assert_eq!(result.err().as_deref(), Some("Ratio value is NaN"));
+    let (result, warnings) = run_batch(&storage, "quantile(2, m)", grid);
+    assert!(result.is_ok());
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("quantile value should be between 0 and 1"));
+}
+
+#[test]
+fn output_labels_and_counts_of_count_values() {
+    let storage = storage();
+    let ts = START + 10 * SCRAPE;
+    let (result, _) = run_batch(
+        &storage,
+        "count_values by (job) (\"v\", n)",
+        Grid::new(ts, ts, 0),
+    );
+    let rows = result.unwrap_or_else(|error| panic!("{error}"));
+    // n has values 10, 20 and 30 at step 10, one series each.
+    let labels: Vec<&str> = rows.iter().map(|row| row.0.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            r#"{job="a", v="10"}"#,
+            r#"{job="a", v="20"}"#,
+            r#"{job="a", v="30"}"#
+        ]
+    );
+    assert!(rows.iter().all(|row| row.2 == [Some(1.0f64.to_bits())]));
+}
