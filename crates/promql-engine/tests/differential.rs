@@ -87,7 +87,7 @@ use query_shapes::Shape;
 use test_harness::prometheus::{Prometheus, PrometheusConfig};
 
 /// Number of generated queries; each runs as an instant and as a range query.
-const QUERIES: usize = 1000;
+const QUERIES: usize = 1500;
 const SEED: u64 = 0x7a05_2042;
 /// Evaluation times are whole seconds plus this many ms: samples carry 100–900 ms fractions and
 /// subquery steps are whole seconds, so neither a sample nor an inner subquery timestamp ever
