@@ -19,12 +19,35 @@ use crate::range_functions::{
 };
 use crate::value::Point;
 
+/// Series handled per block by the streaming forms ([`instant_each`], [`apply_views_each`]):
+/// enough to keep every core busy, few enough that a consumer folding rows as they come (an
+/// aggregation) never holds many.
+const BLOCK: usize = 1024;
+
+/// A consumer of rows, handed them one at a time in order.
+pub(crate) type Sink<'s> = dyn FnMut(Row) -> Result<()> + 's;
+
 /// The newest sample of each series within the lookback window, at every step.
 pub(super) fn instant(
     ev: &mut Evaluator<'_>,
     selector: &VectorSelector,
     grid: Grid,
 ) -> Result<Batch> {
+    let mut rows = Vec::new();
+    instant_each(ev, selector, grid, &mut |row| {
+        rows.push(row);
+        Ok(())
+    })?;
+    Ok(Batch::Vector(rows))
+}
+
+/// [`instant`], handing rows to `sink` block by block instead of returning them.
+pub(super) fn instant_each(
+    ev: &mut Evaluator<'_>,
+    selector: &VectorSelector,
+    grid: Grid,
+    sink: &mut Sink<'_>,
+) -> Result<()> {
     let loaded = ev.loaded(selector)?;
     let lookback = ev.settings.lookback_delta;
     let references: Vec<i64> = grid
@@ -62,10 +85,21 @@ pub(super) fn instant(
             values,
         })
     };
-    let work = loaded.len().saturating_mul(grid.len);
-    let (rows, _) = chunked(ev.settings, loaded.len(), work, || (), each)?;
-    let rows: Vec<Row> = rows.into_iter().flatten().collect();
-    Ok(Batch::Vector(rows))
+    for first in (0..loaded.len()).step_by(BLOCK) {
+        let count = BLOCK.min(loaded.len() - first);
+        let work = count.saturating_mul(grid.len);
+        let (rows, _) = chunked(
+            ev.settings,
+            count,
+            work,
+            || (),
+            |state, index| each(state, first + index),
+        )?;
+        for row in rows.into_iter().flatten() {
+            sink(row)?;
+        }
+    }
+    Ok(())
 }
 
 /// One series as a range function sees it: samples without stale markers, in time order.
@@ -96,10 +130,37 @@ pub(super) fn range_function(
     call: &Call,
     grid: Grid,
 ) -> Result<Option<Batch>> {
-    let name = call.func.name;
-    if !handles(name) {
+    if !is_over_selector(call) {
         return Ok(None);
     }
+    let mut rows = Vec::new();
+    range_function_each(ev, call, grid, &mut |row| {
+        rows.push(row);
+        Ok(())
+    })?;
+    Ok(Some(Batch::Vector(rows)))
+}
+
+/// Whether `call` is a range function over a range selector.
+pub(super) fn is_over_selector(call: &Call) -> bool {
+    let name = call.func.name;
+    handles(name)
+        && call
+            .args
+            .args
+            .get(matrix_index(name))
+            .is_some_and(|arg| matches!(unwrap_parens(arg), Expr::MatrixSelector(_)))
+}
+
+/// [`range_function`] for a call [`is_over_selector`] accepts, handing rows to `sink` block by
+/// block instead of returning them.
+pub(super) fn range_function_each(
+    ev: &mut Evaluator<'_>,
+    call: &Call,
+    grid: Grid,
+    sink: &mut Sink<'_>,
+) -> Result<()> {
+    let name = call.func.name;
     let args: Vec<&Expr> = call.args.args.iter().map(|arg| arg.as_ref()).collect();
     let Some(arg) = args.get(matrix_index(name)).copied() else {
         return Err(Error::exec(format!(
@@ -107,7 +168,9 @@ pub(super) fn range_function(
         )));
     };
     let Expr::MatrixSelector(matrix) = unwrap_parens(arg) else {
-        return Ok(None);
+        return Err(Error::exec(format!(
+            "expected a range selector as the argument of {name}"
+        )));
     };
     let scalars = scalar_args(ev, name, &args, grid)?;
     let selector = &matrix.vs;
@@ -127,16 +190,15 @@ pub(super) fn range_function(
         arg,
         from_selector: true,
     };
-    apply_views(
+    apply_views_each(
         ev,
         &call,
-        loaded.len(),
-        |index| SeriesView::loaded(&loaded[index]),
+        (loaded.len(), &|index| SeriesView::loaded(&loaded[index])),
         &windows,
         &scalars,
         grid,
+        sink,
     )
-    .map(Some)
 }
 
 /// The scalar arguments of range function `name` at each step (`quantile_over_time`'s φ,
@@ -189,18 +251,23 @@ pub(crate) fn apply(
     grid: Grid,
 ) -> Result<Batch> {
     let series: Vec<WindowSeries> = series.collect();
-    apply_views(
+    let mut rows = Vec::new();
+    apply_views_each(
         ev,
         call,
-        series.len(),
-        |index| SeriesView::of(&series[index]),
+        (series.len(), &|index| SeriesView::of(&series[index])),
         windows,
         scalars,
         grid,
-    )
+        &mut |row| {
+            rows.push(row);
+            Ok(())
+        },
+    )?;
+    Ok(Batch::Vector(rows))
 }
 
-/// One series as [`apply_views`] reads it, borrowed where possible.
+/// One series as [`apply_views_each`] reads it, borrowed where possible.
 pub(crate) struct SeriesView<'a> {
     labels: &'a Labels,
     drop_name: bool,
@@ -263,17 +330,21 @@ struct StepTotals {
     in_windows: Vec<usize>,
 }
 
-/// [`apply`] over `count` series given by index; series are processed in parallel when the
-/// work is large, and annotations are made in series order afterwards.
-pub(crate) fn apply_views<'a>(
+/// The series a range function reads: how many, and each by index.
+pub(crate) type Views<'v, 'a> = (usize, &'v (dyn Fn(usize) -> SeriesView<'a> + Sync));
+
+/// [`apply`] over series given by index, handing rows to `sink` in series order, block by
+/// block; within a block, series are processed in parallel when the work is large, and
+/// annotations are made in series order afterwards.
+pub(crate) fn apply_views_each(
     ev: &mut Evaluator<'_>,
     call: &RangeCall<'_>,
-    count: usize,
-    view: impl Fn(usize) -> SeriesView<'a> + Sync,
+    (count, view): Views<'_, '_>,
     windows: &Windows,
     scalars: &[Vec<f64>],
     grid: Grid,
-) -> Result<Batch> {
+    sink: &mut Sink<'_>,
+) -> Result<()> {
     let (name, arg, from_selector) = (call.name, call.arg, call.from_selector);
     let keeps_name = name == "last_over_time" || name == "first_over_time";
     let counter_function = name == "rate" || name == "increase";
@@ -363,50 +434,55 @@ pub(crate) fn apply_views<'a>(
         non_empty: vec![false; grid.len],
         in_windows: vec![0; grid.len],
     };
-    let work = count.saturating_mul(grid.len);
-    let (outcomes, parts) = chunked(ev.settings, count, work, init, each)?;
     let mut non_empty = vec![false; grid.len];
     let mut in_windows = vec![0usize; grid.len];
-    for part in parts {
-        for (step, (some, held)) in part.non_empty.iter().zip(&part.in_windows).enumerate() {
-            non_empty[step] |= *some;
-            in_windows[step] += held;
-        }
-    }
-    let mut rows = Vec::new();
-    for outcome in outcomes {
-        if let Some((metric, overlap)) = &outcome.counter_note {
-            if *overlap {
-                let anchor = arg.to_string();
-                let metric = metric.as_deref().unwrap_or("");
-                ev.annotations
-                    .warn(annotations::start_time_overlap(metric), Some(&anchor));
-            }
-            if from_selector {
-                note_possible_non_counter(ev, metric.as_deref(), arg);
+    for first in (0..count).step_by(BLOCK) {
+        let block = BLOCK.min(count - first);
+        let work = block.saturating_mul(grid.len);
+        let (outcomes, parts) = chunked(ev.settings, block, work, init, |totals, index| {
+            each(totals, first + index)
+        })?;
+        for part in parts {
+            for (step, (some, held)) in part.non_empty.iter().zip(&part.in_windows).enumerate() {
+                non_empty[step] |= *some;
+                in_windows[step] += held;
             }
         }
-        rows.extend(outcome.row);
+        let peak = in_windows.iter().copied().max().unwrap_or(0);
+        ev.add_samples(peak)?;
+        ev.release_samples(peak);
+        for outcome in outcomes {
+            if let Some((metric, overlap)) = &outcome.counter_note {
+                if *overlap {
+                    let anchor = arg.to_string();
+                    let metric = metric.as_deref().unwrap_or("");
+                    ev.annotations
+                        .warn(annotations::start_time_overlap(metric), Some(&anchor));
+                }
+                if from_selector {
+                    note_possible_non_counter(ev, metric.as_deref(), arg);
+                }
+            }
+            if let Some(row) = outcome.row {
+                sink(row)?;
+            }
+        }
     }
-    let peak = in_windows.iter().copied().max().unwrap_or(0);
-    ev.add_samples(peak)?;
-    ev.release_samples(peak);
     check_steps(ev, call, scalars, &non_empty)?;
     if name == "absent_over_time" {
         let values = non_empty
             .iter()
             .map(|&non_empty| (!non_empty).then_some(1.0))
             .collect::<Vec<_>>();
-        if values.iter().all(Option::is_none) {
-            return Ok(Batch::Vector(Vec::new()));
+        if values.iter().any(Option::is_some) {
+            sink(Row {
+                labels: absent_labels(unwrap_parens(arg)),
+                drop_name: true,
+                values,
+            })?;
         }
-        return Ok(Batch::Vector(vec![Row {
-            labels: absent_labels(unwrap_parens(arg)),
-            drop_name: true,
-            values,
-        }]));
     }
-    Ok(Batch::Vector(rows))
+    Ok(())
 }
 
 /// The per-step checks the step-wise evaluator makes on a non-empty range vector: an invalid
