@@ -6,7 +6,10 @@
 //! ([`Error::kind`]) and its warning/info annotations where they are cheap to produce. The crate
 //! knows nothing about HTTP or gRPC; services wrap it.
 //!
-//! Queries are parsed with the `promql-parser` crate and its AST is evaluated directly. Series
+//! Queries are parsed with the `promql-parser` crate. Every node of the AST is evaluated once
+//! for all steps of the query (`batch`): one step for an instant query, every step of a range
+//! query at once, so label work (output label sets, groups, vector matching) is done once per
+//! series and per-step work touches only numbers. Series
 //! come from a [`Queryable`]: a synchronous trait returning lazy streams of series and samples,
 //! so a chunk-backed store can decode while the engine consumes. [`MemoryStorage`] is the
 //! in-memory implementation used by tests and the conformance runner
@@ -23,13 +26,13 @@
 //!   removal ([`value::Element::drop_name`]); the name is removed, and duplicate label sets are
 //!   rejected, once at the end of the query. So `label_replace(rate(x[1m]), ...)` still sees
 //!   the name, as in Prometheus with `--enable-feature=promql-delayed-name-removal`.
-//! - Range queries evaluate the expression independently at each step and key the result by
-//!   label set, so instant and range evaluation share one code path and always agree. The one
-//!   exception is a speed-up with the same results: aggregations (`sum avg min max count
-//!   group`) directly over a selector or over a single-argument range function such as `rate`
-//!   are computed series-major for all steps at once (`fast_path`), with the same per-series
-//!   functions and the same per-step accumulation order, so values are bit-identical
-//!   (`tests/range_consistency.rs` checks this).
+//! - Instant and range queries share one code path: an instant query is a grid of one step.
+//!   Range results equal instant queries at each step bit for bit: per-series kernels are
+//!   shared and each step sees a vector's series in the same order
+//!   (`tests/range_consistency.rs` checks this, including the parallel path).
+//! - Per-series work (selectors' lookback, range functions' windows) is split over the
+//!   available cores in contiguous chunks (`batch::parallel`); results and annotations keep
+//!   series order, so the answer does not depend on the number of threads.
 //! - Selector data is fetched once per query for the whole time range it can touch
 //!   (offsets, `@`, subqueries included); the per-step walk only slices it. Subquery inner
 //!   results are reused across steps, as inner timestamps are aligned to absolute multiples of
@@ -56,14 +59,17 @@
 //! - [`engine`]: [`Engine`], options, instant/range entry points, final name removal.
 //! - `depth`: the depth bound, stack growth for deep trees, [`ParsedExpr`]; `budget`: the
 //!   memory budget shared by concurrent queries.
-//! - `eval`: the per-timestamp evaluator, selectors, sample accounting; `subquery`: subqueries
-//!   and their compact, accounted cache of inner results;
-//!   `invariant` finds `@`-pinned sub-expressions that are evaluated once per range query.
-//! - `binary`: arithmetic, comparison and set operators, vector matching, `fill` modifiers.
-//! - `aggregate`: aggregation operators.
+//! - `batch`: the evaluation path: a node over a grid of steps (`Grid`, `Batch`, `Row`);
+//!   `batch::selector` (selectors, range functions over windows, streaming by blocks),
+//!   `batch::aggregate`, `batch::binary`, `batch::functions`, `batch::subquery`, and
+//!   `batch::parallel` (per-series work over the cores). A node the path does not cover runs
+//!   through `batch::fallback`, the step-wise evaluator with its children precomputed.
+//! - `eval`: selector data loading and sample accounting, and the step-wise evaluator used by
+//!   the fallback; `subquery`: its subqueries; `invariant` finds `@`-pinned sub-expressions.
+//! - `binary`: arithmetic, comparison and set operators, vector matching, `fill` modifiers
+//!   (the kernels both paths share).
+//! - `aggregate`: aggregation operators and their update rules.
 //! - `functions`, `range_functions`, `histogram`, `info`, `date`: the function library.
-//! - `fast_path`: series-major evaluation of aggregations over selectors and range functions
-//!   in range queries.
 //! - `parse`: glue to `promql-parser` (durations, `@`, offsets, matchers).
 //! - `syntax`: Prometheus-worded parse errors, Go string unquoting.
 //! - `annotations`, `format`, `hash`: annotation texts, Go-compatible number formatting,
@@ -114,10 +120,9 @@
 //! # Not supported yet
 //!
 //! Native histograms (samples are floats only), and the `anchored`/`smoothed` range modifiers
-//! and duration arithmetic (the parser cannot read them). Expressions pinned with `@` are
-//! re-evaluated at every step of a range query rather than once; the sample limit is counted per
-//! step plus the accumulated result and the subquery caches, which approximates Prometheus' peak
-//! accounting.
+//! and duration arithmetic (the parser cannot read them). The sample limit counts what each
+//! node's result holds while it lives and, for range functions, the samples in all windows of
+//! one step, which approximates Prometheus' peak accounting.
 
 mod aggregate;
 mod annotations;
