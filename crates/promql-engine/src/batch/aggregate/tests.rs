@@ -239,6 +239,11 @@ const QUERIES: &[&str] = &[
     "count_values by (job) (\"v\", n)",
     "sum(topk by (job) (2, m))",
     "sum by (job) (count_values without (instance) (\"v\", m))",
+    // Parameters that change, turn NaN or invalid at some steps only.
+    "topk(scalar(n{instance=\"0\"}) - 20, m)",
+    "bottomk by (job) (scalar(m{job=\"a\", instance=\"3\"}), m)",
+    "limit_ratio(scalar(m{job=\"a\", instance=\"3\"}) / 1000, m)",
+    "quantile(scalar(m{job=\"b\", instance=\"3\"}) / 100, m)",
     "sum(nothing)",
     "topk(2, nothing)",
 ];
@@ -317,4 +322,43 @@ fn output_labels_and_counts_of_count_values() {
         ]
     );
     assert!(rows.iter().all(|row| row.2 == [Some(1.0f64.to_bits())]));
+}
+
+/// Timing of the batch path against the step-wise fallback on a larger range query; run with
+/// `cargo test -p promql-engine --lib aggregation_speed -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn aggregation_speed() {
+    let mut storage = MemoryStorage::new();
+    let mut rng = Rng(7);
+    for job in 0..20 {
+        for instance in 0..150 {
+            let labels = Labels::from_pairs([
+                ("__name__", "big".to_string()),
+                ("job", job.to_string()),
+                ("instance", instance.to_string()),
+            ]);
+            let samples: Vec<Sample> = (0..240)
+                .map(|i| Sample::new(START + i * SCRAPE, rng.below(1000) as f64))
+                .collect();
+            storage.append(labels, samples);
+        }
+    }
+    let grid = Grid::new(START, START + 239 * SCRAPE, SCRAPE);
+    for query in [
+        "sum by (job) (big)",
+        "avg(big)",
+        "quantile by (job) (0.9, big)",
+        "topk by (job) (3, big)",
+        "count_values by (job) (\"v\", big)",
+    ] {
+        let began = std::time::Instant::now();
+        let batch = run_batch(&storage, query, grid);
+        let batch_time = began.elapsed();
+        let began = std::time::Instant::now();
+        let fallback = run_fallback(&storage, query, grid);
+        let fallback_time = began.elapsed();
+        assert_eq!(batch, fallback, "{query}");
+        println!("{query}: batch {batch_time:?}, step-wise {fallback_time:?}");
+    }
 }
