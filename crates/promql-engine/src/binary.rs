@@ -32,7 +32,8 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    fn parse(token: &str) -> Result<Self> {
+    /// The operator named by `token`.
+    pub(crate) fn parse(token: &str) -> Result<Self> {
         Ok(match token {
             "+" => Op::Add,
             "-" => Op::Sub,
@@ -54,11 +55,13 @@ impl Op {
         })
     }
 
-    fn is_comparison(self) -> bool {
+    /// `==`, `!=`, `>`, `<`, `>=`, `<=`.
+    pub(crate) fn is_comparison(self) -> bool {
         matches!(self, Op::Eq | Op::Ne | Op::Gt | Op::Lt | Op::Ge | Op::Le)
     }
 
-    fn is_set(self) -> bool {
+    /// `and`, `or`, `unless`.
+    pub(crate) fn is_set(self) -> bool {
         matches!(self, Op::And | Op::Or | Op::Unless)
     }
 }
@@ -106,7 +109,8 @@ fn go_pow(x: f64, y: f64) -> f64 {
     x.powf(y)
 }
 
-fn changes_metric_schema(op: Op) -> bool {
+/// Whether the result of `op` is no longer the metric of its operand (arithmetic).
+pub(crate) fn changes_metric_schema(op: Op) -> bool {
     matches!(
         op,
         Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Mod | Op::Pow | Op::Atan2
@@ -189,17 +193,18 @@ fn vector_scalar(
 
 /// How two vectors are matched: `on`/`ignoring` labels, cardinality, `group_*` labels, fill.
 #[derive(Debug)]
-struct Matching {
+pub(crate) struct Matching {
     on: bool,
     labels: Vec<String>,
-    card: Card,
+    pub(crate) card: Card,
     include: Vec<String>,
-    fill_lhs: Option<f64>,
-    fill_rhs: Option<f64>,
+    pub(crate) fill_lhs: Option<f64>,
+    pub(crate) fill_rhs: Option<f64>,
 }
 
+/// The cardinality of a vector matching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Card {
+pub(crate) enum Card {
     OneToOne,
     ManyToOne,
     OneToMany,
@@ -207,7 +212,8 @@ enum Card {
 }
 
 impl Matching {
-    fn from_expr(expr: &BinaryExpr) -> Self {
+    /// The matching of a binary expression.
+    pub(crate) fn from_expr(expr: &BinaryExpr) -> Self {
         let mut matching = Matching {
             on: false,
             labels: Vec::new(),
@@ -244,7 +250,7 @@ impl Matching {
     }
 
     /// The labels two elements must agree on.
-    fn signature(&self, labels: &Labels) -> Labels {
+    pub(crate) fn signature(&self, labels: &Labels) -> Labels {
         if self.on {
             let kept: Vec<Label> = labels
                 .iter()
@@ -296,7 +302,8 @@ fn set_operation(
     }
 }
 
-fn vector_vector(
+/// One step of an arithmetic or comparison operation between two vectors.
+pub(crate) fn vector_vector(
     op: Op,
     lhs: Vec<Element>,
     rhs: Vec<Element>,
@@ -448,7 +455,8 @@ fn match_labels_display(labels: &Labels, matching: &Matching) -> String {
     match_labels(labels, matching).to_string()
 }
 
-fn result_labels(many: &Labels, one: &Labels, op: Op, matching: &Matching) -> Labels {
+/// The labels of the result of matching `many` with `one`.
+pub(crate) fn result_labels(many: &Labels, one: &Labels, op: Op, matching: &Matching) -> Labels {
     let mut labels = many.clone();
     if changes_metric_schema(op) {
         labels = drop_metadata_labels(&labels);
