@@ -201,6 +201,7 @@ pub(super) fn vector_vector(
         let partners = groups.one_of[sig].len();
         let mut active = vec![false; partners + 1];
         let mut outputs: Vec<Option<Vec<Option<f64>>>> = vec![None; partners + 1];
+        let first_of_row = out.len();
         for (step, many_value) in many_row.values.iter().enumerate() {
             let Some(many_value) = *many_value else {
                 continue;
@@ -245,12 +246,25 @@ pub(super) fn vector_vector(
                     .or_default()
                     .push((index, partner));
             }
-            if let Some(values) = values {
-                out.push(Row {
+            let Some(values) = values else { continue };
+            // Partners are never active at the same step: rows of this many-side row with the
+            // same result labels are one series.
+            match out[first_of_row..]
+                .iter_mut()
+                .find(|row| row.labels == labels)
+            {
+                Some(row) => {
+                    for (slot, value) in row.values.iter_mut().zip(values) {
+                        if value.is_some() {
+                            *slot = value;
+                        }
+                    }
+                }
+                None => out.push(Row {
                     labels,
                     drop_name: return_bool,
                     values,
-                });
+                }),
             }
         }
     }

@@ -74,7 +74,11 @@ fn storage() -> MemoryStorage {
         series(
             &mut storage,
             &[("__name__", "bb"), ("job", job), ("extra", "old")],
-            |s| (s < 40).then_some(3.0),
+            |s| match s {
+                ..40 => Some(3.0),
+                40 => Some(stale),
+                _ => None,
+            },
         );
         series(
             &mut storage,
@@ -221,7 +225,7 @@ fn operators_equal_step_wise() {
         // Vector and vector, one to one.
         "a + c",
         "a - on(job, instance) c",
-        "a * ignoring(instance) c",
+        "a * ignoring(k) c",
         "a / c > 0.5",
         "a > c",
         "a < bool c",
@@ -262,22 +266,26 @@ fn operators_equal_step_wise() {
         "c / on(job, instance) fill_left(100) fill_right(7) a",
         "a * ignoring(instance) group_left fill(1) b",
         "b - on(job) group_right fill_left(5) a",
-        // Errors, at some steps only.
+    ];
+    for query in queries {
+        match check(&storage, query) {
+            Ok(count) => assert!(count > 0, "{query}: nothing compared"),
+            Err(error) => panic!("{query}: {error}"),
+        }
+    }
+    // Both paths fail, with the same message, at some step.
+    let failing = [
         "a + on(job) b",
+        "a * ignoring(instance) c",
         "a + on(job) group_left dup",
         "dup + on(job) group_right a",
         "e + on(job) group_left(instance) b",
         "a + ignoring(instance) fill(0) b",
+        "a + on(job) group_left(extra) (bb or on(job, extra) dup)",
     ];
-    let mut errors = 0;
-    for query in queries {
-        match check(&storage, query) {
-            Ok(count) => assert!(count > 0, "{query}: nothing compared"),
-            Err(_) => errors += 1,
-        }
+    for query in failing {
+        assert!(check(&storage, query).is_err(), "{query}: no error");
     }
-    // The error cases above do fail (both paths agreeing on the message).
-    assert!(errors >= 4, "only {errors} queries failed");
 }
 
 #[test]
@@ -307,4 +315,45 @@ fn errors_are_raised_at_the_step_they_occur() {
         error.contains("grouping labels must ensure unique matches"),
         "{error}"
     );
+}
+
+#[test]
+fn a_series_matched_by_successive_partners_is_one_row() {
+    let storage = storage();
+    // `bb` of each job is replaced by another series half way: each `a` series still makes one
+    // row, with values before and after the change.
+    let query = "a + on(job) group_left bb";
+    let expr = crate::parse::parse_expr(query).expect("query parses");
+    let settings = settings();
+    let grid = Grid::new(START, START + (SCRAPES - 1) * SCRAPE, SCRAPE);
+    let mut ev = Evaluator::new(
+        &storage,
+        &settings,
+        grid.start,
+        grid.ts(grid.len - 1),
+        SCRAPE,
+    );
+    ev.prefetch(&expr).expect("prefetch");
+    let Batch::Vector(rows) = batch::eval(&mut ev, &expr, grid).expect("evaluates") else {
+        panic!("{query}: not a vector");
+    };
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    let mut both = 0;
+    for row in &rows {
+        assert!(
+            row.values[30].is_some(),
+            "{}: no value before the change",
+            row.labels
+        );
+        // The third instance of `a` stops at scrape 40.
+        if row.labels.get("instance") != Some("2") {
+            assert!(
+                row.values[60].is_some(),
+                "{}: no value after it",
+                row.labels
+            );
+            both += 1;
+        }
+    }
+    assert_eq!(both, 4);
 }
