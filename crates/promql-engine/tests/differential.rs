@@ -45,7 +45,8 @@
 //!   counters, never a `sum` of them (a sum drops only slightly when one member resets).
 //! - **Kahan summation** (`sum`, `avg`, `*_over_time` since 2.54) only moves low-order digits:
 //!   covered by the value tolerance. A comparison turns such a digit into a presence, so no
-//!   comparison filters a float aggregate against one of its own members.
+//!   comparison filters a float aggregate against one of its own members, and `%` (which jumps
+//!   by its divisor) only takes exactly integral values.
 //! - **Regex `.` and newlines**: no label value contains a newline.
 //! - **Delayed `__name__` removal** (3.x behaviour in this engine): no query reads `__name__`
 //!   after a name-dropping function (`label_replace` sources are `instance`/`job` only), and `or`
@@ -107,6 +108,88 @@ fn spec() -> Spec {
         histogram_methods: 2,
         seed: 42,
     }
+}
+
+/// Shapes whose presence can be read off the query text: the shape, and a pattern that must
+/// match exactly the generated texts tagged with it.
+const VISIBLE_SHAPES: &[(Shape, &str)] = &[
+    (Shape::MatchEqual, r#"[a-z_]=""#),
+    (Shape::MatchNotEqual, r#"[a-z_]!=""#),
+    (Shape::MatchRegex, r#"[a-z_]=~""#),
+    (Shape::MatchNotRegex, r#"[a-z_]!~""#),
+    (Shape::AbsentOverTime, r"absent_over_time\("),
+    (Shape::Absent, r"(^|[^_])absent\("),
+    (Shape::Topk, r"topk "),
+    (Shape::Bottomk, r"bottomk "),
+    (Shape::Quantile, r"(^|[^_])quantile "),
+    (Shape::CountValues, r"count_values "),
+    (Shape::On, r" on \("),
+    (Shape::Ignoring, r" ignoring \("),
+    (Shape::GroupLeft, r" group_left"),
+    (Shape::GroupRight, r" group_right"),
+    (Shape::ComparisonBool, r" bool "),
+    (Shape::And, r" and "),
+    (Shape::Or, r" or "),
+    (Shape::Unless, r" unless "),
+    (Shape::Subquery, r"\[[0-9a-z]+:[0-9a-z]*\]"),
+    (Shape::LabelReplace, r"label_replace\("),
+    (Shape::LabelJoin, r"label_join\("),
+    (Shape::HistogramQuantile, r"histogram_quantile\("),
+    (Shape::AtTimestamp, r"@ [0-9]"),
+    (Shape::AtStart, r"@ start\(\)"),
+    (Shape::AtEnd, r"@ end\(\)"),
+    (Shape::Offset, r" offset "),
+    (Shape::ScalarFunction, r"scalar\("),
+    (Shape::VectorFunction, r"vector\("),
+    (Shape::Time, r"(^|[^a-z_])time\(\)"),
+    (Shape::Timestamp, r"timestamp\("),
+    (Shape::Sort, r"sort(_desc)?\("),
+];
+
+/// Without Prometheus: the generated queries contain every shape, and a shape that shows in the
+/// text is tagged exactly when it is there (so the tally counts what it claims to).
+#[test]
+fn generator_covers_every_shape_and_tags_it_truthfully() {
+    let spec = spec();
+    let end_s = spec.start_s + spec.scrapes as i64 * spec.interval_s;
+    let mut generator = QueryGen::new(SEED, (spec.start_s + 600, end_s));
+    let queries: Vec<Generated> = (0..QUERIES).map(|_| generator.query()).collect();
+    let subquery = regex::Regex::new(r"\[[0-9a-z]+:[0-9a-z]*\]").expect("valid regex");
+    let mut wrong = Vec::new();
+    for (shape, pattern) in VISIBLE_SHAPES {
+        let pattern = regex::Regex::new(pattern).expect("valid regex");
+        for query in &queries {
+            let tagged = query.shapes.contains(shape);
+            if tagged != pattern.is_match(&query.text) {
+                wrong.push(format!("{} tagged {tagged}: {}", shape.name(), query.text));
+            }
+        }
+    }
+    for query in &queries {
+        let nested = query.shapes.contains(&Shape::NestedSubquery);
+        if nested && subquery.find_iter(&query.text).count() < 2 {
+            wrong.push(format!(
+                "nested subquery without two subqueries: {}",
+                query.text
+            ));
+        }
+        if let Err(error) = promql_parser::parser::parse(&query.text) {
+            wrong.push(format!("does not parse ({error}): {}", query.text));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} wrong tags:\n{}",
+        wrong.len(),
+        wrong[..wrong.len().min(20)].join("\n")
+    );
+    let missing: Vec<&str> = Shape::ALL
+        .iter()
+        .filter(|shape| **shape != Shape::InstantQuery && **shape != Shape::RangeQuery)
+        .filter(|shape| !queries.iter().any(|query| query.shapes.contains(shape)))
+        .map(|shape| shape.name())
+        .collect();
+    assert!(missing.is_empty(), "never generated: {missing:?}");
 }
 
 /// A top-level `sort`/`sort_desc` orders an instant result.

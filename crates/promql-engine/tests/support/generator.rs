@@ -268,6 +268,9 @@ impl QueryGen {
         self.mark(Shape::HistogramQuantile);
         let q = self.pick(&["0.5", "0.9", "0.99", "0.25"]);
         let matchers = self.pick(&["", r#"{job="api"}"#, r#"{method=~"get|put"}"#]);
+        if !matchers.is_empty() {
+            self.mark_matcher(&matchers);
+        }
         let range = self.pick(&["1m", "5m", "10m"]);
         if self.rng.chance(0.25) {
             return format!(
@@ -286,7 +289,7 @@ impl QueryGen {
         let range = self.pick(&["2m", "5m"]);
         let (shapes, text): (&[Shape], String) = match self.rng.below(11) {
             0 => (
-                &[Shape::On, Shape::Sum, Shape::RateFamily],
+                &[Shape::On, Shape::Sum, Shape::RateFamily, Shape::MatchEqual],
                 format!(
                     "sum by (job) (rate(app_requests_total{{code=\"500\"}}[{range}])) / on (job) sum by (job) (rate(app_requests_total[{range}]))"
                 ),
@@ -321,7 +324,13 @@ impl QueryGen {
                 ),
             ),
             6 => (
-                &[Shape::Ignoring, Shape::GroupRight, Shape::Sum, Shape::RateFamily],
+                &[
+                    Shape::Ignoring,
+                    Shape::GroupRight,
+                    Shape::Sum,
+                    Shape::RateFamily,
+                    Shape::MatchEqual,
+                ],
                 format!(
                     "sum by (job, instance) (rate(app_errors_total[{range}])) / ignoring (method, code) group_right rate(app_requests_total{{code=\"500\"}}[{range}])"
                 ),
@@ -520,22 +529,25 @@ impl QueryGen {
     /// Expressions with exact integral values whatever the summation order (`count_values`
     /// turns values into labels, so last-bit differences must not exist).
     fn integral(&mut self) -> String {
-        let (range, counter, gauge) = (self.pick(&RANGES), self.counter(), self.gauge());
+        let range = self.pick(&RANGES);
         let (shape, text) = match self.rng.below(4) {
             0 => (
                 Shape::OverTime,
-                format!("count_over_time({gauge}[{range}])"),
+                format!("count_over_time({}[{range}])", self.gauge()),
             ),
             1 => (
                 Shape::CounterChanges,
-                format!("changes({counter}[{range}])"),
+                format!("changes({}[{range}])", self.counter()),
             ),
-            2 => (Shape::CounterChanges, format!("resets({counter}[{range}])")),
+            2 => (
+                Shape::CounterChanges,
+                format!("resets({}[{range}])", self.counter()),
+            ),
             _ => {
                 self.mark(Shape::MathFunction);
                 (
                     Shape::OverTime,
-                    format!("floor(max_over_time({gauge}[{range}]))"),
+                    format!("floor(max_over_time({}[{range}]))", self.gauge()),
                 )
             }
         };
@@ -714,9 +726,8 @@ impl QueryGen {
             19 => self.absent(),
             20 => {
                 self.mark(Shape::UnaryMinus);
-                let inner = self.vector(depth - 1);
                 if self.rng.chance(0.5) {
-                    format!("-({inner})")
+                    format!("-({})", self.vector(depth - 1))
                 } else {
                     format!("-{}", self.leaf())
                 }
@@ -752,6 +763,12 @@ impl QueryGen {
 
     /// Vector-scalar (or scalar-vector) arithmetic and comparisons.
     fn vector_scalar(&mut self, depth: usize) -> String {
+        if self.rng.chance(0.08) {
+            // `%` jumps by its divisor where a value crosses a multiple of it, so it only takes
+            // values that are exact whatever the summation order.
+            self.mark(Shape::VectorScalar);
+            return format!("({}) % 7", self.integral());
+        }
         let inner = self.vector(depth - 1);
         if self.rng.chance(0.3) {
             let scalar = self.scalar();
@@ -768,7 +785,6 @@ impl QueryGen {
             "{} < 1",
             "{} >= bool 0.5",
             "{} != bool 0",
-            "{} % 7",
             "{} ^ 2",
             "0.5 < {}",
             "2 == bool {}",
