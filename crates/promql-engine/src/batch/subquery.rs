@@ -294,14 +294,20 @@ impl Run<'_> {
                 )));
             }
         };
-        // Label sets met more than once in this segment get their new points sorted by time.
-        let mut seen: HashSet<Labels> = HashSet::new();
+        // Label sets met more than once in this segment (rows differing only in name removal)
+        // get their new points sorted by time.
         let mut unsorted: Vec<Labels> = Vec::new();
         for (index, row) in rows.into_iter().enumerate() {
             if index % INTERRUPT_EVERY == 0 {
                 ev.check_interrupt("query execution")?;
             }
-            if !seen.insert(row.labels.clone()) {
+            let repeated = self.buffer.get(&row.labels).is_some_and(|buffered| {
+                buffered
+                    .points
+                    .last()
+                    .is_some_and(|point| point.t >= segment.start)
+            });
+            if repeated && !unsorted.contains(&row.labels) {
                 unsorted.push(row.labels.clone());
             }
             let buffered = self.buffer.entry(row.labels).or_default();

@@ -149,7 +149,12 @@ fn run(
         let Expr::Call(call) = unwrap_parens(&expr) else {
             panic!("{query}: not a call")
         };
-        super::range_function(&mut ev, call, grid)
+        let outcome = super::range_function(&mut ev, call, grid);
+        if outcome.is_ok() {
+            // Everything held while computing was released; the caller counts the result.
+            assert_eq!(ev.step_samples, 0, "{query}: samples left counted");
+        }
+        outcome
             .map(|batch| rows_to_steps(batch.expect("handled natively"), grid))
             .map_err(|error| error.to_string())
     } else {
