@@ -208,9 +208,15 @@ impl<'a> Evaluator<'a> {
             start = at;
             end = at;
         }
+        // A selector's own `@` pins it: enclosing subqueries' ranges and offsets move only the
+        // evaluation times, which the `@` overrides.
+        let mut subquery_range = path.subquery_range;
+        let mut subquery_offset = path.subquery_offset;
         if let Some(at) = at_ms(selector.at.as_ref(), self.start, self.end) {
             start = at;
             end = at;
+            subquery_range = 0;
+            subquery_offset = 0;
         }
         start = start.saturating_sub(if range == 0 {
             self.settings.lookback_delta
@@ -220,11 +226,9 @@ impl<'a> Evaluator<'a> {
         let offset = offset_ms(selector.offset.as_ref());
         start = start
             .saturating_sub(offset)
-            .saturating_sub(path.subquery_range)
-            .saturating_sub(path.subquery_offset);
-        end = end
-            .saturating_sub(offset)
-            .saturating_sub(path.subquery_offset);
+            .saturating_sub(subquery_range)
+            .saturating_sub(subquery_offset);
+        end = end.saturating_sub(offset).saturating_sub(subquery_offset);
         let hints = SelectHints {
             start: start.saturating_add(1),
             end,

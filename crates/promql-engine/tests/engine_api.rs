@@ -257,3 +257,19 @@ fn range_spans_beyond_64_bits_are_refused() {
     );
     assert!(result.is_ok(), "{result:?}");
 }
+
+/// A selector's own `@` pins it inside a subquery: the subquery's offset and range move only the
+/// inner evaluation times, so the pinned data must still be loaded.
+#[test]
+fn pinned_selector_inside_an_offset_subquery_is_loaded() {
+    check_instant(
+        "count_over_time((requests_total{job=\"a\"} @ 600)[5m:1m] offset 10m)",
+        1200,
+        &["{job=\"a\"} 5"],
+    );
+    check_instant(
+        "max_over_time((requests_total{job=\"a\"} @ 600)[5m:1m] offset 10m)",
+        1200,
+        &["{job=\"a\"} 40"],
+    );
+}
