@@ -53,7 +53,7 @@ pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
 }
 
 /// Go's `math.Max` / `math.Min`: NaN wins.
-fn go_max(a: f64, b: f64) -> f64 {
+pub(crate) fn go_max(a: f64, b: f64) -> f64 {
     if a.is_nan() || b.is_nan() {
         f64::NAN
     } else {
@@ -61,7 +61,8 @@ fn go_max(a: f64, b: f64) -> f64 {
     }
 }
 
-fn go_min(a: f64, b: f64) -> f64 {
+/// Go's `math.Min`: NaN wins.
+pub(crate) fn go_min(a: f64, b: f64) -> f64 {
     if a.is_nan() || b.is_nan() {
         f64::NAN
     } else {
@@ -69,6 +70,7 @@ fn go_min(a: f64, b: f64) -> f64 {
     }
 }
 
+/// Evaluates a function call at `ts`.
 pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<StepValue> {
     let name = call.func.name;
     let args: Vec<&Expr> = call.args.args.iter().map(|arg| arg.as_ref()).collect();
@@ -126,8 +128,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<StepV
                 drop_name: false,
             }]))
         }
-        "label_replace" => label_replace(ev, &args, ts),
-        "label_join" => label_join(ev, &args, ts),
+        "label_replace" | "label_join" => relabel(ev, name, &args, ts),
         "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => sort(ev, name, &args, ts),
         "timestamp" => {
             let from_selector = args
@@ -206,7 +207,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<StepV
                 1.0
             };
             let inverse = 1.0 / to_nearest;
-            map_values(ev, &args, ts, |v| (v * inverse + 0.5).floor() / inverse)
+            map_values(ev, &args, ts, |v| round_to(v, inverse))
         }
         "clamp" | "clamp_min" | "clamp_max" => {
             let vector = vector_arg(ev, &args, 0, ts)?;
@@ -222,7 +223,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<StepV
                 vector
                     .into_iter()
                     .map(|element| Element {
-                        v: go_max(min, go_min(max, element.v)),
+                        v: clamp(element.v, min, max),
                         t: ts,
                         drop_name: true,
                         labels: element.labels,
@@ -240,7 +241,18 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<StepV
     }
 }
 
-fn math_function(name: &str) -> Option<fn(f64) -> f64> {
+/// `round`'s rounding of `v` to the nearest multiple of `1 / inverse` (ties up).
+pub(crate) fn round_to(v: f64, inverse: f64) -> f64 {
+    (v * inverse + 0.5).floor() / inverse
+}
+
+/// `clamp`'s value of `v` between `min` and `max` (NaN wins).
+pub(crate) fn clamp(v: f64, min: f64, max: f64) -> f64 {
+    go_max(min, go_min(max, v))
+}
+
+/// The function of a one-argument math function (`abs`, `ln`, `sgn`, ...), if `name` is one.
+pub(crate) fn math_function(name: &str) -> Option<fn(f64) -> f64> {
     Some(match name {
         "abs" => f64::abs,
         "ceil" => f64::ceil,
@@ -360,76 +372,150 @@ fn is_valid_label_name(name: &str) -> bool {
     !name.is_empty()
 }
 
-fn label_replace(ev: &mut Evaluator<'_>, args: &[&Expr], ts: i64) -> Result<StepValue> {
-    let destination = string_arg(args, 1)?;
-    let replacement = string_arg(args, 2)?;
-    let source = string_arg(args, 3)?;
-    let pattern = string_arg(args, 4)?;
-    let regex = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|_| {
-        Error::exec(format!(
-            "invalid regular expression in label_replace(): {pattern}"
-        ))
-    })?;
-    if !is_valid_label_name(&destination) {
-        return Err(Error::exec(format!(
-            "invalid destination label name in label_replace(): {destination}"
-        )));
-    }
-    let mut vector = vector_arg(ev, args, 0, ts)?;
-    for element in &mut vector {
-        let value = element.labels.get(&source).unwrap_or("").to_string();
-        if let Some(captures) = regex.captures(&value) {
-            let mut expanded = String::new();
-            captures.expand(&replacement, &mut expanded);
-            element.labels.set(destination.clone(), expanded);
-            if destination == METRIC_NAME {
-                element.drop_name = false;
-            }
-        }
-        element.t = ts;
-    }
-    Ok(StepValue::Vector(vector))
+/// A `label_replace` or `label_join` call's string arguments, checked, ready to relabel series.
+pub(crate) enum Relabel {
+    /// `label_replace(v, destination, replacement, source, regex)`.
+    Replace {
+        destination: String,
+        replacement: String,
+        source: String,
+        regex: regex::Regex,
+    },
+    /// `label_join(v, destination, separator, sources...)`.
+    Join {
+        destination: String,
+        separator: String,
+        sources: Vec<String>,
+    },
 }
 
-fn label_join(ev: &mut Evaluator<'_>, args: &[&Expr], ts: i64) -> Result<StepValue> {
-    let destination = string_arg(args, 1)?;
-    let separator = string_arg(args, 2)?;
-    let mut sources = Vec::new();
-    for index in 3..args.len() {
-        let source = string_arg(args, index)?;
-        if !is_valid_label_name(&source) {
+impl Relabel {
+    /// Reads and checks the string arguments of `label_replace` / `label_join` (`name`).
+    pub(crate) fn of(name: &str, args: &[&Expr]) -> Result<Self> {
+        if name == "label_replace" {
+            let destination = string_arg(args, 1)?;
+            let replacement = string_arg(args, 2)?;
+            let source = string_arg(args, 3)?;
+            let pattern = string_arg(args, 4)?;
+            let regex = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|_| {
+                Error::exec(format!(
+                    "invalid regular expression in label_replace(): {pattern}"
+                ))
+            })?;
+            if !is_valid_label_name(&destination) {
+                return Err(Error::exec(format!(
+                    "invalid destination label name in label_replace(): {destination}"
+                )));
+            }
+            return Ok(Relabel::Replace {
+                destination,
+                replacement,
+                source,
+                regex,
+            });
+        }
+        let destination = string_arg(args, 1)?;
+        let separator = string_arg(args, 2)?;
+        let mut sources = Vec::new();
+        for index in 3..args.len() {
+            let source = string_arg(args, index)?;
+            if !is_valid_label_name(&source) {
+                return Err(Error::exec(format!(
+                    "invalid source label name in label_join(): {source}"
+                )));
+            }
+            sources.push(source);
+        }
+        if !is_valid_label_name(&destination) {
             return Err(Error::exec(format!(
-                "invalid source label name in label_join(): {source}"
+                "invalid destination label name in label_join(): {destination}"
             )));
         }
-        sources.push(source);
+        Ok(Relabel::Join {
+            destination,
+            separator,
+            sources,
+        })
     }
-    if !is_valid_label_name(&destination) {
-        return Err(Error::exec(format!(
-            "invalid destination label name in label_join(): {destination}"
-        )));
+
+    /// Relabels one series: sets the destination label and keeps a name written there.
+    pub(crate) fn apply(&self, labels: &mut Labels, drop_name: &mut bool) {
+        match self {
+            Relabel::Replace {
+                destination,
+                replacement,
+                source,
+                regex,
+            } => {
+                let value = labels.get(source).unwrap_or("").to_string();
+                if let Some(captures) = regex.captures(&value) {
+                    let mut expanded = String::new();
+                    captures.expand(replacement, &mut expanded);
+                    labels.set(destination.clone(), expanded);
+                    if destination == METRIC_NAME {
+                        *drop_name = false;
+                    }
+                }
+            }
+            Relabel::Join {
+                destination,
+                separator,
+                sources,
+            } => {
+                let values: Vec<&str> = sources
+                    .iter()
+                    .map(|source| labels.get(source).unwrap_or(""))
+                    .collect();
+                let joined = values.join(separator);
+                labels.set(destination.clone(), joined);
+                if destination == METRIC_NAME {
+                    *drop_name = false;
+                }
+            }
+        }
     }
+}
+
+fn relabel(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], ts: i64) -> Result<StepValue> {
+    let relabel = Relabel::of(name, args)?;
     let mut vector = vector_arg(ev, args, 0, ts)?;
     for element in &mut vector {
-        let values: Vec<&str> = sources
-            .iter()
-            .map(|source| element.labels.get(source).unwrap_or(""))
-            .collect();
-        let joined = values.join(&separator);
-        element.labels.set(destination.clone(), joined);
-        if destination == METRIC_NAME {
-            element.drop_name = false;
-        }
+        relabel.apply(&mut element.labels, &mut element.drop_name);
         element.t = ts;
     }
     Ok(StepValue::Vector(vector))
 }
 
-fn sort(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], ts: i64) -> Result<StepValue> {
+/// Warns that sorting does nothing in a range query, when the query is one.
+pub(crate) fn note_sort(ev: &mut Evaluator<'_>, name: &str) {
     if ev.start != ev.end {
         ev.annotations
             .warn(annotations::sort_in_range_query(), Some(name));
     }
+}
+
+/// `sort_by_label`'s order: by the named labels (natural order), then by all labels.
+pub(crate) fn label_order(
+    labels: &[String],
+    descending: bool,
+    a: &Labels,
+    b: &Labels,
+) -> std::cmp::Ordering {
+    for label in labels {
+        let left = a.get(label).unwrap_or("");
+        let right = b.get(label).unwrap_or("");
+        if left == right {
+            continue;
+        }
+        let order = natural_cmp(left, right);
+        return if descending { order.reverse() } else { order };
+    }
+    let order = a.cmp(b);
+    if descending { order.reverse() } else { order }
+}
+
+fn sort(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], ts: i64) -> Result<StepValue> {
+    note_sort(ev, name);
     let mut vector = vector_arg(ev, args, 0, ts)?;
     for element in &mut vector {
         element.t = ts;
@@ -443,19 +529,7 @@ fn sort(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], ts: i64) -> Result<S
                 labels.push(string_arg(args, index)?);
             }
             let descending = name == "sort_by_label_desc";
-            vector.sort_by(|a, b| {
-                for label in &labels {
-                    let left = a.labels.get(label).unwrap_or("");
-                    let right = b.labels.get(label).unwrap_or("");
-                    if left == right {
-                        continue;
-                    }
-                    let order = natural_cmp(left, right);
-                    return if descending { order.reverse() } else { order };
-                }
-                let order = a.labels.cmp(&b.labels);
-                if descending { order.reverse() } else { order }
-            });
+            vector.sort_by(|a, b| label_order(&labels, descending, &a.labels, &b.labels));
         }
     }
     Ok(StepValue::Vector(vector))
@@ -497,20 +571,23 @@ pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     (a.len() - i).cmp(&(b.len() - j))
 }
 
+/// Date function `name` (`hour`, `year`, ...) of a Unix time in seconds.
+pub(crate) fn date_value(name: &str, seconds: f64) -> f64 {
+    let civil = prom_model::time::DateTime::from_unix_seconds(seconds as i64);
+    match name {
+        "days_in_month" => f64::from(civil.days_in_month()),
+        "day_of_month" => f64::from(civil.day),
+        "day_of_week" => f64::from(civil.weekday()),
+        "day_of_year" => f64::from(civil.day_of_year()),
+        "hour" => f64::from(civil.hour),
+        "minute" => f64::from(civil.minute),
+        "month" => f64::from(civil.month),
+        _ => civil.year as f64,
+    }
+}
+
 fn date_function(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], ts: i64) -> Result<StepValue> {
-    let compute = |seconds: f64| -> f64 {
-        let civil = prom_model::time::DateTime::from_unix_seconds(seconds as i64);
-        match name {
-            "days_in_month" => f64::from(civil.days_in_month()),
-            "day_of_month" => f64::from(civil.day),
-            "day_of_week" => f64::from(civil.weekday()),
-            "day_of_year" => f64::from(civil.day_of_year()),
-            "hour" => f64::from(civil.hour),
-            "minute" => f64::from(civil.minute),
-            "month" => f64::from(civil.month),
-            _ => civil.year as f64,
-        }
-    };
+    let compute = |seconds: f64| date_value(name, seconds);
     if args.is_empty() {
         return Ok(StepValue::Vector(vec![Element {
             labels: Labels::empty(),

@@ -11,10 +11,13 @@ use crate::value::Element;
 
 const SMALL_DELTA_TOLERANCE: f64 = 1e-12;
 
+/// One classic bucket: its upper bound (`le`) and cumulative count.
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
-    upper: f64,
-    count: f64,
+pub(crate) struct Bucket {
+    /// The bucket's upper bound.
+    pub(crate) upper: f64,
+    /// Observations at or below `upper`.
+    pub(crate) count: f64,
 }
 
 struct BucketGroup {
@@ -25,8 +28,10 @@ struct BucketGroup {
 /// Query text that locates the quantile argument and the bucket argument in annotations.
 #[derive(Debug, Default)]
 pub(crate) struct Anchors {
-    parameter: Option<String>,
-    buckets: Option<String>,
+    /// The quantile (or first scalar) argument's text.
+    pub(crate) parameter: Option<String>,
+    /// The bucket vector argument's text.
+    pub(crate) buckets: Option<String>,
 }
 
 impl Anchors {
@@ -43,7 +48,7 @@ impl Anchors {
 }
 
 /// Parses an `le` value as Go's `strconv.ParseFloat` would accept it.
-fn parse_le(value: &str) -> Option<f64> {
+pub(crate) fn parse_le(value: &str) -> Option<f64> {
     let trimmed = value.trim_start_matches(['+', '-']);
     let lower = trimmed.to_ascii_lowercase();
     if lower == "inf" || lower == "infinity" {
@@ -260,7 +265,8 @@ fn ensure_monotonic(buckets: &mut [Bucket]) -> bool {
     forced
 }
 
-fn bucket_quantile(q: f64, buckets: Vec<Bucket>) -> (f64, bool) {
+/// The `q`-quantile of one histogram's buckets, and whether monotonicity had to be forced.
+pub(crate) fn bucket_quantile(q: f64, buckets: Vec<Bucket>) -> (f64, bool) {
     if q.is_nan() {
         return (f64::NAN, false);
     }
@@ -309,7 +315,8 @@ fn bucket_quantile(q: f64, buckets: Vec<Bucket>) -> (f64, bool) {
     (value, forced)
 }
 
-fn bucket_fraction(lower: f64, upper: f64, buckets: Vec<Bucket>) -> f64 {
+/// The fraction of one histogram's observations between `lower` and `upper`.
+pub(crate) fn bucket_fraction(lower: f64, upper: f64, buckets: Vec<Bucket>) -> f64 {
     let mut sorted = buckets;
     sorted.sort_by(|a, b| {
         a.upper
@@ -380,7 +387,7 @@ fn bucket_fraction(lower: f64, upper: f64, buckets: Vec<Bucket>) -> f64 {
 }
 
 /// OpenMetrics float text: Go's `%g`, with `.0` appended to integral values.
-fn openmetrics_float(value: f64) -> String {
+pub(crate) fn openmetrics_float(value: f64) -> String {
     let text = crate::format::go_g(value);
     if value.is_finite() && !text.contains(['.', 'e']) {
         format!("{text}.0")

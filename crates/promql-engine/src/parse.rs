@@ -35,11 +35,15 @@ pub fn parse_expr(query: &str) -> Result<ParsedExpr> {
         });
     }
     with_stack(bound, || {
-        let expr = parser::parse(query).map_err(|message| Error::Parse {
-            message: match crate::syntax::check(query) {
-                Some(error) => error.render(query),
-                None => message,
-            },
+        // `promql-parser` reads escapes in raw strings; hand it those as double-quoted ones.
+        let requoted = crate::syntax::requote_raw_strings(query);
+        let expr = parser::parse(requoted.as_deref().unwrap_or(query)).map_err(|message| {
+            Error::Parse {
+                message: match crate::syntax::check(query) {
+                    Some(error) => error.render(query),
+                    None => message,
+                },
+            }
         })?;
         let expr = ParsedExpr::new(expr, query.len());
         reject_invalid_utf8_label_names(query, &expr)?;

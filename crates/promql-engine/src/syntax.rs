@@ -95,6 +95,42 @@ pub(crate) fn invalid_utf8_strings(query: &str) -> (usize, Vec<(usize, Vec<u8>)>
     (index, out)
 }
 
+/// `query` with each raw (backtick) string literal that holds a backslash or a carriage return
+/// rewritten as the equivalent double-quoted literal, or `None` when there is none.
+///
+/// Go reads a raw string as it stands: no escape sequences, carriage returns discarded.
+/// `promql-parser` reads escape sequences in raw strings too and refuses `` `\d` ``, so such a
+/// literal is handed to it double-quoted, with the same content.
+pub(crate) fn requote_raw_strings(query: &str) -> Option<String> {
+    let tokens = match lex(query) {
+        Ok(tokens) | Err((tokens, _)) => tokens,
+    };
+    let mut out = String::with_capacity(query.len() + 8);
+    let mut copied = 0;
+    for token in &tokens {
+        if token.kind != Kind::Str
+            || !token.text.starts_with('`')
+            || !token.text.contains(['\\', '\r'])
+        {
+            continue;
+        }
+        let Ok(bytes) = unquote(&token.text) else {
+            continue;
+        };
+        let Ok(body) = String::from_utf8(bytes) else {
+            continue;
+        };
+        out.push_str(query.get(copied..token.pos)?);
+        out.push_str(&go_quote(&body));
+        copied = token.pos + token.text.len();
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.push_str(query.get(copied..)?);
+    Some(out)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Lexer
 // ---------------------------------------------------------------------------------------------
@@ -2218,6 +2254,19 @@ mod tests {
         assert_eq!(
             invalid_utf8_strings(r#"label_replace(x{a="\xff"}, "\xff", "", "b", "")"#),
             (4, vec![(0, vec![0xff])])
+        );
+    }
+
+    #[test]
+    fn raw_strings_are_requoted_without_escapes() {
+        assert_eq!(requote_raw_strings("foo{a=`b`}"), None);
+        assert_eq!(
+            requote_raw_strings("x{a=~`\\.`} + f(`(\\d+)`, \"\\\\\")").as_deref(),
+            Some("x{a=~\"\\\\.\"} + f(\"(\\\\d+)\", \"\\\\\")")
+        );
+        assert_eq!(
+            requote_raw_strings("f(`a\r\nb\\`)").as_deref(),
+            Some("f(\"a\\nb\\\\\")")
         );
     }
 }

@@ -1,12 +1,307 @@
 //! Functions of instant vectors and scalars over a grid.
+//!
+//! Every function of `crate::functions::eval` except the range functions (see
+//! [`super::selector`] and [`super::subquery`]) and `info` is evaluated here for all steps at
+//! once: scalar arguments are evaluated over the grid once, labels are rewritten once per
+//! series, and per-step work touches only numbers. The per-value kernels are the step-wise
+//! evaluator's (`functions::math_function`, `round_to`, `clamp`, `date_value`, `Relabel`,
+//! `histogram::bucket_quantile`, ...).
 
-use promql_parser::parser::Call;
+mod histogram;
+#[cfg(test)]
+mod tests;
 
-use super::{Batch, Grid};
-use crate::error::Result;
+use prom_model::Labels;
+use promql_parser::parser::{Call, Expr};
+
+use super::{Batch, Grid, Row};
+use crate::error::{Error, Result};
 use crate::eval::Evaluator;
+use crate::functions::{
+    Relabel, absent_labels, clamp, date_value, go_max, go_min, label_order, math_function,
+    note_sort, round_to, string_arg,
+};
+use crate::parse::unwrap_parens;
 
-/// Evaluates a function call at every step of `grid`; `None` leaves it to the step-wise path.
-pub(super) fn eval(_ev: &mut Evaluator<'_>, _call: &Call, _grid: Grid) -> Result<Option<Batch>> {
-    Ok(None)
+/// Evaluates a function call at every step of `grid`; `None` leaves it to the step-wise path
+/// (range functions not handled by the selector and subquery paths, `info`, unknown names).
+pub(super) fn eval(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Option<Batch>> {
+    let name = call.func.name;
+    if crate::range_functions::handles(name) || name == "info" {
+        return Ok(None);
+    }
+    let args: Vec<&Expr> = call.args.args.iter().map(|arg| arg.as_ref()).collect();
+    let secs = |ms: i64| ms as f64 / 1000.0;
+    let constant = |value: f64| Batch::Scalar(vec![value; grid.len]);
+    let batch = match name {
+        "time" => Batch::Scalar(grid.timestamps().map(secs).collect()),
+        "pi" => constant(std::f64::consts::PI),
+        "start" => constant(secs(ev.start)),
+        "end" => constant(secs(ev.end)),
+        "range" => constant(secs(ev.end - ev.start)),
+        "step" => constant(secs(ev.step)),
+        "max_of" | "min_of" => {
+            let a = scalar(ev, &args, 0, grid)?;
+            let b = scalar(ev, &args, 1, grid)?;
+            let pick = if name == "max_of" { go_max } else { go_min };
+            Batch::Scalar(a.into_iter().zip(b).map(|(a, b)| pick(a, b)).collect())
+        }
+        "vector" => {
+            let values = scalar(ev, &args, 0, grid)?;
+            Batch::Vector(vec![Row {
+                labels: Labels::empty(),
+                drop_name: false,
+                values: values.into_iter().map(Some).collect(),
+            }])
+        }
+        "scalar" => {
+            let rows = vector(ev, &args, 0, grid)?;
+            let mut found: Vec<Option<f64>> = vec![None; grid.len];
+            let mut count = vec![0usize; grid.len];
+            for row in &rows {
+                for (step, value) in row.values.iter().enumerate() {
+                    if let Some(v) = value {
+                        count[step] += 1;
+                        found[step] = Some(*v);
+                    }
+                }
+            }
+            Batch::Scalar(
+                found
+                    .into_iter()
+                    .zip(count)
+                    .map(|(value, count)| match (value, count) {
+                        (Some(v), 1) => v,
+                        _ => f64::NAN,
+                    })
+                    .collect(),
+            )
+        }
+        "absent" => {
+            let rows = vector(ev, &args, 0, grid)?;
+            let mut values = vec![Some(1.0); grid.len];
+            for row in &rows {
+                for (slot, value) in values.iter_mut().zip(&row.values) {
+                    if value.is_some() {
+                        *slot = None;
+                    }
+                }
+            }
+            if values.iter().all(Option::is_none) {
+                Batch::Vector(Vec::new())
+            } else {
+                let labels = args
+                    .first()
+                    .map(|arg| absent_labels(arg))
+                    .unwrap_or_default();
+                Batch::Vector(vec![Row {
+                    labels,
+                    drop_name: false,
+                    values,
+                }])
+            }
+        }
+        "label_replace" | "label_join" => {
+            let relabel = Relabel::of(name, &args)?;
+            let mut rows = vector(ev, &args, 0, grid)?;
+            for (index, row) in rows.iter_mut().enumerate() {
+                if index % 256 == 0 {
+                    ev.check_interrupt("query execution")?;
+                }
+                relabel.apply(&mut row.labels, &mut row.drop_name);
+            }
+            // Rows that now share a label set stay apart: a step where two of them hold a
+            // value fails when the query finishes, as it does step by step.
+            Batch::Vector(rows)
+        }
+        "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => {
+            sort(ev, name, &args, grid)?
+        }
+        "timestamp" => {
+            let arg = args
+                .first()
+                .ok_or_else(|| Error::exec("missing argument 0"))?;
+            let mut rows = match unwrap_parens(arg) {
+                Expr::VectorSelector(selector) => {
+                    super::selector::instant_times(ev, selector, grid, |t, _| secs(t))?
+                }
+                _ => {
+                    let mut rows = vector(ev, &args, 0, grid)?;
+                    for row in &mut rows {
+                        for (step, value) in row.values.iter_mut().enumerate() {
+                            if value.is_some() {
+                                *value = Some(secs(grid.ts(step)));
+                            }
+                        }
+                    }
+                    rows
+                }
+            };
+            for row in &mut rows {
+                row.drop_name = true;
+            }
+            Batch::Vector(rows)
+        }
+        "start_timestamp" => match args.first() {
+            // Start timestamps are only known straight out of a selector.
+            Some(Expr::VectorSelector(selector)) => {
+                let mut rows =
+                    super::selector::instant_times(ev, selector, grid, |_, start| secs(start))?;
+                for row in &mut rows {
+                    row.drop_name = true;
+                }
+                Batch::Vector(rows)
+            }
+            _ => {
+                vector(ev, &args, 0, grid)?;
+                Batch::Vector(Vec::new())
+            }
+        },
+        "histogram_quantile" => histogram::quantile(ev, &args, grid)?,
+        "histogram_fraction" => histogram::fraction(ev, &args, grid)?,
+        "histogram_quantiles" => histogram::quantiles(ev, &args, grid)?,
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+        | "histogram_stdvar" => {
+            // Only native histograms carry these; float samples are ignored.
+            vector(ev, &args, 0, grid)?;
+            Batch::Vector(Vec::new())
+        }
+        "round" => {
+            let to_nearest = if args.len() > 1 {
+                scalar(ev, &args, 1, grid)?
+            } else {
+                vec![1.0; grid.len]
+            };
+            let inverse: Vec<f64> = to_nearest.iter().map(|to| 1.0 / to).collect();
+            let rows = vector(ev, &args, 0, grid)?;
+            map_rows(rows, |step, v| Some(round_to(v, inverse[step])))
+        }
+        "clamp" | "clamp_min" | "clamp_max" => {
+            let rows = vector(ev, &args, 0, grid)?;
+            let (min, max) = match name {
+                "clamp" => (scalar(ev, &args, 1, grid)?, scalar(ev, &args, 2, grid)?),
+                "clamp_min" => (scalar(ev, &args, 1, grid)?, vec![f64::INFINITY; grid.len]),
+                _ => (
+                    vec![f64::NEG_INFINITY; grid.len],
+                    scalar(ev, &args, 1, grid)?,
+                ),
+            };
+            map_rows(rows, |step, v| {
+                let (min, max) = (min[step], max[step]);
+                // An empty range empties the vector at that step.
+                (max >= min || min.is_nan() || max.is_nan()).then(|| clamp(v, min, max))
+            })
+        }
+        "days_in_month" | "day_of_month" | "day_of_week" | "day_of_year" | "hour" | "minute"
+        | "month" | "year" => {
+            if args.is_empty() {
+                Batch::Vector(vec![Row {
+                    labels: Labels::empty(),
+                    drop_name: false,
+                    values: grid
+                        .timestamps()
+                        .map(|ts| Some(date_value(name, (ts / 1000) as f64)))
+                        .collect(),
+                }])
+            } else {
+                let rows = vector(ev, &args, 0, grid)?;
+                map_rows(rows, |_, v| Some(date_value(name, v)))
+            }
+        }
+        _ => match math_function(name) {
+            Some(function) => {
+                let rows = vector(ev, &args, 0, grid)?;
+                map_rows(rows, |_, v| Some(function(v)))
+            }
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(batch))
+}
+
+/// Scalar argument `index` at every step.
+pub(super) fn scalar(
+    ev: &mut Evaluator<'_>,
+    args: &[&Expr],
+    index: usize,
+    grid: Grid,
+) -> Result<Vec<f64>> {
+    let arg = args
+        .get(index)
+        .ok_or_else(|| Error::exec(format!("missing argument {index}")))?;
+    let batch = super::eval(ev, arg, grid)?;
+    super::release(ev, &batch);
+    batch.into_scalar()
+}
+
+/// Instant-vector argument `index` at every step; its samples are no longer counted as held
+/// (the function's result, which replaces it, is).
+pub(super) fn vector(
+    ev: &mut Evaluator<'_>,
+    args: &[&Expr],
+    index: usize,
+    grid: Grid,
+) -> Result<Vec<Row>> {
+    let arg = args
+        .get(index)
+        .ok_or_else(|| Error::exec(format!("missing argument {index}")))?;
+    let batch = super::eval(ev, arg, grid)?;
+    super::release(ev, &batch);
+    batch.into_vector()
+}
+
+/// Maps every present value with `function(step, value)` (`None` removes it) and marks the
+/// rows for name removal; rows left without values are dropped.
+fn map_rows(mut rows: Vec<Row>, function: impl Fn(usize, f64) -> Option<f64>) -> Batch {
+    for row in &mut rows {
+        row.drop_name = true;
+        for (step, value) in row.values.iter_mut().enumerate() {
+            if let Some(v) = *value {
+                *value = function(step, v);
+            }
+        }
+    }
+    rows.retain(|row| row.values.iter().any(Option::is_some));
+    Batch::Vector(rows)
+}
+
+/// `sort`, `sort_desc`, `sort_by_label`, `sort_by_label_desc`.
+///
+/// The label orders are the same at every step, so the rows are sorted once. The value orders
+/// differ from step to step while rows have one order: rows are ordered by the first step at
+/// which they have a value, then by that value, which is each step's order for an instant
+/// query (and a subquery step) and the order in which a step-by-step evaluation first lists
+/// them otherwise. A range query's result is sorted by labels in the end anyway.
+fn sort(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], grid: Grid) -> Result<Batch> {
+    note_sort(ev, name);
+    let mut rows = vector(ev, args, 0, grid)?;
+    match name {
+        "sort" | "sort_desc" => {
+            let order = if name == "sort" {
+                crate::aggregate::ascending_nan_last
+            } else {
+                crate::aggregate::descending_nan_last
+            };
+            let first = |row: &Row| {
+                row.values
+                    .iter()
+                    .enumerate()
+                    .find_map(|(step, value)| value.map(|v| (step, v)))
+                    .unwrap_or((usize::MAX, f64::NAN))
+            };
+            rows.sort_by(|a, b| {
+                let ((step_a, a), (step_b, b)) = (first(a), first(b));
+                step_a.cmp(&step_b).then_with(|| order(a, b))
+            });
+        }
+        _ => {
+            let mut labels = Vec::new();
+            for index in 1..args.len() {
+                labels.push(string_arg(args, index)?);
+            }
+            let descending = name == "sort_by_label_desc";
+            rows.sort_by(|a, b| label_order(&labels, descending, &a.labels, &b.labels));
+        }
+    }
+    Ok(Batch::Vector(rows))
 }
