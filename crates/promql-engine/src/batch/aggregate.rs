@@ -352,6 +352,7 @@ fn count_values(
             ev.check_interrupt("query execution")?;
         }
         let group = group_of[index];
+        let mut last: Option<(u64, usize)> = None;
         for (step, value) in row.values.iter().enumerate() {
             let Some(v) = *value else { continue };
             let bits = if !value_kept {
@@ -361,15 +362,20 @@ fn count_values(
             } else {
                 v.to_bits()
             };
-            let output = *index_of.entry((group, bits)).or_insert_with(|| {
-                outputs.push(Counted {
-                    group,
-                    value: v,
-                    first: (step, index, 0),
-                    counts: vec![None; grid.len],
-                });
-                outputs.len() - 1
-            });
+            // A series often keeps its value from one step to the next.
+            let output = match last {
+                Some((last_bits, output)) if last_bits == bits => output,
+                _ => *index_of.entry((group, bits)).or_insert_with(|| {
+                    outputs.push(Counted {
+                        group,
+                        value: v,
+                        first: (step, index, 0),
+                        counts: vec![None; grid.len],
+                    });
+                    outputs.len() - 1
+                }),
+            };
+            last = Some((bits, output));
             let counted = &mut outputs[output];
             counted.first = counted.first.min((step, index, 0));
             *counted.counts[step].get_or_insert(0.0) += 1.0;
