@@ -377,6 +377,7 @@ fn batch_functions_speed() {
     let settings = settings();
     for query in [
         "histogram_quantile(0.9, rate(x_bucket[5m]))",
+        "histogram_quantile(0.9, sum by (le) (rate(x_bucket[5m])))",
         "label_replace(rate(x_bucket[5m]), \"dst\", \"$1\", \"le\", \"(.*)\")",
         "clamp(rate(x_bucket[5m]), 0.1, 0.5)",
         "timestamp(x_bucket)",
