@@ -196,8 +196,8 @@ const QUERIES: &[&str] = &[
     "label_replace(x, \"dst\", \"\", \"src\", \"(.*\")",
     "label_join(x, \"joined\", \",\", \"job\", \"instance\")",
     "label_join(-x, \"__name__\", \"_\", \"job\", \"instance\")",
-    "sum by (job) (label_replace(x, \"instance\", \"all\", \"instance\", \".*\"))",
-    "label_replace(x, \"instance\", \"all\", \"instance\", \".*\")",
+    "sum by (job) (label_replace(label_replace(x, \"instance\", \"all\", \"instance\", \".*\"), \"src\", \"all\", \"src\", \".*\"))",
+    "label_replace(label_replace(x, \"instance\", \"all\", \"instance\", \".*\"), \"src\", \"all\", \"src\", \".*\")",
     "timestamp(x)",
     "timestamp((x))",
     "timestamp(x offset 1m)",
@@ -403,5 +403,51 @@ fn batch_functions_speed() {
             "{query}: {} steps, native {:?}, step-wise {:?}",
             grid.len, times[0], times[1]
         );
+    }
+}
+
+#[test]
+fn relabelled_duplicates_fail_where_they_meet_and_sorts_order_instant_results() {
+    let storage = storage();
+    let engine = Engine::default();
+    let options = QueryOptions::default();
+    let query = "label_replace(label_replace(x, \"instance\", \"all\", \"instance\", \".*\"), \"src\", \"all\", \"src\", \".*\")";
+    for result in [
+        engine.instant_query(&storage, query, T0 + 50 * SCRAPE, &options),
+        engine.range_query(&storage, query, T0, T0 + 600_000, 60_000, &options),
+    ] {
+        let error = result
+            .err()
+            .map(|error| error.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.contains("vector cannot contain metrics with the same labelset"),
+            "{error}"
+        );
+    }
+    // One series per job and instance left: no duplicates, no error.
+    let unique = "label_replace(x{instance=\"i0\"}, \"instance\", \"all\", \"instance\", \".*\")";
+    assert!(
+        engine
+            .range_query(&storage, unique, T0, T0 + 600_000, 60_000, &options)
+            .is_ok()
+    );
+    for (query, descending) in [("sort(x)", false), ("sort_desc(x)", true)] {
+        let result = engine
+            .instant_query(&storage, query, T0 + 50 * SCRAPE, &options)
+            .unwrap_or_else(|error| panic!("{query}: {error}"));
+        let Value::Vector(vector) = result.value else {
+            panic!("{query}: not a vector");
+        };
+        let values: Vec<f64> = vector.iter().map(|e| e.v).filter(|v| !v.is_nan()).collect();
+        assert!(values.len() > 5, "{query}: {values:?}");
+        let ordered = values.windows(2).all(|pair| {
+            if descending {
+                pair[0] >= pair[1]
+            } else {
+                pair[0] <= pair[1]
+            }
+        });
+        assert!(ordered, "{query}: {values:?}");
     }
 }
