@@ -48,6 +48,24 @@ pub(super) fn instant_each(
     grid: Grid,
     sink: &mut Sink<'_>,
 ) -> Result<()> {
+    instant_values(
+        ev,
+        selector,
+        grid,
+        &|series, index| series.points[index].v,
+        sink,
+    )
+}
+
+/// The sample each series shows at each step (the newest within the lookback window, unless
+/// a stale marker), turned into a value by `value(series, index of the sample)`.
+fn instant_values(
+    ev: &mut Evaluator<'_>,
+    selector: &VectorSelector,
+    grid: Grid,
+    value: &(dyn Fn(&LoadedSeries, usize) -> f64 + Sync),
+    sink: &mut Sink<'_>,
+) -> Result<()> {
     let loaded = ev.loaded(selector)?;
     let lookback = ev.settings.lookback_delta;
     let references: Vec<i64> = grid
@@ -76,7 +94,7 @@ pub(super) fn instant_each(
             if point.t <= reference.saturating_sub(lookback) || is_stale_nan(point.v) {
                 continue;
             }
-            values[step] = Some(point.v);
+            values[step] = Some(value(series, end - 1));
             any = true;
         }
         any.then(|| Row {
@@ -534,52 +552,20 @@ pub(super) fn instant_times(
     ev: &mut Evaluator<'_>,
     selector: &VectorSelector,
     grid: Grid,
-    value: impl Fn(i64, i64) -> f64,
+    value: impl Fn(i64, i64) -> f64 + Sync,
 ) -> Result<Vec<Row>> {
-    let loaded = ev.loaded(selector)?;
-    let lookback = ev.settings.lookback_delta;
-    let references: Vec<i64> = grid
-        .timestamps()
-        .map(|ts| ev.reference_time(selector.at.as_ref(), selector.offset.as_ref(), ts))
-        .collect();
+    let of_sample = |series: &LoadedSeries, index: usize| {
+        let start = series
+            .start_timestamps
+            .as_ref()
+            .and_then(|sts| sts.get(index).copied())
+            .unwrap_or(0);
+        value(series.points[index].t, start)
+    };
     let mut rows = Vec::new();
-    for (index, series) in loaded.iter().enumerate() {
-        if index % 256 == 0 {
-            ev.check_interrupt("query execution")?;
-        }
-        let points = &series.points;
-        let mut values = vec![None; grid.len];
-        let mut any = false;
-        let mut end = 0;
-        for (step, &reference) in references.iter().enumerate() {
-            if end > 0 && points[end - 1].t > reference {
-                end = 0;
-            }
-            while end < points.len() && points[end].t <= reference {
-                end += 1;
-            }
-            if end == 0 {
-                continue;
-            }
-            let point = points[end - 1];
-            if point.t <= reference.saturating_sub(lookback) || is_stale_nan(point.v) {
-                continue;
-            }
-            let start = series
-                .start_timestamps
-                .as_ref()
-                .and_then(|sts| sts.get(end - 1).copied())
-                .unwrap_or(0);
-            values[step] = Some(value(point.t, start));
-            any = true;
-        }
-        if any {
-            rows.push(Row {
-                labels: series.labels.clone(),
-                drop_name: false,
-                values,
-            });
-        }
-    }
+    instant_values(ev, selector, grid, &of_sample, &mut |row| {
+        rows.push(row);
+        Ok(())
+    })?;
     Ok(rows)
 }
