@@ -26,6 +26,8 @@ mod functions;
 mod parallel;
 mod selector;
 mod subquery;
+#[cfg(test)]
+mod testing;
 
 use prom_model::Labels;
 use promql_parser::parser::Expr;

@@ -1,15 +1,12 @@
 //! The batch aggregations against the step-wise evaluator, on generated data.
 
-use std::sync::Arc;
-
 use prom_model::{Labels, STALE_NAN_BITS, Sample};
 use promql_parser::parser::Expr;
 
-use crate::batch::{self, Batch, Grid, Row};
-use crate::budget::Reservation;
-use crate::engine::EvalSettings;
-use crate::eval::{Evaluator, StepValue};
-use crate::parse::{parse_expr, unwrap_parens};
+use crate::batch::testing::{Outcome, RowCells, evaluate, row_cells, settings};
+use crate::batch::{self, Batch, Grid};
+use crate::eval::StepValue;
+use crate::parse::unwrap_parens;
 use crate::storage::MemoryStorage;
 
 const START: i64 = 1_700_000_000_000;
@@ -87,39 +84,6 @@ fn storage() -> MemoryStorage {
     storage
 }
 
-fn settings() -> EvalSettings {
-    EvalSettings {
-        lookback_delta: 300_000,
-        max_samples: 50_000_000,
-        deadline: None,
-        cancel: None,
-        default_subquery_step: 60_000,
-        reservation: Arc::new(Reservation::new(None)),
-    }
-}
-
-/// A value compared by bits (NaN equals NaN).
-type Cell = Option<u64>;
-
-/// Rows as comparable data: labels, name-dropping mark, value bits per step.
-fn cells(rows: &[Row]) -> Vec<(String, bool, Vec<Cell>)> {
-    rows.iter()
-        .map(|row| {
-            (
-                row.labels.to_string(),
-                row.drop_name,
-                row.values.iter().map(|v| v.map(f64::to_bits)).collect(),
-            )
-        })
-        .collect()
-}
-
-/// The outcome of evaluating a query: rows (or an error message) and the annotations.
-type Outcome = (
-    std::result::Result<Vec<(String, bool, Vec<Cell>)>, String>,
-    Vec<String>,
-);
-
 fn aggregate_of(expr: &Expr) -> &promql_parser::parser::AggregateExpr {
     match unwrap_parens(expr) {
         Expr::Aggregate(aggregate) => aggregate,
@@ -127,62 +91,61 @@ fn aggregate_of(expr: &Expr) -> &promql_parser::parser::AggregateExpr {
     }
 }
 
+/// The rows of a vector batch (panics on another type).
+fn vector_rows(query: &str, batch: Batch) -> Vec<RowCells> {
+    match batch {
+        Batch::Vector(rows) => row_cells(&rows),
+        other => panic!("{query}: {}", other.type_name()),
+    }
+}
+
 /// The batch evaluation (which must not fall back).
-fn run_batch(storage: &MemoryStorage, query: &str, grid: Grid) -> Outcome {
-    let expr = parse_expr(query).unwrap_or_else(|error| panic!("{query}: {error}"));
-    let settings = settings();
-    let end = grid.ts(grid.len - 1);
-    let mut ev = Evaluator::new(storage, &settings, grid.start, end, grid.step);
-    ev.prefetch(&expr)
-        .unwrap_or_else(|error| panic!("{query}: {error}"));
-    let result = super::eval(&mut ev, aggregate_of(&expr), grid).map(|batch| {
-        match batch.unwrap_or_else(|| panic!("{query}: fell back")) {
-            Batch::Vector(rows) => cells(&rows),
-            other => panic!("{query}: {}", other.type_name()),
-        }
-    });
-    (
-        result.map_err(|e| e.to_string()),
-        ev.annotations.render(query).0,
-    )
+fn run_batch(storage: &MemoryStorage, query: &str, grid: Grid) -> Outcome<Vec<RowCells>> {
+    evaluate(storage, &settings(), query, grid, |ev, expr| {
+        super::eval(ev, aggregate_of(expr), grid)
+            .map(|batch| vector_rows(query, batch.unwrap_or_else(|| panic!("{query}: fell back"))))
+    })
 }
 
 /// The step-wise evaluator at each step, collected into rows as the fallback does.
-fn run_fallback(storage: &MemoryStorage, query: &str, grid: Grid) -> Outcome {
-    let expr = parse_expr(query).unwrap_or_else(|error| panic!("{query}: {error}"));
-    let settings = settings();
-    let end = grid.ts(grid.len - 1);
-    let mut ev = Evaluator::new(storage, &settings, grid.start, end, grid.step);
-    ev.prefetch(&expr)
-        .unwrap_or_else(|error| panic!("{query}: {error}"));
-    let result = batch::fallback(&mut ev, &expr, grid).map(|batch| match batch {
-        Batch::Vector(rows) => cells(&rows),
-        other => panic!("{query}: {}", other.type_name()),
-    });
-    (
-        result.map_err(|e| e.to_string()),
-        ev.annotations.render(query).0,
-    )
+fn run_fallback(storage: &MemoryStorage, query: &str, grid: Grid) -> Outcome<Vec<RowCells>> {
+    evaluate(storage, &settings(), query, grid, |ev, expr| {
+        batch::fallback(ev, expr, grid).map(|batch| vector_rows(query, batch))
+    })
 }
 
 /// The pure step-wise evaluator at one timestamp: elements in its order.
-fn run_instant(storage: &MemoryStorage, query: &str, ts: i64) -> Outcome {
-    let expr = parse_expr(query).unwrap_or_else(|error| panic!("{query}: {error}"));
-    let settings = settings();
-    let mut ev = Evaluator::new(storage, &settings, ts, ts, 0);
-    ev.prefetch(&expr)
-        .unwrap_or_else(|error| panic!("{query}: {error}"));
-    let result = ev.eval(&expr, ts).map(|value| match value {
-        StepValue::Vector(elements) => elements
-            .into_iter()
-            .map(|e| (e.labels.to_string(), e.drop_name, vec![Some(e.v.to_bits())]))
-            .collect(),
-        other => panic!("{query}: {}", other.type_name()),
-    });
-    (
-        result.map_err(|e| e.to_string()),
-        ev.annotations.render(query).0,
+fn run_instant(storage: &MemoryStorage, query: &str, ts: i64) -> Outcome<Vec<RowCells>> {
+    evaluate(
+        storage,
+        &settings(),
+        query,
+        Grid::new(ts, ts, 0),
+        |ev, expr| {
+            ev.eval(expr, ts).map(|value| match value {
+                StepValue::Vector(elements) => elements
+                    .into_iter()
+                    .map(|e| (e.labels.to_string(), e.drop_name, vec![Some(e.v.to_bits())]))
+                    .collect(),
+                other => panic!("{query}: {}", other.type_name()),
+            })
+        },
     )
+}
+
+/// Asserts equal rows (or errors) and warnings (infos are not compared); returns how many rows
+/// were compared.
+fn assert_same(
+    actual: &Outcome<Vec<RowCells>>,
+    expected: &Outcome<Vec<RowCells>>,
+    context: &str,
+) -> usize {
+    assert_eq!(
+        (&actual.result, &actual.warnings),
+        (&expected.result, &expected.warnings),
+        "{context}"
+    );
+    expected.result.as_ref().map_or(0, Vec::len)
 }
 
 const QUERIES: &[&str] = &[
@@ -260,10 +223,7 @@ fn range_grids_equal_the_step_wise_results() {
         for grid in grids {
             let expected = run_fallback(&storage, query, grid);
             let actual = run_batch(&storage, query, grid);
-            assert_eq!(actual, expected, "{query} over {grid:?}");
-            if let Ok(rows) = &expected.0 {
-                compared += rows.len();
-            }
+            compared += assert_same(&actual, &expected, &format!("{query} over {grid:?}"));
         }
     }
     assert!(compared > 500, "too little compared: {compared}");
@@ -278,10 +238,7 @@ fn instants_equal_the_step_wise_results_in_order() {
             let ts = START + scrape * SCRAPE + 3_000;
             let expected = run_instant(&storage, query, ts);
             let actual = run_batch(&storage, query, Grid::new(ts, ts, 0));
-            assert_eq!(actual, expected, "{query} at {ts}");
-            if let Ok(rows) = &expected.0 {
-                compared += rows.len();
-            }
+            compared += assert_same(&actual, &expected, &format!("{query} at {ts}"));
         }
     }
     assert!(compared > 500, "too little compared: {compared}");
@@ -291,11 +248,13 @@ fn instants_equal_the_step_wise_results_in_order() {
 fn errors_and_warnings_are_raised() {
     let storage = storage();
     let grid = Grid::new(START, START + 40 * SCRAPE, SCRAPE);
-    let (result, _) = run_batch(&storage, "topk(NaN, m)", grid);
+    let result = run_batch(&storage, "topk(NaN, m)", grid).result;
     assert_eq!(result.err().as_deref(), Some("Parameter value is NaN"));
-    let (result, _) = run_batch(&storage, "limit_ratio(NaN, m)", grid);
+    let result = run_batch(&storage, "limit_ratio(NaN, m)", grid).result;
     assert_eq!(result.err().as_deref(), Some("Ratio value is NaN"));
-    let (result, warnings) = run_batch(&storage, "quantile(2, m)", grid);
+    let Outcome {
+        result, warnings, ..
+    } = run_batch(&storage, "quantile(2, m)", grid);
     assert!(result.is_ok());
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("quantile value should be between 0 and 1"));
@@ -305,11 +264,12 @@ fn errors_and_warnings_are_raised() {
 fn output_labels_and_counts_of_count_values() {
     let storage = storage();
     let ts = START + 10 * SCRAPE;
-    let (result, _) = run_batch(
+    let result = run_batch(
         &storage,
         "count_values by (job) (\"v\", n)",
         Grid::new(ts, ts, 0),
-    );
+    )
+    .result;
     let rows = result.unwrap_or_else(|error| panic!("{error}"));
     // n has values 10, 20 and 30 at step 10, one series each.
     let labels: Vec<&str> = rows.iter().map(|row| row.0.as_str()).collect();
@@ -358,7 +318,7 @@ fn aggregation_speed() {
         let began = std::time::Instant::now();
         let fallback = run_fallback(&storage, query, grid);
         let fallback_time = began.elapsed();
-        assert_eq!(batch, fallback, "{query}");
+        assert_same(&batch, &fallback, query);
         println!("{query}: batch {batch_time:?}, step-wise {fallback_time:?}");
     }
 }

@@ -1,22 +1,18 @@
 //! The batch binary operators against the step-wise evaluator, step by step and element by
 //! element (labels, name marking, value bits and order), including the errors.
 
-use std::sync::Arc;
-
 use prom_model::{Labels, STALE_NAN_BITS, Sample};
 
+use crate::batch::testing::{
+    Outcome, Path, Step, assert_same_outcome, evaluate, run, settings, steps_of,
+};
 use crate::batch::{self, Batch, Grid};
-use crate::budget::Reservation;
-use crate::engine::EvalSettings;
-use crate::eval::{Evaluator, StepValue};
+use crate::eval::Evaluator;
 use crate::storage::MemoryStorage;
 
 const START: i64 = 1_700_000_000_000;
 const SCRAPE: i64 = 15_000;
 const SCRAPES: i64 = 80;
-
-/// One element of a step: labels, name marking, value bits.
-type Seen = (String, bool, u64);
 
 /// Appends a series sampled at the scrapes for which `value` gives a value.
 fn series(storage: &mut MemoryStorage, pairs: &[(&str, &str)], value: impl Fn(i64) -> Option<f64>) {
@@ -100,92 +96,36 @@ fn storage() -> MemoryStorage {
     storage
 }
 
-fn settings() -> EvalSettings {
-    EvalSettings {
-        lookback_delta: 300_000,
-        max_samples: 50_000_000,
-        deadline: None,
-        cancel: None,
-        default_subquery_step: 60_000,
-        reservation: Arc::new(Reservation::new(None)),
-    }
-}
-
-/// Elements per step: the batch path over the whole grid.
-fn batch_steps(storage: &MemoryStorage, query: &str, grid: Grid) -> Result<Vec<Vec<Seen>>, String> {
-    let expr = crate::parse::parse_expr(query).map_err(|error| error.to_string())?;
-    let settings = settings();
-    let end = grid.ts(grid.len - 1);
-    let mut ev = Evaluator::new(storage, &settings, grid.start, end, grid.step);
-    ev.prefetch(&expr).map_err(|error| error.to_string())?;
-    let batch = batch::eval(&mut ev, &expr, grid).map_err(|error| error.to_string())?;
-    let mut steps = vec![Vec::new(); grid.len];
-    match batch {
-        Batch::Scalar(values) => {
-            for (step, value) in values.into_iter().enumerate() {
-                steps[step].push((String::new(), false, value.to_bits()));
-            }
-        }
-        Batch::Vector(rows) => {
+/// Elements per step: the batch path over the whole grid, which must give no row without a
+/// value.
+fn batch_steps(storage: &MemoryStorage, query: &str, grid: Grid) -> Outcome<Vec<Step>> {
+    evaluate(storage, &settings(), query, grid, |ev, expr| {
+        let batch = batch::eval(ev, expr, grid)?;
+        if let Batch::Vector(rows) = &batch {
             for row in rows {
                 assert!(row.present() > 0, "{query}: empty row {}", row.labels);
-                for (step, value) in row.values.iter().enumerate() {
-                    if let Some(value) = value {
-                        steps[step].push((row.labels.to_string(), row.drop_name, value.to_bits()));
-                    }
-                }
             }
         }
-        Batch::String(_) => panic!("{query}: string result"),
-    }
-    Ok(steps)
+        Ok(steps_of(batch, grid))
+    })
 }
 
-/// Elements per step: the step-wise evaluator at each timestamp; its first error.
-fn stepwise_steps(
-    storage: &MemoryStorage,
-    query: &str,
-    grid: Grid,
-) -> Result<Vec<Vec<Seen>>, String> {
-    let expr = crate::parse::parse_expr(query).map_err(|error| error.to_string())?;
-    let settings = settings();
-    let end = grid.ts(grid.len - 1);
-    let mut ev = Evaluator::new(storage, &settings, grid.start, end, grid.step);
-    ev.prefetch(&expr).map_err(|error| error.to_string())?;
-    let mut steps = Vec::new();
-    for ts in grid.timestamps() {
-        let step = match ev.eval(&expr, ts).map_err(|error| error.to_string())? {
-            StepValue::Scalar(value) => vec![(String::new(), false, value.to_bits())],
-            StepValue::Vector(elements) => elements
-                .into_iter()
-                .map(|e| (e.labels.to_string(), e.drop_name, e.v.to_bits()))
-                .collect(),
-            other => panic!("{query}: unexpected {}", other.type_name()),
-        };
-        steps.push(step);
-    }
-    Ok(steps)
-}
-
-/// Compares both paths on a range grid and on single steps; returns how many elements (or
-/// whether an error) were compared.
+/// Compares both paths (elements and their order at every step, or the error) on a range grid
+/// and on single steps; returns how many elements (or whether an error) were compared.
 fn check(storage: &MemoryStorage, query: &str) -> Result<usize, String> {
     let grids = [
         Grid::new(START, START + (SCRAPES - 1) * SCRAPE, SCRAPE),
         Grid::new(START + 7_000, START + 90 * SCRAPE, 41_000),
         Grid::new(START + 30 * SCRAPE, START + 30 * SCRAPE, 0),
     ];
+    let settings = settings();
     let mut result = Ok(0);
     for grid in grids {
-        let expected = stepwise_steps(storage, query, grid);
+        let expected = run(Path::StepWise, storage, &settings, query, grid);
         let actual = batch_steps(storage, query, grid);
-        if let (Ok(actual), Ok(expected)) = (&actual, &expected) {
-            for (step, (actual, expected)) in actual.iter().zip(expected).enumerate() {
-                assert_eq!(actual, expected, "{query} over {grid:?} at step {step}");
-            }
-        }
-        assert_eq!(actual, expected, "{query} over {grid:?}");
-        match expected {
+        let context = format!("{query} over {grid:?}");
+        assert_same_outcome(&actual, &expected, true, false, &context);
+        match expected.result {
             Ok(steps) => {
                 if let Ok(count) = &mut result {
                     *count += steps.iter().map(Vec::len).sum::<usize>();
@@ -295,21 +235,26 @@ fn errors_are_raised_at_the_step_they_occur() {
     let early = Grid::new(START, START + 20 * SCRAPE, SCRAPE);
     let late = Grid::new(START, START + 40 * SCRAPE, SCRAPE);
     let query = "a + on(job) group_left dup";
-    let ok = batch_steps(&storage, query, early).expect("no duplicates before scrape 35");
+    let ok = batch_steps(&storage, query, early)
+        .result
+        .expect("no duplicates before scrape 35");
     assert!(ok.iter().all(|step| step.len() == 6), "{ok:?}");
-    let error = batch_steps(&storage, query, late).expect_err("duplicates at scrape 35");
+    let error = batch_steps(&storage, query, late)
+        .result
+        .expect_err("duplicates at scrape 35");
     assert!(
         error.contains("found duplicate series for the match group {job=\"x\"}"),
         "{error}"
     );
     // `e` results collide once its other instances appear at scrape 50.
     let query = "e + on(job) group_left(instance) b";
-    assert!(batch_steps(&storage, query, early).is_ok());
+    assert!(batch_steps(&storage, query, early).result.is_ok());
     let error = batch_steps(
         &storage,
         query,
         Grid::new(START, START + 60 * SCRAPE, SCRAPE),
     )
+    .result
     .expect_err("collision at scrape 50");
     assert!(
         error.contains("grouping labels must ensure unique matches"),

@@ -2,9 +2,9 @@
 
 use prom_model::{Labels, STALE_NAN_BITS, Sample};
 
-use crate::batch::{self, Batch, Grid};
-use crate::engine::EvalSettings;
-use crate::eval::{Evaluator, StepValue};
+use crate::batch::testing::{Path, assert_same_outcome, run, settings};
+use crate::batch::{self, Grid};
+use crate::eval::Evaluator;
 use crate::storage::MemoryStorage;
 use crate::{Engine, QueryOptions, Value, parse_expr};
 
@@ -80,100 +80,6 @@ fn storage() -> MemoryStorage {
         }
     }
     storage
-}
-
-fn settings() -> EvalSettings {
-    EvalSettings {
-        lookback_delta: 300_000,
-        max_samples: 50_000_000,
-        deadline: None,
-        cancel: None,
-        default_subquery_step: 60_000,
-        reservation: Engine::default().reservation(),
-    }
-}
-
-/// One step's result as comparable text: scalar bits or `(labels, drop_name, bits)` per element.
-type Step = Vec<(String, bool, u64)>;
-
-/// What an evaluation produced: per-step results and rendered annotations, or the error.
-#[derive(Debug, PartialEq)]
-struct Outcome {
-    steps: std::result::Result<Vec<Step>, String>,
-    warnings: Vec<String>,
-    infos: Vec<String>,
-}
-
-fn step_wise(storage: &MemoryStorage, query: &str, grid: Grid) -> Outcome {
-    let expr = parse_expr(query).unwrap_or_else(|error| panic!("{query}: {error}"));
-    let settings = settings();
-    let end = grid.ts(grid.len - 1);
-    let mut ev = Evaluator::new(storage, &settings, grid.start, end, grid.step);
-    let steps = ev.prefetch(&expr).and_then(|()| {
-        let mut steps = Vec::new();
-        for ts in grid.timestamps() {
-            steps.push(match ev.eval(&expr, ts)? {
-                StepValue::Scalar(v) => vec![(String::new(), false, v.to_bits())],
-                StepValue::Vector(vector) => vector
-                    .into_iter()
-                    .map(|e| (e.labels.to_string(), e.drop_name, e.v.to_bits()))
-                    .collect(),
-                other => panic!("{query}: {}", other.type_name()),
-            });
-        }
-        Ok(steps)
-    });
-    let (warnings, infos) = ev.annotations.render(query);
-    Outcome {
-        steps: steps.map_err(|error| error.to_string()),
-        warnings,
-        infos,
-    }
-}
-
-fn batched(storage: &MemoryStorage, query: &str, grid: Grid) -> Outcome {
-    let expr = parse_expr(query).unwrap_or_else(|error| panic!("{query}: {error}"));
-    let settings = settings();
-    let end = grid.ts(grid.len - 1);
-    let mut ev = Evaluator::new(storage, &settings, grid.start, end, grid.step);
-    let steps = ev
-        .prefetch(&expr)
-        .and_then(|()| batch::eval(&mut ev, &expr, grid))
-        .map(|batch| match batch {
-            Batch::Scalar(values) => values
-                .into_iter()
-                .map(|v| vec![(String::new(), false, v.to_bits())])
-                .collect(),
-            Batch::Vector(rows) => (0..grid.len)
-                .map(|step| {
-                    rows.iter()
-                        .filter_map(|row| {
-                            let v = row.values[step]?;
-                            Some((row.labels.to_string(), row.drop_name, v.to_bits()))
-                        })
-                        .collect()
-                })
-                .collect(),
-            Batch::String(text) => panic!("{query}: string {text}"),
-        });
-    let (warnings, infos) = ev.annotations.render(query);
-    Outcome {
-        steps: steps.map_err(|error| error.to_string()),
-        warnings,
-        infos,
-    }
-}
-
-/// Sorts each step's elements and the annotations, for comparisons where order may differ.
-fn unordered(mut outcome: Outcome) -> Outcome {
-    if let Ok(steps) = &mut outcome.steps {
-        for step in steps {
-            step.sort();
-        }
-    }
-    outcome.warnings.sort();
-    outcome.infos.sort();
-    outcome
 }
 
 const QUERIES: &[&str] = &[
@@ -259,23 +165,17 @@ fn order_free(query: &str) -> bool {
 #[test]
 fn batch_functions_match_the_step_wise_evaluator() {
     let storage = storage();
+    let settings = settings();
     let range = Grid::new(T0 - 60_000, T0 + 120 * SCRAPE + 600_000, 30_000);
     let mut compared = 0;
     for query in QUERIES {
         for grid in [range, Grid::new(T0 + 20 * SCRAPE, T0 + 20 * SCRAPE, 0)] {
-            let expected = step_wise(&storage, query, grid);
-            let actual = batched(&storage, query, grid);
-            if grid.len == 1 || !order_free(query) {
-                assert_eq!(
-                    actual.steps, expected.steps,
-                    "{query} over {grid:?}: values or order"
-                );
-            }
-            let (expected, actual) = (unordered(expected), unordered(actual));
-            assert_eq!(actual, expected, "{query} over {grid:?}");
-            if let Ok(steps) = &expected.steps {
-                compared += steps.iter().map(Vec::len).sum::<usize>();
-            }
+            let expected = run(Path::StepWise, &storage, &settings, query, grid);
+            let actual = run(Path::Batch, &storage, &settings, query, grid);
+            let ordered = grid.len == 1 || !order_free(query);
+            let context = format!("{query} over {grid:?}");
+            assert_same_outcome(&actual, &expected, ordered, true, &context);
+            compared += expected.elements();
         }
     }
     assert!(compared > 10_000, "compared only {compared} values");

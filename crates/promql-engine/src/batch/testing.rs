@@ -1,0 +1,199 @@
+//! The test oracle shared by the batch evaluator's test modules: one way to evaluate a query
+//! with the batch path or with the step-wise evaluator, and one comparable form of the results
+//! (labels, name-dropping mark and value bits, so NaN equals NaN and -0 differs from 0).
+
+use std::sync::Arc;
+
+use promql_parser::parser::Expr;
+
+use crate::batch::{self, Batch, Grid, Row};
+use crate::budget::Reservation;
+use crate::engine::EvalSettings;
+use crate::eval::{Evaluator, StepValue};
+use crate::parse::parse_expr;
+use crate::storage::MemoryStorage;
+
+/// Evaluation settings of the tests: 5m lookback, 1m default subquery step, no deadline, no
+/// memory budget, a sample limit large enough not to matter.
+pub(crate) fn settings() -> EvalSettings {
+    settings_with_max_samples(50_000_000)
+}
+
+/// [`settings`] with the sample limit `max_samples`.
+pub(crate) fn settings_with_max_samples(max_samples: usize) -> EvalSettings {
+    EvalSettings {
+        lookback_delta: 300_000,
+        max_samples,
+        deadline: None,
+        cancel: None,
+        default_subquery_step: 60_000,
+        reservation: Arc::new(Reservation::new(None)),
+    }
+}
+
+/// One element of a step: labels, name-dropping mark, value bits (a scalar has no labels).
+pub(crate) type Element = (String, bool, u64);
+
+/// One step's result: its elements in order, or a scalar as one element.
+pub(crate) type Step = Vec<Element>;
+
+/// A row as comparable data: labels, name-dropping mark, value bits per step.
+pub(crate) type RowCells = (String, bool, Vec<Option<u64>>);
+
+/// What an evaluation produced: its result (or the error's text) and the rendered annotations.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Outcome<T> {
+    /// The result, or the error message.
+    pub(crate) result: Result<T, String>,
+    /// Rendered warnings.
+    pub(crate) warnings: Vec<String>,
+    /// Rendered infos.
+    pub(crate) infos: Vec<String>,
+}
+
+impl Outcome<Vec<Step>> {
+    /// Each step's elements and the annotations sorted, for comparisons where order may differ.
+    pub(crate) fn unordered(mut self) -> Self {
+        if let Ok(steps) = &mut self.result {
+            for step in steps {
+                step.sort();
+            }
+        }
+        self.warnings.sort();
+        self.infos.sort();
+        self
+    }
+
+    /// How many elements the steps hold (0 for an error).
+    pub(crate) fn elements(&self) -> usize {
+        self.result
+            .as_ref()
+            .map_or(0, |steps| steps.iter().map(Vec::len).sum())
+    }
+}
+
+/// Parses `query` (panics on a syntax error), prefetches its data for `grid` and runs `eval`;
+/// a prefetch or evaluation error becomes the outcome's error text.
+pub(crate) fn evaluate<T>(
+    storage: &MemoryStorage,
+    settings: &EvalSettings,
+    query: &str,
+    grid: Grid,
+    eval: impl FnOnce(&mut Evaluator<'_>, &Expr) -> crate::error::Result<T>,
+) -> Outcome<T> {
+    let expr = parse_expr(query).unwrap_or_else(|error| panic!("{query}: {error}"));
+    let end = grid.ts(grid.len - 1);
+    let mut ev = Evaluator::new(storage, settings, grid.start, end, grid.step);
+    let result = ev.prefetch(&expr).and_then(|()| eval(&mut ev, &expr));
+    let (warnings, infos) = ev.annotations.render(query);
+    Outcome {
+        result: result.map_err(|error| error.to_string()),
+        warnings,
+        infos,
+    }
+}
+
+/// Which evaluator runs a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// The step-wise evaluator ([`Evaluator::eval`]) at each timestamp of the grid; its first
+    /// error.
+    StepWise,
+    /// The batch path ([`batch::eval`]) over the whole grid.
+    Batch,
+}
+
+/// Evaluates `query` over `grid` with `path`, as steps.
+pub(crate) fn run(
+    path: Path,
+    storage: &MemoryStorage,
+    settings: &EvalSettings,
+    query: &str,
+    grid: Grid,
+) -> Outcome<Vec<Step>> {
+    evaluate(storage, settings, query, grid, |ev, expr| match path {
+        Path::StepWise => grid
+            .timestamps()
+            .map(|ts| ev.eval(expr, ts).map(step_of))
+            .collect(),
+        Path::Batch => batch::eval(ev, expr, grid).map(|batch| steps_of(batch, grid)),
+    })
+}
+
+/// A step-wise result as a step (panics on a string or a range vector).
+pub(crate) fn step_of(value: StepValue) -> Step {
+    match value {
+        StepValue::Scalar(v) => vec![(String::new(), false, v.to_bits())],
+        StepValue::Vector(elements) => elements
+            .into_iter()
+            .map(|e| (e.labels.to_string(), e.drop_name, e.v.to_bits()))
+            .collect(),
+        other => panic!("unexpected {}", other.type_name()),
+    }
+}
+
+/// A batch as the steps of `grid`: each step's elements in row order (panics on a string).
+pub(crate) fn steps_of(batch: Batch, grid: Grid) -> Vec<Step> {
+    match batch {
+        Batch::Scalar(values) => values
+            .into_iter()
+            .map(|v| vec![(String::new(), false, v.to_bits())])
+            .collect(),
+        Batch::Vector(rows) => (0..grid.len)
+            .map(|step| {
+                rows.iter()
+                    .filter_map(|row| {
+                        let v = row.values[step]?;
+                        Some((row.labels.to_string(), row.drop_name, v.to_bits()))
+                    })
+                    .collect()
+            })
+            .collect(),
+        Batch::String(text) => panic!("string result {text}"),
+    }
+}
+
+/// Rows as comparable data, in their order.
+pub(crate) fn row_cells(rows: &[Row]) -> Vec<RowCells> {
+    rows.iter()
+        .map(|row| {
+            (
+                row.labels.to_string(),
+                row.drop_name,
+                row.values.iter().map(|v| v.map(f64::to_bits)).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Asserts that `actual` equals `expected`. With `ordered`, the steps are compared as they are,
+/// step by step first (for a message naming the first step that differs), then as a whole,
+/// errors included. Then, in any case, with each step's elements sorted; with `annotations`,
+/// the sorted warnings and infos too.
+pub(crate) fn assert_same_outcome(
+    actual: &Outcome<Vec<Step>>,
+    expected: &Outcome<Vec<Step>>,
+    ordered: bool,
+    annotations: bool,
+    context: &str,
+) {
+    if ordered {
+        if let (Ok(actual), Ok(expected)) = (&actual.result, &expected.result) {
+            for (step, (actual, expected)) in actual.iter().zip(expected).enumerate() {
+                assert_eq!(
+                    actual, expected,
+                    "{context} at step {step}: values or order"
+                );
+            }
+        }
+        assert_eq!(actual.result, expected.result, "{context}: values or order");
+    }
+    let (mut actual, mut expected) = (actual.clone().unordered(), expected.clone().unordered());
+    if !annotations {
+        for outcome in [&mut actual, &mut expected] {
+            outcome.warnings.clear();
+            outcome.infos.clear();
+        }
+    }
+    assert_eq!(actual, expected, "{context}");
+}
