@@ -72,8 +72,8 @@ impl Outcome<Vec<Step>> {
     }
 }
 
-/// Parses `query` (panics on a syntax error), prefetches its data for `grid` and runs `eval`;
-/// a prefetch or evaluation error becomes the outcome's error text.
+/// Parses `query` and prefetches its data for `grid` (panics on an error in either), then runs
+/// `eval`, whose error becomes the outcome's error text.
 pub(crate) fn evaluate<T>(
     storage: &MemoryStorage,
     settings: &EvalSettings,
@@ -84,7 +84,9 @@ pub(crate) fn evaluate<T>(
     let expr = parse_expr(query).unwrap_or_else(|error| panic!("{query}: {error}"));
     let end = grid.ts(grid.len - 1);
     let mut ev = Evaluator::new(storage, settings, grid.start, end, grid.step);
-    let result = ev.prefetch(&expr).and_then(|()| eval(&mut ev, &expr));
+    ev.prefetch(&expr)
+        .unwrap_or_else(|error| panic!("{query}: prefetch: {error}"));
+    let result = eval(&mut ev, &expr);
     let (warnings, infos) = ev.annotations.render(query);
     Outcome {
         result: result.map_err(|error| error.to_string()),
@@ -112,12 +114,24 @@ pub(crate) fn run(
     grid: Grid,
 ) -> Outcome<Vec<Step>> {
     evaluate(storage, settings, query, grid, |ev, expr| match path {
-        Path::StepWise => grid
-            .timestamps()
-            .map(|ts| ev.eval(expr, ts).map(step_of))
-            .collect(),
+        Path::StepWise => step_wise(ev, expr, grid),
         Path::Batch => batch::eval(ev, expr, grid).map(|batch| steps_of(batch, grid)),
     })
+}
+
+/// The step-wise evaluator at each timestamp of `grid`, each step counting only its own samples
+/// (as in the fallback); its first error.
+pub(crate) fn step_wise(
+    ev: &mut Evaluator<'_>,
+    expr: &Expr,
+    grid: Grid,
+) -> crate::error::Result<Vec<Step>> {
+    grid.timestamps()
+        .map(|ts| {
+            ev.step_samples = 0;
+            ev.eval(expr, ts).map(step_of)
+        })
+        .collect()
 }
 
 /// A step-wise result as a step (panics on a string or a range vector).
