@@ -31,6 +31,13 @@
 //! names one; `store-gateway` is built with `cargo build --release -p store-gateway` unless
 //! `STORE_GATEWAY_BIN` names one.
 //!
+//! Last matrix run (2026-12-07, the per-step engine before the rewrite, a subset only:
+//! `BENCH_FILTER=heavy_rate_sum,raw_large,ignoring BENCH_STEPS=60,instant BENCH_RUNS=1`, load
+//! ~1.7 plus the engine benchmark running alongside), ours / Prometheus ms (ratio):
+//! `heavy_rate_sum_by_job` 1852 / 3661 (0.51), 208 / 102 (2.03*); `raw_large` 824 / 110 (7.47*),
+//! 27 / 9 (2.83*); `ignoring` 414 / 84 (4.94*), 9 / 3 (2.73*); every answer equal; peaks ours
+//! (querier + store gateway) 167-388 MiB, Prometheus 282-376 MiB.
+//!
 //! Last runs of the four historical heavy queries alone (2026-12-05, range queries at 15s from
 //! the first full 5m window, 2 cores at load ~1.4, two runs): ratios 0.35-0.37, 0.36-0.41, 0.40,
 //! 0.41-0.42 in the order of `dataset::HEAVY_QUERIES`, geometric mean 0.38-0.40 (ours takes 40% of
