@@ -7,7 +7,7 @@
 //! `target/promql-bench-data/<parameters>/`; the identical samples are regenerated into a
 //! [`MemoryStorage`] on every run. Prometheus serves copies of the cached blocks.
 //!
-//! The matrix (`tests/support/shapes.rs`, shared with the querier's end-to-end benchmark): 45
+//! The matrix (`tests/support/shapes.rs`, shared with the querier's end-to-end benchmark): 46
 //! shapes covering every operator class, each run as a range query over the whole 8h at every
 //! step of `BENCH_STEPS` and as an instant query at its end. Knobs:
 //! - `BENCH_RUNS`: timed runs per case after the warm-up (default 3; without it, 1 for a side

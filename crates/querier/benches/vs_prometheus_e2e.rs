@@ -10,7 +10,7 @@
 //! its FILESYSTEM bucket; Prometheus gets a copy of the same block folders as its TSDB (it ignores
 //! the `thanos` section).
 //!
-//! The queries are the engine benchmark's matrix (`promql-engine/tests/support/shapes.rs`): 45
+//! The queries are the engine benchmark's matrix (`promql-engine/tests/support/shapes.rs`): 46
 //! shapes covering every operator class, each as a range query over the whole 8h at every step of
 //! `BENCH_STEPS` and as an instant query at its end, chosen with the same knobs: `BENCH_RUNS`
 //! (timed runs, default 3; without it, 1 for a side whose warm-up took over 5 s), `BENCH_FILTER`
