@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use prom_model::{Labels, Matcher, Sample};
+use prom_model::{Labels, MatchType, Matcher, Sample};
 
 /// An error from a series source.
 #[derive(Debug, thiserror::Error)]
@@ -79,11 +79,16 @@ pub trait Queryable {
     ) -> Result<SeriesStream<'a>, StorageError>;
 }
 
-/// Series held in memory, sorted by labels; for tests and the conformance runner.
+/// Series held in memory, sorted by labels; for tests, benchmarks and the conformance runner.
+///
+/// Like a TSDB's postings, an index by metric name lets a selector naming its metric
+/// (`__name__="x"`) visit only that metric's series instead of every stored series.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStorage {
     series: BTreeMap<Labels, Vec<Sample>>,
     start_timestamps: BTreeMap<Labels, BTreeMap<i64, i64>>,
+    /// The label sets of each metric name, sorted (series without a name are under "").
+    by_name: std::collections::HashMap<String, std::collections::BTreeSet<Labels>>,
 }
 
 impl MemoryStorage {
@@ -95,6 +100,17 @@ impl MemoryStorage {
     /// Appends samples to a series, keeping its samples in time order (a later sample with the
     /// same timestamp replaces the earlier one).
     pub fn append(&mut self, labels: Labels, samples: impl IntoIterator<Item = Sample>) {
+        let name = labels.metric_name().unwrap_or("");
+        if !self
+            .by_name
+            .get(name)
+            .is_some_and(|set| set.contains(&labels))
+        {
+            self.by_name
+                .entry(name.to_string())
+                .or_default()
+                .insert(labels.clone());
+        }
         let stored = self.series.entry(labels).or_default();
         stored.extend(samples);
         stored.sort_by_key(|sample| sample.t);
@@ -123,6 +139,7 @@ impl MemoryStorage {
     /// Drops every series.
     pub fn clear(&mut self) {
         self.series.clear();
+        self.by_name.clear();
         self.start_timestamps.clear();
     }
 
@@ -145,9 +162,22 @@ impl Queryable for MemoryStorage {
     ) -> Result<SeriesStream<'a>, StorageError> {
         let matchers = matchers.to_vec();
         let (start, end) = (hints.start, hints.end);
-        let iter = self
-            .series
+        // A selector naming its metric visits that metric's series only (in label order).
+        let named = matchers
             .iter()
+            .find(|m| m.name() == prom_model::METRIC_NAME && m.kind() == MatchType::Equal)
+            .map(|m| m.value().to_string());
+        let candidates: Box<dyn Iterator<Item = (&Labels, &Vec<Sample>)> + 'a> = match named {
+            Some(name) => Box::new(
+                self.by_name
+                    .get(&name)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|labels| self.series.get_key_value(labels)),
+            ),
+            None => Box::new(self.series.iter()),
+        };
+        let iter = candidates
             .filter(move |(labels, _)| {
                 matchers
                     .iter()
@@ -171,5 +201,63 @@ impl Queryable for MemoryStorage {
                 }))
             });
         Ok(Box::new(iter))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels_of(storage: &MemoryStorage, matchers: &[Matcher]) -> Vec<String> {
+        let hints = SelectHints {
+            start: 0,
+            end: 1_000,
+            ..SelectHints::default()
+        };
+        let stream = storage
+            .select(matchers, &hints)
+            .unwrap_or_else(|error| panic!("{error}"));
+        stream
+            .map(|series| series.map(|s| s.labels.to_string()))
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    #[test]
+    fn the_name_index_selects_what_a_scan_selects() {
+        let mut storage = MemoryStorage::new();
+        for (name, job) in [("a", "x"), ("a", "y"), ("b", "x"), ("", "x"), ("a", "z")] {
+            let mut pairs = vec![("job", job)];
+            if !name.is_empty() {
+                pairs.push(("__name__", name));
+            }
+            storage.append(Labels::from_pairs(pairs), [Sample::new(10, 1.0)]);
+        }
+        // Appending to an existing series does not list it twice.
+        storage.append(
+            Labels::from_pairs([("__name__", "a"), ("job", "x")]),
+            [Sample::new(20, 2.0)],
+        );
+        let eq = |name: &str, value: &str| Matcher::equal(name, value);
+        let all_a = labels_of(&storage, &[eq("__name__", "a")]);
+        assert_eq!(
+            all_a,
+            [
+                "{__name__=\"a\", job=\"x\"}",
+                "{__name__=\"a\", job=\"y\"}",
+                "{__name__=\"a\", job=\"z\"}"
+            ]
+        );
+        let scanned = labels_of(
+            &storage,
+            &[Matcher::new(MatchType::Regex, "__name__", "a").unwrap_or_else(|e| panic!("{e}"))],
+        );
+        assert_eq!(all_a, scanned);
+        assert_eq!(
+            labels_of(&storage, &[eq("__name__", "a"), eq("job", "y")]),
+            ["{__name__=\"a\", job=\"y\"}"]
+        );
+        assert!(labels_of(&storage, &[eq("__name__", "missing")]).is_empty());
+        assert_eq!(labels_of(&storage, &[eq("job", "x")]).len(), 3);
     }
 }
