@@ -81,9 +81,21 @@ pub(crate) fn evaluate<T>(
     grid: Grid,
     eval: impl FnOnce(&mut Evaluator<'_>, &Expr) -> crate::error::Result<T>,
 ) -> Outcome<T> {
+    let range = (grid.start, grid.ts(grid.len - 1), grid.step);
+    evaluate_between(storage, settings, query, range, eval)
+}
+
+/// [`evaluate`] for a query's own `(start, end, step)`, whose end need not be a step of its grid
+/// (as `end()` sees it).
+pub(crate) fn evaluate_between<T>(
+    storage: &MemoryStorage,
+    settings: &EvalSettings,
+    query: &str,
+    (start, end, step): (i64, i64, i64),
+    eval: impl FnOnce(&mut Evaluator<'_>, &Expr) -> crate::error::Result<T>,
+) -> Outcome<T> {
     let expr = parse_expr(query).unwrap_or_else(|error| panic!("{query}: {error}"));
-    let end = grid.ts(grid.len - 1);
-    let mut ev = Evaluator::new(storage, settings, grid.start, end, grid.step);
+    let mut ev = Evaluator::new(storage, settings, start, end, step);
     ev.prefetch(&expr)
         .unwrap_or_else(|error| panic!("{query}: prefetch: {error}"));
     let result = eval(&mut ev, &expr);

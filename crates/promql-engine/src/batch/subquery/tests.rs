@@ -2,38 +2,19 @@
 //! step: same series in the same order, same name removal flags, bit-identical values, same
 //! errors and annotations.
 
-use std::sync::Arc;
-
 use prom_model::{Labels, STALE_NAN_BITS, Sample};
 
 use promql_parser::parser::Expr;
 
-use super::super::{Batch, Grid};
 use super::segment_len;
-use crate::budget::Reservation;
-use crate::engine::EvalSettings;
-use crate::eval::{Evaluator, StepValue};
-use crate::parse::{parse_expr, unwrap_parens};
+use crate::batch::Grid;
+use crate::batch::testing::{
+    Outcome, Step, evaluate_between, settings_with_max_samples, step_wise, steps_of,
+};
+use crate::parse::unwrap_parens;
 use crate::storage::MemoryStorage;
 
 const MIN: i64 = 60_000;
-
-/// One step's result: (labels, drop_name, value bits) in order, or a scalar's bits.
-type Step = Vec<(String, bool, u64)>;
-
-/// What an evaluation gave: the steps (or the error text), warnings and infos.
-type Outcome = (Result<Vec<Step>, String>, Vec<String>, Vec<String>);
-
-fn settings(max_samples: usize) -> EvalSettings {
-    EvalSettings {
-        lookback_delta: 5 * MIN,
-        max_samples,
-        deadline: None,
-        cancel: None,
-        default_subquery_step: MIN,
-        reservation: Arc::new(Reservation::new(None)),
-    }
-}
 
 /// A small pseudo-random generator (SplitMix64) for reproducible data.
 struct Rng(u64);
@@ -99,85 +80,36 @@ fn storage() -> MemoryStorage {
     storage
 }
 
-fn rows_to_steps(batch: Batch, grid: Grid) -> Vec<Step> {
-    match batch {
-        Batch::Scalar(values) => values
-            .into_iter()
-            .map(|v| vec![(String::new(), false, v.to_bits())])
-            .collect(),
-        Batch::String(_) => panic!("string result"),
-        Batch::Vector(rows) => (0..grid.len)
-            .map(|step| {
-                rows.iter()
-                    .filter_map(|row| {
-                        let v = row.values[step]?;
-                        Some((row.labels.to_string(), row.drop_name, v.to_bits()))
-                    })
-                    .collect()
-            })
-            .collect(),
-    }
-}
-
-fn step_to_rows(value: StepValue) -> Step {
-    match value {
-        StepValue::Scalar(v) => vec![(String::new(), false, v.to_bits())],
-        StepValue::Vector(elements) => elements
-            .into_iter()
-            .map(|e| (e.labels.to_string(), e.drop_name, e.v.to_bits()))
-            .collect(),
-        other => panic!("unexpected {}", other.type_name()),
-    }
-}
-
-/// Evaluates `query` over `(start, end, step)` with the batch path or step by step.
+/// Evaluates `query` over `(start, end, step)` with the batch path (the subquery's range
+/// function itself, never the fallback) or step by step.
 fn run(
     storage: &MemoryStorage,
     query: &str,
-    (start, end, step): (i64, i64, i64),
+    range: (i64, i64, i64),
     batched: bool,
     max_samples: usize,
-) -> Outcome {
-    let expr = parse_expr(query).unwrap_or_else(|error| panic!("{query}: {error}"));
-    let settings = settings(max_samples);
-    let mut ev = Evaluator::new(storage, &settings, start, end, step);
-    ev.prefetch(&expr)
-        .unwrap_or_else(|error| panic!("{query}: {error}"));
-    let grid = Grid::new(start, end, step);
-    let result = if batched {
-        // The root call itself goes through this module (never the fallback).
-        let Expr::Call(call) = unwrap_parens(&expr) else {
+) -> Outcome<Vec<Step>> {
+    let settings = settings_with_max_samples(max_samples);
+    let grid = Grid::new(range.0, range.1, range.2);
+    evaluate_between(storage, &settings, query, range, |ev, expr| {
+        if !batched {
+            return step_wise(ev, expr, grid);
+        }
+        let Expr::Call(call) = unwrap_parens(expr) else {
             panic!("{query}: not a call")
         };
-        let outcome = super::range_function(&mut ev, call, grid);
-        if outcome.is_ok() {
-            // Everything held while computing was released; the caller counts the result.
-            assert_eq!(ev.step_samples, 0, "{query}: samples left counted");
-        }
-        outcome
-            .map(|batch| rows_to_steps(batch.expect("handled natively"), grid))
-            .map_err(|error| error.to_string())
-    } else {
-        grid.timestamps()
-            .map(|ts| {
-                ev.step_samples = 0;
-                ev.eval(&expr, ts).map(step_to_rows)
-            })
-            .collect::<crate::error::Result<Vec<_>>>()
-            .map_err(|error| error.to_string())
-    };
-    let (warnings, infos) = ev.annotations.render(query);
-    (result, warnings, infos)
+        let batch = super::range_function(ev, call, grid)?;
+        // Everything held while computing was released; the caller counts the result.
+        assert_eq!(ev.step_samples, 0, "{query}: samples left counted");
+        Ok(steps_of(batch.expect("handled natively"), grid))
+    })
 }
 
 fn compare(storage: &MemoryStorage, query: &str, range: (i64, i64, i64)) -> usize {
     let stepwise = run(storage, query, range, false, usize::MAX);
     let batched = run(storage, query, range, true, usize::MAX);
     assert_eq!(batched, stepwise, "{query} over {range:?}");
-    match &batched.0 {
-        Ok(steps) => steps.iter().map(Vec::len).sum(),
-        Err(_) => 0,
-    }
+    batched.elements()
 }
 
 const QUERIES: &[&str] = &[
@@ -282,7 +214,7 @@ fn errors_equal_the_step_wise_path() {
         true,
         usize::MAX,
     )
-    .0
+    .result
     .expect_err("invalid smoothing factor");
     assert!(error.contains("invalid smoothing factor"), "{error}");
 }
@@ -313,12 +245,12 @@ fn the_sample_limit_counts_the_buffered_inner_points() {
     let query = "count_over_time(temp[1h:1s])";
     let range = (120 * MIN, 120 * MIN, 0);
     let error = run(&storage, query, range, true, 15_000)
-        .0
+        .result
         .expect_err("over the limit");
     assert!(error.contains("too many samples"), "{error}");
     let batched = run(&storage, query, range, true, 50_000);
     let stepwise = run(&storage, query, range, false, usize::MAX);
-    let steps = batched.0.clone().expect("within the limit");
+    let steps = batched.result.clone().expect("within the limit");
     assert_eq!(steps[0].len(), 5, "{steps:?}");
     assert_eq!(batched, stepwise);
 }
