@@ -343,6 +343,12 @@ impl<'a> Evaluator<'a> {
         grid == crate::batch::Grid::new(self.start, self.end, self.step)
     }
 
+    /// Whether `expr` is the root of a step-invariant (`@`-pinned) sub-expression of a range
+    /// query: its value is the same at every step.
+    pub(crate) fn is_invariant(&self, expr: &Expr) -> bool {
+        !self.invariant.is_empty() && self.invariant.contains(&(expr as *const Expr as usize))
+    }
+
     /// Stores the vectors of `expr` for every step of the range query (index = step number).
     pub(crate) fn set_precomputed(&mut self, expr: &Expr, steps: Vec<Option<Vec<Element>>>) {
         self.precomputed.insert(expr as *const Expr as usize, steps);

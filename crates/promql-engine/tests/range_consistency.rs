@@ -109,6 +109,9 @@ fn range_steps_equal_instant_queries() {
         "sum by (job) (avg_over_time(app_temperature_celsius[10m])) / sum by (job) (count_over_time(app_temperature_celsius[10m]))",
         "max_over_time(sum by (job) (rate(app_requests_total[1m]))[5m:30s])",
         "sum by (__name__) (app_requests_total) or sum by (instance) (resets(app_requests_total[5m]))",
+        // Pinned by `@`: computed at one step and repeated.
+        "sum by (job) (rate(app_requests_total[5m] @ 1699993200)) * 2",
+        "topk(2, app_memory_bytes @ 1699992900) + 0 * time()",
     ];
     let start = 1_699_992_000_000 + 120_000;
     for query in queries {

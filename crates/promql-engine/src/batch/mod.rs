@@ -153,6 +153,28 @@ impl Batch {
 /// releases them ([`release`]) when it no longer holds the result.
 pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &Expr, grid: Grid) -> Result<Batch> {
     ev.check_interrupt("query execution")?;
+    if grid.len > 1 && ev.is_invariant(expr) {
+        // Pinned by `@`: the value is the same at every step, so it is computed at one step and
+        // repeated, as Prometheus evaluates a step-invariant expression once.
+        let one = eval(ev, expr, Grid::new(grid.start, grid.start, 0))?;
+        release(ev, &one);
+        let batch = match one {
+            Batch::Scalar(values) => {
+                Batch::Scalar(vec![values.first().copied().unwrap_or(f64::NAN); grid.len])
+            }
+            Batch::String(text) => Batch::String(text),
+            Batch::Vector(rows) => Batch::Vector(
+                rows.into_iter()
+                    .map(|row| Row {
+                        values: vec![row.values.first().copied().flatten(); grid.len],
+                        ..row
+                    })
+                    .collect(),
+            ),
+        };
+        ev.add_samples(batch.samples())?;
+        return Ok(batch);
+    }
     let batch = match expr {
         Expr::NumberLiteral(number) => Batch::Scalar(vec![number.val; grid.len]),
         Expr::StringLiteral(string) => Batch::String(string.val.clone()),
