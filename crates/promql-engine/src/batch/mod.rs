@@ -234,37 +234,6 @@ pub(crate) fn eval_vector(ev: &mut Evaluator<'_>, expr: &Expr, grid: Grid) -> Re
     eval(ev, expr, grid)?.into_vector()
 }
 
-/// Evaluates `expr`, which must yield an instant vector, handing its rows to `sink` one at a
-/// time in order.
-///
-/// Selectors and range functions over selectors produce their rows block by block, so a
-/// consumer that folds rows as they come (an aggregation) never holds the whole input; other
-/// nodes are evaluated whole first. The rows handed over are not counted as held: the consumer
-/// counts what it keeps.
-#[allow(dead_code)] // aggregations move onto it next
-pub(crate) fn for_each_row(
-    ev: &mut Evaluator<'_>,
-    expr: &Expr,
-    grid: Grid,
-    sink: &mut selector::Sink<'_>,
-) -> Result<()> {
-    ev.check_interrupt("query execution")?;
-    match unwrap_parens(expr) {
-        Expr::VectorSelector(vector) => selector::instant_each(ev, vector, grid, sink),
-        Expr::Call(call) if selector::is_over_selector(call) => {
-            selector::range_function_each(ev, call, grid, sink)
-        }
-        _ => {
-            let rows = eval_vector(ev, expr, grid)?;
-            release_rows(ev, &rows);
-            for row in rows {
-                sink(row)?;
-            }
-            Ok(())
-        }
-    }
-}
-
 /// Stops counting the samples of `batch` as held.
 pub(crate) fn release(ev: &mut Evaluator<'_>, batch: &Batch) {
     ev.release_samples(batch.samples());
