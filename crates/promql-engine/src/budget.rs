@@ -22,9 +22,11 @@ use prom_model::Labels;
 
 use crate::error::{Error, Result};
 
-/// Estimated bytes of a sample held outside selector data (an element of a step's vector, a
-/// point of a result or a subquery cache entry), label clones included on average.
-pub(crate) const HELD_SAMPLE_BYTES: usize = 64;
+/// Estimated bytes of a sample held outside selector data: a value slot of a batch row (16
+/// bytes, `Option<f64>`) plus its share of the row's label set and allocation; a point of a
+/// result or a buffered subquery point is the same size. (The step-wise evaluator, which cloned
+/// labels into every element of every step, needed 64.)
+pub(crate) const HELD_SAMPLE_BYTES: usize = 24;
 
 /// Bytes reserved at once, at least: fewer atomic operations for many small reservations.
 const RESERVE_CHUNK: usize = 1 << 20;
