@@ -2,8 +2,8 @@
 
 use prom_model::{Labels, STALE_NAN_BITS, Sample};
 
+use crate::batch::Grid;
 use crate::batch::testing::{Path, assert_same_outcome, run, settings};
-use crate::batch::{self, Grid};
 use crate::eval::Evaluator;
 use crate::storage::MemoryStorage;
 use crate::{Engine, QueryOptions, Value, parse_expr};
@@ -242,68 +242,6 @@ fn raw_strings_keep_backslashes() {
     // Double-quoted strings still read escapes, and refuse unknown ones.
     assert_eq!(run(r#"m{a=~"\\."}"#), matched);
     assert!(parse_expr(r#"m{a=~"\."}"#).is_err());
-}
-
-/// Times the batch path of a few functions against the step-wise fallback it replaced, on a
-/// range query over a few thousand series. Run with `--ignored --nocapture`.
-#[test]
-#[ignore = "timing, not a check"]
-fn batch_functions_speed() {
-    let mut storage = MemoryStorage::new();
-    let les = [
-        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf",
-    ];
-    for histogram in 0..250 {
-        for (position, le) in les.iter().enumerate() {
-            let samples: Vec<Sample> = (0..360)
-                .map(|i| {
-                    Sample::new(
-                        T0 + i * SCRAPE,
-                        ((i + histogram) * (position as i64 + 1)) as f64,
-                    )
-                })
-                .collect();
-            storage.append(
-                Labels::from_pairs([
-                    ("__name__", "x_bucket"),
-                    ("instance", &format!("i{histogram}")),
-                    ("le", le),
-                ]),
-                samples,
-            );
-        }
-    }
-    let grid = Grid::new(T0 + 3_600_000, T0 + 5_400_000, 15_000);
-    let settings = settings();
-    for query in [
-        "histogram_quantile(0.9, rate(x_bucket[5m]))",
-        "histogram_quantile(0.9, sum by (le) (rate(x_bucket[5m])))",
-        "label_replace(rate(x_bucket[5m]), \"dst\", \"$1\", \"le\", \"(.*)\")",
-        "clamp(rate(x_bucket[5m]), 0.1, 0.5)",
-        "timestamp(x_bucket)",
-    ] {
-        let expr = parse_expr(query).unwrap_or_else(|error| panic!("{query}: {error}"));
-        let end = grid.ts(grid.len - 1);
-        let mut times = Vec::new();
-        for native in [true, false] {
-            let mut ev = Evaluator::new(&storage, &settings, grid.start, end, grid.step);
-            ev.prefetch(&expr)
-                .unwrap_or_else(|error| panic!("{query}: {error}"));
-            let started = std::time::Instant::now();
-            let batch = if native {
-                batch::eval(&mut ev, &expr, grid)
-            } else {
-                batch::fallback(&mut ev, &expr, grid)
-            }
-            .unwrap_or_else(|error| panic!("{query}: {error}"));
-            times.push(started.elapsed());
-            assert!(batch.samples() > 0, "{query}: empty");
-        }
-        println!(
-            "{query}: {} steps, native {:?}, step-wise {:?}",
-            grid.len, times[0], times[1]
-        );
-    }
 }
 
 #[test]
