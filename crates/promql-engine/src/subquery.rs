@@ -82,6 +82,18 @@ struct Assembling {
 }
 
 impl Evaluator<'_> {
+    /// A subquery's step in ms: its own, or the engine's default evaluation interval when it
+    /// has none (at least 1).
+    pub(crate) fn subquery_step(&self, subquery: &SubqueryExpr) -> i64 {
+        subquery
+            .step
+            .as_ref()
+            .map(duration_ms)
+            .filter(|step| *step > 0)
+            .unwrap_or(self.settings.default_subquery_step)
+            .max(1)
+    }
+
     /// Evaluates a subquery at `ts`: the range vector of its inner expression over the window.
     pub(crate) fn eval_subquery(
         &mut self,
@@ -89,12 +101,7 @@ impl Evaluator<'_> {
         ts: i64,
     ) -> Result<RangeVector> {
         let range = duration_ms(&subquery.range);
-        let step = subquery
-            .step
-            .as_ref()
-            .map(duration_ms)
-            .filter(|step| *step > 0)
-            .unwrap_or(self.settings.default_subquery_step);
+        let step = self.subquery_step(subquery);
         let window_end = self.reference_time(subquery.at.as_ref(), subquery.offset.as_ref(), ts);
         let window_start = window_end.saturating_sub(range);
         let mut first = step * (window_start / step);

@@ -122,13 +122,7 @@ struct Plan {
 impl Plan {
     fn new(ev: &Evaluator<'_>, subquery: &SubqueryExpr, grid: Grid) -> Self {
         let range = duration_ms(&subquery.range);
-        let step = subquery
-            .step
-            .as_ref()
-            .map(duration_ms)
-            .filter(|step| *step > 0)
-            .unwrap_or(ev.settings.default_subquery_step)
-            .max(1);
+        let step = ev.subquery_step(subquery);
         let ends: Vec<i64> = grid
             .timestamps()
             .map(|ts| ev.reference_time(subquery.at.as_ref(), subquery.offset.as_ref(), ts))
