@@ -415,27 +415,12 @@ fn main() {
         their_pid,
         times,
     };
-    println!(
-        "{} cases; range queries {}..{}, instant queries at {}; median of {} timed runs after a warm-up{}",
-        cases.len(),
-        times.start,
-        times.end,
-        times.instant,
-        knobs.runs,
-        if knobs.runs_given {
-            ""
-        } else {
-            " (1 when the warm-up took over 5s)"
-        }
+    shapes::run_matrix(
+        &knobs,
+        &times,
+        ("ours MiB (querier+gw)", "prom peak"),
+        |case| sides.measure(&knobs, case),
     );
-    shapes::print_header("ours MiB (querier+gw)", "prom peak");
-    let mut rows = Vec::with_capacity(cases.len());
-    for case in cases {
-        let row = sides.measure(&knobs, case);
-        shapes::print_row(&row);
-        rows.push(row);
-    }
-    shapes::print_summary(&rows, &knobs.modes);
     println!("load average at end: {}", load_average());
     drop(prometheus);
     drop(querier);

@@ -507,6 +507,38 @@ fn millis(time: Option<Duration>) -> String {
     )
 }
 
+/// Runs every case through `measure`, printing the run's parameters, the header, a row per case
+/// as it is measured, and the summary; the columns name the two sides' memory figures.
+pub(crate) fn run_matrix(
+    knobs: &Knobs,
+    times: &QueryTimes,
+    (our_memory, their_memory): (&str, &str),
+    mut measure: impl FnMut(Case) -> Measured,
+) {
+    let cases = knobs.cases();
+    println!(
+        "{} cases; range queries {}..{}, instant queries at {}; median of {} timed runs after a warm-up{}",
+        cases.len(),
+        times.start,
+        times.end,
+        times.instant,
+        knobs.runs,
+        if knobs.runs_given {
+            ""
+        } else {
+            " (1 when the warm-up took over 5s)"
+        }
+    );
+    print_header(our_memory, their_memory);
+    let mut rows = Vec::with_capacity(cases.len());
+    for case in cases {
+        let row = measure(case);
+        print_row(&row);
+        rows.push(row);
+    }
+    print_summary(&rows, &knobs.modes);
+}
+
 /// The table header; `our_memory` and `their_memory` name the memory columns.
 pub(crate) fn print_header(our_memory: &str, their_memory: &str) {
     println!(
