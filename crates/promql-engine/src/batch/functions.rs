@@ -1,7 +1,7 @@
 //! Functions of instant vectors and scalars over a grid.
 //!
-//! Every function of `crate::functions::eval` except the range functions (see
-//! [`super::selector`] and [`super::subquery`]) and `info` is evaluated here for all steps at
+//! Every function except the range functions (see [`super::selector`] and [`super::subquery`])
+//! is evaluated here (`info` in [`super::info`]) for all steps at
 //! once: scalar arguments are evaluated over the grid once, labels are rewritten once per
 //! series, and per-step work touches only numbers. The per-value kernels are the step-wise
 //! evaluator's (`functions::math_function`, `round_to`, `clamp`, `date_value`, `Relabel`,
@@ -23,11 +23,11 @@ use crate::functions::{
 };
 use crate::parse::unwrap_parens;
 
-/// Evaluates a function call at every step of `grid`; `None` leaves it to the step-wise path
-/// (range functions not handled by the selector and subquery paths, `info`, unknown names).
+/// Evaluates a function call at every step of `grid`; `None` for a range function (those are
+/// evaluated by the selector and subquery paths) or an unknown name.
 pub(super) fn eval(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Option<Batch>> {
     let name = call.func.name;
-    if crate::range_functions::handles(name) || name == "info" {
+    if crate::range_functions::handles(name) {
         return Ok(None);
     }
     let args: Vec<&Expr> = call.args.args.iter().map(|arg| arg.as_ref()).collect();
@@ -157,6 +157,7 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Op
                 Batch::Vector(Vec::new())
             }
         },
+        "info" => super::info::eval(ev, &args, grid)?,
         "histogram_quantile" => histogram::quantile(ev, &args, grid)?,
         "histogram_fraction" => histogram::fraction(ev, &args, grid)?,
         "histogram_quantiles" => histogram::quantiles(ev, &args, grid)?,

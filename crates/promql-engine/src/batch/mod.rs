@@ -23,6 +23,7 @@
 mod aggregate;
 mod binary;
 mod functions;
+mod info;
 mod parallel;
 mod selector;
 mod subquery;
