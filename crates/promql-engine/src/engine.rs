@@ -13,7 +13,7 @@ use crate::batch::{self, Batch, Grid};
 use crate::budget::{MemoryBudget, Reservation};
 use crate::depth::{expr_depth, with_stack};
 use crate::error::{Error, Result};
-use crate::eval::{Evaluator, StepValue};
+use crate::eval::Evaluator;
 use crate::parse::parse_expr;
 use crate::storage::Queryable;
 use crate::value::{Element, Point, QueryResult, Series, Value};
@@ -172,15 +172,7 @@ impl Engine {
         ev.check_interrupt("query execution")?;
         let value = if expr.value_type() == ValueType::Matrix {
             // A range vector is only a result at the root of an instant query.
-            match ev.eval(expr, time)? {
-                StepValue::Matrix(matrix) => Value::Matrix(finish_matrix(matrix.series)?),
-                other => {
-                    return Err(Error::exec(format!(
-                        "expected range vector, got {}",
-                        other.type_name()
-                    )));
-                }
-            }
+            Value::Matrix(finish_matrix(batch::matrix::eval(&mut ev, expr, time)?)?)
         } else {
             match batch::eval(&mut ev, expr, Grid::new(time, time, 0))? {
                 Batch::Scalar(values) => Value::Scalar {

@@ -24,6 +24,7 @@ mod aggregate;
 mod binary;
 mod functions;
 mod info;
+pub(crate) mod matrix;
 mod parallel;
 mod selector;
 mod subquery;

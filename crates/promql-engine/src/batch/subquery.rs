@@ -152,8 +152,9 @@ impl Plan {
     }
 }
 
-/// The first inner timestamp after `window_start`: the step-wise path's alignment.
-fn first_inner(window_start: i64, step: i64) -> i64 {
+/// The first inner timestamp after `window_start`: the first multiple of the subquery step
+/// after it.
+pub(super) fn first_inner(window_start: i64, step: i64) -> i64 {
     let first = step * (window_start / step);
     if first <= window_start {
         first.saturating_add(step)
