@@ -1,6 +1,13 @@
 //! The test oracle shared by the batch evaluator's test modules: one way to evaluate a query
-//! with the batch path or with the step-wise evaluator, and one comparable form of the results
-//! (labels, name-dropping mark and value bits, so NaN equals NaN and -0 differs from 0).
+//! over a grid of steps, either at once or one step at a time, and one comparable form of the
+//! results (labels, name-dropping mark and value bits, so NaN equals NaN and -0 differs from 0).
+//!
+//! Both ways run the batch path, but not the same code: over a grid of many steps, selectors
+//! and range functions slide their windows from step to step and split series over the cores,
+//! subqueries evaluate their inner expression in segments kept in a buffer, step-invariant
+//! expressions are computed once and repeated, and rows are ordered by their first step; over
+//! a grid of one step, each of these is the plain single-step case. A range query's result
+//! must equal the results of instant queries at each of its steps.
 
 use std::sync::Arc;
 
@@ -9,7 +16,7 @@ use promql_parser::parser::Expr;
 use crate::batch::{self, Batch, Grid, Row};
 use crate::budget::Reservation;
 use crate::engine::EvalSettings;
-use crate::eval::{Evaluator, StepValue};
+use crate::eval::Evaluator;
 use crate::parse::parse_expr;
 use crate::storage::MemoryStorage;
 
@@ -107,12 +114,12 @@ pub(crate) fn evaluate_between<T>(
     }
 }
 
-/// Which evaluator runs a query.
+/// How a grid is evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Path {
-    /// The step-wise evaluator ([`Evaluator::eval`]) at each timestamp of the grid; its first
-    /// error.
-    StepWise,
+    /// The batch path at each timestamp of the grid on its own (a grid of one step), as instant
+    /// queries at each step would; its first error.
+    SingleSteps,
     /// The batch path ([`batch::eval`]) over the whole grid.
     Batch,
 }
@@ -126,36 +133,67 @@ pub(crate) fn run(
     grid: Grid,
 ) -> Outcome<Vec<Step>> {
     evaluate(storage, settings, query, grid, |ev, expr| match path {
-        Path::StepWise => step_wise(ev, expr, grid),
+        Path::SingleSteps => single_steps(ev, expr, grid),
         Path::Batch => batch::eval(ev, expr, grid).map(|batch| steps_of(batch, grid)),
     })
 }
 
-/// The step-wise evaluator at each timestamp of `grid`, each step counting only its own samples
-/// (as in the fallback); its first error.
-pub(crate) fn step_wise(
+/// The batch path over a grid of one step at each timestamp of `grid`, each step's samples
+/// released before the next; its first error.
+pub(crate) fn single_steps(
     ev: &mut Evaluator<'_>,
     expr: &Expr,
     grid: Grid,
 ) -> crate::error::Result<Vec<Step>> {
     grid.timestamps()
         .map(|ts| {
-            ev.step_samples = 0;
-            ev.eval(expr, ts).map(step_of)
+            let one = Grid::new(ts, ts, 0);
+            let batch = batch::eval(ev, expr, one)?;
+            batch::release(ev, &batch);
+            Ok(steps_of(batch, one).into_iter().next().unwrap_or_default())
         })
         .collect()
 }
 
-/// A step-wise result as a step (panics on a string or a range vector).
-pub(crate) fn step_of(value: StepValue) -> Step {
-    match value {
-        StepValue::Scalar(v) => vec![(String::new(), false, v.to_bits())],
-        StepValue::Vector(elements) => elements
-            .into_iter()
-            .map(|e| (e.labels.to_string(), e.drop_name, e.v.to_bits()))
-            .collect(),
-        other => panic!("unexpected {}", other.type_name()),
+/// The batch path over a grid of one step at each timestamp of `grid`, collected into rows:
+/// a row per label set and name-dropping mark, in the order they are first met (step by step,
+/// each step in its order).
+pub(crate) fn single_step_rows(
+    ev: &mut Evaluator<'_>,
+    expr: &Expr,
+    grid: Grid,
+) -> crate::error::Result<Vec<Row>> {
+    let mut rows: Vec<Row> = Vec::new();
+    let mut index_of: std::collections::HashMap<(prom_model::Labels, bool), usize> =
+        std::collections::HashMap::new();
+    for (step, ts) in grid.timestamps().enumerate() {
+        let batch = batch::eval(ev, expr, Grid::new(ts, ts, 0))?;
+        batch::release(ev, &batch);
+        for row in batch.into_vector()? {
+            let Some(v) = row.values.first().copied().flatten() else {
+                continue;
+            };
+            let key = (row.labels, row.drop_name);
+            let index = match index_of.get(&key) {
+                Some(&index) => index,
+                None => {
+                    rows.push(Row {
+                        labels: key.0.clone(),
+                        drop_name: key.1,
+                        values: vec![None; grid.len],
+                    });
+                    index_of.insert(key, rows.len() - 1);
+                    rows.len() - 1
+                }
+            };
+            if rows[index].values[step].replace(v).is_some() {
+                return Err(crate::error::Error::exec(
+                    "vector cannot contain metrics with the same labelset",
+                ));
+            }
+        }
     }
+    Ok(rows)
 }
 
 /// A batch as the steps of `grid`: each step's elements in row order (panics on a string).
@@ -192,10 +230,11 @@ pub(crate) fn row_cells(rows: &[Row]) -> Vec<RowCells> {
         .collect()
 }
 
-/// Asserts that `actual` equals `expected`. With `ordered`, the steps are compared as they are,
-/// step by step first (for a message naming the first step that differs), then as a whole,
-/// errors included. Then, in any case, with each step's elements sorted; with `annotations`,
-/// the sorted warnings and infos too.
+/// Asserts that `actual` equals `expected`. The first step is compared as it is (its order is
+/// an instant query's in both). With `ordered`, every step is compared as it is, step by step
+/// first (for a message naming the first step that differs), then as a whole, errors included.
+/// Then, in any case, with each step's elements sorted; with `annotations`, the sorted warnings
+/// and infos too.
 pub(crate) fn assert_same_outcome(
     actual: &Outcome<Vec<Step>>,
     expected: &Outcome<Vec<Step>>,
@@ -203,6 +242,13 @@ pub(crate) fn assert_same_outcome(
     annotations: bool,
     context: &str,
 ) {
+    if let (Ok(actual), Ok(expected)) = (&actual.result, &expected.result) {
+        assert_eq!(
+            actual.first(),
+            expected.first(),
+            "{context} at the first step: values or order"
+        );
+    }
     if ordered {
         if let (Ok(actual), Ok(expected)) = (&actual.result, &expected.result) {
             for (step, (actual, expected)) in actual.iter().zip(expected).enumerate() {

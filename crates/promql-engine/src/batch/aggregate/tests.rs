@@ -1,11 +1,11 @@
-//! The batch aggregations against the step-wise evaluator, on generated data.
+//! The batch aggregations over range grids against the same queries one step at a time, and
+//! instants against the first steps of range grids, on generated data.
 
 use prom_model::{Labels, STALE_NAN_BITS, Sample};
 use promql_parser::parser::Expr;
 
-use crate::batch::testing::{Outcome, RowCells, evaluate, row_cells, settings};
-use crate::batch::{self, Batch, Grid};
-use crate::eval::StepValue;
+use crate::batch::testing::{Outcome, RowCells, evaluate, row_cells, settings, single_step_rows};
+use crate::batch::{Batch, Grid};
 use crate::parse::unwrap_parens;
 use crate::storage::MemoryStorage;
 
@@ -107,30 +107,11 @@ fn run_batch(storage: &MemoryStorage, query: &str, grid: Grid) -> Outcome<Vec<Ro
     })
 }
 
-/// The step-wise evaluator at each step, collected into rows as the fallback does.
-fn run_fallback(storage: &MemoryStorage, query: &str, grid: Grid) -> Outcome<Vec<RowCells>> {
+/// The batch path one step at a time, collected into rows in the order they are first met.
+fn run_single_steps(storage: &MemoryStorage, query: &str, grid: Grid) -> Outcome<Vec<RowCells>> {
     evaluate(storage, &settings(), query, grid, |ev, expr| {
-        batch::fallback(ev, expr, grid).map(|batch| vector_rows(query, batch))
+        single_step_rows(ev, expr, grid).map(|rows| row_cells(&rows))
     })
-}
-
-/// The pure step-wise evaluator at one timestamp: elements in its order.
-fn run_instant(storage: &MemoryStorage, query: &str, ts: i64) -> Outcome<Vec<RowCells>> {
-    evaluate(
-        storage,
-        &settings(),
-        query,
-        Grid::new(ts, ts, 0),
-        |ev, expr| {
-            ev.eval(expr, ts).map(|value| match value {
-                StepValue::Vector(elements) => elements
-                    .into_iter()
-                    .map(|e| (e.labels.to_string(), e.drop_name, vec![Some(e.v.to_bits())]))
-                    .collect(),
-                other => panic!("{query}: {}", other.type_name()),
-            })
-        },
-    )
 }
 
 /// Asserts equal rows (or errors) and warnings (infos are not compared); returns how many rows
@@ -212,7 +193,7 @@ const QUERIES: &[&str] = &[
 ];
 
 #[test]
-fn range_grids_equal_the_step_wise_results() {
+fn range_grids_equal_single_steps() {
     let storage = storage();
     let grids = [
         Grid::new(START, START + (SCRAPES + 25) * SCRAPE, 37_000),
@@ -221,7 +202,7 @@ fn range_grids_equal_the_step_wise_results() {
     let mut compared = 0;
     for query in QUERIES {
         for grid in grids {
-            let expected = run_fallback(&storage, query, grid);
+            let expected = run_single_steps(&storage, query, grid);
             let actual = run_batch(&storage, query, grid);
             compared += assert_same(&actual, &expected, &format!("{query} over {grid:?}"));
         }
@@ -230,15 +211,35 @@ fn range_grids_equal_the_step_wise_results() {
 }
 
 #[test]
-fn instants_equal_the_step_wise_results_in_order() {
+fn instants_equal_the_first_steps_of_range_grids_in_order() {
     let storage = storage();
     let mut compared = 0;
     for query in QUERIES {
         for scrape in [0, 7, 31, 44, 50, 55, 62, 79, 90] {
             let ts = START + scrape * SCRAPE + 3_000;
-            let expected = run_instant(&storage, query, ts);
-            let actual = run_batch(&storage, query, Grid::new(ts, ts, 0));
-            compared += assert_same(&actual, &expected, &format!("{query} at {ts}"));
+            let instant = run_batch(&storage, query, Grid::new(ts, ts, 0));
+            let range = run_batch(&storage, query, Grid::new(ts, ts + 10 * SCRAPE, SCRAPE));
+            // The range grid's rows with a value at its first step, in order, that value only.
+            let first: Result<Vec<RowCells>, String> = range.result.clone().map(|rows| {
+                rows.into_iter()
+                    .filter(|row| row.2[0].is_some())
+                    .map(|(labels, drop_name, values)| (labels, drop_name, vec![values[0]]))
+                    .collect()
+            });
+            let context = format!("{query} at {ts}");
+            match (&instant.result, &first) {
+                (Ok(instant), Ok(first)) => {
+                    assert_eq!(instant, first, "{context}");
+                    compared += instant.len();
+                }
+                // An error at a later step of the range grid only.
+                (Ok(_), Err(_)) => {}
+                (instant, first) => assert_eq!(instant, first, "{context}"),
+            }
+            // What the first step warns about, the range grid warns about too.
+            for warning in &instant.warnings {
+                assert!(range.warnings.contains(warning), "{context}: {warning}");
+            }
         }
     }
     assert!(compared > 500, "too little compared: {compared}");

@@ -1,5 +1,6 @@
-//! The batch binary operators against the step-wise evaluator, step by step and element by
-//! element (labels, name marking, value bits and order), including the errors.
+//! The batch binary operators over range grids against the same queries one step at a time,
+//! step by step and element by element (labels, name marking, value bits and order), including
+//! the errors.
 
 use prom_model::{Labels, STALE_NAN_BITS, Sample};
 
@@ -110,18 +111,18 @@ fn batch_steps(storage: &MemoryStorage, query: &str, grid: Grid) -> Outcome<Vec<
     })
 }
 
-/// Compares both paths (elements and their order at every step, or the error) on a range grid
-/// and on single steps; returns how many elements (or whether an error) were compared.
+/// Compares range grids with their steps evaluated one at a time (elements and their order at
+/// every step, or the error); returns how many elements (or whether an error) were compared.
 fn check(storage: &MemoryStorage, query: &str) -> Result<usize, String> {
     let grids = [
         Grid::new(START, START + (SCRAPES - 1) * SCRAPE, SCRAPE),
         Grid::new(START + 7_000, START + 90 * SCRAPE, 41_000),
-        Grid::new(START + 30 * SCRAPE, START + 30 * SCRAPE, 0),
+        Grid::new(START + 30 * SCRAPE, START + 34 * SCRAPE, SCRAPE),
     ];
     let settings = settings();
     let mut result = Ok(0);
     for grid in grids {
-        let expected = run(Path::StepWise, storage, &settings, query, grid);
+        let expected = run(Path::SingleSteps, storage, &settings, query, grid);
         let actual = batch_steps(storage, query, grid);
         let context = format!("{query} over {grid:?}");
         assert_same_outcome(&actual, &expected, true, false, &context);
@@ -138,7 +139,7 @@ fn check(storage: &MemoryStorage, query: &str) -> Result<usize, String> {
 }
 
 #[test]
-fn operators_equal_step_wise() {
+fn operators_over_range_grids_equal_single_steps() {
     let storage = storage();
     let queries = [
         // Scalars.

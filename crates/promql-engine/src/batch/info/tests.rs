@@ -127,12 +127,12 @@ fn range_grids_equal_single_steps() {
     let grids = [
         Grid::new(START, START + (SCRAPES + 10) * SCRAPE, 30_000),
         Grid::new(START + 7_000, START + 70 * SCRAPE, 41_000),
-        Grid::new(START + 45 * SCRAPE, START + 45 * SCRAPE, 0),
+        Grid::new(START + 45 * SCRAPE, START + 49 * SCRAPE, SCRAPE),
     ];
     let mut compared = 0;
     for query in QUERIES {
         for grid in grids {
-            let expected = run(Path::StepWise, &storage, &settings, query, grid);
+            let expected = run(Path::SingleSteps, &storage, &settings, query, grid);
             let actual = run(Path::Batch, &storage, &settings, query, grid);
             let context = format!("{query} over {grid:?}");
             assert_same_outcome(
