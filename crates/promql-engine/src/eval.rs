@@ -4,14 +4,16 @@
 //! Selector data is loaded from the [`Queryable`] once per query (see [`Evaluator::prefetch`]) and
 //! then sliced per step, so the per-step walk never touches storage.
 
-use std::collections::{BTreeMap, HashMap};
+mod selection;
+
+use std::collections::HashMap;
 use std::rc::Rc;
 
-use prom_model::{Labels, Matcher, is_stale_nan};
+use prom_model::{Labels, is_stale_nan};
 use promql_parser::parser::{Expr, UnaryExpr, VectorSelector};
 
 use crate::annotations::Annotations;
-use crate::budget::{HELD_SAMPLE_BYTES, Reservation, labels_bytes};
+use crate::budget::{HELD_SAMPLE_BYTES, Reservation};
 use crate::engine::EvalSettings;
 use crate::error::{Error, Result};
 use crate::parse::{at_ms, duration_ms, matcher_sets, offset_ms};
@@ -69,7 +71,8 @@ pub(crate) struct Evaluator<'a> {
     /// Query step in ms (0 for instant queries).
     pub(crate) step: i64,
     pub(crate) annotations: Annotations,
-    selectors: HashMap<usize, Rc<Vec<LoadedSeries>>>,
+    /// Every selector's series (see [`selection`]).
+    selections: selection::Selections<'a>,
     /// Inner results of subqueries by node (see [`crate::subquery`]).
     pub(crate) subquery_cache: HashMap<usize, crate::subquery::SubqueryCache>,
     /// Samples held by `subquery_cache`.
@@ -109,6 +112,8 @@ struct PlanPath {
     func: Option<String>,
     grouping: Vec<String>,
     by: bool,
+    /// Inside a subquery, whose inner expression is evaluated segment by segment.
+    in_subquery: bool,
 }
 
 impl<'a> Evaluator<'a> {
@@ -126,7 +131,7 @@ impl<'a> Evaluator<'a> {
             end,
             step,
             annotations: Annotations::default(),
-            selectors: HashMap::new(),
+            selections: selection::Selections::default(),
             subquery_cache: HashMap::new(),
             cached_samples: 0,
             invariant: std::collections::HashSet::new(),
@@ -139,7 +144,8 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// Loads the data of every selector in `expr` for the whole query.
+    /// Selects the series of every selector in `expr` for the whole query; their samples are
+    /// decoded when read (see [`selection`]).
     pub(crate) fn prefetch(&mut self, expr: &Expr) -> Result<()> {
         if self.start != self.end {
             self.invariant = crate::invariant::invariant_roots(expr);
@@ -195,6 +201,7 @@ impl<'a> Evaluator<'a> {
                     inner.subquery_at = Some(at);
                 }
                 inner.func = None;
+                inner.in_subquery = true;
                 self.plan(&subquery.expr, &inner, 0)
             }
             Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => Ok(()),
@@ -202,7 +209,6 @@ impl<'a> Evaluator<'a> {
     }
 
     fn load(&mut self, selector: &VectorSelector, path: &PlanPath, range: i64) -> Result<()> {
-        let key = selector as *const VectorSelector as usize;
         let (mut start, mut end) = (self.start, self.end);
         if let Some(at) = path.subquery_at {
             start = at;
@@ -238,65 +244,12 @@ impl<'a> Evaluator<'a> {
             grouping: path.grouping.clone(),
             by: path.by,
         };
-        let mut by_labels: BTreeMap<Labels, LoadedSeries> = BTreeMap::new();
-        for matchers in matcher_sets(selector)? {
-            self.select_into(&matchers, &hints, &mut by_labels)?;
-        }
-        let loaded: Vec<LoadedSeries> = by_labels.into_values().collect();
-        self.selectors.insert(key, Rc::new(loaded));
-        Ok(())
-    }
-
-    fn select_into(
-        &mut self,
-        matchers: &[Matcher],
-        hints: &SelectHints,
-        out: &mut BTreeMap<Labels, LoadedSeries>,
-    ) -> Result<()> {
-        let stream = self.storage.select(matchers, hints)?;
-        for series in stream {
-            self.check_interrupt("query preparation")?;
-            let series = series?;
-            if out.contains_key(&series.labels) {
-                continue;
-            }
-            // Sized once when the source knows its length (no regrowth, no slack).
-            let mut points = Vec::with_capacity(series.samples.size_hint().0);
-            for sample in series.samples {
-                let sample = sample?;
-                points.push(Point {
-                    t: sample.t,
-                    v: sample.v,
-                });
-            }
-            if !points.is_sorted_by_key(|p| p.t) {
-                // Sources should stream in time order; tolerate one that does not.
-                points.sort_by_key(|p| p.t);
-                points.dedup_by_key(|p| p.t);
-            }
-            let bytes = points.len().saturating_mul(std::mem::size_of::<Point>())
-                + labels_bytes(&series.labels)
-                + series
-                    .start_timestamps
-                    .as_ref()
-                    .map_or(0, |_| points.len() * 8);
-            self.reservation.grow(bytes)?;
-            let start_timestamps = series.start_timestamps.map(|known| {
-                points
-                    .iter()
-                    .map(|p| known.get(&p.t).copied().unwrap_or(0))
-                    .collect()
-            });
-            out.insert(
-                series.labels.clone(),
-                LoadedSeries {
-                    labels: series.labels,
-                    points,
-                    start_timestamps,
-                },
-            );
-        }
-        Ok(())
+        let plan = selection::SelectPlan {
+            matcher_sets: matcher_sets(selector)?,
+            hints,
+            single_pass: !path.in_subquery,
+        };
+        self.select_pending(selector, plan)
     }
 
     /// Fails if the query was cancelled or ran past its deadline.
@@ -463,12 +416,9 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// The decoded series of `selector`, kept for the rest of the query.
     pub(crate) fn loaded(&self, selector: &VectorSelector) -> Result<Rc<Vec<LoadedSeries>>> {
-        let key = selector as *const VectorSelector as usize;
-        self.selectors
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| Error::exec("selector evaluated without prefetched data"))
+        self.materialized(selector)
     }
 
     /// The reference time of a selector at `ts`: the `@` time or `ts`, minus the offset.

@@ -5,6 +5,12 @@
 //! at a step are folded in row order, which is the order the step-wise evaluator sees them in,
 //! so compensated sums and means are bit-identical.
 //!
+//! Over a selector or a range function over a selector, a reduction (not `quantile`) with few
+//! groups is folded as the input rows are produced, block by block ([`fold_stream`]), instead of
+//! holding every input row first: the producer computes a block of rows (in parallel) and hands
+//! them over in series order, and the fold runs in that order on this thread, so each group still
+//! sees its values in row order and the results are the same bits.
+//!
 //! Output rows are listed in the order the step-wise evaluator's results, step after step, first
 //! show them: by the first step a row has a value, then by its position at that step. For an
 //! instant query that is exactly the step-wise order.
@@ -12,16 +18,17 @@
 use std::collections::HashMap;
 
 use prom_model::{Labels, METRIC_NAME};
-use promql_parser::parser::AggregateExpr;
+use promql_parser::parser::{AggregateExpr, BinaryExpr, Call, Expr, VectorSelector};
 
 use super::{Batch, Grid, Row};
 use crate::aggregate::{
     Acc, Grouping, Reduce, Selection, ascending_nan_last, check_quantile, count_values_label,
     descending_nan_last, format_f, ratio_keeps, ratio_offset, selection,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::eval::Evaluator;
 use crate::functions::quantile;
+use crate::parse::unwrap_parens;
 
 /// How often (in groups or rows) long loops check for cancellation.
 const INTERRUPT_EVERY: usize = 256;
@@ -60,6 +67,13 @@ pub(super) fn eval(
             .and_then(|values| values.get(step).copied())
             .unwrap_or(f64::NAN)
     };
+    if let Some(reduce) = reduce.filter(|reduce| !select && *reduce != Reduce::Quantile)
+        && let Some(source) = stream_source(ev, &expr.expr, grid)
+        && folds_smaller(ev, source, &grouping, grid)?
+    {
+        let out = fold_stream(ev, reduce, &grouping, source, grid)?;
+        return Ok(Some(Batch::Vector(out)));
+    }
     let rows = super::eval_vector(ev, &expr.expr, grid)?;
     let (groups, keys) = group_rows(ev, &rows, |labels| grouping.key(labels))?;
     let out = match reduce {
@@ -84,6 +98,267 @@ pub(super) fn eval(
         }
     };
     Ok(Some(Batch::Vector(out)))
+}
+
+/// A node whose rows can be produced block by block, in the order [`super::eval`] lists them.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Source<'e> {
+    /// An instant selector.
+    Selector(&'e VectorSelector),
+    /// A range function over a range selector.
+    RangeFunction(&'e Call),
+    /// An arithmetic operator or comparison between a source and a number
+    /// (`rate(x[5m]) * 60`, `x > bool 0.7`), applied row by row.
+    WithNumber(&'e BinaryExpr),
+}
+
+/// `expr` as a [`Source`], if it is one that [`super::eval`] would evaluate the same way (not
+/// pinned by `@` to one repeated step).
+pub(super) fn stream_source<'e>(
+    ev: &Evaluator<'_>,
+    expr: &'e Expr,
+    grid: Grid,
+) -> Option<Source<'e>> {
+    let mut node = expr;
+    loop {
+        if grid.len > 1 && ev.is_invariant(node) {
+            return None;
+        }
+        match node {
+            Expr::Paren(paren) => node = &paren.expr,
+            Expr::VectorSelector(selector) => return Some(Source::Selector(selector)),
+            Expr::Call(call) if super::selector::is_over_selector(call) => {
+                return Some(Source::RangeFunction(call));
+            }
+            Expr::Binary(binary) => {
+                let op = crate::binary::Op::parse(&binary.op.to_string()).ok()?;
+                let (vector, number) = number_operand(binary)?;
+                if op.is_set() || grid.len > 1 && ev.is_invariant(number) {
+                    return None;
+                }
+                stream_source(ev, vector, grid)?;
+                return Some(Source::WithNumber(binary));
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// The vector operand and the number operand of `binary`, if one side is a number literal.
+fn number_operand(binary: &BinaryExpr) -> Option<(&Expr, &Expr)> {
+    let is_number = |expr: &Expr| matches!(unwrap_parens(expr), Expr::NumberLiteral(_));
+    if is_number(&binary.rhs) && !is_number(&binary.lhs) {
+        Some((&binary.lhs, &binary.rhs))
+    } else if is_number(&binary.lhs) && !is_number(&binary.rhs) {
+        Some((&binary.rhs, &binary.lhs))
+    } else {
+        None
+    }
+}
+
+/// The selector a [`Source`] reads.
+fn source_selector<'e>(
+    ev: &Evaluator<'_>,
+    source: Source<'e>,
+    grid: Grid,
+) -> Option<&'e VectorSelector> {
+    match source {
+        Source::WithNumber(binary) => {
+            let (vector, _) = number_operand(binary)?;
+            source_selector(ev, stream_source(ev, vector, grid)?, grid)
+        }
+        Source::Selector(selector) => Some(selector),
+        Source::RangeFunction(call) => {
+            call.args
+                .args
+                .iter()
+                .find_map(|arg| match unwrap_parens(arg) {
+                    Expr::MatrixSelector(matrix) => Some(&matrix.vs),
+                    _ => None,
+                })
+        }
+    }
+}
+
+/// Bytes a fold keeps per group and step: the accumulator, the first row and the name mark.
+const FOLD_SLOT_BYTES: usize =
+    std::mem::size_of::<Option<Acc>>() + std::mem::size_of::<usize>() + 1;
+
+/// Bytes a materialised input row takes per step.
+const ROW_SLOT_BYTES: usize = std::mem::size_of::<Option<f64>>();
+
+/// Whether folding `source` into its groups holds less than its rows would: the groups (counted
+/// over the selector's series, which a range function keeps the labels of) are few enough.
+fn folds_smaller(
+    ev: &Evaluator<'_>,
+    source: Source<'_>,
+    grouping: &Grouping,
+    grid: Grid,
+) -> Result<bool> {
+    let Some(selector) = source_selector(ev, source, grid) else {
+        return Ok(false);
+    };
+    let mut keys: std::collections::HashSet<Labels> = std::collections::HashSet::new();
+    let mut series = 0usize;
+    let known = ev.selector_label_sets(selector, &mut |labels| {
+        series += 1;
+        if keys.len().saturating_mul(FOLD_SLOT_BYTES) <= series.saturating_mul(ROW_SLOT_BYTES) {
+            keys.insert(grouping.key(labels));
+        }
+    })?;
+    Ok(
+        known
+            && keys.len().saturating_mul(FOLD_SLOT_BYTES) <= series.saturating_mul(ROW_SLOT_BYTES),
+    )
+}
+
+/// A reduction folded row by row, in row order: per group, its accumulator at each step.
+pub(super) struct Fold {
+    reduce: Reduce,
+    len: usize,
+    index_of: HashMap<Labels, usize>,
+    groups: Vec<FoldGroup>,
+    /// Rows folded so far (the index of the next row).
+    rows: usize,
+    /// Accumulators started so far: the samples the fold holds.
+    slots: usize,
+}
+
+/// One group of a [`Fold`].
+struct FoldGroup {
+    key: Labels,
+    accs: Vec<Option<Acc>>,
+    /// The row that started the accumulator at each step.
+    first_row: Vec<usize>,
+    /// Whether a row marked for name removal took part, at each step.
+    drop: Vec<bool>,
+}
+
+impl Fold {
+    /// An empty fold of `reduce` (not [`Reduce::Quantile`]) over `len` steps.
+    pub(super) fn new(reduce: Reduce, len: usize) -> Self {
+        Self {
+            reduce,
+            len,
+            index_of: HashMap::new(),
+            groups: Vec::new(),
+            rows: 0,
+            slots: 0,
+        }
+    }
+
+    /// Folds the next row into the group `key`; returns how many accumulators it started.
+    pub(super) fn add(&mut self, row: &Row, key: Labels) -> usize {
+        let group = match self.index_of.get(&key) {
+            Some(&group) => group,
+            None => {
+                self.index_of.insert(key.clone(), self.groups.len());
+                self.groups.push(FoldGroup {
+                    key,
+                    accs: vec![None; self.len],
+                    first_row: vec![usize::MAX; self.len],
+                    drop: vec![false; self.len],
+                });
+                self.groups.len() - 1
+            }
+        };
+        let group = &mut self.groups[group];
+        let mut started = 0;
+        for (step, value) in row.values.iter().enumerate() {
+            let Some(f) = *value else { continue };
+            match &mut group.accs[step] {
+                Some(acc) => acc.add(self.reduce, f),
+                slot @ None => {
+                    *slot = Some(Acc::start(Some(self.reduce), f));
+                    group.first_row[step] = self.rows;
+                    started += 1;
+                }
+            }
+            group.drop[step] |= row.drop_name;
+        }
+        self.rows += 1;
+        self.slots += started;
+        started
+    }
+
+    /// The output rows, in the order [`reduce_groups`] lists them.
+    pub(super) fn finish(self) -> Vec<Row> {
+        let mut placed = Vec::with_capacity(self.groups.len());
+        for group in self.groups {
+            let values: Vec<Option<f64>> = group
+                .accs
+                .iter()
+                .map(|acc| acc.map(|acc| acc.finish(Some(self.reduce))))
+                .collect();
+            place_split(
+                &mut placed,
+                group.key,
+                values,
+                &group.drop,
+                &group.first_row,
+            );
+        }
+        in_order(placed)
+    }
+}
+
+/// Reduces the rows of `source` as they are produced, block by block, without holding them.
+pub(super) fn fold_stream(
+    ev: &mut Evaluator<'_>,
+    reduce: Reduce,
+    grouping: &Grouping,
+    source: Source<'_>,
+    grid: Grid,
+) -> Result<Vec<Row>> {
+    let mut fold = Fold::new(reduce, grid.len);
+    let mut sink = |ev: &mut Evaluator<'_>, row: Row| -> Result<()> {
+        let started = fold.add(&row, grouping.key(&row.labels));
+        ev.add_samples(started)
+    };
+    let outcome = each_row(ev, source, grid, &mut sink);
+    ev.release_samples(fold.slots);
+    outcome?;
+    Ok(fold.finish())
+}
+
+/// Produces the rows of `source` block by block, handing them to `sink` in order.
+fn each_row(
+    ev: &mut Evaluator<'_>,
+    source: Source<'_>,
+    grid: Grid,
+    sink: &mut super::selector::Sink<'_>,
+) -> Result<()> {
+    match source {
+        Source::Selector(selector) => super::selector::instant_each(ev, selector, grid, sink),
+        Source::RangeFunction(call) => super::selector::range_function_each(ev, call, grid, sink),
+        Source::WithNumber(binary) => {
+            let op = crate::binary::Op::parse(&binary.op.to_string())?;
+            let Some((vector, number)) = number_operand(binary) else {
+                return Err(Error::exec("expected a number operand"));
+            };
+            let Some(inner) = stream_source(ev, vector, grid) else {
+                return Err(Error::exec("expected a streamed operand"));
+            };
+            let Expr::NumberLiteral(literal) = unwrap_parens(number) else {
+                return Err(Error::exec("expected a number operand"));
+            };
+            // A literal: the same at every step, nothing to evaluate or account for first.
+            let scalars = vec![literal.val; grid.len];
+            let number_on_left = std::ptr::eq(number, &*binary.lhs);
+            let return_bool = binary.return_bool();
+            each_row(ev, inner, grid, &mut |ev, row| {
+                let rows = super::binary::vector_scalar(
+                    ev,
+                    op,
+                    vec![row],
+                    &scalars,
+                    number_on_left,
+                    return_bool,
+                )?;
+                rows.into_iter().try_for_each(|row| sink(ev, row))
+            })
+        }
+    }
 }
 
 /// Assigns each row to a group by `key` of its labels: the member rows of each group in row
@@ -401,5 +676,7 @@ fn count_values(
     Ok(in_order(placed))
 }
 
+#[cfg(test)]
+mod stream_tests;
 #[cfg(test)]
 mod tests;

@@ -80,8 +80,9 @@ fn scalar_scalar(op: Op, lhs: f64, rhs: f64) -> f64 {
 
 /// A vector and a scalar per step (`scalar_on_left`: the scalar is the left operand).
 ///
-/// Without `bool`, a comparison keeps the vector's value where it holds.
-fn vector_scalar(
+/// Without `bool`, a comparison keeps the vector's value where it holds. Row by row: an
+/// aggregation applies it to rows as they stream in.
+pub(super) fn vector_scalar(
     ev: &mut Evaluator<'_>,
     op: Op,
     rows: Vec<Row>,

@@ -12,7 +12,7 @@ use crate::engine::EvalSettings;
 use crate::error::Result;
 
 /// Below this much work (series times steps) a node runs on the calling thread.
-const MIN_PARALLEL_WORK: usize = 200_000;
+pub(super) const MIN_PARALLEL_WORK: usize = 200_000;
 
 /// How often (in series) a worker checks for cancellation and the deadline.
 const INTERRUPT_EVERY: usize = 256;

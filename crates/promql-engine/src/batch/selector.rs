@@ -22,10 +22,11 @@ use crate::value::Point;
 /// Series handled per block by the streaming forms ([`instant_each`], [`apply_views_each`]):
 /// enough to keep every core busy, few enough that a consumer folding rows as they come (an
 /// aggregation) never holds many.
-const BLOCK: usize = 1024;
+pub(super) const BLOCK: usize = 1024;
 
-/// A consumer of rows, handed them one at a time in order.
-pub(crate) type Sink<'s> = dyn FnMut(Row) -> Result<()> + 's;
+/// A consumer of rows, handed them one at a time in order (with the evaluator, to account for
+/// what it holds).
+pub(crate) type Sink<'s> = dyn FnMut(&mut Evaluator<'_>, Row) -> Result<()> + 's;
 
 /// The newest sample of each series within the lookback window, at every step.
 pub(super) fn instant(
@@ -34,7 +35,7 @@ pub(super) fn instant(
     grid: Grid,
 ) -> Result<Batch> {
     let mut rows = Vec::new();
-    instant_each(ev, selector, grid, &mut |row| {
+    instant_each(ev, selector, grid, &mut |_, row| {
         rows.push(row);
         Ok(())
     })?;
@@ -59,6 +60,9 @@ pub(super) fn instant_each(
 
 /// The sample each series shows at each step (the newest within the lookback window, unless
 /// a stale marker), turned into a value by `value(series, index of the sample)`.
+///
+/// The selector's series are read block by block ([`Evaluator::next_block`]): a selector read
+/// once is decoded one block at a time, and each block is dropped once its rows are made.
 fn instant_values(
     ev: &mut Evaluator<'_>,
     selector: &VectorSelector,
@@ -66,15 +70,12 @@ fn instant_values(
     value: &(dyn Fn(&LoadedSeries, usize) -> f64 + Sync),
     sink: &mut Sink<'_>,
 ) -> Result<()> {
-    let loaded = ev.loaded(selector)?;
     let lookback = ev.settings.lookback_delta;
     let references: Vec<i64> = grid
         .timestamps()
         .map(|ts| ev.reference_time(selector.at.as_ref(), selector.offset.as_ref(), ts))
         .collect();
-    let loaded: &[LoadedSeries] = &loaded;
-    let each = |_: &mut (), index: usize| -> Option<Row> {
-        let series = &loaded[index];
+    let each = |series: &LoadedSeries| -> Option<Row> {
         let points = &series.points;
         let mut values = vec![None; grid.len];
         let mut any = false;
@@ -103,21 +104,36 @@ fn instant_values(
             values,
         })
     };
-    for first in (0..loaded.len()).step_by(BLOCK) {
-        let count = BLOCK.min(loaded.len() - first);
-        let work = count.saturating_mul(grid.len);
+    let mut pass = ev.pass(selector)?;
+    while let Some(block) = ev.next_block(&mut pass, BLOCK)? {
+        let loaded = block.series();
+        let work = loaded.len().saturating_mul(grid.len);
         let (rows, _) = chunked(
             ev.settings,
-            count,
+            loaded.len(),
             work,
             || (),
-            |state, index| each(state, first + index),
+            |_, index| each(&loaded[index]),
         )?;
-        for row in rows.into_iter().flatten() {
-            sink(row)?;
-        }
+        ev.drop_block(block);
+        sink_block(ev, rows.into_iter().flatten().collect(), sink)?;
     }
     Ok(())
+}
+
+/// Hands a block's rows to `sink` in order, counting them as held while they are handed over.
+fn sink_block(ev: &mut Evaluator<'_>, rows: Vec<Row>, sink: &mut Sink<'_>) -> Result<()> {
+    let held: usize = rows.iter().map(Row::present).sum();
+    ev.add_samples(held)?;
+    let mut outcome = Ok(());
+    for row in rows {
+        outcome = sink(ev, row);
+        if outcome.is_err() {
+            break;
+        }
+    }
+    ev.release_samples(held);
+    outcome
 }
 
 /// One series as a range function sees it: samples without stale markers, in time order.
@@ -152,7 +168,7 @@ pub(super) fn range_function(
         return Ok(None);
     }
     let mut rows = Vec::new();
-    range_function_each(ev, call, grid, &mut |row| {
+    range_function_each(ev, call, grid, &mut |_, row| {
         rows.push(row);
         Ok(())
     })?;
@@ -200,23 +216,29 @@ pub(super) fn range_function_each(
             .map(|ts| ev.reference_time(selector.at.as_ref(), selector.offset.as_ref(), ts))
             .collect(),
     };
-    let loaded = ev.loaded(selector)?;
-    let loaded: &[LoadedSeries] = &loaded;
     let call = RangeCall {
         name,
         args: &args,
         arg,
         from_selector: true,
     };
-    apply_views_each(
-        ev,
-        &call,
-        (loaded.len(), &|index| SeriesView::loaded(&loaded[index])),
-        &windows,
-        &scalars,
-        grid,
-        sink,
-    )
+    let mut state = RangeState::new(grid);
+    let mut pass = ev.pass(selector)?;
+    while let Some(block) = ev.next_block(&mut pass, BLOCK)? {
+        let loaded = block.series();
+        let outcomes = apply_block(
+            ev,
+            &call,
+            (loaded.len(), &|index| SeriesView::loaded(&loaded[index])),
+            &windows,
+            &scalars,
+            grid,
+            &mut state,
+        )?;
+        ev.drop_block(block);
+        take_outcomes(ev, &call, outcomes, sink)?;
+    }
+    finish_range(ev, &call, &scalars, state, sink)
 }
 
 /// The scalar arguments of range function `name` at each step (`quantile_over_time`'s φ,
@@ -277,7 +299,7 @@ pub(crate) fn apply(
         windows,
         scalars,
         grid,
-        &mut |row| {
+        &mut |_, row| {
             rows.push(row);
             Ok(())
         },
@@ -363,7 +385,52 @@ pub(crate) fn apply_views_each(
     grid: Grid,
     sink: &mut Sink<'_>,
 ) -> Result<()> {
-    let (name, arg, from_selector) = (call.name, call.arg, call.from_selector);
+    let mut state = RangeState::new(grid);
+    for first in (0..count).step_by(BLOCK) {
+        let block = BLOCK.min(count - first);
+        let outcomes = apply_block(
+            ev,
+            call,
+            (block, &|index| view(first + index)),
+            windows,
+            scalars,
+            grid,
+            &mut state,
+        )?;
+        take_outcomes(ev, call, outcomes, sink)?;
+    }
+    finish_range(ev, call, scalars, state, sink)
+}
+
+/// What a range function's pass over the blocks of its series gathers for the end.
+struct RangeState {
+    /// Whether any series has a sample in the window, per step.
+    non_empty: Vec<bool>,
+    /// Samples in all series' windows so far, per step.
+    in_windows: Vec<usize>,
+}
+
+impl RangeState {
+    fn new(grid: Grid) -> Self {
+        Self {
+            non_empty: vec![false; grid.len],
+            in_windows: vec![0; grid.len],
+        }
+    }
+}
+
+/// Applies the range function to one block of series (in parallel when the work is large),
+/// returning their outcomes in series order.
+fn apply_block(
+    ev: &mut Evaluator<'_>,
+    call: &RangeCall<'_>,
+    (count, view): Views<'_, '_>,
+    windows: &Windows,
+    scalars: &[Vec<f64>],
+    grid: Grid,
+    state: &mut RangeState,
+) -> Result<Vec<SeriesOutcome>> {
+    let name = call.name;
     let keeps_name = name == "last_over_time" || name == "first_over_time";
     let counter_function = name == "rate" || name == "increase";
     let each = |totals: &mut StepTotals, index: usize| -> SeriesOutcome {
@@ -452,52 +519,70 @@ pub(crate) fn apply_views_each(
         non_empty: vec![false; grid.len],
         in_windows: vec![0; grid.len],
     };
-    let mut non_empty = vec![false; grid.len];
-    let mut in_windows = vec![0usize; grid.len];
-    for first in (0..count).step_by(BLOCK) {
-        let block = BLOCK.min(count - first);
-        let work = block.saturating_mul(grid.len);
-        let (outcomes, parts) = chunked(ev.settings, block, work, init, |totals, index| {
-            each(totals, first + index)
-        })?;
-        for part in parts {
-            for (step, (some, held)) in part.non_empty.iter().zip(&part.in_windows).enumerate() {
-                non_empty[step] |= *some;
-                in_windows[step] += held;
-            }
-        }
-        let peak = in_windows.iter().copied().max().unwrap_or(0);
-        ev.add_samples(peak)?;
-        ev.release_samples(peak);
-        for outcome in outcomes {
-            if let Some((metric, overlap)) = &outcome.counter_note {
-                if *overlap {
-                    let anchor = arg.to_string();
-                    let metric = metric.as_deref().unwrap_or("");
-                    ev.annotations
-                        .warn(annotations::start_time_overlap(metric), Some(&anchor));
-                }
-                if from_selector {
-                    note_possible_non_counter(ev, metric.as_deref(), arg);
-                }
-            }
-            if let Some(row) = outcome.row {
-                sink(row)?;
-            }
+    let work = count.saturating_mul(grid.len);
+    let (outcomes, parts) = chunked(ev.settings, count, work, init, each)?;
+    for part in parts {
+        for (step, (some, held)) in part.non_empty.iter().zip(&part.in_windows).enumerate() {
+            state.non_empty[step] |= *some;
+            state.in_windows[step] += held;
         }
     }
-    check_steps(ev, call, scalars, &non_empty)?;
-    if name == "absent_over_time" {
-        let values = non_empty
+    // What a step-wise evaluation holds at its fullest step, with every window of the series.
+    let peak = state.in_windows.iter().copied().max().unwrap_or(0);
+    ev.add_samples(peak)?;
+    ev.release_samples(peak);
+    Ok(outcomes)
+}
+
+/// Makes a block's annotations in series order and hands its rows to `sink`.
+fn take_outcomes(
+    ev: &mut Evaluator<'_>,
+    call: &RangeCall<'_>,
+    outcomes: Vec<SeriesOutcome>,
+    sink: &mut Sink<'_>,
+) -> Result<()> {
+    let mut rows = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        if let Some((metric, overlap)) = &outcome.counter_note {
+            if *overlap {
+                let anchor = call.arg.to_string();
+                let metric = metric.as_deref().unwrap_or("");
+                ev.annotations
+                    .warn(annotations::start_time_overlap(metric), Some(&anchor));
+            }
+            if call.from_selector {
+                note_possible_non_counter(ev, metric.as_deref(), call.arg);
+            }
+        }
+        rows.extend(outcome.row);
+    }
+    sink_block(ev, rows, sink)
+}
+
+/// After the last block: the per-step checks, and `absent_over_time`'s row.
+fn finish_range(
+    ev: &mut Evaluator<'_>,
+    call: &RangeCall<'_>,
+    scalars: &[Vec<f64>],
+    state: RangeState,
+    sink: &mut Sink<'_>,
+) -> Result<()> {
+    check_steps(ev, call, scalars, &state.non_empty)?;
+    if call.name == "absent_over_time" {
+        let values = state
+            .non_empty
             .iter()
             .map(|&non_empty| (!non_empty).then_some(1.0))
             .collect::<Vec<_>>();
         if values.iter().any(Option::is_some) {
-            sink(Row {
-                labels: absent_labels(unwrap_parens(arg)),
-                drop_name: true,
-                values,
-            })?;
+            sink(
+                ev,
+                Row {
+                    labels: absent_labels(unwrap_parens(call.arg)),
+                    drop_name: true,
+                    values,
+                },
+            )?;
         }
     }
     Ok(())
@@ -563,7 +648,7 @@ pub(super) fn instant_times(
         value(series.points[index].t, start)
     };
     let mut rows = Vec::new();
-    instant_values(ev, selector, grid, &of_sample, &mut |row| {
+    instant_values(ev, selector, grid, &of_sample, &mut |_, row| {
         rows.push(row);
         Ok(())
     })?;

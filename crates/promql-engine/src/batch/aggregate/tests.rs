@@ -188,6 +188,12 @@ const QUERIES: &[&str] = &[
     "bottomk by (job) (scalar(m{job=\"a\", instance=\"3\"}), m)",
     "limit_ratio(scalar(m{job=\"a\", instance=\"3\"}) / 1000, m)",
     "quantile(scalar(m{job=\"b\", instance=\"3\"}) / 100, m)",
+    // Folded as they stream: a number operand applied row by row.
+    "sum by (job) (m * 2)",
+    "count by (job) (m > 3)",
+    "sum by (job) (rate(n[1m]) > bool 0.01)",
+    "avg (10 / m)",
+    "max without (instance) (-1 <= m)",
     "sum(nothing)",
     "topk(2, nothing)",
 ];

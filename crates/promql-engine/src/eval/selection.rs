@@ -1,0 +1,330 @@
+//! Selector data: selected from the [`Queryable`](crate::storage::Queryable) once per query,
+//! decoded only when and as far as it is read.
+//!
+//! [`Evaluator::prefetch`] selects every selector's series (label sets sorted and de-duplicated
+//! across matcher sets) but keeps each series' samples as the store's lazy stream. A selector
+//! read once ([`SelectPlan::single_pass`]: not inside a subquery, whose inner expression is
+//! evaluated segment by segment) is read through a [`Pass`]: its series are decoded one block at
+//! a time and each block is dropped once consumed, so a query holds the decoded samples of one
+//! block, not of every selected series. Any other reader ([`Evaluator::loaded`]) decodes the
+//! whole selection once and keeps it for the query; a selection already consumed by a pass is
+//! selected again for it.
+//!
+//! **Budget.** Label sets are reserved from the memory budget when selected; samples decoded for
+//! the whole query when decoded; a pass's blocks as the most bytes of blocks held at once.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::rc::Rc;
+
+use prom_model::{Labels, Matcher};
+use promql_parser::parser::VectorSelector;
+
+use super::{Evaluator, LoadedSeries};
+use crate::budget::labels_bytes;
+use crate::error::{Error, Result};
+use crate::storage::{SelectHints, SelectedSeries};
+use crate::value::Point;
+
+/// How a selector's series are selected, kept to select them again.
+#[derive(Debug, Clone)]
+pub(crate) struct SelectPlan {
+    /// The selector's matcher sets (more than one for `or`-ed matchers).
+    pub(crate) matcher_sets: Vec<Vec<Matcher>>,
+    /// The time range and context handed to the store.
+    pub(crate) hints: SelectHints,
+    /// Whether the batch evaluator reads the selector once, so its samples need not be kept.
+    pub(crate) single_pass: bool,
+}
+
+/// The state of one selector's data.
+enum Data<'a> {
+    /// Selected, samples not decoded; in label order.
+    Pending(Vec<SelectedSeries<'a>>),
+    /// Decoded for the whole query.
+    Loaded(Rc<Vec<LoadedSeries>>),
+    /// Handed to a [`Pass`]; selected again if read again.
+    Taken,
+}
+
+/// One selector's plan and data.
+struct Entry<'a> {
+    plan: SelectPlan,
+    data: Data<'a>,
+}
+
+/// The selections of a query, by selector node address.
+#[derive(Default)]
+pub(crate) struct Selections<'a> {
+    entries: RefCell<HashMap<usize, Entry<'a>>>,
+    /// Bytes of decoded pass blocks held now, and the most held at once (what is reserved).
+    blocks: Cell<(usize, usize)>,
+}
+
+/// One read of a selector's series in order, block by block ([`Evaluator::next_block`]).
+pub(crate) struct Pass<'a> {
+    source: PassSource<'a>,
+}
+
+enum PassSource<'a> {
+    /// Decoded for the query already: blocks are ranges of it.
+    Loaded(Rc<Vec<LoadedSeries>>, usize),
+    /// Decoded block by block as the pass goes.
+    Lazy(std::vec::IntoIter<SelectedSeries<'a>>),
+}
+
+/// Consecutive series of a [`Pass`]; give it back with [`Evaluator::drop_block`].
+pub(crate) struct Block {
+    series: BlockSeries,
+    /// Bytes decoded for this block alone.
+    bytes: usize,
+}
+
+enum BlockSeries {
+    Shared(Rc<Vec<LoadedSeries>>, Range<usize>),
+    Owned(Vec<LoadedSeries>),
+}
+
+impl Block {
+    /// The block's series, in label order.
+    pub(crate) fn series(&self) -> &[LoadedSeries] {
+        match &self.series {
+            BlockSeries::Shared(all, range) => all.get(range.clone()).unwrap_or_default(),
+            BlockSeries::Owned(series) => series,
+        }
+    }
+}
+
+fn key_of(selector: &VectorSelector) -> usize {
+    selector as *const VectorSelector as usize
+}
+
+impl<'a> Evaluator<'a> {
+    /// Selects the series of `selector` (samples not decoded) and records how.
+    pub(super) fn select_pending(
+        &mut self,
+        selector: &VectorSelector,
+        plan: SelectPlan,
+    ) -> Result<()> {
+        let series = self.select_series(&plan)?;
+        self.selections.entries.borrow_mut().insert(
+            key_of(selector),
+            Entry {
+                plan,
+                data: Data::Pending(series),
+            },
+        );
+        Ok(())
+    }
+
+    /// The series matching any of the plan's matcher sets, in label order, each once (the
+    /// first matcher set's wins); their label sets are reserved from the budget.
+    fn select_series(&self, plan: &SelectPlan) -> Result<Vec<SelectedSeries<'a>>> {
+        let mut by_labels: BTreeMap<Labels, SelectedSeries<'a>> = BTreeMap::new();
+        let mut sorted: Vec<SelectedSeries<'a>> = Vec::new();
+        // One matcher set streamed in label order (as stores stream) needs no map.
+        let mut ordered = plan.matcher_sets.len() == 1;
+        for matchers in &plan.matcher_sets {
+            let stream = self.storage.select(matchers, &plan.hints)?;
+            for series in stream {
+                self.check_interrupt("query preparation")?;
+                let series = series?;
+                if ordered {
+                    match sorted.last() {
+                        Some(last) if last.labels == series.labels => continue,
+                        Some(last) if last.labels > series.labels => {
+                            // Out of order: sort through the map from here on.
+                            ordered = false;
+                            by_labels.extend(sorted.drain(..).map(|s| (s.labels.clone(), s)));
+                        }
+                        _ => {
+                            self.reservation.grow(labels_bytes(&series.labels))?;
+                            sorted.push(series);
+                            continue;
+                        }
+                    }
+                }
+                if !by_labels.contains_key(&series.labels) {
+                    self.reservation.grow(labels_bytes(&series.labels))?;
+                    by_labels.insert(series.labels.clone(), series);
+                }
+            }
+        }
+        if ordered {
+            return Ok(sorted);
+        }
+        Ok(by_labels.into_values().collect())
+    }
+
+    /// Decodes one selected series: points in time order, start timestamps aligned.
+    fn decode(&self, series: SelectedSeries<'a>) -> Result<(LoadedSeries, usize)> {
+        // Sized once when the source knows its length (no regrowth, no slack).
+        let mut points = Vec::with_capacity(series.samples.size_hint().0);
+        for sample in series.samples {
+            let sample = sample?;
+            points.push(Point {
+                t: sample.t,
+                v: sample.v,
+            });
+        }
+        if !points.is_sorted_by_key(|p| p.t) {
+            // Sources should stream in time order; tolerate one that does not.
+            points.sort_by_key(|p| p.t);
+            points.dedup_by_key(|p| p.t);
+        }
+        let start_timestamps: Option<Vec<i64>> = series.start_timestamps.map(|known| {
+            points
+                .iter()
+                .map(|p| known.get(&p.t).copied().unwrap_or(0))
+                .collect()
+        });
+        let bytes = points.len().saturating_mul(std::mem::size_of::<Point>())
+            + start_timestamps.as_ref().map_or(0, |sts| sts.len() * 8);
+        Ok((
+            LoadedSeries {
+                labels: series.labels,
+                points,
+                start_timestamps,
+            },
+            bytes,
+        ))
+    }
+
+    /// The decoded series of `selector` for the whole query (decoded on first use, selected
+    /// again if a pass consumed them).
+    pub(super) fn materialized(&self, selector: &VectorSelector) -> Result<Rc<Vec<LoadedSeries>>> {
+        let key = key_of(selector);
+        let (pending, plan) = {
+            let mut entries = self.selections.entries.borrow_mut();
+            let Some(entry) = entries.get_mut(&key) else {
+                return Err(Error::exec("selector evaluated without prefetched data"));
+            };
+            match std::mem::replace(&mut entry.data, Data::Taken) {
+                Data::Loaded(loaded) => {
+                    entry.data = Data::Loaded(Rc::clone(&loaded));
+                    return Ok(loaded);
+                }
+                Data::Pending(series) => (Some(series), entry.plan.clone()),
+                Data::Taken => (None, entry.plan.clone()),
+            }
+        };
+        let pending = match pending {
+            Some(series) => series,
+            None => self.select_series(&plan)?,
+        };
+        let mut loaded = Vec::with_capacity(pending.len());
+        for series in pending {
+            self.check_interrupt("query preparation")?;
+            let (series, bytes) = self.decode(series)?;
+            self.reservation.grow(bytes)?;
+            loaded.push(series);
+        }
+        let loaded = Rc::new(loaded);
+        if let Some(entry) = self.selections.entries.borrow_mut().get_mut(&key) {
+            entry.data = Data::Loaded(Rc::clone(&loaded));
+        }
+        Ok(loaded)
+    }
+
+    /// Starts a read of `selector`'s series in label order: lazily decoded when the selector is
+    /// read once and not decoded yet, else over the data decoded for the query.
+    pub(crate) fn pass(&self, selector: &VectorSelector) -> Result<Pass<'a>> {
+        {
+            let mut entries = self.selections.entries.borrow_mut();
+            if let Some(entry) = entries.get_mut(&key_of(selector))
+                && entry.plan.single_pass
+                && matches!(entry.data, Data::Pending(_))
+                && let Data::Pending(series) = std::mem::replace(&mut entry.data, Data::Taken)
+            {
+                return Ok(Pass {
+                    source: PassSource::Lazy(series.into_iter()),
+                });
+            }
+        }
+        Ok(Pass {
+            source: PassSource::Loaded(self.materialized(selector)?, 0),
+        })
+    }
+
+    /// The next block of at most `max` series of `pass` (`None` once it is done). Decoded
+    /// bytes count against the memory budget as long as the block is held.
+    pub(crate) fn next_block(&self, pass: &mut Pass<'a>, max: usize) -> Result<Option<Block>> {
+        match &mut pass.source {
+            PassSource::Loaded(all, next) => {
+                if *next >= all.len() {
+                    return Ok(None);
+                }
+                let end = next.saturating_add(max.max(1)).min(all.len());
+                let range = *next..end;
+                *next = end;
+                Ok(Some(Block {
+                    series: BlockSeries::Shared(Rc::clone(all), range),
+                    bytes: 0,
+                }))
+            }
+            PassSource::Lazy(series) => {
+                let mut block = Vec::new();
+                let mut bytes = 0usize;
+                for one in series.by_ref().take(max.max(1)) {
+                    self.check_interrupt("query execution")?;
+                    let (one, size) = self.decode(one)?;
+                    bytes = bytes.saturating_add(size);
+                    block.push(one);
+                }
+                if block.is_empty() {
+                    return Ok(None);
+                }
+                let (held, peak) = self.selections.blocks.get();
+                let held = held.saturating_add(bytes);
+                if held > peak {
+                    self.reservation.grow(held - peak)?;
+                }
+                self.selections.blocks.set((held, held.max(peak)));
+                Ok(Some(Block {
+                    series: BlockSeries::Owned(block),
+                    bytes,
+                }))
+            }
+        }
+    }
+
+    /// Frees a block of a [`Pass`].
+    pub(crate) fn drop_block(&self, block: Block) {
+        let (held, peak) = self.selections.blocks.get();
+        self.selections
+            .blocks
+            .set((held.saturating_sub(block.bytes), peak));
+    }
+
+    /// Calls `each` with the label set of every series of `selector`, in order, without
+    /// decoding samples; false (nothing called) when a pass has consumed the selection.
+    pub(crate) fn selector_label_sets(
+        &self,
+        selector: &VectorSelector,
+        each: &mut dyn FnMut(&Labels),
+    ) -> Result<bool> {
+        let entries = self.selections.entries.borrow();
+        let Some(entry) = entries.get(&key_of(selector)) else {
+            return Err(Error::exec("selector evaluated without prefetched data"));
+        };
+        match &entry.data {
+            Data::Pending(series) => series.iter().for_each(|series| each(&series.labels)),
+            Data::Loaded(series) => series.iter().for_each(|series| each(&series.labels)),
+            Data::Taken => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Most samples held at once so far (for tests).
+    #[cfg(test)]
+    pub(crate) fn samples_peak(&self) -> usize {
+        self.peak_held
+    }
+
+    /// Bytes of decoded pass blocks held now, and the most held at once (for tests).
+    #[cfg(test)]
+    pub(crate) fn block_bytes_held(&self) -> (usize, usize) {
+        self.selections.blocks.get()
+    }
+}
