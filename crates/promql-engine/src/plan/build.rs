@@ -63,9 +63,7 @@ impl<'a> Builder<'a> {
             Expr::Binary(binary) => self.binary(binary)?,
             Expr::Subquery(subquery) => self.subquery(subquery)?,
             Expr::Extension(_) => {
-                return Err(Error::exec(
-                    "extension expressions of promql-parser are not supported",
-                ));
+                return Err(Error::exec("extension expressions are not supported"));
             }
         };
         Ok(Node {

@@ -39,8 +39,9 @@
 //!   [`Binary::matching`];
 //! - `Expr::Subquery` -> [`NodeKind::Subquery`]: `ev.subquery_step` becomes
 //!   [`Subquery::step_ms`], the cache is keyed by [`Subquery::id`];
-//! - `ev.is_invariant(expr)` becomes `node.step_invariant` (on a grid of more than one step,
-//!   a non-literal invariant node is evaluated at one step and repeated).
+//! - `ev.is_invariant(expr)` becomes [`Node::evaluated_once`] (on a grid of more than one
+//!   step such a node is evaluated at one step and repeated); not `step_invariant`, which is
+//!   also true for literals (`aggregate::stream_source` would stop streaming `x > bool 0.7`).
 //!
 //! The selector prefetch (`Evaluator::prefetch`) walks the plan the same way.
 

@@ -338,6 +338,14 @@ impl Node {
                 .all(|child| child.within_height(limit - 1))
     }
 
+    /// Whether the evaluator computes this node at one step and repeats the value over a grid
+    /// of several steps: a step-invariant node other than a literal or a negation (which are
+    /// as cheap to compute at every step, a negation's operand being repeated itself). These
+    /// are the nodes `invariant::invariant_roots` records, and their descendants.
+    pub(crate) fn evaluated_once(&self) -> bool {
+        self.step_invariant && !self.is_literal() && !matches!(self.kind, NodeKind::Neg(_))
+    }
+
     /// Whether the node is a number or string literal (cheaper to repeat than to cache).
     pub(crate) fn is_literal(&self) -> bool {
         matches!(self.kind, NodeKind::Number(_) | NodeKind::String(_))

@@ -39,9 +39,9 @@ fn covered_by_roots(expr: &Expr, roots: &HashSet<usize>, above: bool, out: &mut 
     }
 }
 
-/// The same walk over the plan: a node is computed once when it or an ancestor is invariant.
+/// The same walk over the plan: a node is computed once when it or an ancestor is.
 fn covered_by_plan(node: &Node, above: bool, out: &mut Vec<Option<bool>>) {
-    let here = above || node.step_invariant;
+    let here = above || node.evaluated_once();
     if node.is_literal() || matches!(node.kind, NodeKind::Neg(_)) {
         out.push(None);
     } else {
@@ -152,5 +152,14 @@ fn literals_and_operators_over_them_are_invariant() {
         ("(foo @ 1)[5m:1m]", false),
     ] {
         assert_eq!(plan(query).root().step_invariant, invariant, "{query}");
+    }
+    // Literals and negations are invariant but not cached themselves.
+    for (query, once) in [
+        ("1", false),
+        ("-(foo @ 1)", false),
+        ("1 + 2", true),
+        ("-foo", false),
+    ] {
+        assert_eq!(plan(query).root().evaluated_once(), once, "{query}");
     }
 }
