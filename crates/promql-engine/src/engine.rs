@@ -1,6 +1,5 @@
 //! The public entry points: [`Engine`], its options, instant and range queries.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -362,18 +361,21 @@ fn finish_vector(mut vector: Vec<Element>, time: i64) -> Result<Vec<Element>> {
 
 /// Applies delayed name removal to a matrix, merges series that now share labels (failing when
 /// they overlap in time) and sorts by labels.
-fn finish_matrix(series: Vec<Series>) -> Result<Vec<Series>> {
-    let mut merged: BTreeMap<Labels, Series> = BTreeMap::new();
-    for mut one in series {
+///
+/// A stable sort keeps series of equal labels in their order (merged in that order) and costs
+/// one comparison per series when the input is already sorted, as a selection is.
+fn finish_matrix(mut series: Vec<Series>) -> Result<Vec<Series>> {
+    for one in &mut series {
         if one.drop_name {
             one.labels = drop_metadata_labels(&one.labels);
             one.drop_name = false;
         }
-        match merged.get_mut(&one.labels) {
-            None => {
-                merged.insert(one.labels.clone(), one);
-            }
-            Some(existing) => {
+    }
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let mut merged: Vec<Series> = Vec::with_capacity(series.len());
+    for one in series {
+        match merged.last_mut() {
+            Some(existing) if existing.labels == one.labels => {
                 existing.points.extend(one.points);
                 existing.points.sort_by_key(|p| p.t);
                 if existing
@@ -386,7 +388,62 @@ fn finish_matrix(series: Vec<Series>) -> Result<Vec<Series>> {
                     ));
                 }
             }
+            _ => merged.push(one),
         }
     }
-    Ok(merged.into_values().collect())
+    Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(pairs: &[(&str, &str)], times: &[i64], drop_name: bool) -> Series {
+        Series {
+            labels: Labels::from_pairs(pairs.to_vec()),
+            points: times.iter().map(|&t| Point { t, v: t as f64 }).collect(),
+            drop_name,
+        }
+    }
+
+    #[test]
+    fn a_matrix_is_sorted_and_series_sharing_labels_after_name_removal_are_merged() {
+        let finished = finish_matrix(vec![
+            series(&[("__name__", "b"), ("job", "x")], &[30, 40], true),
+            series(&[("job", "w")], &[10], false),
+            series(&[("__name__", "a"), ("job", "x")], &[10, 20], true),
+            series(&[("__name__", "a"), ("job", "y")], &[10], false),
+        ])
+        .unwrap_or_else(|error| panic!("{error}"));
+        let summary: Vec<(String, Vec<i64>, bool)> = finished
+            .iter()
+            .map(|s| {
+                (
+                    s.labels.to_string(),
+                    s.points.iter().map(|p| p.t).collect(),
+                    s.drop_name,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("{__name__=\"a\", job=\"y\"}".to_string(), vec![10], false),
+                ("{job=\"w\"}".to_string(), vec![10], false),
+                ("{job=\"x\"}".to_string(), vec![10, 20, 30, 40], false),
+            ]
+        );
+    }
+
+    #[test]
+    fn series_sharing_labels_and_a_timestamp_are_an_error() {
+        let result = finish_matrix(vec![
+            series(&[("__name__", "a"), ("job", "x")], &[10, 20], true),
+            series(&[("__name__", "b"), ("job", "x")], &[20], true),
+        ]);
+        assert!(
+            matches!(&result, Err(error) if error.to_string().contains("same labelset")),
+            "{result:?}"
+        );
+    }
 }

@@ -132,8 +132,8 @@ impl Queryable for MemoryStorage {
         let iter = ranks.into_iter().filter_map(move |rank| {
             let series = series_at(rank)?;
             let samples = &series.samples;
-            let from = samples.partition_point(|sample| sample.t < start);
-            let to = samples.partition_point(|sample| sample.t <= end);
+            let from = count_before(samples, |t| t < start, start);
+            let to = from + count_before(&samples[from..], |t| t <= end, end);
             if from >= to {
                 return None;
             }
@@ -153,6 +153,57 @@ impl Queryable for MemoryStorage {
         });
         Ok(Box::new(iter))
     }
+}
+
+/// How many samples (a prefix, as samples are in time order) satisfy `before`, a predicate on
+/// the timestamp that holds up to about `t` and fails after it.
+///
+/// A plain binary search over a long series costs a cache miss per probe; samples are nearly
+/// evenly spaced, so the position is guessed by interpolation and bracketed by galloping from
+/// the guess, which touches a few neighbouring cache lines instead.
+fn count_before(samples: &[Sample], before: impl Fn(i64) -> bool, t: i64) -> usize {
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        return 0;
+    };
+    if !before(first.t) {
+        return 0;
+    }
+    if before(last.t) {
+        return samples.len();
+    }
+    // Here `before(samples[0])` holds and `before(samples[len - 1])` fails, so len >= 2 and the
+    // first sample is older than the last.
+    let top = samples.len() - 1;
+    let span = i128::from(last.t) - i128::from(first.t);
+    let offset = (i128::from(t) - i128::from(first.t)).clamp(0, span);
+    let guess = usize::try_from(offset * (top as i128) / span.max(1))
+        .unwrap_or(top)
+        .clamp(1, top);
+    // Bracket the answer: `before` holds at `low`, fails at `high`.
+    let (mut low, mut high) = (guess - 1, guess);
+    let mut step = 1;
+    if before(samples[guess].t) {
+        low = guess;
+        loop {
+            high = low.saturating_add(step).min(top);
+            if high == top || !before(samples[high].t) {
+                break;
+            }
+            low = high;
+            step *= 2;
+        }
+    } else if !before(samples[low].t) {
+        high = low;
+        loop {
+            low = high.saturating_sub(step);
+            if low == 0 || before(samples[low].t) {
+                break;
+            }
+            high = low;
+            step *= 2;
+        }
+    }
+    low + 1 + samples[low + 1..high].partition_point(|sample| before(sample.t))
 }
 
 #[cfg(test)]
@@ -343,6 +394,33 @@ mod tests {
         storage.clear();
         assert!(storage.is_empty());
         assert!(selected(&storage, &[Matcher::equal("job", "api")]).is_empty());
+    }
+
+    #[test]
+    fn bounds_equal_a_binary_search() {
+        // Regular, irregular (a gap and a burst) and two-sample series.
+        let regular: Vec<Sample> = (0..500).map(|i| Sample::new(i * 15, 0.0)).collect();
+        let mut irregular: Vec<Sample> = (0..100).map(|i| Sample::new(i, 0.0)).collect();
+        irregular.extend((0..50).map(|i| Sample::new(10_000 + i * 1_000, 0.0)));
+        irregular.extend((0..300).map(|i| Sample::new(70_000 + i, 0.0)));
+        let pair = vec![Sample::new(5, 0.0), Sample::new(9, 0.0)];
+        for samples in [&regular, &irregular, &pair] {
+            let last = samples.last().map_or(0, |s| s.t);
+            for t in (-20..last + 20).chain([i64::MIN, i64::MAX]) {
+                assert_eq!(
+                    count_before(samples, |st| st < t, t),
+                    samples.partition_point(|s| s.t < t),
+                    "< {t}"
+                );
+                assert_eq!(
+                    count_before(samples, |st| st <= t, t),
+                    samples.partition_point(|s| s.t <= t),
+                    "<= {t}"
+                );
+            }
+        }
+        assert_eq!(count_before(&[], |_| true, 0), 0);
+        assert_eq!(count_before(&[Sample::new(3, 0.0)], |st| st < 4, 4), 1);
     }
 
     #[test]
