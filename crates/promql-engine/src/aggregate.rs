@@ -1,16 +1,13 @@
 //! Aggregation operators: `sum avg min max count group stddev stdvar quantile count_values topk
 //! bottomk limitk limit_ratio`, with `by` / `without`.
 
-use std::collections::HashMap;
-
 use prom_model::{Label, Labels, METRIC_NAME};
 use promql_parser::parser::{AggregateExpr, Expr};
 
 use crate::annotations;
 use crate::error::{Error, Result};
-use crate::eval::{Evaluator, StepValue};
-use crate::functions::{kahan_inc, quantile};
-use crate::value::Element;
+use crate::eval::Evaluator;
+use crate::functions::kahan_inc;
 
 /// Grouping of an aggregation.
 pub(crate) struct Grouping {
@@ -55,35 +52,6 @@ impl Grouping {
     }
 }
 
-pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &AggregateExpr, ts: i64) -> Result<StepValue> {
-    let op = expr.op.to_string();
-    let grouping = Grouping::of(expr);
-    if op == "count_values" {
-        let label = count_values_label(expr)?;
-        let input = ev.eval_vector(&expr.expr, ts)?;
-        return Ok(StepValue::Vector(count_values(input, &label, grouping, ts)));
-    }
-    let param = match &expr.param {
-        Some(param) => Some(ev.eval_scalar(param, ts)?),
-        _ => None,
-    };
-    let input = ev.eval_vector(&expr.expr, ts)?;
-    let output = match op.as_str() {
-        "topk" | "bottomk" | "limitk" | "limit_ratio" => {
-            select_k(ev, &op, param.unwrap_or(f64::NAN), input, &grouping, expr)?
-        }
-        _ => {
-            if op == "quantile"
-                && let Some(q) = param
-            {
-                check_quantile(ev, q, expr);
-            }
-            aggregate(&op, param.unwrap_or(f64::NAN), input, &grouping, ts)?
-        }
-    };
-    Ok(StepValue::Vector(output))
-}
-
 /// The reducing aggregations (everything but `topk bottomk limitk limit_ratio count_values`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reduce {
@@ -125,8 +93,8 @@ impl Reduce {
     }
 }
 
-/// The running state of one group's reduction at one step: the update rules shared by the
-/// step-wise and the batch evaluator.
+/// The running state of one group's reduction at one step: the update rules the batch
+/// aggregations apply.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Acc {
     value: f64,
@@ -251,70 +219,6 @@ pub(crate) fn count_values_label(expr: &AggregateExpr) -> Result<String> {
     Ok(label)
 }
 
-#[derive(Debug)]
-struct Group {
-    labels: Labels,
-    acc: Acc,
-    values: Vec<f64>,
-    drop_name: bool,
-}
-
-fn aggregate(
-    op: &str,
-    param: f64,
-    input: Vec<Element>,
-    grouping: &Grouping,
-    ts: i64,
-) -> Result<Vec<Element>> {
-    let reduce = Reduce::parse(op);
-    let mut order: Vec<Labels> = Vec::new();
-    let mut groups: HashMap<Labels, Group> = HashMap::new();
-    for element in input {
-        let key = grouping.key(&element.labels);
-        let f = element.v;
-        let Some(group) = groups.get_mut(&key) else {
-            order.push(key.clone());
-            groups.insert(
-                key.clone(),
-                Group {
-                    labels: key,
-                    acc: Acc::start(reduce, f),
-                    values: vec![f],
-                    drop_name: element.drop_name,
-                },
-            );
-            continue;
-        };
-        group.drop_name |= element.drop_name;
-        let Some(reduce) = reduce else {
-            return Err(Error::exec(format!("aggregation {op:?} is not supported")));
-        };
-        if reduce == Reduce::Quantile {
-            group.values.push(f);
-        } else {
-            group.acc.add(reduce, f);
-        }
-    }
-    let mut out = Vec::with_capacity(order.len());
-    for key in order {
-        let Some(mut group) = groups.remove(&key) else {
-            continue;
-        };
-        let value = if reduce == Some(Reduce::Quantile) {
-            quantile(param, &mut group.values)
-        } else {
-            group.acc.finish(reduce)
-        };
-        out.push(Element {
-            labels: group.labels,
-            t: ts,
-            v: value,
-            drop_name: group.drop_name,
-        });
-    }
-    Ok(out)
-}
-
 /// What `topk bottomk limitk limit_ratio` keep of each group at one step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Selection {
@@ -371,54 +275,6 @@ pub(crate) fn selection(
     }))
 }
 
-fn select_k(
-    ev: &mut Evaluator<'_>,
-    op: &str,
-    param: f64,
-    input: Vec<Element>,
-    grouping: &Grouping,
-    expr: &AggregateExpr,
-) -> Result<Vec<Element>> {
-    let (k, ratio) = match selection(ev, op, param, expr)? {
-        Selection::Nothing => return Ok(Vec::new()),
-        Selection::K(k) => (k, 0.0),
-        Selection::Ratio(ratio) => (0, ratio),
-    };
-    let mut order: Vec<Labels> = Vec::new();
-    let mut groups: HashMap<Labels, Vec<Element>> = HashMap::new();
-    for element in input {
-        let key = grouping.key(&element.labels);
-        groups
-            .entry(key.clone())
-            .or_insert_with(|| {
-                order.push(key);
-                Vec::new()
-            })
-            .push(element);
-    }
-    let mut out = Vec::new();
-    for key in order {
-        let Some(mut members) = groups.remove(&key) else {
-            continue;
-        };
-        match op {
-            "topk" => {
-                members.sort_by(|a, b| descending_nan_last(a.v, b.v));
-                members.truncate(k);
-            }
-            "bottomk" => {
-                members.sort_by(|a, b| ascending_nan_last(a.v, b.v));
-                members.truncate(k);
-            }
-            "limitk" => members.truncate(k),
-            _ => members.retain(|element| ratio_keeps(ratio, ratio_offset(&element.labels))),
-        }
-        out.extend(members);
-    }
-    Ok(out)
-}
-
-/// Orders values descending with NaN last.
 pub(crate) fn descending_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
     match (a.is_nan(), b.is_nan()) {
         (true, true) => std::cmp::Ordering::Equal,
@@ -449,38 +305,6 @@ pub(crate) fn ratio_keeps(ratio: f64, offset: f64) -> bool {
     (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio)
 }
 
-fn count_values(input: Vec<Element>, label: &str, grouping: Grouping, ts: i64) -> Vec<Element> {
-    let mut grouping = grouping;
-    if !grouping.without {
-        grouping.labels.push(label.to_string());
-    }
-    let mut order: Vec<Labels> = Vec::new();
-    let mut counts: HashMap<Labels, f64> = HashMap::new();
-    for element in input {
-        let mut labels = element.labels.clone();
-        labels.set(label.to_string(), format_f(element.v));
-        let key = grouping.key(&labels);
-        let count = counts.entry(key.clone()).or_insert_with(|| {
-            order.push(key);
-            0.0
-        });
-        *count += 1.0;
-    }
-    order
-        .into_iter()
-        .map(|labels| {
-            let v = counts.get(&labels).copied().unwrap_or(0.0);
-            Element {
-                labels,
-                t: ts,
-                v,
-                drop_name: false,
-            }
-        })
-        .collect()
-}
-
-/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
 pub(crate) fn format_f(value: f64) -> String {
     if value.is_nan() {
         return "NaN".to_string();

@@ -7,7 +7,6 @@ use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use crate::engine::drop_metadata_labels;
 use crate::error::{Error, Result};
-use crate::eval::{Evaluator, StepValue};
 use crate::value::Element;
 
 /// The binary operators PromQL knows, by their token text.
@@ -117,80 +116,6 @@ pub(crate) fn changes_metric_schema(op: Op) -> bool {
     )
 }
 
-pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &BinaryExpr, ts: i64) -> Result<StepValue> {
-    let op = Op::parse(&expr.op.to_string())?;
-    let return_bool = expr.return_bool();
-    let lhs = ev.eval(&expr.lhs, ts)?;
-    let rhs = ev.eval(&expr.rhs, ts)?;
-    match (lhs, rhs) {
-        (StepValue::Scalar(l), StepValue::Scalar(r)) => {
-            let (value, keep) = apply(op, l, r);
-            let value = if op.is_comparison() {
-                if keep { 1.0 } else { 0.0 }
-            } else {
-                value
-            };
-            Ok(StepValue::Scalar(value))
-        }
-        (StepValue::Vector(vector), StepValue::Scalar(scalar)) => Ok(StepValue::Vector(
-            vector_scalar(op, vector, scalar, false, return_bool, ts),
-        )),
-        (StepValue::Scalar(scalar), StepValue::Vector(vector)) => Ok(StepValue::Vector(
-            vector_scalar(op, vector, scalar, true, return_bool, ts),
-        )),
-        (StepValue::Vector(lhs), StepValue::Vector(rhs)) => {
-            let matching = Matching::from_expr(expr);
-            let result = if op.is_set() {
-                set_operation(op, lhs, rhs, &matching)
-            } else {
-                vector_vector(op, lhs, rhs, &matching, return_bool, ts)?
-            };
-            Ok(StepValue::Vector(result))
-        }
-        (l, r) => Err(Error::exec(format!(
-            "binary expression must contain only scalar and instant vector types, got {} and {}",
-            l.type_name(),
-            r.type_name()
-        ))),
-    }
-}
-
-fn vector_scalar(
-    op: Op,
-    vector: Vec<Element>,
-    scalar: f64,
-    swap: bool,
-    return_bool: bool,
-    ts: i64,
-) -> Vec<Element> {
-    let mut out = Vec::with_capacity(vector.len());
-    for mut element in vector {
-        let (l, r) = if swap {
-            (scalar, element.v)
-        } else {
-            (element.v, scalar)
-        };
-        let (mut value, mut keep) = apply(op, l, r);
-        if op.is_comparison() && swap {
-            value = r;
-        }
-        if return_bool {
-            value = if keep { 1.0 } else { 0.0 };
-            keep = true;
-        }
-        if !keep {
-            continue;
-        }
-        element.v = value;
-        element.t = ts;
-        if changes_metric_schema(op) || return_bool {
-            element.drop_name = true;
-        }
-        out.push(element);
-    }
-    out
-}
-
 /// How two vectors are matched: `on`/`ignoring` labels, cardinality, `group_*` labels, fill.
 #[derive(Debug)]
 pub(crate) struct Matching {
@@ -265,39 +190,6 @@ impl Matching {
                 .cloned()
                 .collect();
             Labels::from_sorted(kept)
-        }
-    }
-}
-
-fn set_operation(
-    op: Op,
-    lhs: Vec<Element>,
-    rhs: Vec<Element>,
-    matching: &Matching,
-) -> Vec<Element> {
-    match op {
-        Op::And => {
-            let right: HashSet<Labels> =
-                rhs.iter().map(|e| matching.signature(&e.labels)).collect();
-            lhs.into_iter()
-                .filter(|e| right.contains(&matching.signature(&e.labels)))
-                .collect()
-        }
-        Op::Unless => {
-            let right: HashSet<Labels> =
-                rhs.iter().map(|e| matching.signature(&e.labels)).collect();
-            lhs.into_iter()
-                .filter(|e| !right.contains(&matching.signature(&e.labels)))
-                .collect()
-        }
-        _ => {
-            let left: HashSet<Labels> = lhs.iter().map(|e| matching.signature(&e.labels)).collect();
-            let mut out = lhs;
-            out.extend(
-                rhs.into_iter()
-                    .filter(|e| !left.contains(&matching.signature(&e.labels))),
-            );
-            out
         }
     }
 }

@@ -24,8 +24,8 @@ use crate::error::{Error, Result};
 
 /// Estimated bytes of a sample held outside selector data: a value slot of a batch row (16
 /// bytes, `Option<f64>`) plus its share of the row's label set and allocation; a point of a
-/// result or a buffered subquery point is the same size. (The step-wise evaluator, which cloned
-/// labels into every element of every step, needed 64.)
+/// result or a buffered subquery point is the same size. (An evaluator cloning labels into
+/// every element of every step, as the engine's earlier step-wise one did, needs 64.)
 pub(crate) const HELD_SAMPLE_BYTES: usize = 24;
 
 /// Bytes reserved at once, at least: fewer atomic operations for many small reservations.

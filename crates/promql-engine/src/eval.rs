@@ -1,16 +1,16 @@
-//! The evaluator: walks the AST at one evaluation timestamp at a time.
+//! Per-query evaluation state: selector data, sample accounting, annotations.
 //!
-//! Range queries call [`Evaluator::eval`] once per step; subqueries call it once per inner step.
-//! Selector data is loaded from the [`Queryable`] once per query (see [`Evaluator::prefetch`]) and
-//! then sliced per step, so the per-step walk never touches storage.
+//! The batch path (`crate::batch`) evaluates the expression over an [`Evaluator`]. Selector
+//! data is loaded from the [`Queryable`] once per query (see [`Evaluator::prefetch`]) and then
+//! sliced per step, so evaluation never goes back to storage; the samples held are counted
+//! against the sample limit ([`Evaluator::add_samples`]).
 
 mod selection;
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
-use prom_model::{Labels, is_stale_nan};
-use promql_parser::parser::{Expr, UnaryExpr, VectorSelector};
+use prom_model::Labels;
+use promql_parser::parser::{Expr, VectorSelector};
 
 use crate::annotations::Annotations;
 use crate::budget::{HELD_SAMPLE_BYTES, Reservation};
@@ -18,38 +18,17 @@ use crate::engine::EvalSettings;
 use crate::error::{Error, Result};
 use crate::parse::{at_ms, duration_ms, matcher_sets, offset_ms};
 use crate::storage::{Queryable, SelectHints};
-use crate::value::{Element, Point, Series};
+use crate::value::{Point, Series};
 
-/// A range vector at one evaluation step: series with the points of their window.
+/// A range vector at one evaluation step: series with the points of their window (the
+/// context range functions' kernels read: the window's length and end, whether it holds series).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RangeVector {
     pub(crate) series: Vec<Series>,
-    /// Start timestamps aligned with each series' points (only straight from a range selector).
-    pub(crate) start_timestamps: Vec<Option<Vec<i64>>>,
     /// Window length in ms.
     pub(crate) range: i64,
     /// End of the window (inclusive), i.e. evaluation time minus offset, or the `@` time.
     pub(crate) window_end: i64,
-}
-
-/// A value at one evaluation step.
-#[derive(Debug, Clone)]
-pub(crate) enum StepValue {
-    Scalar(f64),
-    String(String),
-    Vector(Vec<Element>),
-    Matrix(RangeVector),
-}
-
-impl StepValue {
-    pub(crate) fn type_name(&self) -> &'static str {
-        match self {
-            StepValue::Scalar(_) => "scalar",
-            StepValue::String(_) => "string",
-            StepValue::Vector(_) => "vector",
-            StepValue::Matrix(_) => "matrix",
-        }
-    }
 }
 
 /// Raw series of one selector, points in time order (stale markers included).
@@ -73,20 +52,10 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) annotations: Annotations,
     /// Every selector's series (see [`selection`]).
     selections: selection::Selections<'a>,
-    /// Inner results of subqueries by node (see [`crate::subquery`]).
-    pub(crate) subquery_cache: HashMap<usize, crate::subquery::SubqueryCache>,
-    /// Samples held by `subquery_cache`.
-    pub(crate) cached_samples: usize,
-    /// Step-invariant sub-expressions (by node address) and their value once computed.
+    /// Step-invariant (`@`-pinned) sub-expressions of a range query, by node address.
     invariant: std::collections::HashSet<usize>,
-    invariant_values: HashMap<usize, StepValue>,
-    /// Vectors of nodes computed for every step of a range query by [`crate::batch`], by
-    /// node address and step index; each is handed out once.
-    precomputed: HashMap<usize, Vec<Option<Vec<Element>>>>,
-    /// Samples held by the step currently being evaluated.
+    /// Samples held by the batches alive (see [`Evaluator::add_samples`]).
     pub(crate) step_samples: usize,
-    /// Samples held by the accumulated result of a range query.
-    pub(crate) result_samples: usize,
     /// Most samples held at once so far (their estimate is reserved from the memory budget).
     peak_held: usize,
     /// This query's share of the memory budget, returned when its last holder drops it.
@@ -132,13 +101,8 @@ impl<'a> Evaluator<'a> {
             step,
             annotations: Annotations::default(),
             selections: selection::Selections::default(),
-            subquery_cache: HashMap::new(),
-            cached_samples: 0,
             invariant: std::collections::HashSet::new(),
-            invariant_values: HashMap::new(),
-            precomputed: HashMap::new(),
             step_samples: 0,
-            result_samples: 0,
             peak_held: 0,
             reservation: std::sync::Arc::clone(&settings.reservation),
         }
@@ -257,22 +221,17 @@ impl<'a> Evaluator<'a> {
         self.settings.check_interrupt(phase)
     }
 
-    /// Accounts for `count` more samples held by the current step.
+    /// Accounts for `count` more samples held.
     pub(crate) fn add_samples(&mut self, count: usize) -> Result<()> {
         self.step_samples += count;
         self.check_samples(0)
     }
 
-    /// Fails if the samples held (by the current step, the accumulated result and the
-    /// subquery caches) plus `extra` exceed the limit.
+    /// Fails if the samples held plus `extra` exceed the limit.
     ///
     /// A new peak of samples held is reserved from the memory budget.
     pub(crate) fn check_samples(&mut self, extra: usize) -> Result<()> {
-        let held = self
-            .step_samples
-            .saturating_add(self.result_samples)
-            .saturating_add(self.cached_samples)
-            .saturating_add(extra);
+        let held = self.step_samples.saturating_add(extra);
         if held > self.settings.max_samples {
             return Err(Error::TooManySamples {
                 phase: "query execution",
@@ -286,14 +245,9 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
-    /// Stops counting `count` samples as held by the current step (a batch was consumed).
+    /// Stops counting `count` samples as held (a batch was consumed).
     pub(crate) fn release_samples(&mut self, count: usize) {
         self.step_samples = self.step_samples.saturating_sub(count);
-    }
-
-    /// Whether `grid` is the query's own grid of evaluation timestamps.
-    pub(crate) fn is_query_grid(&self, grid: crate::batch::Grid) -> bool {
-        grid == crate::batch::Grid::new(self.start, self.end, self.step)
     }
 
     /// Whether `expr` is the root of a step-invariant (`@`-pinned) sub-expression of a range
@@ -302,121 +256,6 @@ impl<'a> Evaluator<'a> {
         !self.invariant.is_empty() && self.invariant.contains(&(expr as *const Expr as usize))
     }
 
-    /// Stores the vectors of `expr` for every step of the range query (index = step number).
-    pub(crate) fn set_precomputed(&mut self, expr: &Expr, steps: Vec<Option<Vec<Element>>>) {
-        self.precomputed.insert(expr as *const Expr as usize, steps);
-    }
-
-    /// Takes the precomputed vector of `expr` at `ts`, if there is one.
-    fn take_precomputed(&mut self, key: usize, ts: i64) -> Option<Vec<Element>> {
-        let steps = self.precomputed.get_mut(&key)?;
-        let index = if self.step <= 0 {
-            if ts != self.start {
-                return None;
-            }
-            0
-        } else {
-            if ts < self.start || (ts - self.start) % self.step != 0 {
-                return None;
-            }
-            usize::try_from((ts - self.start) / self.step).ok()?
-        };
-        steps.get_mut(index)?.take()
-    }
-
-    /// Evaluates `expr` at `ts` (ms).
-    pub(crate) fn eval(&mut self, expr: &Expr, ts: i64) -> Result<StepValue> {
-        let key = expr as *const Expr as usize;
-        if !self.precomputed.is_empty()
-            && let Some(vector) = self.take_precomputed(key, ts)
-        {
-            return Ok(StepValue::Vector(vector));
-        }
-        if !self.invariant.is_empty() && self.invariant.contains(&key) {
-            if let Some(value) = self.invariant_values.get(&key) {
-                return Ok(value.clone());
-            }
-            let value = self.eval_node(expr, ts)?;
-            self.invariant_values.insert(key, value.clone());
-            return Ok(value);
-        }
-        self.eval_node(expr, ts)
-    }
-
-    fn eval_node(&mut self, expr: &Expr, ts: i64) -> Result<StepValue> {
-        match expr {
-            Expr::NumberLiteral(number) => Ok(StepValue::Scalar(number.val)),
-            Expr::StringLiteral(string) => Ok(StepValue::String(string.val.clone())),
-            Expr::Paren(paren) => self.eval(&paren.expr, ts),
-            Expr::Unary(unary) => self.eval_unary(unary, ts),
-            Expr::VectorSelector(selector) => self
-                .eval_vector_selector(selector, ts)
-                .map(StepValue::Vector),
-            Expr::MatrixSelector(matrix) => {
-                let range = duration_ms(&matrix.range);
-                self.eval_range_selector(&matrix.vs, range, ts)
-                    .map(StepValue::Matrix)
-            }
-            Expr::Subquery(subquery) => self.eval_subquery(subquery, ts).map(StepValue::Matrix),
-            Expr::Aggregate(aggregate) => crate::aggregate::eval(self, aggregate, ts),
-            Expr::Binary(binary) => crate::binary::eval(self, binary, ts),
-            Expr::Call(call) => crate::functions::eval(self, call, ts),
-            Expr::Extension(_) => Err(Error::exec("extension expressions are not supported")),
-        }
-    }
-
-    /// Evaluates an expression that must yield an instant vector.
-    pub(crate) fn eval_vector(&mut self, expr: &Expr, ts: i64) -> Result<Vec<Element>> {
-        match self.eval(expr, ts)? {
-            StepValue::Vector(vector) => Ok(vector),
-            other => Err(Error::exec(format!(
-                "expected instant vector, got {}",
-                other.type_name()
-            ))),
-        }
-    }
-
-    /// Evaluates an expression that must yield a scalar.
-    pub(crate) fn eval_scalar(&mut self, expr: &Expr, ts: i64) -> Result<f64> {
-        match self.eval(expr, ts)? {
-            StepValue::Scalar(value) => Ok(value),
-            other => Err(Error::exec(format!(
-                "expected scalar, got {}",
-                other.type_name()
-            ))),
-        }
-    }
-
-    /// Evaluates an expression that must yield a range vector.
-    pub(crate) fn eval_matrix(&mut self, expr: &Expr, ts: i64) -> Result<RangeVector> {
-        match self.eval(expr, ts)? {
-            StepValue::Matrix(matrix) => Ok(matrix),
-            other => Err(Error::exec(format!(
-                "expected range vector, got {}",
-                other.type_name()
-            ))),
-        }
-    }
-
-    fn eval_unary(&mut self, unary: &UnaryExpr, ts: i64) -> Result<StepValue> {
-        match self.eval(&unary.expr, ts)? {
-            StepValue::Scalar(value) => Ok(StepValue::Scalar(-value)),
-            StepValue::Vector(mut vector) => {
-                for element in &mut vector {
-                    element.v = -element.v;
-                    element.drop_name = true;
-                    element.t = ts;
-                }
-                Ok(StepValue::Vector(vector))
-            }
-            other => Err(Error::exec(format!(
-                "unary expression only allowed on expressions of type scalar or instant vector, got {}",
-                other.type_name()
-            ))),
-        }
-    }
-
-    /// The decoded series of `selector`, kept for the rest of the query.
     pub(crate) fn loaded(&self, selector: &VectorSelector) -> Result<Rc<Vec<LoadedSeries>>> {
         self.materialized(selector)
     }
@@ -431,91 +270,5 @@ impl<'a> Evaluator<'a> {
         at_ms(at, self.start, self.end)
             .unwrap_or(ts)
             .saturating_sub(offset_ms(offset))
-    }
-
-    fn eval_vector_selector(&mut self, selector: &VectorSelector, ts: i64) -> Result<Vec<Element>> {
-        let selected = self.select_instant(selector, ts)?;
-        Ok(selected.into_iter().map(|(element, _)| element).collect())
-    }
-
-    /// The newest sample of each series in the lookback window, with its start timestamp (0 when
-    /// unknown).
-    pub(crate) fn select_instant(
-        &mut self,
-        selector: &VectorSelector,
-        ts: i64,
-    ) -> Result<Vec<(Element, i64)>> {
-        let loaded = self.loaded(selector)?;
-        let reference = self.reference_time(selector.at.as_ref(), selector.offset.as_ref(), ts);
-        let lookback_start = reference.saturating_sub(self.settings.lookback_delta);
-        let mut out = Vec::new();
-        for series in loaded.iter() {
-            let end = series.points.partition_point(|p| p.t <= reference);
-            if end == 0 {
-                continue;
-            }
-            let point = series.points[end - 1];
-            if point.t <= lookback_start || is_stale_nan(point.v) {
-                continue;
-            }
-            let start_timestamp = series
-                .start_timestamps
-                .as_ref()
-                .and_then(|sts| sts.get(end - 1).copied())
-                .unwrap_or(0);
-            out.push((
-                Element {
-                    labels: series.labels.clone(),
-                    t: point.t,
-                    v: point.v,
-                    drop_name: false,
-                },
-                start_timestamp,
-            ));
-        }
-        self.add_samples(out.len())?;
-        Ok(out)
-    }
-
-    fn eval_range_selector(
-        &mut self,
-        selector: &VectorSelector,
-        range: i64,
-        ts: i64,
-    ) -> Result<RangeVector> {
-        let loaded = self.loaded(selector)?;
-        let window_end = self.reference_time(selector.at.as_ref(), selector.offset.as_ref(), ts);
-        let window_start = window_end.saturating_sub(range);
-        let mut series_out = Vec::new();
-        let mut start_timestamps = Vec::new();
-        let mut total = 0;
-        for series in loaded.iter() {
-            let from = series.points.partition_point(|p| p.t <= window_start);
-            let to = series.points.partition_point(|p| p.t <= window_end);
-            let kept: Vec<usize> = (from..to)
-                .filter(|&i| !is_stale_nan(series.points[i].v))
-                .collect();
-            if kept.is_empty() {
-                continue;
-            }
-            total += kept.len();
-            start_timestamps.push(series.start_timestamps.as_ref().map(|sts| {
-                kept.iter()
-                    .map(|&i| sts.get(i).copied().unwrap_or(0))
-                    .collect()
-            }));
-            series_out.push(Series {
-                labels: series.labels.clone(),
-                points: kept.iter().map(|&i| series.points[i]).collect(),
-                drop_name: false,
-            });
-        }
-        self.add_samples(total)?;
-        Ok(RangeVector {
-            series: series_out,
-            start_timestamps,
-            range,
-            window_end,
-        })
     }
 }

@@ -1,16 +1,18 @@
-//! Function calls: dispatch, instant-vector functions, label functions, date functions.
+//! The per-value and per-series kernels of the function library, shared by the batch path
+//! (`batch::functions`, `batch::selector`, `batch::aggregate`): compensated sums, quantiles,
+//! Go's min/max, `round`, `clamp`, the math and date functions, `absent`'s labels,
+//! `label_replace`/`label_join` relabelling and `sort_by_label`'s natural order.
 //!
 //! Functions over range vectors live in [`crate::range_functions`]; `histogram_quantile` and
 //! `histogram_fraction` over classic buckets in [`crate::histogram`].
 
 use prom_model::{Labels, METRIC_NAME};
-use promql_parser::parser::{Call, Expr};
+use promql_parser::parser::Expr;
 
 use crate::annotations;
 use crate::error::{Error, Result};
-use crate::eval::{Evaluator, StepValue};
+use crate::eval::Evaluator;
 use crate::parse::unwrap_parens;
-use crate::value::Element;
 
 /// Neumaier-compensated addition: returns the new sum and compensation.
 pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
@@ -70,177 +72,6 @@ pub(crate) fn go_min(a: f64, b: f64) -> f64 {
     }
 }
 
-/// Evaluates a function call at `ts`.
-pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<StepValue> {
-    let name = call.func.name;
-    let args: Vec<&Expr> = call.args.args.iter().map(|arg| arg.as_ref()).collect();
-    if crate::range_functions::handles(name) {
-        return crate::range_functions::eval(ev, name, &args, ts).map(StepValue::Vector);
-    }
-    let secs = |ms: i64| ms as f64 / 1000.0;
-    match name {
-        "time" => Ok(StepValue::Scalar(secs(ts))),
-        "pi" => Ok(StepValue::Scalar(std::f64::consts::PI)),
-        "start" => Ok(StepValue::Scalar(secs(ev.start))),
-        "end" => Ok(StepValue::Scalar(secs(ev.end))),
-        "range" => Ok(StepValue::Scalar(secs(ev.end - ev.start))),
-        "step" => Ok(StepValue::Scalar(secs(ev.step))),
-        "max_of" | "min_of" => {
-            let a = scalar_arg(ev, &args, 0, ts)?;
-            let b = scalar_arg(ev, &args, 1, ts)?;
-            Ok(StepValue::Scalar(if name == "max_of" {
-                go_max(a, b)
-            } else {
-                go_min(a, b)
-            }))
-        }
-        "vector" => {
-            let value = scalar_arg(ev, &args, 0, ts)?;
-            Ok(StepValue::Vector(vec![Element {
-                labels: Labels::empty(),
-                t: ts,
-                v: value,
-                drop_name: false,
-            }]))
-        }
-        "scalar" => {
-            let vector = vector_arg(ev, &args, 0, ts)?;
-            let value = if vector.len() == 1 {
-                vector[0].v
-            } else {
-                f64::NAN
-            };
-            Ok(StepValue::Scalar(value))
-        }
-        "absent" => {
-            let vector = vector_arg(ev, &args, 0, ts)?;
-            if !vector.is_empty() {
-                return Ok(StepValue::Vector(Vec::new()));
-            }
-            let labels = args
-                .first()
-                .map(|arg| absent_labels(arg))
-                .unwrap_or_default();
-            Ok(StepValue::Vector(vec![Element {
-                labels,
-                t: ts,
-                v: 1.0,
-                drop_name: false,
-            }]))
-        }
-        "label_replace" | "label_join" => relabel(ev, name, &args, ts),
-        "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => sort(ev, name, &args, ts),
-        "timestamp" => {
-            let from_selector = args
-                .first()
-                .is_some_and(|arg| matches!(unwrap_parens(arg), Expr::VectorSelector(_)));
-            let vector = vector_arg(ev, &args, 0, ts)?;
-            Ok(StepValue::Vector(
-                vector
-                    .into_iter()
-                    .map(|element| {
-                        let t = if from_selector { element.t } else { ts };
-                        Element {
-                            v: t as f64 / 1000.0,
-                            t: ts,
-                            drop_name: true,
-                            labels: element.labels,
-                        }
-                    })
-                    .collect(),
-            ))
-        }
-        "start_timestamp" => {
-            let Some(Expr::VectorSelector(selector)) = args.first() else {
-                // Start timestamps are only known straight out of a selector.
-                vector_arg(ev, &args, 0, ts)?;
-                return Ok(StepValue::Vector(Vec::new()));
-            };
-            let selected = ev.select_instant(selector, ts)?;
-            Ok(StepValue::Vector(
-                selected
-                    .into_iter()
-                    .map(|(element, start)| Element {
-                        labels: element.labels,
-                        t: ts,
-                        v: start as f64 / 1000.0,
-                        drop_name: true,
-                    })
-                    .collect(),
-            ))
-        }
-        "histogram_quantile" => {
-            let q = scalar_arg(ev, &args, 0, ts)?;
-            let vector = vector_arg(ev, &args, 1, ts)?;
-            let anchors = crate::histogram::Anchors::of(&args, 0, 1);
-            crate::histogram::histogram_quantile(ev, q, vector, ts, &anchors).map(StepValue::Vector)
-        }
-        "histogram_fraction" => {
-            let lower = scalar_arg(ev, &args, 0, ts)?;
-            let upper = scalar_arg(ev, &args, 1, ts)?;
-            let vector = vector_arg(ev, &args, 2, ts)?;
-            let anchors = crate::histogram::Anchors::of(&args, 0, 2);
-            crate::histogram::histogram_fraction(ev, lower, upper, vector, ts, &anchors)
-                .map(StepValue::Vector)
-        }
-        "histogram_quantiles" => {
-            let vector = vector_arg(ev, &args, 0, ts)?;
-            let label = string_arg(&args, 1)?;
-            let mut quantiles = Vec::new();
-            for index in 2..args.len() {
-                quantiles.push(scalar_arg(ev, &args, index, ts)?);
-            }
-            let anchors = crate::histogram::Anchors::of(&args, 2, 0);
-            crate::histogram::histogram_quantiles(ev, &label, &quantiles, vector, ts, &anchors)
-                .map(StepValue::Vector)
-        }
-        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
-        | "histogram_stdvar" => {
-            // Only native histograms carry these; float samples are ignored.
-            vector_arg(ev, &args, 0, ts)?;
-            Ok(StepValue::Vector(Vec::new()))
-        }
-        "round" => {
-            let to_nearest = if args.len() > 1 {
-                scalar_arg(ev, &args, 1, ts)?
-            } else {
-                1.0
-            };
-            let inverse = 1.0 / to_nearest;
-            map_values(ev, &args, ts, |v| round_to(v, inverse))
-        }
-        "clamp" | "clamp_min" | "clamp_max" => {
-            let vector = vector_arg(ev, &args, 0, ts)?;
-            let (min, max) = match name {
-                "clamp" => (scalar_arg(ev, &args, 1, ts)?, scalar_arg(ev, &args, 2, ts)?),
-                "clamp_min" => (scalar_arg(ev, &args, 1, ts)?, f64::INFINITY),
-                _ => (f64::NEG_INFINITY, scalar_arg(ev, &args, 1, ts)?),
-            };
-            if max < min {
-                return Ok(StepValue::Vector(Vec::new()));
-            }
-            Ok(StepValue::Vector(
-                vector
-                    .into_iter()
-                    .map(|element| Element {
-                        v: clamp(element.v, min, max),
-                        t: ts,
-                        drop_name: true,
-                        labels: element.labels,
-                    })
-                    .collect(),
-            ))
-        }
-        "days_in_month" | "day_of_month" | "day_of_week" | "day_of_year" | "hour" | "minute"
-        | "month" | "year" => date_function(ev, name, &args, ts),
-        "info" => crate::info::eval(ev, &args, ts),
-        _ => match math_function(name) {
-            Some(function) => map_values(ev, &args, ts, function),
-            None => Err(Error::exec(format!("function {name:?} is not supported"))),
-        },
-    }
-}
-
 /// `round`'s rounding of `v` to the nearest multiple of `1 / inverse` (ties up).
 pub(crate) fn round_to(v: f64, inverse: f64) -> f64 {
     (v * inverse + 0.5).floor() / inverse
@@ -289,30 +120,6 @@ pub(crate) fn math_function(name: &str) -> Option<fn(f64) -> f64> {
     })
 }
 
-pub(crate) fn scalar_arg(
-    ev: &mut Evaluator<'_>,
-    args: &[&Expr],
-    index: usize,
-    ts: i64,
-) -> Result<f64> {
-    let arg = args
-        .get(index)
-        .ok_or_else(|| Error::exec(format!("missing argument {index}")))?;
-    ev.eval_scalar(arg, ts)
-}
-
-pub(crate) fn vector_arg(
-    ev: &mut Evaluator<'_>,
-    args: &[&Expr],
-    index: usize,
-    ts: i64,
-) -> Result<Vec<Element>> {
-    let arg = args
-        .get(index)
-        .ok_or_else(|| Error::exec(format!("missing argument {index}")))?;
-    ev.eval_vector(arg, ts)
-}
-
 pub(crate) fn string_arg(args: &[&Expr], index: usize) -> Result<String> {
     match args.get(index).map(|arg| unwrap_parens(arg)) {
         Some(Expr::StringLiteral(string)) => Ok(string.val.clone()),
@@ -320,26 +127,6 @@ pub(crate) fn string_arg(args: &[&Expr], index: usize) -> Result<String> {
             "expected string literal as argument {index}"
         ))),
     }
-}
-
-fn map_values(
-    ev: &mut Evaluator<'_>,
-    args: &[&Expr],
-    ts: i64,
-    function: impl Fn(f64) -> f64,
-) -> Result<StepValue> {
-    let vector = vector_arg(ev, args, 0, ts)?;
-    Ok(StepValue::Vector(
-        vector
-            .into_iter()
-            .map(|element| Element {
-                v: function(element.v),
-                t: ts,
-                drop_name: true,
-                labels: element.labels,
-            })
-            .collect(),
-    ))
 }
 
 /// The labels `absent(selector)` reports: the selector's equality matchers, except the name and
@@ -476,16 +263,6 @@ impl Relabel {
     }
 }
 
-fn relabel(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], ts: i64) -> Result<StepValue> {
-    let relabel = Relabel::of(name, args)?;
-    let mut vector = vector_arg(ev, args, 0, ts)?;
-    for element in &mut vector {
-        relabel.apply(&mut element.labels, &mut element.drop_name);
-        element.t = ts;
-    }
-    Ok(StepValue::Vector(vector))
-}
-
 /// Warns that sorting does nothing in a range query, when the query is one.
 pub(crate) fn note_sort(ev: &mut Evaluator<'_>, name: &str) {
     if ev.start != ev.end {
@@ -512,27 +289,6 @@ pub(crate) fn label_order(
     }
     let order = a.cmp(b);
     if descending { order.reverse() } else { order }
-}
-
-fn sort(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], ts: i64) -> Result<StepValue> {
-    note_sort(ev, name);
-    let mut vector = vector_arg(ev, args, 0, ts)?;
-    for element in &mut vector {
-        element.t = ts;
-    }
-    match name {
-        "sort" => vector.sort_by(|a, b| crate::aggregate::ascending_nan_last(a.v, b.v)),
-        "sort_desc" => vector.sort_by(|a, b| crate::aggregate::descending_nan_last(a.v, b.v)),
-        _ => {
-            let mut labels = Vec::new();
-            for index in 1..args.len() {
-                labels.push(string_arg(args, index)?);
-            }
-            let descending = name == "sort_by_label_desc";
-            vector.sort_by(|a, b| label_order(&labels, descending, &a.labels, &b.labels));
-        }
-    }
-    Ok(StepValue::Vector(vector))
 }
 
 /// Natural ordering: digit runs compare by numeric value, everything else bytewise.
@@ -584,28 +340,4 @@ pub(crate) fn date_value(name: &str, seconds: f64) -> f64 {
         "month" => f64::from(civil.month),
         _ => civil.year as f64,
     }
-}
-
-fn date_function(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], ts: i64) -> Result<StepValue> {
-    let compute = |seconds: f64| date_value(name, seconds);
-    if args.is_empty() {
-        return Ok(StepValue::Vector(vec![Element {
-            labels: Labels::empty(),
-            t: ts,
-            v: compute((ts / 1000) as f64),
-            drop_name: false,
-        }]));
-    }
-    let vector = vector_arg(ev, args, 0, ts)?;
-    Ok(StepValue::Vector(
-        vector
-            .into_iter()
-            .map(|element| Element {
-                v: compute(element.v),
-                t: ts,
-                drop_name: true,
-                labels: element.labels,
-            })
-            .collect(),
-    ))
 }

@@ -1,13 +1,6 @@
-//! `histogram_quantile` and `histogram_fraction` over classic (`le`-labelled) bucket series.
-
-use std::collections::HashMap;
-
-use prom_model::Labels;
-
-use crate::annotations;
-use crate::error::Result;
-use crate::eval::Evaluator;
-use crate::value::Element;
+//! The kernels of `histogram_quantile` and `histogram_fraction` over classic (`le`-labelled)
+//! buckets: `le` parsing, the quantile and fraction of one set of buckets (grouped and
+//! evaluated over a grid by `batch::functions::histogram`).
 
 const SMALL_DELTA_TOLERANCE: f64 = 1e-12;
 
@@ -18,11 +11,6 @@ pub(crate) struct Bucket {
     pub(crate) upper: f64,
     /// Observations at or below `upper`.
     pub(crate) count: f64,
-}
-
-struct BucketGroup {
-    labels: Labels,
-    buckets: Vec<Bucket>,
 }
 
 /// Query text that locates the quantile argument and the bucket argument in annotations.
@@ -71,143 +59,6 @@ pub(crate) fn parse_le(value: &str) -> Option<f64> {
         });
     }
     value.replace('_', "").parse::<f64>().ok()
-}
-
-/// Groups bucket series by their labels without `le`, in first-seen order.
-fn group_buckets(
-    ev: &mut Evaluator<'_>,
-    vector: Vec<Element>,
-    anchors: &Anchors,
-) -> Vec<(BucketGroup, bool)> {
-    let mut order: Vec<Labels> = Vec::new();
-    let mut groups: HashMap<Labels, (BucketGroup, bool)> = HashMap::new();
-    for element in vector {
-        let le = element.labels.get("le").unwrap_or("");
-        let Some(upper) = parse_le(le) else {
-            let metric = element.labels.metric_name().unwrap_or("").to_string();
-            ev.annotations.warn(
-                annotations::bad_bucket_label(&metric, le),
-                anchors.buckets.as_deref(),
-            );
-            continue;
-        };
-        let key = element.labels.without(&["le"]);
-        let entry = groups.entry(key.clone()).or_insert_with(|| {
-            order.push(key.clone());
-            (
-                BucketGroup {
-                    labels: key,
-                    buckets: Vec::new(),
-                },
-                false,
-            )
-        });
-        entry.1 |= element.drop_name;
-        entry.0.buckets.push(Bucket {
-            upper,
-            count: element.v,
-        });
-    }
-    order
-        .into_iter()
-        .filter_map(|key| groups.remove(&key))
-        .collect()
-}
-
-pub(crate) fn histogram_quantile(
-    ev: &mut Evaluator<'_>,
-    q: f64,
-    vector: Vec<Element>,
-    ts: i64,
-    anchors: &Anchors,
-) -> Result<Vec<Element>> {
-    if q.is_nan() || !(0.0..=1.0).contains(&q) {
-        ev.annotations.warn(
-            annotations::invalid_quantile(q),
-            anchors.parameter.as_deref(),
-        );
-    }
-    let mut out = Vec::new();
-    for (group, _) in group_buckets(ev, vector, anchors) {
-        let (value, forced) = bucket_quantile(q, group.buckets);
-        if forced {
-            let metric = group.labels.metric_name().unwrap_or("").to_string();
-            ev.annotations.info(
-                annotations::forced_monotonicity(&metric),
-                anchors.buckets.as_deref(),
-            );
-        }
-        out.push(Element {
-            labels: group.labels,
-            t: ts,
-            v: value,
-            drop_name: true,
-        });
-    }
-    Ok(out)
-}
-
-/// `histogram_quantiles(v, "label", q0, q1, ...)`: one output series per quantile, labelled
-/// with the quantile value.
-pub(crate) fn histogram_quantiles(
-    ev: &mut Evaluator<'_>,
-    label: &str,
-    quantiles: &[f64],
-    vector: Vec<Element>,
-    ts: i64,
-    anchors: &Anchors,
-) -> Result<Vec<Element>> {
-    for &q in quantiles {
-        if q.is_nan() || !(0.0..=1.0).contains(&q) {
-            ev.annotations.warn(
-                annotations::invalid_quantile(q),
-                anchors.parameter.as_deref(),
-            );
-        }
-    }
-    let mut out = Vec::new();
-    for (group, _) in group_buckets(ev, vector, anchors) {
-        for &q in quantiles {
-            let (value, forced) = bucket_quantile(q, group.buckets.clone());
-            if forced {
-                let metric = group.labels.metric_name().unwrap_or("").to_string();
-                ev.annotations.info(
-                    annotations::forced_monotonicity(&metric),
-                    anchors.buckets.as_deref(),
-                );
-            }
-            let mut labels = group.labels.clone();
-            labels.set(label.to_string(), openmetrics_float(q));
-            out.push(Element {
-                labels,
-                t: ts,
-                v: value,
-                drop_name: true,
-            });
-        }
-    }
-    Ok(out)
-}
-
-pub(crate) fn histogram_fraction(
-    ev: &mut Evaluator<'_>,
-    lower: f64,
-    upper: f64,
-    vector: Vec<Element>,
-    ts: i64,
-    anchors: &Anchors,
-) -> Result<Vec<Element>> {
-    let mut out = Vec::new();
-    for (group, _) in group_buckets(ev, vector, anchors) {
-        let value = bucket_fraction(lower, upper, group.buckets);
-        out.push(Element {
-            labels: group.labels,
-            t: ts,
-            v: value,
-            drop_name: true,
-        });
-    }
-    Ok(out)
 }
 
 fn sort_and_coalesce(mut buckets: Vec<Bucket>) -> Vec<Bucket> {

@@ -45,10 +45,10 @@
 //!   [`MAX_DEPTH`] levels (bounded from its tokens, without recursion) and returns a
 //!   [`ParsedExpr`]; parsing, evaluation, printing and dropping a tree run where the stack has
 //!   room for its depth, on a segment allocated for the call when the caller's has not (`depth`).
-//! - Samples held count against the sample limit as they are taken, at every level: a step's
-//!   selections, the accumulated range result, and subqueries' inner results, cached ones
-//!   included (`subquery`); the deadline and cancellation are checked at every outer and inner
-//!   step.
+//! - Samples held count against the sample limit as they are taken, at every level: the
+//!   batches alive while their parent needs them, and subqueries' buffered inner points
+//!   (`batch::subquery`); the deadline and cancellation are checked at every node, subquery
+//!   segment and block of series.
 //! - With a [`MemoryBudget`] (shared by every query of an engine and its clones), a query
 //!   reserves an estimate of what it holds (selector data as it loads, each new peak of held
 //!   samples) and returns it when it ends; a reservation that does not fit fails the query
@@ -62,14 +62,16 @@
 //! - `batch`: the evaluation path: a node over a grid of steps (`Grid`, `Batch`, `Row`);
 //!   `batch::selector` (selectors, range functions over windows, streaming by blocks),
 //!   `batch::aggregate`, `batch::binary`, `batch::functions`, `batch::subquery`, and
-//!   `batch::parallel` (per-series work over the cores). A node the path does not cover runs
-//!   through `batch::fallback`, the step-wise evaluator with its children precomputed.
-//! - `eval`: selector data loading and sample accounting, and the step-wise evaluator used by
-//!   the fallback; `subquery`: its subqueries; `invariant` finds `@`-pinned sub-expressions.
+//!   `batch::parallel` (per-series work over the cores), `batch::info` (`info()`) and
+//!   `batch::matrix` (a range vector at the root of an instant query). It is the only
+//!   evaluation path.
+//! - `eval`: the per-query state: selector data loading, sample accounting, annotations;
+//!   `subquery`: the subquery step; `invariant` finds `@`-pinned sub-expressions.
 //! - `binary`: arithmetic, comparison and set operators, vector matching, `fill` modifiers
-//!   (the kernels both paths share).
+//!   (the per-step kernels `batch::binary` applies).
 //! - `aggregate`: aggregation operators and their update rules.
-//! - `functions`, `range_functions`, `histogram`, `info`, `date`: the function library.
+//! - `functions`, `range_functions`, `histogram`: the function library's kernels (per value,
+//!   per window, per bucket set), applied by `batch::functions` and `batch::selector`.
 //! - `parse`: glue to `promql-parser` (durations, `@`, offsets, matchers).
 //! - `syntax`: Prometheus-worded parse errors, Go string unquoting.
 //! - `annotations`, `format`, `hash`: annotation texts, Go-compatible number formatting,
@@ -137,7 +139,6 @@ mod format;
 mod functions;
 mod hash;
 mod histogram;
-mod info;
 mod invariant;
 mod parse;
 mod plan;

@@ -6,9 +6,8 @@ use promql_parser::parser::Expr;
 use crate::annotations;
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, RangeVector};
-use crate::functions::{absent_labels, kahan_inc, quantile, scalar_arg};
-use crate::parse::unwrap_parens;
-use crate::value::{Element, Point};
+use crate::functions::{kahan_inc, quantile};
+use crate::value::Point;
 
 const NAMES: &[&str] = &[
     "rate",
@@ -41,6 +40,7 @@ const NAMES: &[&str] = &[
     "holt_winters",
 ];
 
+/// Whether `name` is a function over a range vector.
 pub(crate) fn handles(name: &str) -> bool {
     NAMES.contains(&name)
 }
@@ -51,90 +51,6 @@ pub(crate) fn matrix_index(name: &str) -> usize {
         "quantile_over_time" => 1,
         _ => 0,
     }
-}
-
-pub(crate) fn eval(
-    ev: &mut Evaluator<'_>,
-    name: &str,
-    args: &[&Expr],
-    ts: i64,
-) -> Result<Vec<Element>> {
-    let index = matrix_index(name);
-    let arg = args
-        .get(index)
-        .ok_or_else(|| Error::exec(format!("missing range vector argument for {name}")))?;
-    let scalars: Vec<f64> = match name {
-        "quantile_over_time" => vec![scalar_arg(ev, args, 0, ts)?],
-        "predict_linear" => vec![scalar_arg(ev, args, 1, ts)?],
-        "double_exponential_smoothing" | "holt_winters" => {
-            vec![scalar_arg(ev, args, 1, ts)?, scalar_arg(ev, args, 2, ts)?]
-        }
-        _ => Vec::new(),
-    };
-    let matrix = ev.eval_matrix(arg, ts)?;
-    if name == "absent_over_time" {
-        if matrix.series.iter().any(|series| !series.points.is_empty()) {
-            return Ok(Vec::new());
-        }
-        return Ok(vec![Element {
-            labels: absent_labels(unwrap_parens(arg)),
-            t: ts,
-            v: 1.0,
-            drop_name: true,
-        }]);
-    }
-    if name == "quantile_over_time"
-        && let Some(&q) = scalars.first()
-        && (q.is_nan() || !(0.0..=1.0).contains(&q))
-        && !matrix.series.is_empty()
-    {
-        let anchor = args.first().map(|arg| arg.to_string());
-        ev.annotations
-            .warn(annotations::invalid_quantile(q), anchor.as_deref());
-    }
-    if name == "double_exponential_smoothing" || name == "holt_winters" {
-        check_smoothing_factors(&scalars, &matrix)?;
-    }
-    let from_selector = matches!(unwrap_parens(arg), Expr::MatrixSelector(_));
-    let keeps_name = name == "last_over_time" || name == "first_over_time";
-    let mut out = Vec::with_capacity(matrix.series.len());
-    for (index, series) in matrix.series.iter().enumerate() {
-        let start_timestamps = matrix
-            .start_timestamps
-            .get(index)
-            .and_then(|sts| sts.as_deref());
-        if (name == "rate" || name == "increase")
-            && let Some(sts) = start_timestamps
-            && start_time_overlap(&series.points, sts)
-        {
-            let metric = series.labels.metric_name().unwrap_or("");
-            let anchor = arg.to_string();
-            ev.annotations
-                .warn(annotations::start_time_overlap(metric), Some(&anchor));
-        }
-        // Prometheus notes a possible non-counter for any series with samples in the window,
-        // even when there are too few for a rate.
-        if from_selector && (name == "rate" || name == "increase") && !series.points.is_empty() {
-            note_possible_non_counter(ev, series.labels.metric_name(), arg);
-        }
-        let Some(value) = compute(
-            name,
-            &series.points,
-            start_timestamps,
-            &matrix,
-            &scalars,
-            ts,
-        ) else {
-            continue;
-        };
-        out.push(Element {
-            labels: series.labels.clone(),
-            t: ts,
-            v: value,
-            drop_name: !keeps_name || series.drop_name,
-        });
-    }
-    Ok(out)
 }
 
 pub(crate) fn note_possible_non_counter(ev: &mut Evaluator<'_>, metric: Option<&str>, arg: &Expr) {

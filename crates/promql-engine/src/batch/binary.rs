@@ -3,7 +3,7 @@
 //! Both operands are evaluated once for the whole grid. Scalar operands give a value per step;
 //! vector operands are matched series by series: every row's matching signature is computed
 //! once, the rows of the other side are indexed by signature once, and the per-step loops only
-//! check presence and combine numbers with the step-wise kernel ([`crate::binary::apply`]).
+//! check presence and combine numbers with the per-value kernel ([`crate::binary::apply`]).
 //! Vector-vector arithmetic and comparisons live in [`matching`].
 
 mod matching;
@@ -23,10 +23,9 @@ use crate::eval::Evaluator;
 /// How many rows are processed between two interrupt checks.
 const INTERRUPT_EVERY: usize = 256;
 
-/// Evaluates a binary expression at every step of `grid`; `None` leaves it to the step-wise
-/// path.
+/// Evaluates a binary expression at every step of `grid`; `None` for an operator
+/// [`Op::parse`] does not know (the caller raises its error).
 pub(super) fn eval(ev: &mut Evaluator<'_>, expr: &BinaryExpr, grid: Grid) -> Result<Option<Batch>> {
-    // An operator the step-wise path does not know is its error to raise.
     let Ok(op) = Op::parse(&expr.op.to_string()) else {
         return Ok(None);
     };

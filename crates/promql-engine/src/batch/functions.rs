@@ -3,8 +3,8 @@
 //! Every function except the range functions (see [`super::selector`] and [`super::subquery`])
 //! is evaluated here (`info` in [`super::info`]) for all steps at
 //! once: scalar arguments are evaluated over the grid once, labels are rewritten once per
-//! series, and per-step work touches only numbers. The per-value kernels are the step-wise
-//! evaluator's (`functions::math_function`, `round_to`, `clamp`, `date_value`, `Relabel`,
+//! series, and per-step work touches only numbers. The per-value kernels live in the
+//! function library (`functions::math_function`, `round_to`, `clamp`, `date_value`, `Relabel`,
 //! `histogram::bucket_quantile`, ...).
 
 mod histogram;

@@ -5,20 +5,18 @@
 //! yields a [`Batch`]: a scalar per step, a string, or an instant vector for every step at once
 //! as [`Row`]s, one per output series, each with a value slot per step. Everything that depends
 //! on labels (output label sets, aggregation groups, vector matching) is therefore computed once
-//! per series, not once per step, and per-step work touches only numbers.
+//! per series, not once per step, and per-step work touches only numbers. A range vector is a
+//! result only at the root of an instant query ([`matrix`]).
 //!
 //! Children are evaluated before their parent and released once the parent has its result; the
 //! samples a batch holds are counted against the query's sample limit while it lives
 //! ([`Evaluator::add_samples`], [`Evaluator::release_samples`]).
 //!
-//! A node this module does not evaluate itself goes to [`fallback`], which runs the step-wise
-//! evaluator at each timestamp of the grid. On the query's own grid, the instant-vector children
-//! of such a node are evaluated here first and handed to the step-wise evaluator ready made, so
-//! only the unsupported node itself runs step by step.
-//!
-//! **Invariant:** results equal the step-wise evaluator's: per-series kernels are shared
-//! (`range_functions::compute`, `binary::apply`, the aggregation update rules), and each step
-//! sees the series of a vector in the order the step-wise evaluator would produce them.
+//! **Invariant:** a grid's result equals the results of its steps evaluated one at a time, bit
+//! for bit (the tests compare range grids with single steps, `testing`): each step applies the
+//! same per-series kernels (`range_functions::compute`, `binary::apply`, the aggregation update
+//! rules) to the same values in the same order; an instant query lists its series in
+//! Prometheus' order.
 
 mod aggregate;
 mod binary;
@@ -33,12 +31,9 @@ mod testing;
 
 use prom_model::Labels;
 use promql_parser::parser::Expr;
-use promql_parser::parser::value::ValueType;
 
 use crate::error::{Error, Result};
-use crate::eval::{Evaluator, StepValue};
-use crate::parse::unwrap_parens;
-use crate::value::Element;
+use crate::eval::Evaluator;
 
 /// The evaluation timestamps of a node: `start + k * step` for `k < len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +98,9 @@ pub(crate) enum Batch {
     /// A string (the same at every step).
     String(String),
     /// An instant vector per step, series by series. A row is kept only if it has a value at
-    /// some step; rows are in the order the step-wise evaluator would list the elements.
+    /// some step. Rows are listed by the first step at which they have a value, then by their
+    /// order at that step: at the first step (the only one of an instant query) in the order
+    /// an evaluation of that step alone lists its elements.
     Vector(Vec<Row>),
 }
 
@@ -214,18 +211,44 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &Expr, grid: Grid) -> Result<Ba
             };
             match batch {
                 Some(batch) => batch,
-                None => return fallback(ev, expr, grid),
+                None => {
+                    let name = call.func.name;
+                    return Err(Error::exec(if crate::range_functions::handles(name) {
+                        format!("missing range vector argument for {name}")
+                    } else {
+                        format!("function {name:?} is not supported")
+                    }));
+                }
             }
         }
         Expr::Aggregate(aggregate) => match aggregate::eval(ev, aggregate, grid)? {
             Some(batch) => batch,
-            None => return fallback(ev, expr, grid),
+            None => {
+                return Err(Error::exec(format!(
+                    "aggregation {:?} is not supported",
+                    aggregate.op.to_string()
+                )));
+            }
         },
         Expr::Binary(binary) => match binary::eval(ev, binary, grid)? {
             Some(batch) => batch,
-            None => return fallback(ev, expr, grid),
+            None => {
+                // Only an operator `binary::Op` does not know is left out.
+                crate::binary::Op::parse(&binary.op.to_string())?;
+                return Err(Error::exec(format!(
+                    "binary operator {} is not supported",
+                    binary.op
+                )));
+            }
         },
-        _ => return fallback(ev, expr, grid),
+        Expr::MatrixSelector(_) | Expr::Subquery(_) => {
+            return Err(Error::exec(
+                "expected scalar, string or instant vector, got matrix",
+            ));
+        }
+        Expr::Extension(_) => {
+            return Err(Error::exec("extension expressions are not supported"));
+        }
     };
     ev.add_samples(batch.samples())?;
     Ok(batch)
@@ -244,123 +267,4 @@ pub(crate) fn release(ev: &mut Evaluator<'_>, batch: &Batch) {
 /// Stops counting the samples of `rows` as held.
 pub(crate) fn release_rows(ev: &mut Evaluator<'_>, rows: &[Row]) {
     ev.release_samples(rows.iter().map(Row::present).sum());
-}
-
-/// Evaluates `expr` with the step-wise evaluator at each timestamp of `grid`.
-///
-/// On the query's own grid its instant-vector children (other than bare selectors, whose sample
-/// timestamps `timestamp()` needs) are evaluated here first and handed over per step.
-pub(crate) fn fallback(ev: &mut Evaluator<'_>, expr: &Expr, grid: Grid) -> Result<Batch> {
-    if ev.is_query_grid(grid) {
-        for child in children(expr) {
-            if child.value_type() != ValueType::Vector
-                || matches!(unwrap_parens(child), Expr::VectorSelector(_))
-            {
-                continue;
-            }
-            let rows = eval_vector(ev, child, grid)?;
-            release_rows(ev, &rows);
-            ev.set_precomputed(child, to_steps(rows, grid));
-        }
-    }
-    let mut scalars: Vec<f64> = Vec::new();
-    let mut string: Option<String> = None;
-    let mut rows: Vec<Row> = Vec::new();
-    let mut index_of: std::collections::HashMap<(Labels, bool), usize> =
-        std::collections::HashMap::new();
-    let mut kind: Option<&'static str> = None;
-    for (step, ts) in grid.timestamps().enumerate() {
-        ev.check_interrupt("query execution")?;
-        let before = ev.step_samples;
-        let value = ev.eval(expr, ts)?;
-        ev.step_samples = before;
-        let this_kind = value.type_name();
-        if kind.is_some_and(|kind| kind != this_kind) {
-            return Err(Error::exec(format!(
-                "expression changed type between steps: {} and {this_kind}",
-                kind.unwrap_or_default()
-            )));
-        }
-        kind = Some(this_kind);
-        match value {
-            StepValue::Scalar(v) => scalars.push(v),
-            StepValue::String(v) => string = Some(v),
-            StepValue::Vector(elements) => {
-                ev.add_samples(elements.len())?;
-                for element in elements {
-                    let key = (element.labels, element.drop_name);
-                    let index = match index_of.get(&key) {
-                        Some(&index) => index,
-                        None => {
-                            rows.push(Row {
-                                labels: key.0.clone(),
-                                drop_name: key.1,
-                                values: vec![None; grid.len],
-                            });
-                            index_of.insert(key, rows.len() - 1);
-                            rows.len() - 1
-                        }
-                    };
-                    if rows[index].values[step].replace(element.v).is_some() {
-                        return Err(Error::exec(
-                            "vector cannot contain metrics with the same labelset",
-                        ));
-                    }
-                }
-            }
-            StepValue::Matrix(_) => {
-                return Err(Error::exec(format!(
-                    "expected scalar, string or instant vector, got {this_kind}"
-                )));
-            }
-        }
-    }
-    let batch = match kind {
-        Some("scalar") => Batch::Scalar(scalars),
-        Some("string") => Batch::String(string.unwrap_or_default()),
-        _ => {
-            let held: usize = rows.iter().map(Row::present).sum();
-            ev.release_samples(held);
-            Batch::Vector(rows)
-        }
-    };
-    ev.add_samples(batch.samples())?;
-    Ok(batch)
-}
-
-/// The direct children of a node.
-fn children(expr: &Expr) -> Vec<&Expr> {
-    match expr {
-        Expr::Paren(paren) => vec![&paren.expr],
-        Expr::Unary(unary) => vec![&unary.expr],
-        Expr::Binary(binary) => vec![&binary.lhs, &binary.rhs],
-        Expr::Aggregate(aggregate) => {
-            let mut out: Vec<&Expr> = vec![&aggregate.expr];
-            if let Some(param) = &aggregate.param {
-                out.push(param);
-            }
-            out
-        }
-        Expr::Call(call) => call.args.args.iter().map(|arg| arg.as_ref()).collect(),
-        Expr::Subquery(subquery) => vec![&subquery.expr],
-        _ => Vec::new(),
-    }
-}
-
-/// The elements of `rows` at each step of `grid`, in row order.
-pub(crate) fn to_steps(rows: Vec<Row>, grid: Grid) -> Vec<Option<Vec<Element>>> {
-    let mut steps: Vec<Vec<Element>> = vec![Vec::new(); grid.len];
-    for row in rows {
-        for (step, value) in row.values.iter().enumerate() {
-            if let Some(v) = value {
-                steps[step].push(Element {
-                    labels: row.labels.clone(),
-                    t: grid.ts(step),
-                    v: *v,
-                    drop_name: row.drop_name,
-                });
-            }
-        }
-    }
-    steps.into_iter().map(Some).collect()
 }

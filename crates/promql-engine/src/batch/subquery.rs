@@ -1,7 +1,7 @@
 //! Range functions over subqueries: `f(<expr>[range:step])` for every step of a grid.
 //!
 //! The inner expression is evaluated with [`super::eval`] over aligned inner grids (timestamps
-//! at absolute multiples of the subquery step, as the step-wise [`crate::subquery`] places them),
+//! at absolute multiples of the subquery step, as Prometheus places them),
 //! its rows become the points of [`WindowSeries`], and the range function is applied to every
 //! outer step's window `(end - range, end]` by [`selector::apply`](super::selector::apply),
 //! where `end` is the step's time (or the `@` time) minus the offset.
@@ -18,13 +18,13 @@
 //!
 //! **Samples.** The buffered points are samples held (counted as [`super::eval`] returns them,
 //! released as they are dropped); [`selector::apply`](super::selector::apply) counts the
-//! largest window once more while it runs, as the step-wise path counts a window both in its
-//! cache and in the range vector. A fine-step subquery such as `count_over_time(x[8h:1ms])`
+//! largest window once more while it runs, as the window is held both in the buffer and in
+//! the range vector the function reads. A fine-step subquery such as `count_over_time(x[8h:1ms])`
 //! therefore stops with the sample limit's error once the buffer reaches the limit, and checks
 //! the deadline at every segment.
 //!
-//! **Order and names.** Output rows are sorted by labels, the order in which the step-wise path
-//! lists a subquery's series. Inner rows with the same labels are one series (their points in
+//! **Order and names.** Output rows are sorted by labels, the order in which a subquery's series
+//! are listed at a step. Inner rows with the same labels are one series (their points in
 //! time order); its `drop_name` in a window is whether any of the window's points had it, which
 //! matters only for `last_over_time` and `first_over_time` (the other functions always drop the
 //! name).
@@ -196,7 +196,7 @@ struct Run<'a> {
     call: &'a RangeCall<'a>,
     scalars: &'a [Vec<f64>],
     grid: Grid,
-    /// Inner points by label set (sorted, as the step-wise path sorts a subquery's series).
+    /// Inner points by label set (sorted, as a subquery's series are).
     buffer: BTreeMap<Labels, Buffered>,
     /// Samples in `buffer`.
     held: usize,

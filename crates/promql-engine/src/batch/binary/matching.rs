@@ -5,13 +5,13 @@
 //! signature. An output row is made per (many row, partner) pair that is active at some step,
 //! where the partner is the one-side row present at that step with the same signature, or the
 //! `fill_right`/`fill_left` filler; then, with a filler for the many side, a row per one-side
-//! row for the steps where no many-side row has its signature. Rows come in the order the
-//! step-wise evaluator emits elements: many side in order, then the filled one-side rows.
+//! row for the steps where no many-side row has its signature. Rows come in the order
+//! Prometheus emits elements at a step: many side in order, then the filled one-side rows.
 //!
-//! The error conditions of the step-wise evaluator (duplicate series on the one side,
-//! one-to-one matches that are not unique, `group_*` results that are not unique) are detected
-//! at every step; at the first step where any occurs, the step-wise evaluator is run on that
-//! step alone to raise its error with its exact message.
+//! The error conditions (duplicate series on the one side, one-to-one matches that are not
+//! unique, `group_*` results that are not unique) are detected at every step; at the first step
+//! where any occurs, the per-step kernel ([`crate::binary::vector_vector`]) is run on that step
+//! alone to raise its error with its exact message.
 
 use std::collections::HashMap;
 
@@ -105,7 +105,7 @@ impl Groups {
     }
 }
 
-/// The earliest step at which the step-wise evaluator fails.
+/// The earliest step at which the per-step kernel fails.
 #[derive(Default)]
 struct FirstError(Option<usize>);
 
@@ -128,7 +128,7 @@ pub(super) fn vector_vector(
     grid: Grid,
 ) -> Result<Vec<Row>> {
     let len = grid.len;
-    // The step-wise evaluator returns nothing at a step where a side is empty, unless filling.
+    // Nothing at a step where a side is empty, unless filling.
     let has_fill = matching.fill_lhs.is_some() || matching.fill_rhs.is_some();
     let lhs_any = any_present(lhs, len);
     let rhs_any = any_present(rhs, len);
@@ -139,7 +139,7 @@ pub(super) fn vector_vector(
         .collect();
     let swapped = matching.card == Card::OneToMany;
     let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
-    // As in the step-wise evaluator, the fill values are not swapped with the sides.
+    // As in Prometheus, the fill values are not swapped with the sides.
     let (fill_many, fill_one) = (matching.fill_lhs, matching.fill_rhs);
     let mut groups = Groups::new(ev, many, one, matching)?;
     let mut first_error = FirstError::default();
@@ -332,7 +332,7 @@ pub(super) fn vector_vector(
     }
 
     if let Some(step) = first_error.0 {
-        // Should the step-wise evaluator find nothing wrong there, the rows above are right.
+        // Should the per-step kernel find nothing wrong there, the rows above are right.
         step_error(op, lhs, rhs, matching, return_bool, grid, step)?;
     }
     Ok(out)
@@ -359,7 +359,7 @@ fn any_present(rows: &[Row], len: usize) -> Vec<bool> {
     any
 }
 
-/// Runs the step-wise evaluator at `step` alone, for its error.
+/// Runs the per-step kernel at `step` alone, for its error.
 fn step_error(
     op: Op,
     lhs: &[Row],

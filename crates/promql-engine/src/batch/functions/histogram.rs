@@ -1,7 +1,7 @@
 //! `histogram_quantile`, `histogram_fraction` and `histogram_quantiles` over classic buckets.
 //!
 //! Bucket rows are grouped by their labels without `le` once; each step then gathers the
-//! buckets present at that step and runs the step-wise kernels
+//! buckets present at that step and runs the per-step kernels
 //! ([`bucket_quantile`], [`bucket_fraction`]).
 
 use std::collections::HashMap;
@@ -62,8 +62,8 @@ impl Groups {
         Ok(Self { groups, bad })
     }
 
-    /// Warns about the rows with an unparsable `le` that have a value at `step`, as the
-    /// step-wise evaluator does when it meets them.
+    /// Warns about the rows with an unparsable `le` that have a value at `step`, as
+    /// Prometheus does when it meets them.
     fn warn_bad(&self, ev: &mut Evaluator<'_>, rows: &[Row], step: usize, anchors: &Anchors) {
         for (index, le) in &self.bad {
             let row = &rows[*index];
