@@ -72,6 +72,34 @@ impl std::fmt::Debug for IndexHeader {
     }
 }
 
+/// Most slots of a [`SymbolMemo`] (a power of two).
+const MEMO_SLOTS: usize = 4096;
+
+/// Symbols of one [`IndexHeader`] remembered by reference, direct-mapped: the series entries of
+/// one selection name the same few label names and values over and over, and decoding a
+/// symbol walks up to [`SAMPLING`] - 1 others from the nearest sample. A slot holds the last
+/// symbol whose reference maps to it, so memory stays fixed whatever the symbol count.
+pub(crate) struct SymbolMemo<'a> {
+    header: &'a IndexHeader,
+    /// `(reference, symbol)`; `u64::MAX` marks an empty slot.
+    slots: Box<[(u64, &'a str)]>,
+}
+
+impl<'a> SymbolMemo<'a> {
+    /// The symbol with ordinal `reference`, as [`IndexHeader::symbol`] gives it.
+    pub(crate) fn symbol(&mut self, reference: u64) -> Option<&'a str> {
+        // The slot count is a power of two, so the mask keeps the index in range.
+        let slot = (reference as usize) & (self.slots.len() - 1);
+        let (known, symbol) = self.slots[slot];
+        if known == reference && reference != u64::MAX {
+            return Some(symbol);
+        }
+        let symbol = self.header.symbol(reference)?;
+        self.slots[slot] = (reference, symbol);
+        Some(symbol)
+    }
+}
+
 /// The sampled postings offset table entries of one label name.
 #[derive(Debug)]
 struct NameIndex {
@@ -447,6 +475,18 @@ impl IndexHeader {
         decoder.uvarint_str().ok()
     }
 
+    /// A [`SymbolMemo`] over this header, for the symbol lookups of one selection.
+    pub(crate) fn symbol_memo(&self) -> SymbolMemo<'_> {
+        // About one slot per two symbols of a small block: a collision costs one decode.
+        let slots = (self.symbol_count / 2)
+            .next_power_of_two()
+            .clamp(16, MEMO_SLOTS);
+        SymbolMemo {
+            header: self,
+            slots: vec![(u64::MAX, ""); slots].into_boxed_slice(),
+        }
+    }
+
     fn name_index(&self, name: &str) -> Option<&NameIndex> {
         self.names
             .binary_search_by(|(known, _)| known.as_str().cmp(name))
@@ -641,6 +681,23 @@ mod tests {
             assert_eq!(header.symbol(ordinal as u64), Some(symbol.as_str()));
         }
         assert_eq!(header.symbol(symbols.len() as u64), None);
+        // Through the memo: every symbol in a scattered order, each right after a reference
+        // sharing its slot (a symbol or past the end), so slots are taken over, three times.
+        let mut memo = header.symbol_memo();
+        let slots = memo.slots.len() as u64;
+        assert!(slots < symbols.len() as u64, "{slots} slots");
+        let count = symbols.len() as u64;
+        for round in 0..3 {
+            for step in 0..count {
+                let ordinal = (step * 7 + round) % count;
+                let sharing = (ordinal + slots) % (count + slots);
+                assert_eq!(memo.symbol(sharing), header.symbol(sharing));
+                let expected = Some(symbols[ordinal as usize].as_str());
+                assert_eq!(memo.symbol(ordinal), expected);
+            }
+        }
+        assert_eq!(memo.symbol(u64::MAX), None);
+        assert_eq!(memo.symbol(count), None);
         assert_eq!(
             header.label_names().collect::<Vec<_>>(),
             ["__name__", "instance", "zone"]

@@ -17,7 +17,7 @@ use crate::cache::{
     CacheKey, IndexCache, decode_postings, encode_postings, series_body, series_entry,
 };
 use crate::error::{Error, Result};
-use crate::header::{IndexHeader, decode_postings as decode_postings_list};
+use crate::header::{IndexHeader, SymbolMemo, decode_postings as decode_postings_list};
 use crate::limits::Limiter;
 
 /// Bytes read for a series entry whose size is not known yet.
@@ -381,7 +381,7 @@ impl Block {
     /// Decodes a series entry into its index labels (without external labels) and chunk metas.
     pub(super) fn decode_entry(
         &self,
-        header: &IndexHeader,
+        symbols: &mut SymbolMemo<'_>,
         entry: &[u8],
     ) -> Result<(Labels, Vec<ChunkMeta>)> {
         let fail = |error: tsdb_block::encoding::DecodeError| Error::Block {
@@ -405,7 +405,7 @@ impl Block {
         for _ in 0..label_count {
             let name = decoder.uvarint().map_err(fail)?;
             let value = decoder.uvarint().map_err(fail)?;
-            let (Some(name), Some(value)) = (header.symbol(name), header.symbol(value)) else {
+            let (Some(name), Some(value)) = (symbols.symbol(name), symbols.symbol(value)) else {
                 return Err(self.corrupt_series(0, "unknown symbol reference"));
             };
             labels.push(Label::new(name, value));
@@ -467,8 +467,9 @@ impl Block {
         reads.limiter.add_series(refs.len() as u64)?;
         let entries = self.fetch_series(&header, &refs, reads).await?;
         let mut selected = Vec::with_capacity(entries.len());
+        let mut symbols = header.symbol_memo();
         for entry in entries {
-            let (mut labels, chunks) = self.decode_entry(&header, &entry)?;
+            let (mut labels, chunks) = self.decode_entry(&mut symbols, &entry)?;
             for label in &self.external {
                 labels.set(label.name.clone(), label.value.clone());
             }

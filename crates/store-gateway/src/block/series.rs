@@ -208,6 +208,7 @@ impl Block {
         let mut reorder = Reorder::new(max_external);
         let mut sorted_later: Vec<Pending> = Vec::new();
         let mut last: Option<(Vec<thanos::Label>, Vec<thanos::Label>)> = None;
+        let mut symbols = header.symbol_memo();
         let batches = refs.chunks(SERIES_BATCH);
         let batch_count = batches.len();
         for (batch_index, batch) in batches.enumerate() {
@@ -217,7 +218,7 @@ impl Block {
             };
             let mut ready = Vec::with_capacity(entries.len());
             for entry in &entries {
-                let (labels, mut chunks) = self.decode_entry(&header, entry)?;
+                let (labels, mut chunks) = self.decode_entry(&mut symbols, entry)?;
                 chunks.retain(|chunk| {
                     chunk.max_time >= query.min_time && chunk.min_time <= query.max_time
                 });
