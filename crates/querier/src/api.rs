@@ -303,29 +303,28 @@ impl Api {
             reservation: Some(reservation),
         };
         let engine = self.engine.clone();
-        let (result, queryable) = tokio::task::spawn_blocking(move || {
-            let result = evaluate(&engine, &queryable, &options);
-            (result, queryable)
+        // The answer is rendered on the blocking thread too (a large one would hold an async
+        // worker), and the engine's value is freed as soon as it is written.
+        let (rendered, queryable) = tokio::task::spawn_blocking(move || {
+            let rendered = evaluate(&engine, &queryable, &options).map(|result| {
+                let mut warnings = queryable.take_warnings();
+                warnings.extend(result.warnings);
+                render::query_success(&result.value, &warnings, &result.infos)
+            });
+            (rendered, queryable)
         })
         .await
         .map_err(|error| Error::Task(error.to_string()))?;
         drop(cancel);
-        let mut warnings = queryable.take_warnings();
-        if result.is_err() && queryable.timed_out() {
+        if rendered.is_err() && queryable.timed_out() {
             return Err(Error::Timeout(
                 "query timed out in query execution".to_owned(),
             ));
         }
-        let result = result.map_err(|error| match error {
+        rendered.map_err(|error| match error {
             promql_engine::Error::Storage { source } => Error::StoreFailed(source.message),
             other => Error::Engine(other),
-        })?;
-        warnings.extend(result.warnings);
-        Ok(render::success(
-            &render::query_data(&result.value),
-            &warnings,
-            &result.infos,
-        ))
+        })
     }
 
     async fn instant(&self, form: Form) -> Result<String> {

@@ -6,17 +6,19 @@
 //! de-duplicated when the engine takes the series. Store warnings and partial-response failures
 //! are collected for the API response.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use prom_model::Matcher;
+use prom_model::{Labels, Matcher, Sample};
 use promql_engine::{Queryable, SelectHints, SelectedSeries, SeriesStream, StorageError};
 use tokio::runtime::Handle;
 
 use crate::dedup::series_samples;
 use crate::downsample::Aggregate;
 use crate::proxy::{FetchAccount, Proxy, SeriesQuery};
+use storeapi::proto::thanos;
 
 /// Per-request settings of a [`StoreQueryable`].
 #[derive(Debug, Clone)]
@@ -113,26 +115,234 @@ impl Queryable for StoreQueryable {
         self.warn(fetched.warnings);
         let dedup = !self.options.replica_labels.is_empty();
         let (start, end) = (hints.start, hints.end);
-        // A series' chunks are decoded when the engine takes it, and its raw chunks are freed
-        // then: the decoded samples of one series at a time exist beside the engine's own copy,
-        // not those of every series first.
+        // A series' chunks are decoded when the engine first reads its samples, not when it
+        // takes the series: the engine takes every series of a selector before it reads any,
+        // so decoding here held the decoded samples of all of them at once beside the raw
+        // chunks. A series decodes here only when its chunks alone cannot tell whether it
+        // has a sample in range (whether to leave it out): no chunk lies wholly inside it.
         let selected = fetched.data.into_iter().filter_map(move |series| {
             let labels = match storeapi::convert::labels_from_proto(series.labels) {
                 Ok(labels) => labels,
                 Err(error) => return Some(Err(StorageError::new(error.to_string()))),
             };
-            match series_samples(&series.chunks, start, end, dedup, aggregate) {
+            let decode = Decode {
+                chunks: series.chunks,
+                start,
+                end,
+                dedup,
+                aggregate,
+            };
+            if decode.has_sample_in_range() {
+                return Some(Ok(SelectedSeries {
+                    samples: Box::new(LazySamples::new(decode, labels.clone())),
+                    labels,
+                    start_timestamps: None,
+                }));
+            }
+            match decode.samples(&labels) {
                 Ok(samples) if samples.is_empty() => None,
                 Ok(samples) => Some(Ok(SelectedSeries {
                     labels,
                     samples: Box::new(samples.into_iter().map(Ok)),
                     start_timestamps: None,
                 })),
-                Err(message) => Some(Err(StorageError::new(format!(
-                    "decode chunks of {labels}: {message}"
-                )))),
+                Err(error) => Some(Err(error)),
             }
         });
         Ok(Box::new(selected))
+    }
+}
+
+/// What decoding one series' chunks needs.
+#[derive(Debug)]
+struct Decode {
+    chunks: Vec<thanos::AggrChunk>,
+    start: i64,
+    end: i64,
+    dedup: bool,
+    aggregate: Aggregate,
+}
+
+impl Decode {
+    /// Whether the chunk metadata alone shows a sample in `[start, end]`: a chunk (its first
+    /// and last sample times) lies wholly inside. Series of at most two chunks answer `false`:
+    /// they are small, and decoding them at once spares keeping their labels for an error.
+    fn has_sample_in_range(&self) -> bool {
+        self.chunks.len() > 2
+            && self
+                .chunks
+                .iter()
+                .any(|chunk| chunk.min_time >= self.start && chunk.max_time <= self.end)
+    }
+
+    /// The samples in range (see [`series_samples`]); the error names the series.
+    fn samples(&self, labels: &Labels) -> Result<Vec<Sample>, StorageError> {
+        series_samples(
+            &self.chunks,
+            self.start,
+            self.end,
+            self.dedup,
+            self.aggregate,
+        )
+        .map_err(|message| StorageError::new(format!("decode chunks of {labels}: {message}")))
+    }
+}
+
+/// The decoding state of a [`LazySamples`].
+#[derive(Debug)]
+enum LazyState {
+    /// Not decoded yet.
+    Pending(Box<(Decode, Labels)>),
+    /// Decoded: the samples left.
+    Ready(std::vec::IntoIter<Sample>),
+    /// Decoding failed: the error, until it is yielded.
+    Failed(Option<StorageError>),
+}
+
+/// A series' samples, decoded on first use: its size asked (the engine sizes its buffer from
+/// it) or its first sample taken; the raw chunks are freed then.
+#[derive(Debug)]
+struct LazySamples {
+    state: RefCell<LazyState>,
+}
+
+impl LazySamples {
+    fn new(decode: Decode, labels: Labels) -> Self {
+        Self {
+            state: RefCell::new(LazyState::Pending(Box::new((decode, labels)))),
+        }
+    }
+
+    /// Decodes the chunks if not done yet.
+    fn ready(state: &mut LazyState) {
+        if matches!(state, LazyState::Pending(_))
+            && let LazyState::Pending(pending) = std::mem::replace(state, LazyState::Failed(None))
+        {
+            let (decode, labels) = *pending;
+            *state = match decode.samples(&labels) {
+                Ok(samples) => LazyState::Ready(samples.into_iter()),
+                Err(error) => LazyState::Failed(Some(error)),
+            };
+        }
+    }
+}
+
+impl Iterator for LazySamples {
+    type Item = Result<Sample, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let state = self.state.get_mut();
+        Self::ready(state);
+        match state {
+            LazyState::Ready(samples) => samples.next().map(Ok),
+            LazyState::Failed(error) => error.take().map(Err),
+            LazyState::Pending(_) => None,
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        // Only this iterator borrows its state, and never across calls.
+        let Ok(mut state) = self.state.try_borrow_mut() else {
+            return (0, None);
+        };
+        Self::ready(&mut state);
+        match &*state {
+            LazyState::Ready(samples) => samples.size_hint(),
+            LazyState::Failed(error) => {
+                let left = usize::from(error.is_some());
+                (left, Some(left))
+            }
+            LazyState::Pending(_) => (0, None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use storeapi::chunk::xor_chunk;
+
+    use super::*;
+
+    /// `count` raw chunks of 30 samples 15s apart, one after the other.
+    fn chunks(count: usize) -> Vec<thanos::AggrChunk> {
+        (0..count)
+            .map(|chunk| {
+                let samples: Vec<Sample> = (0..30)
+                    .map(|index| {
+                        let t = (chunk * 30 + index) as i64 * 15_000;
+                        Sample::new(t, (chunk * 100 + index) as f64 * 0.5)
+                    })
+                    .collect();
+                thanos::AggrChunk {
+                    min_time: samples[0].t,
+                    max_time: samples[29].t,
+                    raw: Some(xor_chunk(&samples)),
+                    ..Default::default()
+                }
+            })
+            .collect()
+    }
+
+    fn decode(chunks: Vec<thanos::AggrChunk>, start: i64, end: i64) -> Decode {
+        Decode {
+            chunks,
+            start,
+            end,
+            dedup: false,
+            aggregate: Aggregate::Average,
+        }
+    }
+
+    #[test]
+    fn lazy_samples_are_the_eager_ones_with_their_exact_size() {
+        let labels = Labels::from_pairs([("__name__", "up")]);
+        // Cuts into the first and the last of four chunks (450s each).
+        let (start, end) = (100_000, 1_500_000);
+        let eager = decode(chunks(4), start, end).samples(&labels).unwrap();
+        assert_eq!(
+            eager.len(),
+            (start / 15_000 + 1..=end / 15_000).count(),
+            "samples in range"
+        );
+        let lazy_source = decode(chunks(4), start, end);
+        assert!(lazy_source.has_sample_in_range());
+        let mut lazy = LazySamples::new(lazy_source, labels.clone());
+        assert_eq!(lazy.size_hint(), (eager.len(), Some(eager.len())));
+        let first = lazy.next().unwrap().unwrap();
+        assert_eq!(lazy.size_hint(), (eager.len() - 1, Some(eager.len() - 1)));
+        let rest: Vec<Sample> = lazy.map(Result::unwrap).collect();
+        assert_eq!([vec![first], rest].concat(), eager);
+    }
+
+    #[test]
+    fn only_a_chunk_wholly_in_range_defers_decoding() {
+        // Two chunks are always decoded at once.
+        assert!(!decode(chunks(2), 0, i64::MAX).has_sample_in_range());
+        // Three chunks, the range inside the middle one: no chunk wholly inside.
+        assert!(!decode(chunks(3), 500_000, 600_000).has_sample_in_range());
+        assert!(decode(chunks(3), 450_000, 885_000).has_sample_in_range());
+    }
+
+    #[test]
+    fn a_lazy_decoding_failure_is_the_eager_error_once() {
+        let labels = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
+        let mut broken = chunks(3);
+        if let Some(raw) = broken[1].raw.as_mut() {
+            raw.data = vec![0, 30, 1].into();
+        }
+        let eager = decode(broken.clone(), 0, i64::MAX)
+            .samples(&labels)
+            .unwrap_err();
+        assert!(
+            eager
+                .message
+                .starts_with("decode chunks of {__name__=\"up\", job=\"a\"}"),
+            "{}",
+            eager.message
+        );
+        let mut lazy = LazySamples::new(decode(broken, 0, i64::MAX), labels);
+        assert_eq!(lazy.size_hint(), (1, Some(1)));
+        assert_eq!(lazy.next().unwrap().unwrap_err().message, eager.message);
+        assert!(lazy.next().is_none());
     }
 }
