@@ -29,6 +29,33 @@ pub struct MemoryStorage {
 struct StoredSeries {
     labels: Labels,
     samples: Vec<Sample>,
+    /// Timestamps of the first and last sample (meaningless without samples): read beside the
+    /// labels, so a series outside a query's range is skipped without touching its samples.
+    span: (i64, i64),
+}
+
+impl StoredSeries {
+    /// Appends samples, keeping them in time order (a later sample with the same timestamp
+    /// replaces the earlier one).
+    fn extend(&mut self, samples: impl IntoIterator<Item = Sample>) {
+        let stored = &mut self.samples;
+        let known = stored.len();
+        stored.extend(samples);
+        if !stored[known.saturating_sub(1)..].is_sorted_by(|a, b| a.t < b.t) {
+            stored.sort_by_key(|sample| sample.t);
+            stored.dedup_by(|later, earlier| {
+                if later.t == earlier.t {
+                    *earlier = *later;
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+        if let (Some(first), Some(last)) = (stored.first(), stored.last()) {
+            self.span = (first.t, last.t);
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -55,28 +82,15 @@ impl MemoryStorage {
                 self.series.push(StoredSeries {
                     labels,
                     samples: Vec::new(),
+                    span: (0, 0),
                 });
                 self.index.take();
                 id
             }
         };
-        let Some(stored) = self.series.get_mut(id).map(|series| &mut series.samples) else {
-            return;
-        };
-        let known = stored.len();
-        stored.extend(samples);
-        if stored[known.saturating_sub(1)..].is_sorted_by(|a, b| a.t < b.t) {
-            return;
+        if let Some(stored) = self.series.get_mut(id) {
+            stored.extend(samples);
         }
-        stored.sort_by_key(|sample| sample.t);
-        stored.dedup_by(|later, earlier| {
-            if later.t == earlier.t {
-                *earlier = *later;
-                true
-            } else {
-                false
-            }
-        });
     }
 
     /// Records start timestamps for samples of a series: `(sample timestamp, start timestamp)`.
@@ -118,6 +132,11 @@ impl MemoryStorage {
 }
 
 impl Queryable for MemoryStorage {
+    /// The streams borrow the stored samples.
+    fn streams_hold_samples(&self) -> bool {
+        false
+    }
+
     fn select<'a>(
         &'a self,
         matchers: &[Matcher],
@@ -132,8 +151,11 @@ impl Queryable for MemoryStorage {
         let iter = ranks.into_iter().filter_map(move |rank| {
             let series = series_at(rank)?;
             let samples = &series.samples;
-            let from = count_before(samples, |t| t < start, start);
-            let to = from + count_before(&samples[from..], |t| t <= end, end);
+            if samples.is_empty() || series.span.1 < start || series.span.0 > end {
+                return None;
+            }
+            let from = count_before(samples, series.span, |t| t < start, start);
+            let to = count_before(samples, series.span, |t| t <= end, end);
             if from >= to {
                 return None;
             }
@@ -156,26 +178,29 @@ impl Queryable for MemoryStorage {
 }
 
 /// How many samples (a prefix, as samples are in time order) satisfy `before`, a predicate on
-/// the timestamp that holds up to about `t` and fails after it.
+/// the timestamp that holds up to about `t` and fails after it; `first` and `last` are the
+/// timestamps of the first and last sample.
 ///
 /// A plain binary search over a long series costs a cache miss per probe; samples are nearly
 /// evenly spaced, so the position is guessed by interpolation and bracketed by galloping from
 /// the guess, which touches a few neighbouring cache lines instead.
-fn count_before(samples: &[Sample], before: impl Fn(i64) -> bool, t: i64) -> usize {
-    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
-        return 0;
-    };
-    if !before(first.t) {
+fn count_before(
+    samples: &[Sample],
+    (first, last): (i64, i64),
+    before: impl Fn(i64) -> bool,
+    t: i64,
+) -> usize {
+    if samples.is_empty() || !before(first) {
         return 0;
     }
-    if before(last.t) {
+    if before(last) {
         return samples.len();
     }
     // Here `before(samples[0])` holds and `before(samples[len - 1])` fails, so len >= 2 and the
     // first sample is older than the last.
     let top = samples.len() - 1;
-    let span = i128::from(last.t) - i128::from(first.t);
-    let offset = (i128::from(t) - i128::from(first.t)).clamp(0, span);
+    let span = i128::from(last) - i128::from(first);
+    let offset = (i128::from(t) - i128::from(first)).clamp(0, span);
     let guess = usize::try_from(offset * (top as i128) / span.max(1))
         .unwrap_or(top)
         .clamp(1, top);
@@ -406,21 +431,25 @@ mod tests {
         let pair = vec![Sample::new(5, 0.0), Sample::new(9, 0.0)];
         for samples in [&regular, &irregular, &pair] {
             let last = samples.last().map_or(0, |s| s.t);
+            let span = (samples.first().map_or(0, |s| s.t), last);
             for t in (-20..last + 20).chain([i64::MIN, i64::MAX]) {
                 assert_eq!(
-                    count_before(samples, |st| st < t, t),
+                    count_before(samples, span, |st| st < t, t),
                     samples.partition_point(|s| s.t < t),
                     "< {t}"
                 );
                 assert_eq!(
-                    count_before(samples, |st| st <= t, t),
+                    count_before(samples, span, |st| st <= t, t),
                     samples.partition_point(|s| s.t <= t),
                     "<= {t}"
                 );
             }
         }
-        assert_eq!(count_before(&[], |_| true, 0), 0);
-        assert_eq!(count_before(&[Sample::new(3, 0.0)], |st| st < 4, 4), 1);
+        assert_eq!(count_before(&[], (0, 0), |_| true, 0), 0);
+        assert_eq!(
+            count_before(&[Sample::new(3, 0.0)], (3, 3), |st| st < 4, 4),
+            1
+        );
     }
 
     #[test]
