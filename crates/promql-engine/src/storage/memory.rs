@@ -132,11 +132,6 @@ impl MemoryStorage {
 }
 
 impl Queryable for MemoryStorage {
-    /// The streams borrow the stored samples.
-    fn streams_hold_samples(&self) -> bool {
-        false
-    }
-
     fn select<'a>(
         &'a self,
         matchers: &[Matcher],
