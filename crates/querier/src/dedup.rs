@@ -129,9 +129,38 @@ pub(crate) fn series_samples(
 ) -> Result<Vec<Sample>, String> {
     let counter = aggregate == crate::downsample::Aggregate::Counter;
     let decoded = decode_chunks(chunks, aggregate)?;
+    let in_range = |sample: &&Sample| sample.t >= min_time && sample.t <= max_time;
+    // One chunk, or chunks one after the other without merging replicas: the lanes would be
+    // one lane (or lanes that never share a timestamp, merged back into time order), so the
+    // answer is the chunks' samples in order.
+    let disjoint = chunks
+        .windows(2)
+        .all(|pair| pair[0].max_time < pair[1].min_time);
+    if chunks.len() == 1 || (!dedup && disjoint) {
+        let kept = decoded.iter().flatten().filter(in_range).count();
+        let mut samples = Vec::with_capacity(kept);
+        samples.extend(decoded.iter().flatten().filter(in_range).copied());
+        return Ok(samples);
+    }
+    Ok(merge_lanes(
+        chunks, &decoded, min_time, max_time, dedup, counter,
+    ))
+}
+
+/// The samples in `[min_time, max_time]` of decoded chunks split into lanes
+/// ([`split_lanes`]), merged by penalty (`dedup`) or by timestamp.
+fn merge_lanes(
+    chunks: &[thanos::AggrChunk],
+    decoded: &[Vec<Sample>],
+    min_time: i64,
+    max_time: i64,
+    dedup: bool,
+    counter: bool,
+) -> Vec<Sample> {
+    let in_range = |sample: &&Sample| sample.t >= min_time && sample.t <= max_time;
     let spans: Vec<Span> = chunks
         .iter()
-        .zip(&decoded)
+        .zip(decoded)
         .map(|(chunk, samples)| Span::of(chunk, samples))
         .collect();
     let mut merged: Option<Vec<Sample>> = None;
@@ -140,7 +169,7 @@ pub(crate) fn series_samples(
             .iter()
             .filter_map(|index| decoded.get(*index))
             .flatten()
-            .filter(|sample| sample.t >= min_time && sample.t <= max_time)
+            .filter(in_range)
             .copied()
             .collect();
         merged = Some(match merged {
@@ -149,12 +178,58 @@ pub(crate) fn series_samples(
             Some(previous) => chain_merge(&previous, &samples),
         });
     }
-    Ok(merged.unwrap_or_default())
+    merged.unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Chunks one after the other, without de-duplication, come out as the lanes' merge
+    /// would give them: as one chunk, with gaps, with single-sample chunks, cut by the range.
+    #[test]
+    fn disjoint_chunks_skip_the_lanes_with_the_same_answer() {
+        use storeapi::chunk::xor_chunk;
+
+        let chunk = |times: &[i64]| {
+            let samples: Vec<Sample> = times
+                .iter()
+                .map(|t| Sample::new(*t, *t as f64 / 7.0))
+                .collect();
+            thanos::AggrChunk {
+                min_time: times[0],
+                max_time: times[times.len() - 1],
+                raw: Some(xor_chunk(&samples)),
+                ..Default::default()
+            }
+        };
+        let every = |from: i64, to: i64, step: usize| (from..=to).step_by(step).collect::<Vec<_>>();
+        let layouts = [
+            vec![chunk(&every(0, 300, 15))],
+            vec![chunk(&every(0, 300, 15)), chunk(&every(315, 600, 15))],
+            vec![
+                chunk(&every(0, 300, 15)),
+                chunk(&[320]),
+                chunk(&every(330, 600, 15)),
+                chunk(&every(2_000, 2_300, 30)),
+            ],
+            vec![
+                chunk(&[5]),
+                chunk(&[10]),
+                chunk(&[12]),
+                chunk(&every(13, 100, 1)),
+            ],
+        ];
+        let aggregate = crate::downsample::Aggregate::Average;
+        for chunks in layouts {
+            let decoded = decode_chunks(&chunks, aggregate).unwrap();
+            for (min_time, max_time) in [(0, i64::MAX), (10, 320), (301, 2_100), (700, 1_000)] {
+                let fast = series_samples(&chunks, min_time, max_time, false, aggregate).unwrap();
+                let lanes = merge_lanes(&chunks, &decoded, min_time, max_time, false, false);
+                assert_eq!(fast, lanes, "{min_time}..={max_time}");
+            }
+        }
+    }
 
     #[test]
     fn lanes_split_overlaps() {
