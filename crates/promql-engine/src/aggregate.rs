@@ -1,56 +1,13 @@
 //! Aggregation operators: `sum avg min max count group stddev stdvar quantile count_values topk
 //! bottomk limitk limit_ratio`, with `by` / `without`.
 
-use prom_model::{Label, Labels, METRIC_NAME};
-use promql_parser::parser::{AggregateExpr, Expr};
+use prom_model::Labels;
 
 use crate::annotations;
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
 use crate::functions::kahan_inc;
-
-/// Grouping of an aggregation.
-pub(crate) struct Grouping {
-    /// `without` (else `by`).
-    pub(crate) without: bool,
-    /// The labels named in the modifier.
-    pub(crate) labels: Vec<String>,
-}
-
-impl Grouping {
-    /// The grouping of `expr` (`by ()` when it has no modifier).
-    pub(crate) fn of(expr: &AggregateExpr) -> Self {
-        match &expr.modifier {
-            Some(modifier) => Grouping {
-                without: !modifier.is_include(),
-                labels: modifier.labels().labels.clone(),
-            },
-            None => Grouping {
-                without: false,
-                labels: Vec::new(),
-            },
-        }
-    }
-
-    /// The output labels of the group `labels` belongs to.
-    pub(crate) fn key(&self, labels: &Labels) -> Labels {
-        if self.without {
-            let kept: Vec<Label> = labels
-                .iter()
-                .filter(|label| label.name != METRIC_NAME && !self.labels.contains(&label.name))
-                .cloned()
-                .collect();
-            Labels::from_sorted(kept)
-        } else {
-            let kept: Vec<Label> = labels
-                .iter()
-                .filter(|label| self.labels.contains(&label.name))
-                .cloned()
-                .collect();
-            Labels::from_sorted(kept)
-        }
-    }
-}
+use crate::plan::{Node, NodeKind};
 
 /// The reducing aggregations (everything but `topk bottomk limitk limit_ratio count_values`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,18 +156,17 @@ impl Acc {
 }
 
 /// Warns (once per distinct value) when a `quantile` parameter is outside `[0, 1]`.
-pub(crate) fn check_quantile(ev: &mut Evaluator<'_>, q: f64, expr: &AggregateExpr) {
+pub(crate) fn check_quantile(ev: &mut Evaluator<'_>, q: f64, anchor: Option<&str>) {
     if q.is_nan() || !(0.0..=1.0).contains(&q) {
-        let anchor = expr.param.as_ref().map(|param| param.to_string());
         ev.annotations
-            .warn(annotations::invalid_quantile(q), anchor.as_deref());
+            .warn(annotations::invalid_quantile(q), anchor);
     }
 }
 
 /// The label name of `count_values`: its string parameter, which must not be empty.
-pub(crate) fn count_values_label(expr: &AggregateExpr) -> Result<String> {
-    let label = match expr.param.as_deref().map(crate::parse::unwrap_parens) {
-        Some(Expr::StringLiteral(string)) => string.val.clone(),
+pub(crate) fn count_values_label(param: Option<&Node>) -> Result<String> {
+    let label = match param.map(|param| &param.kind) {
+        Some(NodeKind::String(string)) => string.clone(),
         _ => return Err(Error::exec("count_values requires a string parameter")),
     };
     if label.is_empty() {
@@ -236,20 +192,19 @@ pub(crate) fn selection(
     ev: &mut Evaluator<'_>,
     op: &str,
     param: f64,
-    expr: &AggregateExpr,
+    anchor: Option<&str>,
 ) -> Result<Selection> {
     if op == "limit_ratio" {
         if param.is_nan() {
             return Err(Error::exec("Ratio value is NaN"));
         }
-        let anchor = expr.param.as_ref().map(|p| p.to_string());
         if param > 1.0 {
             ev.annotations
-                .warn(annotations::invalid_ratio(param, 1.0), anchor.as_deref());
+                .warn(annotations::invalid_ratio(param, 1.0), anchor);
         }
         if param < -1.0 {
             ev.annotations
-                .warn(annotations::invalid_ratio(param, -1.0), anchor.as_deref());
+                .warn(annotations::invalid_ratio(param, -1.0), anchor);
         }
         if param == 0.0 {
             return Ok(Selection::Nothing);

@@ -2,8 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use prom_model::{Label, Labels, METRIC_NAME};
-use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+use prom_model::Labels;
 
 use crate::engine::drop_metadata_labels;
 use crate::error::{Error, Result};
@@ -117,15 +116,8 @@ pub(crate) fn changes_metric_schema(op: Op) -> bool {
 }
 
 /// How two vectors are matched: `on`/`ignoring` labels, cardinality, `group_*` labels, fill.
-#[derive(Debug)]
-pub(crate) struct Matching {
-    on: bool,
-    labels: Vec<String>,
-    pub(crate) card: Card,
-    include: Vec<String>,
-    pub(crate) fill_lhs: Option<f64>,
-    pub(crate) fill_rhs: Option<f64>,
-}
+/// How two vectors' series are matched: the plan's [`VectorMatching`], built once per query.
+pub(crate) use crate::plan::VectorMatching as Matching;
 
 /// The cardinality of a vector matching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,60 +129,9 @@ pub(crate) enum Card {
 }
 
 impl Matching {
-    /// The matching of a binary expression.
-    pub(crate) fn from_expr(expr: &BinaryExpr) -> Self {
-        let mut matching = Matching {
-            on: false,
-            labels: Vec::new(),
-            card: Card::OneToOne,
-            include: Vec::new(),
-            fill_lhs: None,
-            fill_rhs: None,
-        };
-        if let Some(modifier) = &expr.modifier {
-            match &modifier.matching {
-                Some(LabelModifier::Include(labels)) => {
-                    matching.on = true;
-                    matching.labels = labels.labels.clone();
-                }
-                Some(LabelModifier::Exclude(labels)) => matching.labels = labels.labels.clone(),
-                None => {}
-            }
-            match &modifier.card {
-                VectorMatchCardinality::OneToOne => {}
-                VectorMatchCardinality::ManyToOne(labels) => {
-                    matching.card = Card::ManyToOne;
-                    matching.include = labels.labels.clone();
-                }
-                VectorMatchCardinality::OneToMany(labels) => {
-                    matching.card = Card::OneToMany;
-                    matching.include = labels.labels.clone();
-                }
-                VectorMatchCardinality::ManyToMany => matching.card = Card::ManyToMany,
-            }
-            matching.fill_lhs = modifier.fill_values.lhs;
-            matching.fill_rhs = modifier.fill_values.rhs;
-        }
-        matching
-    }
-
     /// The labels two elements must agree on.
     pub(crate) fn signature(&self, labels: &Labels) -> Labels {
-        if self.on {
-            let kept: Vec<Label> = labels
-                .iter()
-                .filter(|label| self.labels.contains(&label.name))
-                .cloned()
-                .collect();
-            Labels::from_sorted(kept)
-        } else {
-            let kept: Vec<Label> = labels
-                .iter()
-                .filter(|label| label.name != METRIC_NAME && !self.labels.contains(&label.name))
-                .cloned()
-                .collect();
-            Labels::from_sorted(kept)
-        }
+        crate::plan::project(labels, &self.labels, self.on)
     }
 }
 
@@ -355,12 +296,7 @@ pub(crate) fn result_labels(many: &Labels, one: &Labels, op: Op, matching: &Matc
     }
     if matching.card == Card::OneToOne {
         if matching.on {
-            let kept: Vec<Label> = labels
-                .iter()
-                .filter(|label| matching.labels.contains(&label.name))
-                .cloned()
-                .collect();
-            labels = Labels::from_sorted(kept);
+            labels = crate::plan::project(&labels, &matching.labels, true);
         } else {
             let names: Vec<&str> = matching.labels.iter().map(String::as_str).collect();
             labels = labels.without(&names);

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use prom_model::{Labels, METRIC_NAME};
 use promql_parser::parser::Expr;
-use promql_parser::parser::value::ValueType;
 
 use crate::batch::{self, Batch, Grid};
 use crate::budget::{MemoryBudget, Reservation};
@@ -14,6 +13,7 @@ use crate::depth::{expr_depth, with_stack};
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
 use crate::parse::parse_expr;
+use crate::plan::{self, Plan, PlanContext, ResultType};
 use crate::storage::Queryable;
 use crate::value::{Element, Point, QueryResult, Series, Value};
 
@@ -166,14 +166,16 @@ impl Engine {
         options: &QueryOptions,
     ) -> Result<QueryResult> {
         let settings = self.settings(options);
+        let plan = build_plan(expr, &settings, (time, time, 0))?;
+        let root = plan.root();
         let mut ev = Evaluator::new(storage, &settings, time, time, 0);
-        ev.prefetch(expr)?;
+        ev.prefetch(&plan)?;
         ev.check_interrupt("query execution")?;
-        let value = if expr.value_type() == ValueType::Matrix {
+        let value = if root.result_type == ResultType::Matrix {
             // A range vector is only a result at the root of an instant query.
-            Value::Matrix(finish_matrix(batch::matrix::eval(&mut ev, expr, time)?)?)
+            Value::Matrix(finish_matrix(batch::matrix::eval(&mut ev, root, time)?)?)
         } else {
-            match batch::eval(&mut ev, expr, Grid::new(time, time, 0))? {
+            match batch::eval(&mut ev, root, Grid::new(time, time, 0))? {
                 Batch::Scalar(values) => Value::Scalar {
                     t: time,
                     v: values.first().copied().unwrap_or(f64::NAN),
@@ -263,10 +265,11 @@ impl Engine {
         }
         check_range_query_type(expr)?;
         let settings = self.settings(options);
+        let plan = build_plan(expr, &settings, (start, end, step))?;
         let mut ev = Evaluator::new(storage, &settings, start, end, step);
-        ev.prefetch(expr)?;
+        ev.prefetch(&plan)?;
         let grid = Grid::new(start, end, step);
-        let series: Vec<Series> = match batch::eval(&mut ev, expr, grid)? {
+        let series: Vec<Series> = match batch::eval(&mut ev, plan.root(), grid)? {
             Batch::Scalar(values) => vec![Series {
                 labels: Labels::empty(),
                 points: values
@@ -311,6 +314,24 @@ impl Engine {
             infos,
         })
     }
+}
+
+/// The plan of `expr` for a query over `(start, end, step)` run with `settings`.
+pub(crate) fn build_plan(
+    expr: &Expr,
+    settings: &EvalSettings,
+    (start, end, step): (i64, i64, i64),
+) -> Result<Plan> {
+    plan::build(
+        expr,
+        &PlanContext {
+            start,
+            end,
+            step,
+            lookback: settings.lookback_delta,
+            default_subquery_step: settings.default_subquery_step,
+        },
+    )
 }
 
 fn check_range_query_type(expr: &Expr) -> Result<()> {

@@ -1,22 +1,23 @@
 //! Per-query evaluation state: selector data, sample accounting, annotations.
 //!
-//! The batch path (`crate::batch`) evaluates the expression over an [`Evaluator`]. Selector
-//! data is loaded from the [`Queryable`] once per query (see [`Evaluator::prefetch`]) and then
-//! sliced per step, so evaluation never goes back to storage; the samples held are counted
-//! against the sample limit ([`Evaluator::add_samples`]).
+//! The batch path (`crate::batch`) evaluates the query's plan (`crate::plan`) over an
+//! [`Evaluator`]. Every selector's series are selected from the [`Queryable`] once per query
+//! (see [`Evaluator::prefetch`]), before evaluation; their samples are decoded only when read:
+//! a selector read once block by block, each block dropped once consumed, any other for the
+//! whole query (see [`selection`]). Evaluation never goes back to storage; the samples held
+//! are counted against the sample limit ([`Evaluator::add_samples`]).
 
 mod selection;
 
 use std::rc::Rc;
 
 use prom_model::Labels;
-use promql_parser::parser::{Expr, VectorSelector};
 
 use crate::annotations::Annotations;
 use crate::budget::{HELD_SAMPLE_BYTES, Reservation};
 use crate::engine::EvalSettings;
 use crate::error::{Error, Result};
-use crate::parse::{at_ms, duration_ms, matcher_sets, offset_ms};
+use crate::plan::{Node, NodeKind, Plan, Selector};
 use crate::storage::{Queryable, SelectHints};
 use crate::value::{Point, Series};
 
@@ -52,8 +53,6 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) annotations: Annotations,
     /// Every selector's series (see [`selection`]).
     selections: selection::Selections<'a>,
-    /// Step-invariant (`@`-pinned) sub-expressions of a range query, by node address.
-    invariant: std::collections::HashSet<usize>,
     /// Samples held by the batches alive (see [`Evaluator::add_samples`]).
     pub(crate) step_samples: usize,
     /// Most samples held at once so far (their estimate is reserved from the memory budget).
@@ -101,78 +100,66 @@ impl<'a> Evaluator<'a> {
             step,
             annotations: Annotations::default(),
             selections: selection::Selections::default(),
-            invariant: std::collections::HashSet::new(),
             step_samples: 0,
             peak_held: 0,
             reservation: std::sync::Arc::clone(&settings.reservation),
         }
     }
 
-    /// Selects the series of every selector in `expr` for the whole query; their samples are
+    /// Selects the series of every selector of `plan` for the whole query; their samples are
     /// decoded when read (see [`selection`]).
-    pub(crate) fn prefetch(&mut self, expr: &Expr) -> Result<()> {
-        if self.start != self.end {
-            self.invariant = crate::invariant::invariant_roots(expr);
-        }
-        self.plan(expr, &PlanPath::default(), 0)
+    pub(crate) fn prefetch(&mut self, plan: &Plan) -> Result<()> {
+        self.selections.reserve(plan.selectors);
+        self.plan(plan.root(), &PlanPath::default(), 0)
     }
 
-    fn plan(&mut self, expr: &Expr, path: &PlanPath, range: i64) -> Result<()> {
-        match expr {
-            Expr::VectorSelector(selector) => self.load(selector, path, range),
-            Expr::MatrixSelector(matrix) => self.load(&matrix.vs, path, duration_ms(&matrix.range)),
-            Expr::Paren(paren) => self.plan(&paren.expr, path, range),
-            Expr::Unary(unary) => self.plan(&unary.expr, path, range),
-            Expr::Binary(binary) => {
+    fn plan(&mut self, node: &Node, path: &PlanPath, range: i64) -> Result<()> {
+        match &node.kind {
+            NodeKind::VectorSelector(selector) => self.load(selector, path, range),
+            NodeKind::MatrixSelector { selector, range_ms } => self.load(selector, path, *range_ms),
+            NodeKind::Neg(inner) => self.plan(inner, path, range),
+            NodeKind::Binary(binary) => {
                 let mut inner = path.clone();
                 inner.func = None;
                 self.plan(&binary.lhs, &inner, 0)?;
                 self.plan(&binary.rhs, &inner, 0)
             }
-            Expr::Aggregate(aggregate) => {
+            NodeKind::Aggregate(aggregate) => {
                 let mut inner = path.clone();
-                inner.func = Some(aggregate.op.to_string());
-                match &aggregate.modifier {
-                    Some(modifier) => {
-                        inner.grouping = modifier.labels().labels.clone();
-                        inner.by = modifier.is_include();
-                    }
-                    None => {
-                        inner.grouping = Vec::new();
-                        inner.by = true;
-                    }
-                }
+                inner.func = Some(aggregate.op.name().to_string());
+                inner.grouping = aggregate.grouping.labels.clone();
+                inner.by = !aggregate.grouping.without;
                 if let Some(param) = &aggregate.param {
                     self.plan(param, path, 0)?;
                 }
                 self.plan(&aggregate.expr, &inner, 0)
             }
-            Expr::Call(call) => {
+            NodeKind::Call { function, args } => {
                 let mut inner = path.clone();
-                inner.func = Some(call.func.name.to_string());
-                for arg in &call.args.args {
+                inner.func = Some(function.name().to_string());
+                for arg in args {
                     self.plan(arg, &inner, 0)?;
                 }
                 Ok(())
             }
-            Expr::Subquery(subquery) => {
+            NodeKind::Subquery(subquery) => {
                 let mut inner = path.clone();
-                inner.subquery_offset += offset_ms(subquery.offset.as_ref());
-                inner.subquery_range += duration_ms(&subquery.range);
-                if let Some(at) = at_ms(subquery.at.as_ref(), self.start, self.end) {
-                    inner.subquery_offset = offset_ms(subquery.offset.as_ref());
-                    inner.subquery_range = duration_ms(&subquery.range);
+                inner.subquery_offset += subquery.offset_ms;
+                inner.subquery_range += subquery.range_ms;
+                if let Some(at) = subquery.at_ms {
+                    inner.subquery_offset = subquery.offset_ms;
+                    inner.subquery_range = subquery.range_ms;
                     inner.subquery_at = Some(at);
                 }
                 inner.func = None;
                 inner.in_subquery = true;
                 self.plan(&subquery.expr, &inner, 0)
             }
-            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => Ok(()),
+            NodeKind::Number(_) | NodeKind::String(_) => Ok(()),
         }
     }
 
-    fn load(&mut self, selector: &VectorSelector, path: &PlanPath, range: i64) -> Result<()> {
+    fn load(&mut self, selector: &Selector, path: &PlanPath, range: i64) -> Result<()> {
         let (mut start, mut end) = (self.start, self.end);
         if let Some(at) = path.subquery_at {
             start = at;
@@ -182,7 +169,7 @@ impl<'a> Evaluator<'a> {
         // evaluation times, which the `@` overrides.
         let mut subquery_range = path.subquery_range;
         let mut subquery_offset = path.subquery_offset;
-        if let Some(at) = at_ms(selector.at.as_ref(), self.start, self.end) {
+        if let Some(at) = selector.at_ms {
             start = at;
             end = at;
             subquery_range = 0;
@@ -193,7 +180,7 @@ impl<'a> Evaluator<'a> {
         } else {
             range
         });
-        let offset = offset_ms(selector.offset.as_ref());
+        let offset = selector.offset_ms;
         start = start
             .saturating_sub(offset)
             .saturating_sub(subquery_range)
@@ -209,7 +196,7 @@ impl<'a> Evaluator<'a> {
             by: path.by,
         };
         let plan = selection::SelectPlan {
-            matcher_sets: matcher_sets(selector)?,
+            matcher_sets: selector.matcher_sets.clone(),
             hints,
             single_pass: !path.in_subquery,
         };
@@ -250,25 +237,8 @@ impl<'a> Evaluator<'a> {
         self.step_samples = self.step_samples.saturating_sub(count);
     }
 
-    /// Whether `expr` is the root of a step-invariant (`@`-pinned) sub-expression of a range
-    /// query: its value is the same at every step.
-    pub(crate) fn is_invariant(&self, expr: &Expr) -> bool {
-        !self.invariant.is_empty() && self.invariant.contains(&(expr as *const Expr as usize))
-    }
-
-    pub(crate) fn loaded(&self, selector: &VectorSelector) -> Result<Rc<Vec<LoadedSeries>>> {
+    /// The series of `selector`, decoded for the whole query.
+    pub(crate) fn loaded(&self, selector: &Selector) -> Result<Rc<Vec<LoadedSeries>>> {
         self.materialized(selector)
-    }
-
-    /// The reference time of a selector at `ts`: the `@` time or `ts`, minus the offset.
-    pub(crate) fn reference_time(
-        &self,
-        at: Option<&promql_parser::parser::AtModifier>,
-        offset: Option<&promql_parser::parser::Offset>,
-        ts: i64,
-    ) -> i64 {
-        at_ms(at, self.start, self.end)
-            .unwrap_or(ts)
-            .saturating_sub(offset_ms(offset))
     }
 }

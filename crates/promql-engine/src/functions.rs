@@ -6,13 +6,12 @@
 //! Functions over range vectors live in [`crate::range_functions`]; `histogram_quantile` and
 //! `histogram_fraction` over classic buckets in [`crate::histogram`].
 
-use prom_model::{Labels, METRIC_NAME};
-use promql_parser::parser::Expr;
+use prom_model::{Labels, METRIC_NAME, MatchType};
 
 use crate::annotations;
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
-use crate::parse::unwrap_parens;
+use crate::plan::{Node, NodeKind};
 
 /// Neumaier-compensated addition: returns the new sum and compensation.
 pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
@@ -120,9 +119,9 @@ pub(crate) fn math_function(name: &str) -> Option<fn(f64) -> f64> {
     })
 }
 
-pub(crate) fn string_arg(args: &[&Expr], index: usize) -> Result<String> {
-    match args.get(index).map(|arg| unwrap_parens(arg)) {
-        Some(Expr::StringLiteral(string)) => Ok(string.val.clone()),
+pub(crate) fn string_arg(args: &[Node], index: usize) -> Result<String> {
+    match args.get(index).map(|arg| &arg.kind) {
+        Some(NodeKind::String(string)) => Ok(string.clone()),
         _ => Err(Error::exec(format!(
             "expected string literal as argument {index}"
         ))),
@@ -131,24 +130,24 @@ pub(crate) fn string_arg(args: &[&Expr], index: usize) -> Result<String> {
 
 /// The labels `absent(selector)` reports: the selector's equality matchers, except the name and
 /// any label matched more than once or by a non-equality matcher.
-pub(crate) fn absent_labels(expr: &Expr) -> Labels {
-    let matchers = match expr {
-        Expr::VectorSelector(selector) => &selector.matchers,
-        Expr::MatrixSelector(matrix) => &matrix.vs.matchers,
+pub(crate) fn absent_labels(node: &Node) -> Labels {
+    let selector = match &node.kind {
+        NodeKind::VectorSelector(selector) | NodeKind::MatrixSelector { selector, .. } => selector,
         _ => return Labels::empty(),
     };
     let mut labels = Labels::empty();
     let mut seen: Vec<&str> = Vec::new();
-    for matcher in crate::parse::plain_matchers(matchers) {
-        if matcher.name == METRIC_NAME {
+    for matcher in &selector.matchers {
+        let name = matcher.name();
+        if name == METRIC_NAME {
             continue;
         }
-        let is_equal = matches!(matcher.op, promql_parser::label::MatchOp::Equal);
-        if is_equal && !seen.contains(&matcher.name.as_str()) {
-            labels.set(matcher.name.clone(), matcher.value.clone());
-            seen.push(&matcher.name);
+        let is_equal = matcher.kind() == MatchType::Equal;
+        if is_equal && !seen.contains(&name) {
+            labels.set(name.to_string(), matcher.value().to_string());
+            seen.push(name);
         } else {
-            labels.remove(&matcher.name);
+            labels.remove(name);
         }
     }
     labels
@@ -178,7 +177,7 @@ pub(crate) enum Relabel {
 
 impl Relabel {
     /// Reads and checks the string arguments of `label_replace` / `label_join` (`name`).
-    pub(crate) fn of(name: &str, args: &[&Expr]) -> Result<Self> {
+    pub(crate) fn of(name: &str, args: &[Node]) -> Result<Self> {
         if name == "label_replace" {
             let destination = string_arg(args, 1)?;
             let replacement = string_arg(args, 2)?;

@@ -23,14 +23,10 @@ pub(crate) struct Anchors {
 }
 
 impl Anchors {
-    pub(crate) fn of(
-        args: &[&promql_parser::parser::Expr],
-        parameter: usize,
-        buckets: usize,
-    ) -> Self {
+    pub(crate) fn of(args: &[crate::plan::Node], parameter: usize, buckets: usize) -> Self {
         Self {
-            parameter: args.get(parameter).map(|arg| arg.to_string()),
-            buckets: args.get(buckets).map(|arg| arg.to_string()),
+            parameter: args.get(parameter).and_then(|arg| arg.anchor.clone()),
+            buckets: args.get(buckets).and_then(|arg| arg.anchor.clone()),
         }
     }
 }

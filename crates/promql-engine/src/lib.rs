@@ -6,8 +6,9 @@
 //! ([`Error::kind`]) and its warning/info annotations where they are cheap to produce. The crate
 //! knows nothing about HTTP or gRPC; services wrap it.
 //!
-//! Queries are parsed with the `promql-parser` crate. Every node of the AST is evaluated once
-//! for all steps of the query (`batch`): one step for an instant query, every step of a range
+//! Queries are parsed with the `promql-parser` crate and turned once into the engine's own plan
+//! (`plan`), which the evaluator runs on without reading the parser's types. Every node of the
+//! plan is evaluated once for all steps of the query (`batch`): one step for an instant query, every step of a range
 //! query at once, so label work (output label sets, groups, vector matching) is done once per
 //! series and per-step work touches only numbers. Series
 //! come from a [`Queryable`]: a synchronous trait returning lazy streams of series and samples,
@@ -33,8 +34,9 @@
 //! - Per-series work (selectors' lookback, range functions' windows) is split over the
 //!   available cores in contiguous chunks (`batch::parallel`); results and annotations keep
 //!   series order, so the answer does not depend on the number of threads.
-//! - Selector data is fetched once per query for the whole time range it can touch
-//!   (offsets, `@`, subqueries included); the per-step walk only slices it. Subquery inner
+//! - Selector series are selected once per query for the whole time range they can touch
+//!   (offsets, `@`, subqueries included) and their samples decoded when read: block by block
+//!   by a selector read once, for the whole query otherwise (`eval::selection`). Subquery inner
 //!   results are reused across steps, as inner timestamps are aligned to absolute multiples of
 //!   the subquery step.
 //! - Start timestamps, when the source provides them ([`SelectedSeries::start_timestamps`]),
@@ -59,14 +61,18 @@
 //! - [`engine`]: [`Engine`], options, instant/range entry points, final name removal.
 //! - `depth`: the depth bound, stack growth for deep trees, [`ParsedExpr`]; `budget`: the
 //!   memory budget shared by concurrent queries.
-//! - `batch`: the evaluation path: a node over a grid of steps (`Grid`, `Batch`, `Row`);
+//! - `batch`: the evaluation path: a plan node over a grid of steps (`Grid`, `Batch`, `Row`);
 //!   `batch::selector` (selectors, range functions over windows, streaming by blocks),
 //!   `batch::aggregate`, `batch::binary`, `batch::functions`, `batch::subquery`, and
 //!   `batch::parallel` (per-series work over the cores), `batch::info` (`info()`) and
 //!   `batch::matrix` (a range vector at the root of an instant query). It is the only
 //!   evaluation path.
-//! - `eval`: the per-query state: selector data loading, sample accounting, annotations;
-//!   `subquery`: the subquery step; `invariant` finds `@`-pinned sub-expressions.
+//! - `plan`: the engine's own expression tree, built once per query from the parser's AST
+//!   (`plan::build`): selectors with resolved matchers, `offset` and `@`, functions and
+//!   aggregations as enums, vector matching, subquery steps, step invariance. The evaluator
+//!   runs on the plan and never reads the parser's types.
+//! - `eval`: the per-query state: selector data loading (selections indexed by selector id),
+//!   sample accounting, annotations.
 //! - `binary`: arithmetic, comparison and set operators, vector matching, `fill` modifiers
 //!   (the per-step kernels `batch::binary` applies).
 //! - `aggregate`: aggregation operators and their update rules.
@@ -139,12 +145,10 @@ mod format;
 mod functions;
 mod hash;
 mod histogram;
-mod invariant;
 mod parse;
 mod plan;
 mod range_functions;
 pub mod storage;
-mod subquery;
 mod syntax;
 pub mod value;
 

@@ -1,9 +1,9 @@
-//! Glue between `promql-parser`'s AST and the evaluator: parsing, durations, modifiers, matchers.
+//! Glue between `promql-parser`'s AST and the plan builder: parsing, durations, modifiers, matchers.
 
 use std::time::{Duration, SystemTime};
 
 use prom_model::{MatchType, Matcher};
-use promql_parser::label::{MatchOp, Matchers};
+use promql_parser::label::MatchOp;
 use promql_parser::parser::{self, AtModifier, Expr, Offset, VectorSelector};
 
 use crate::depth::{MAX_DEPTH, ParsedExpr, with_stack};
@@ -218,19 +218,6 @@ fn convert_matchers(matchers: &[promql_parser::label::Matcher]) -> Result<Vec<Ma
         out.push(converted);
     }
     Ok(out)
-}
-
-/// All matchers of a selector flattened (for `absent()` label derivation).
-pub(crate) fn plain_matchers(matchers: &Matchers) -> &[promql_parser::label::Matcher] {
-    &matchers.matchers
-}
-
-/// Removes redundant parentheses.
-pub(crate) fn unwrap_parens(mut expr: &Expr) -> &Expr {
-    while let Expr::Paren(paren) = expr {
-        expr = &paren.expr;
-    }
-    expr
 }
 
 /// The matcher sets of every vector and range selector in `expr`, in tree order (a selector with

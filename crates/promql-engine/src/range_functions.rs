@@ -1,59 +1,17 @@
 //! Functions over range vectors: `rate` and friends, `*_over_time`, `deriv`, `predict_linear`,
 //! `changes`, `resets`, `double_exponential_smoothing`, `absent_over_time`.
 
-use promql_parser::parser::Expr;
-
 use crate::annotations;
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, RangeVector};
 use crate::functions::{kahan_inc, quantile};
 use crate::value::Point;
 
-const NAMES: &[&str] = &[
-    "rate",
-    "increase",
-    "delta",
-    "irate",
-    "idelta",
-    "avg_over_time",
-    "sum_over_time",
-    "count_over_time",
-    "min_over_time",
-    "max_over_time",
-    "last_over_time",
-    "first_over_time",
-    "present_over_time",
-    "stddev_over_time",
-    "stdvar_over_time",
-    "quantile_over_time",
-    "mad_over_time",
-    "ts_of_min_over_time",
-    "ts_of_max_over_time",
-    "ts_of_first_over_time",
-    "ts_of_last_over_time",
-    "absent_over_time",
-    "changes",
-    "resets",
-    "deriv",
-    "predict_linear",
-    "double_exponential_smoothing",
-    "holt_winters",
-];
-
-/// Whether `name` is a function over a range vector.
-pub(crate) fn handles(name: &str) -> bool {
-    NAMES.contains(&name)
-}
-
-/// The index of the range-vector argument.
-pub(crate) fn matrix_index(name: &str) -> usize {
-    match name {
-        "quantile_over_time" => 1,
-        _ => 0,
-    }
-}
-
-pub(crate) fn note_possible_non_counter(ev: &mut Evaluator<'_>, metric: Option<&str>, arg: &Expr) {
+pub(crate) fn note_possible_non_counter(
+    ev: &mut Evaluator<'_>,
+    metric: Option<&str>,
+    anchor: Option<&str>,
+) {
     let Some(metric) = metric else { return };
     if ["_total", "_sum", "_count", "_bucket"]
         .iter()
@@ -61,9 +19,8 @@ pub(crate) fn note_possible_non_counter(ev: &mut Evaluator<'_>, metric: Option<&
     {
         return;
     }
-    let anchor = arg.to_string();
     ev.annotations
-        .info(annotations::possible_non_counter(metric), Some(&anchor));
+        .info(annotations::possible_non_counter(metric), anchor);
 }
 
 pub(crate) fn check_smoothing_factors(scalars: &[f64], matrix: &RangeVector) -> Result<()> {

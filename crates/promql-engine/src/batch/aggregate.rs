@@ -18,38 +18,40 @@
 use std::collections::HashMap;
 
 use prom_model::{Labels, METRIC_NAME};
-use promql_parser::parser::{AggregateExpr, BinaryExpr, Call, Expr, VectorSelector};
 
 use super::{Batch, Grid, Row};
 use crate::aggregate::{
-    Acc, Grouping, Reduce, Selection, ascending_nan_last, check_quantile, count_values_label,
+    Acc, Reduce, Selection, ascending_nan_last, check_quantile, count_values_label,
     descending_nan_last, format_f, ratio_keeps, ratio_offset, selection,
 };
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
 use crate::functions::quantile;
-use crate::parse::unwrap_parens;
+use crate::plan::{Aggregate, AggregateOp, Binary, Function, Grouping, Node, NodeKind, Selector};
 
 /// How often (in groups or rows) long loops check for cancellation.
 const INTERRUPT_EVERY: usize = 256;
 
 /// Evaluates an aggregation at every step of `grid`; `None` leaves it to the step-wise path.
-pub(super) fn eval(
-    ev: &mut Evaluator<'_>,
-    expr: &AggregateExpr,
-    grid: Grid,
-) -> Result<Option<Batch>> {
-    let op = expr.op.to_string();
-    let grouping = Grouping::of(expr);
-    if op == "count_values" {
-        let label = count_values_label(expr)?;
+pub(super) fn eval(ev: &mut Evaluator<'_>, expr: &Aggregate, grid: Grid) -> Result<Option<Batch>> {
+    let op = expr.op.name();
+    let grouping = &expr.grouping;
+    let anchor = expr
+        .param
+        .as_ref()
+        .and_then(|param| param.anchor.as_deref());
+    if expr.op == AggregateOp::CountValues {
+        let label = count_values_label(expr.param.as_ref())?;
         let rows = super::eval_vector(ev, &expr.expr, grid)?;
-        let out = count_values(ev, &rows, &label, &grouping, grid)?;
+        let out = count_values(ev, &rows, &label, grouping, grid)?;
         super::release_rows(ev, &rows);
         return Ok(Some(Batch::Vector(out)));
     }
-    let select = matches!(op.as_str(), "topk" | "bottomk" | "limitk" | "limit_ratio");
-    let reduce = Reduce::parse(&op);
+    let select = matches!(
+        expr.op,
+        AggregateOp::Topk | AggregateOp::Bottomk | AggregateOp::Limitk | AggregateOp::LimitRatio
+    );
+    let reduce = Reduce::parse(op);
     if !select && reduce.is_none() {
         return Ok(None);
     }
@@ -69,9 +71,9 @@ pub(super) fn eval(
     };
     if let Some(reduce) = reduce.filter(|reduce| !select && *reduce != Reduce::Quantile)
         && let Some(source) = stream_source(ev, &expr.expr, grid)
-        && folds_smaller(ev, source, &grouping, grid)?
+        && folds_smaller(ev, source, grouping, grid)?
     {
-        let out = fold_stream(ev, reduce, &grouping, source, grid)?;
+        let out = fold_stream(ev, reduce, grouping, source, grid)?;
         return Ok(Some(Batch::Vector(out)));
     }
     let rows = super::eval_vector(ev, &expr.expr, grid)?;
@@ -80,7 +82,7 @@ pub(super) fn eval(
         Some(reduce) if !select => {
             if reduce == Reduce::Quantile {
                 for step in 0..grid.len {
-                    check_quantile(ev, param_at(step), expr);
+                    check_quantile(ev, param_at(step), anchor);
                 }
             }
             let params: Vec<f64> = (0..grid.len).map(param_at).collect();
@@ -91,10 +93,10 @@ pub(super) fn eval(
         _ => {
             let mut selections = Vec::with_capacity(grid.len);
             for step in 0..grid.len {
-                selections.push(selection(ev, &op, param_at(step), expr)?);
+                selections.push(selection(ev, op, param_at(step), anchor)?);
             }
             super::release_rows(ev, &rows);
-            select_rows(ev, &op, &selections, rows, &groups, grid)?
+            select_rows(ev, op, &selections, rows, &groups, grid)?
         }
     };
     Ok(Some(Batch::Vector(out)))
@@ -104,78 +106,66 @@ pub(super) fn eval(
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Source<'e> {
     /// An instant selector.
-    Selector(&'e VectorSelector),
+    Selector(&'e Selector),
     /// A range function over a range selector.
-    RangeFunction(&'e Call),
+    RangeFunction(Function, &'e [Node]),
     /// An arithmetic operator or comparison between a source and a number
     /// (`rate(x[5m]) * 60`, `x > bool 0.7`), applied row by row.
-    WithNumber(&'e BinaryExpr),
+    WithNumber(&'e Binary),
 }
 
-/// `expr` as a [`Source`], if it is one that [`super::eval`] would evaluate the same way (not
-/// pinned by `@` to one repeated step).
+/// `node` as a [`Source`], if it is one that [`super::eval`] would evaluate the same way (not
+/// computed once and repeated over the steps).
 pub(super) fn stream_source<'e>(
     ev: &Evaluator<'_>,
-    expr: &'e Expr,
+    node: &'e Node,
     grid: Grid,
 ) -> Option<Source<'e>> {
-    let mut node = expr;
-    loop {
-        if grid.len > 1 && ev.is_invariant(node) {
-            return None;
+    if evaluated_once(ev, node, grid) {
+        return None;
+    }
+    match &node.kind {
+        NodeKind::VectorSelector(selector) => Some(Source::Selector(selector)),
+        NodeKind::Call { function, args } if super::selector::is_over_selector(*function, args) => {
+            Some(Source::RangeFunction(*function, args))
         }
-        match node {
-            Expr::Paren(paren) => node = &paren.expr,
-            Expr::VectorSelector(selector) => return Some(Source::Selector(selector)),
-            Expr::Call(call) if super::selector::is_over_selector(call) => {
-                return Some(Source::RangeFunction(call));
+        NodeKind::Binary(binary) => {
+            let (vector, _) = number_operand(binary)?;
+            if binary.op.is_set() {
+                return None;
             }
-            Expr::Binary(binary) => {
-                let op = crate::binary::Op::parse(&binary.op.to_string()).ok()?;
-                let (vector, number) = number_operand(binary)?;
-                if op.is_set() || grid.len > 1 && ev.is_invariant(number) {
-                    return None;
-                }
-                stream_source(ev, vector, grid)?;
-                return Some(Source::WithNumber(binary));
-            }
-            _ => return None,
+            stream_source(ev, vector, grid)?;
+            Some(Source::WithNumber(binary))
         }
+        _ => None,
     }
 }
 
-/// The vector operand and the number operand of `binary`, if one side is a number literal.
-fn number_operand(binary: &BinaryExpr) -> Option<(&Expr, &Expr)> {
-    let is_number = |expr: &Expr| matches!(unwrap_parens(expr), Expr::NumberLiteral(_));
-    if is_number(&binary.rhs) && !is_number(&binary.lhs) {
-        Some((&binary.lhs, &binary.rhs))
-    } else if is_number(&binary.lhs) && !is_number(&binary.rhs) {
-        Some((&binary.rhs, &binary.lhs))
-    } else {
-        None
+/// Whether [`super::eval`] computes `node` once and repeats it over `grid`.
+fn evaluated_once(ev: &Evaluator<'_>, node: &Node, grid: Grid) -> bool {
+    grid.len > 1 && ev.start != ev.end && node.evaluated_once()
+}
+
+/// The vector operand and the number of `binary`, if one side is a number literal.
+fn number_operand(binary: &Binary) -> Option<(&Node, f64)> {
+    match (&binary.lhs.kind, &binary.rhs.kind) {
+        (NodeKind::Number(_), NodeKind::Number(_)) => None,
+        (_, NodeKind::Number(number)) => Some((&binary.lhs, *number)),
+        (NodeKind::Number(number), _) => Some((&binary.rhs, *number)),
+        _ => None,
     }
 }
 
 /// The selector a [`Source`] reads.
-fn source_selector<'e>(
-    ev: &Evaluator<'_>,
-    source: Source<'e>,
-    grid: Grid,
-) -> Option<&'e VectorSelector> {
+fn source_selector<'e>(ev: &Evaluator<'_>, source: Source<'e>, grid: Grid) -> Option<&'e Selector> {
     match source {
         Source::WithNumber(binary) => {
             let (vector, _) = number_operand(binary)?;
             source_selector(ev, stream_source(ev, vector, grid)?, grid)
         }
         Source::Selector(selector) => Some(selector),
-        Source::RangeFunction(call) => {
-            call.args
-                .args
-                .iter()
-                .find_map(|arg| match unwrap_parens(arg) {
-                    Expr::MatrixSelector(matrix) => Some(&matrix.vs),
-                    _ => None,
-                })
+        Source::RangeFunction(function, args) => {
+            super::selector::range_selector(function, args).map(|(_, selector)| selector)
         }
     }
 }
@@ -330,22 +320,21 @@ fn each_row(
 ) -> Result<()> {
     match source {
         Source::Selector(selector) => super::selector::instant_each(ev, selector, grid, sink),
-        Source::RangeFunction(call) => super::selector::range_function_each(ev, call, grid, sink),
+        Source::RangeFunction(function, args) => {
+            super::selector::range_function_each(ev, function, args, grid, sink)
+        }
         Source::WithNumber(binary) => {
-            let op = crate::binary::Op::parse(&binary.op.to_string())?;
+            let op = binary.op;
             let Some((vector, number)) = number_operand(binary) else {
                 return Err(Error::exec("expected a number operand"));
             };
             let Some(inner) = stream_source(ev, vector, grid) else {
                 return Err(Error::exec("expected a streamed operand"));
             };
-            let Expr::NumberLiteral(literal) = unwrap_parens(number) else {
-                return Err(Error::exec("expected a number operand"));
-            };
             // A literal: the same at every step, nothing to evaluate or account for first.
-            let scalars = vec![literal.val; grid.len];
-            let number_on_left = std::ptr::eq(number, &*binary.lhs);
-            let return_bool = binary.return_bool();
+            let scalars = vec![number; grid.len];
+            let number_on_left = std::ptr::eq(vector, &binary.rhs);
+            let return_bool = binary.return_bool;
             each_row(ev, inner, grid, &mut |ev, row| {
                 let rows = super::binary::vector_scalar(
                     ev,

@@ -13,23 +13,19 @@ mod tests;
 use std::collections::HashMap;
 
 use prom_model::Labels;
-use promql_parser::parser::BinaryExpr;
 
 use super::{Batch, Grid, Row};
 use crate::binary::{Matching, Op, apply, changes_metric_schema};
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
+use crate::plan::Binary;
 
 /// How many rows are processed between two interrupt checks.
 const INTERRUPT_EVERY: usize = 256;
 
-/// Evaluates a binary expression at every step of `grid`; `None` for an operator
-/// [`Op::parse`] does not know (the caller raises its error).
-pub(super) fn eval(ev: &mut Evaluator<'_>, expr: &BinaryExpr, grid: Grid) -> Result<Option<Batch>> {
-    let Ok(op) = Op::parse(&expr.op.to_string()) else {
-        return Ok(None);
-    };
-    let return_bool = expr.return_bool();
+/// Evaluates a binary expression at every step of `grid`.
+pub(super) fn eval(ev: &mut Evaluator<'_>, expr: &Binary, grid: Grid) -> Result<Batch> {
+    let (op, return_bool) = (expr.op, expr.return_bool);
     let lhs = super::eval(ev, &expr.lhs, grid)?;
     let rhs = super::eval(ev, &expr.rhs, grid)?;
     let held = lhs.samples() + rhs.samples();
@@ -47,11 +43,15 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, expr: &BinaryExpr, grid: Grid) -> Res
             Batch::Vector(vector_scalar(ev, op, rows, &scalars, true, return_bool)?)
         }
         (Batch::Vector(lhs), Batch::Vector(rhs)) => {
-            let matching = Matching::from_expr(expr);
+            let Some(matching) = &expr.matching else {
+                return Err(Error::exec(
+                    "vector matching missing between two instant vectors",
+                ));
+            };
             let rows = if op.is_set() {
-                set_operation(ev, op, lhs, rhs, &matching, grid)?
+                set_operation(ev, op, lhs, rhs, matching, grid)?
             } else {
-                matching::vector_vector(ev, op, &lhs, &rhs, &matching, return_bool, grid)?
+                matching::vector_vector(ev, op, &lhs, &rhs, matching, return_bool, grid)?
             };
             Batch::Vector(rows)
         }
@@ -64,7 +64,7 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, expr: &BinaryExpr, grid: Grid) -> Res
         }
     };
     ev.release_samples(held);
-    Ok(Some(batch))
+    Ok(batch)
 }
 
 /// Two scalars: comparisons give 1 or 0.

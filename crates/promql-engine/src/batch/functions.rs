@@ -12,7 +12,6 @@ mod histogram;
 mod tests;
 
 use prom_model::Labels;
-use promql_parser::parser::{Call, Expr};
 
 use super::{Batch, Grid, Row};
 use crate::error::{Error, Result};
@@ -21,41 +20,49 @@ use crate::functions::{
     Relabel, absent_labels, clamp, date_value, go_max, go_min, label_order, math_function,
     note_sort, round_to, string_arg,
 };
-use crate::parse::unwrap_parens;
+use crate::plan::{Function, Node, NodeKind};
 
 /// Evaluates a function call at every step of `grid`; `None` for a range function (those are
 /// evaluated by the selector and subquery paths) or an unknown name.
-pub(super) fn eval(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Option<Batch>> {
-    let name = call.func.name;
-    if crate::range_functions::handles(name) {
+pub(super) fn eval(
+    ev: &mut Evaluator<'_>,
+    function: Function,
+    args: &[Node],
+    grid: Grid,
+) -> Result<Option<Batch>> {
+    if function.range_arg().is_some() {
         return Ok(None);
     }
-    let args: Vec<&Expr> = call.args.args.iter().map(|arg| arg.as_ref()).collect();
+    let name = function.name();
     let secs = |ms: i64| ms as f64 / 1000.0;
     let constant = |value: f64| Batch::Scalar(vec![value; grid.len]);
-    let batch = match name {
-        "time" => Batch::Scalar(grid.timestamps().map(secs).collect()),
-        "pi" => constant(std::f64::consts::PI),
-        "start" => constant(secs(ev.start)),
-        "end" => constant(secs(ev.end)),
-        "range" => constant(secs(ev.end - ev.start)),
-        "step" => constant(secs(ev.step)),
-        "max_of" | "min_of" => {
-            let a = scalar(ev, &args, 0, grid)?;
-            let b = scalar(ev, &args, 1, grid)?;
-            let pick = if name == "max_of" { go_max } else { go_min };
+    let batch = match function {
+        Function::Time => Batch::Scalar(grid.timestamps().map(secs).collect()),
+        Function::Pi => constant(std::f64::consts::PI),
+        Function::Start => constant(secs(ev.start)),
+        Function::End => constant(secs(ev.end)),
+        Function::Range => constant(secs(ev.end - ev.start)),
+        Function::Step => constant(secs(ev.step)),
+        Function::MaxOf | Function::MinOf => {
+            let a = scalar(ev, args, 0, grid)?;
+            let b = scalar(ev, args, 1, grid)?;
+            let pick = if function == Function::MaxOf {
+                go_max
+            } else {
+                go_min
+            };
             Batch::Scalar(a.into_iter().zip(b).map(|(a, b)| pick(a, b)).collect())
         }
-        "vector" => {
-            let values = scalar(ev, &args, 0, grid)?;
+        Function::Vector => {
+            let values = scalar(ev, args, 0, grid)?;
             Batch::Vector(vec![Row {
                 labels: Labels::empty(),
                 drop_name: false,
                 values: values.into_iter().map(Some).collect(),
             }])
         }
-        "scalar" => {
-            let rows = vector(ev, &args, 0, grid)?;
+        Function::Scalar => {
+            let rows = vector(ev, args, 0, grid)?;
             let mut found: Vec<Option<f64>> = vec![None; grid.len];
             let mut count = vec![0usize; grid.len];
             for row in &rows {
@@ -77,8 +84,8 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Op
                     .collect(),
             )
         }
-        "absent" => {
-            let rows = vector(ev, &args, 0, grid)?;
+        Function::Absent => {
+            let rows = vector(ev, args, 0, grid)?;
             let mut values = vec![Some(1.0); grid.len];
             for row in &rows {
                 for (slot, value) in values.iter_mut().zip(&row.values) {
@@ -90,10 +97,7 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Op
             if values.iter().all(Option::is_none) {
                 Batch::Vector(Vec::new())
             } else {
-                let labels = args
-                    .first()
-                    .map(|arg| absent_labels(arg))
-                    .unwrap_or_default();
+                let labels = args.first().map(absent_labels).unwrap_or_default();
                 Batch::Vector(vec![Row {
                     labels,
                     drop_name: false,
@@ -101,9 +105,9 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Op
                 }])
             }
         }
-        "label_replace" | "label_join" => {
-            let relabel = Relabel::of(name, &args)?;
-            let mut rows = vector(ev, &args, 0, grid)?;
+        Function::LabelReplace | Function::LabelJoin => {
+            let relabel = Relabel::of(name, args)?;
+            let mut rows = vector(ev, args, 0, grid)?;
             for (index, row) in rows.iter_mut().enumerate() {
                 if index % 256 == 0 {
                     ev.check_interrupt("query execution")?;
@@ -114,19 +118,19 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Op
             // value fails when the query finishes, as it does step by step.
             Batch::Vector(rows)
         }
-        "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc" => {
-            sort(ev, name, &args, grid)?
+        Function::Sort | Function::SortDesc | Function::SortByLabel | Function::SortByLabelDesc => {
+            sort(ev, function, args, grid)?
         }
-        "timestamp" => {
+        Function::Timestamp => {
             let arg = args
                 .first()
                 .ok_or_else(|| Error::exec("missing argument 0"))?;
-            let mut rows = match unwrap_parens(arg) {
-                Expr::VectorSelector(selector) => {
+            let mut rows = match &arg.kind {
+                NodeKind::VectorSelector(selector) => {
                     super::selector::instant_times(ev, selector, grid, |t, _| secs(t))?
                 }
                 _ => {
-                    let mut rows = vector(ev, &args, 0, grid)?;
+                    let mut rows = vector(ev, args, 0, grid)?;
                     for row in &mut rows {
                         for (step, value) in row.values.iter_mut().enumerate() {
                             if value.is_some() {
@@ -142,9 +146,9 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Op
             }
             Batch::Vector(rows)
         }
-        "start_timestamp" => match args.first() {
+        Function::StartTimestamp => match args.first().map(|arg| &arg.kind) {
             // Start timestamps are only known straight out of a selector.
-            Some(Expr::VectorSelector(selector)) => {
+            Some(NodeKind::VectorSelector(selector)) => {
                 let mut rows =
                     super::selector::instant_times(ev, selector, grid, |_, start| secs(start))?;
                 for row in &mut rows {
@@ -153,38 +157,41 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Op
                 Batch::Vector(rows)
             }
             _ => {
-                vector(ev, &args, 0, grid)?;
+                vector(ev, args, 0, grid)?;
                 Batch::Vector(Vec::new())
             }
         },
-        "info" => super::info::eval(ev, &args, grid)?,
-        "histogram_quantile" => histogram::quantile(ev, &args, grid)?,
-        "histogram_fraction" => histogram::fraction(ev, &args, grid)?,
-        "histogram_quantiles" => histogram::quantiles(ev, &args, grid)?,
-        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
-        | "histogram_stdvar" => {
+        Function::Info => super::info::eval(ev, args, grid)?,
+        Function::HistogramQuantile => histogram::quantile(ev, args, grid)?,
+        Function::HistogramFraction => histogram::fraction(ev, args, grid)?,
+        Function::HistogramQuantiles => histogram::quantiles(ev, args, grid)?,
+        Function::HistogramCount
+        | Function::HistogramSum
+        | Function::HistogramAvg
+        | Function::HistogramStddev
+        | Function::HistogramStdvar => {
             // Only native histograms carry these; float samples are ignored.
-            vector(ev, &args, 0, grid)?;
+            vector(ev, args, 0, grid)?;
             Batch::Vector(Vec::new())
         }
-        "round" => {
+        Function::Round => {
             let to_nearest = if args.len() > 1 {
-                scalar(ev, &args, 1, grid)?
+                scalar(ev, args, 1, grid)?
             } else {
                 vec![1.0; grid.len]
             };
             let inverse: Vec<f64> = to_nearest.iter().map(|to| 1.0 / to).collect();
-            let rows = vector(ev, &args, 0, grid)?;
+            let rows = vector(ev, args, 0, grid)?;
             map_rows(rows, |step, v| Some(round_to(v, inverse[step])))
         }
-        "clamp" | "clamp_min" | "clamp_max" => {
-            let rows = vector(ev, &args, 0, grid)?;
-            let (min, max) = match name {
-                "clamp" => (scalar(ev, &args, 1, grid)?, scalar(ev, &args, 2, grid)?),
-                "clamp_min" => (scalar(ev, &args, 1, grid)?, vec![f64::INFINITY; grid.len]),
+        Function::Clamp | Function::ClampMin | Function::ClampMax => {
+            let rows = vector(ev, args, 0, grid)?;
+            let (min, max) = match function {
+                Function::Clamp => (scalar(ev, args, 1, grid)?, scalar(ev, args, 2, grid)?),
+                Function::ClampMin => (scalar(ev, args, 1, grid)?, vec![f64::INFINITY; grid.len]),
                 _ => (
                     vec![f64::NEG_INFINITY; grid.len],
-                    scalar(ev, &args, 1, grid)?,
+                    scalar(ev, args, 1, grid)?,
                 ),
             };
             map_rows(rows, |step, v| {
@@ -193,8 +200,7 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Op
                 (max >= min || min.is_nan() || max.is_nan()).then(|| clamp(v, min, max))
             })
         }
-        "days_in_month" | "day_of_month" | "day_of_week" | "day_of_year" | "hour" | "minute"
-        | "month" | "year" => {
+        _ if function.is_date() => {
             if args.is_empty() {
                 Batch::Vector(vec![Row {
                     labels: Labels::empty(),
@@ -205,13 +211,13 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Op
                         .collect(),
                 }])
             } else {
-                let rows = vector(ev, &args, 0, grid)?;
+                let rows = vector(ev, args, 0, grid)?;
                 map_rows(rows, |_, v| Some(date_value(name, v)))
             }
         }
         _ => match math_function(name) {
             Some(function) => {
-                let rows = vector(ev, &args, 0, grid)?;
+                let rows = vector(ev, args, 0, grid)?;
                 map_rows(rows, |_, v| Some(function(v)))
             }
             None => return Ok(None),
@@ -223,7 +229,7 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Op
 /// Scalar argument `index` at every step.
 pub(super) fn scalar(
     ev: &mut Evaluator<'_>,
-    args: &[&Expr],
+    args: &[Node],
     index: usize,
     grid: Grid,
 ) -> Result<Vec<f64>> {
@@ -239,7 +245,7 @@ pub(super) fn scalar(
 /// (the function's result, which replaces it, is).
 pub(super) fn vector(
     ev: &mut Evaluator<'_>,
-    args: &[&Expr],
+    args: &[Node],
     index: usize,
     grid: Grid,
 ) -> Result<Vec<Row>> {
@@ -273,12 +279,12 @@ fn map_rows(mut rows: Vec<Row>, function: impl Fn(usize, f64) -> Option<f64>) ->
 /// which they have a value, then by that value, which is each step's order for an instant
 /// query (and a subquery step) and the order in which a step-by-step evaluation first lists
 /// them otherwise. A range query's result is sorted by labels in the end anyway.
-fn sort(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], grid: Grid) -> Result<Batch> {
-    note_sort(ev, name);
+fn sort(ev: &mut Evaluator<'_>, function: Function, args: &[Node], grid: Grid) -> Result<Batch> {
+    note_sort(ev, function.name());
     let mut rows = vector(ev, args, 0, grid)?;
-    match name {
-        "sort" | "sort_desc" => {
-            let order = if name == "sort" {
+    match function {
+        Function::Sort | Function::SortDesc => {
+            let order = if function == Function::Sort {
                 crate::aggregate::ascending_nan_last
             } else {
                 crate::aggregate::descending_nan_last
@@ -300,7 +306,7 @@ fn sort(ev: &mut Evaluator<'_>, name: &str, args: &[&Expr], grid: Grid) -> Resul
             for index in 1..args.len() {
                 labels.push(string_arg(args, index)?);
             }
-            let descending = name == "sort_by_label_desc";
+            let descending = function == Function::SortByLabelDesc;
             rows.sort_by(|a, b| label_order(&labels, descending, &a.labels, &b.labels));
         }
     }

@@ -21,12 +21,11 @@ mod tests;
 use std::collections::{BTreeMap, HashMap};
 
 use prom_model::{Labels, METRIC_NAME, MatchType, Matcher, is_stale_nan};
-use promql_parser::parser::Expr;
 
 use super::{Batch, Grid, Row};
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
-use crate::parse::{at_ms, matcher_sets, offset_ms, unwrap_parens};
+use crate::plan::{Node, NodeKind};
 use crate::storage::SelectHints;
 use crate::value::Point;
 
@@ -36,12 +35,12 @@ const IDENTIFYING_LABELS: [&str; 2] = ["instance", "job"];
 const INTERRUPT_EVERY: usize = 256;
 
 /// Evaluates `info(args...)` at every step of `grid`.
-pub(super) fn eval(ev: &mut Evaluator<'_>, args: &[&Expr], grid: Grid) -> Result<Batch> {
+pub(super) fn eval(ev: &mut Evaluator<'_>, args: &[Node], grid: Grid) -> Result<Batch> {
     let base_expr = args
         .first()
         .ok_or_else(|| Error::exec("info requires an argument"))?;
     let base = super::functions::vector(ev, args, 0, grid)?;
-    let filter = Filter::of(args.get(1).copied())?;
+    let filter = Filter::of(args.get(1))?;
     let effective = effective_name_matchers(filter.name_matchers.clone())?;
     let ignored: Vec<bool> = base
         .iter()
@@ -50,7 +49,7 @@ pub(super) fn eval(ev: &mut Evaluator<'_>, args: &[&Expr], grid: Grid) -> Result
             effective.iter().all(|m| m.matches(name))
         })
         .collect();
-    let (at, offset) = lookup_time(ev, base_expr).unwrap_or((None, 0));
+    let (at, offset) = lookup_time(base_expr).unwrap_or((None, 0));
     let references: Vec<i64> = grid
         .timestamps()
         .map(|ts| at.unwrap_or(ts).saturating_sub(offset))
@@ -240,18 +239,14 @@ struct Filter {
 }
 
 impl Filter {
-    fn of(arg: Option<&Expr>) -> Result<Self> {
+    fn of(arg: Option<&Node>) -> Result<Self> {
         let mut filter = Filter {
             name_matchers: Vec::new(),
             data_matchers: BTreeMap::new(),
         };
-        match arg.map(unwrap_parens) {
-            Some(Expr::VectorSelector(selector)) => {
-                for matcher in matcher_sets(selector)?
-                    .into_iter()
-                    .next()
-                    .unwrap_or_default()
-                {
+        match arg.map(|arg| &arg.kind) {
+            Some(NodeKind::VectorSelector(selector)) => {
+                for matcher in selector.matcher_sets.first().cloned().unwrap_or_default() {
                     if matcher.name() == METRIC_NAME {
                         filter.name_matchers.push(matcher);
                     } else {
@@ -424,34 +419,23 @@ fn select_infos(
 
 /// Where the info series are looked up: the `@` time and offset of the first vector selector of
 /// the expression, with the offsets (and, lacking its own, the `@`) of enclosing subqueries.
-fn lookup_time(ev: &Evaluator<'_>, expr: &Expr) -> Option<(Option<i64>, i64)> {
-    match expr {
-        Expr::VectorSelector(selector) => Some((
-            at_ms(selector.at.as_ref(), ev.start, ev.end),
-            offset_ms(selector.offset.as_ref()),
-        )),
-        Expr::MatrixSelector(matrix) => Some((
-            at_ms(matrix.vs.at.as_ref(), ev.start, ev.end),
-            offset_ms(matrix.vs.offset.as_ref()),
-        )),
-        Expr::Paren(paren) => lookup_time(ev, &paren.expr),
-        Expr::Unary(unary) => lookup_time(ev, &unary.expr),
-        Expr::Subquery(subquery) => {
-            let (at, offset) = lookup_time(ev, &subquery.expr)?;
+fn lookup_time(node: &Node) -> Option<(Option<i64>, i64)> {
+    match &node.kind {
+        NodeKind::VectorSelector(selector) | NodeKind::MatrixSelector { selector, .. } => {
+            Some((selector.at_ms, selector.offset_ms))
+        }
+        NodeKind::Neg(inner) => lookup_time(inner),
+        NodeKind::Subquery(subquery) => {
+            let (at, offset) = lookup_time(&subquery.expr)?;
             if at.is_some() {
                 return Some((at, offset));
             }
-            Some((
-                at_ms(subquery.at.as_ref(), ev.start, ev.end),
-                offset + offset_ms(subquery.offset.as_ref()),
-            ))
+            Some((subquery.at_ms, offset + subquery.offset_ms))
         }
-        Expr::Binary(binary) => {
-            lookup_time(ev, &binary.lhs).or_else(|| lookup_time(ev, &binary.rhs))
-        }
-        Expr::Aggregate(aggregate) => lookup_time(ev, &aggregate.expr),
-        Expr::Call(call) => call.args.args.iter().find_map(|arg| lookup_time(ev, arg)),
-        _ => None,
+        NodeKind::Binary(binary) => lookup_time(&binary.lhs).or_else(|| lookup_time(&binary.rhs)),
+        NodeKind::Aggregate(aggregate) => lookup_time(&aggregate.expr),
+        NodeKind::Call { args, .. } => args.iter().find_map(lookup_time),
+        NodeKind::Number(_) | NodeKind::String(_) => None,
     }
 }
 

@@ -16,12 +16,11 @@ mod tests;
 use std::collections::BTreeMap;
 
 use prom_model::{Labels, is_stale_nan};
-use promql_parser::parser::{Expr, MatrixSelector, SubqueryExpr};
 
 use super::{Batch, Grid, Row};
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
-use crate::parse::{duration_ms, unwrap_parens};
+use crate::plan::{Node, NodeKind, ResultType, Selector, Subquery};
 use crate::value::{Point, Series};
 
 /// Most inner steps of a subquery evaluated at once: a range query's limit of points per
@@ -29,22 +28,34 @@ use crate::value::{Point, Series};
 const MAX_SEGMENT: usize = 11_000;
 
 /// Evaluates `expr`, whose type is a range vector, at `ts`.
-pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &Expr, ts: i64) -> Result<Vec<Series>> {
-    match unwrap_parens(expr) {
-        Expr::MatrixSelector(matrix) => selector(ev, matrix, ts),
-        Expr::Subquery(subquery) => self::subquery(ev, subquery, ts),
-        other => Err(Error::exec(format!(
+pub(crate) fn eval(ev: &mut Evaluator<'_>, node: &Node, ts: i64) -> Result<Vec<Series>> {
+    match &node.kind {
+        NodeKind::MatrixSelector { selector, range_ms } => {
+            self::selector(ev, selector, *range_ms, ts)
+        }
+        NodeKind::Subquery(subquery) => self::subquery(ev, subquery, ts),
+        _ => Err(Error::exec(format!(
             "expected range vector, got {}",
-            other.value_type()
+            match node.result_type {
+                ResultType::Scalar => "scalar",
+                ResultType::Vector => "vector",
+                ResultType::Matrix => "matrix",
+                ResultType::String => "string",
+            }
         ))),
     }
 }
 
 /// The samples of a matrix selector's window at `ts`.
-fn selector(ev: &mut Evaluator<'_>, matrix: &MatrixSelector, ts: i64) -> Result<Vec<Series>> {
-    let loaded = ev.loaded(&matrix.vs)?;
-    let end = ev.reference_time(matrix.vs.at.as_ref(), matrix.vs.offset.as_ref(), ts);
-    let start = end.saturating_sub(duration_ms(&matrix.range));
+fn selector(
+    ev: &mut Evaluator<'_>,
+    selector: &Selector,
+    range_ms: i64,
+    ts: i64,
+) -> Result<Vec<Series>> {
+    let loaded = ev.loaded(selector)?;
+    let end = selector.reference_time(ts);
+    let start = end.saturating_sub(range_ms);
     let mut out = Vec::new();
     let mut total = 0;
     for series in loaded.iter() {
@@ -77,11 +88,10 @@ struct Assembling {
 }
 
 /// The inner points of a subquery's window at `ts`.
-fn subquery(ev: &mut Evaluator<'_>, subquery: &SubqueryExpr, ts: i64) -> Result<Vec<Series>> {
-    let step = ev.subquery_step(subquery);
-    let end = ev.reference_time(subquery.at.as_ref(), subquery.offset.as_ref(), ts);
-    let first =
-        super::subquery::first_inner(end.saturating_sub(duration_ms(&subquery.range)), step);
+fn subquery(ev: &mut Evaluator<'_>, subquery: &Subquery, ts: i64) -> Result<Vec<Series>> {
+    let step = subquery.step_ms;
+    let end = subquery.reference_time(ts);
+    let first = super::subquery::first_inner(end.saturating_sub(subquery.range_ms), step);
     let mut by_labels: BTreeMap<Labels, Assembling> = BTreeMap::new();
     let mut from = first;
     while from <= end {

@@ -1,4 +1,5 @@
-//! The evaluation path: every node evaluated once for all steps of a query.
+//! The evaluation path: every node of the query's plan (`crate::plan`) evaluated once for all
+//! steps of a query.
 //!
 //! A node is evaluated over a [`Grid`] of evaluation timestamps (one step for an instant query,
 //! the query's steps for a range query, a subquery's aligned inner steps inside a subquery) and
@@ -30,10 +31,10 @@ mod subquery;
 mod testing;
 
 use prom_model::Labels;
-use promql_parser::parser::Expr;
 
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
+use crate::plan::{Node, NodeKind};
 
 /// The evaluation timestamps of a node: `start + k * step` for `k < len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,16 +147,17 @@ impl Batch {
     }
 }
 
-/// Evaluates `expr` at every timestamp of `grid`.
+/// Evaluates `node` at every timestamp of `grid`.
 ///
 /// The samples of the result are counted as held ([`Evaluator::add_samples`]); the caller
 /// releases them ([`release`]) when it no longer holds the result.
-pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &Expr, grid: Grid) -> Result<Batch> {
+pub(crate) fn eval(ev: &mut Evaluator<'_>, node: &Node, grid: Grid) -> Result<Batch> {
     ev.check_interrupt("query execution")?;
-    if grid.len > 1 && ev.is_invariant(expr) {
-        // Pinned by `@`: the value is the same at every step, so it is computed at one step and
-        // repeated, as Prometheus evaluates a step-invariant expression once.
-        let one = eval(ev, expr, Grid::new(grid.start, grid.start, 0))?;
+    if grid.len > 1 && ev.start != ev.end && node.evaluated_once() {
+        // Step invariant (pinned by `@`) in a range query: the value is the same at every step,
+        // so it is computed at one step and repeated, as Prometheus evaluates a step-invariant
+        // expression once.
+        let one = eval(ev, node, Grid::new(grid.start, grid.start, 0))?;
         release(ev, &one);
         let batch = match one {
             Batch::Scalar(values) => {
@@ -174,13 +176,12 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &Expr, grid: Grid) -> Result<Ba
         ev.add_samples(batch.samples())?;
         return Ok(batch);
     }
-    let batch = match expr {
-        Expr::NumberLiteral(number) => Batch::Scalar(vec![number.val; grid.len]),
-        Expr::StringLiteral(string) => Batch::String(string.val.clone()),
-        Expr::Paren(paren) => return eval(ev, &paren.expr, grid),
-        Expr::VectorSelector(selector) => selector::instant(ev, selector, grid)?,
-        Expr::Unary(unary) => {
-            let inner = eval(ev, &unary.expr, grid)?;
+    let batch = match &node.kind {
+        NodeKind::Number(value) => Batch::Scalar(vec![*value; grid.len]),
+        NodeKind::String(text) => Batch::String(text.clone()),
+        NodeKind::VectorSelector(selector) => selector::instant(ev, selector, grid)?,
+        NodeKind::Neg(inner) => {
+            let inner = eval(ev, inner, grid)?;
             release(ev, &inner);
             match inner {
                 Batch::Scalar(values) => Batch::Scalar(values.into_iter().map(|v| -v).collect()),
@@ -201,19 +202,20 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &Expr, grid: Grid) -> Result<Ba
                 }
             }
         }
-        Expr::Call(call) => {
-            let batch = match selector::range_function(ev, call, grid)? {
+        NodeKind::Call { function, args } => {
+            let (function, args) = (*function, args.as_slice());
+            let batch = match selector::range_function(ev, function, args, grid)? {
                 Some(batch) => Some(batch),
-                None => match subquery::range_function(ev, call, grid)? {
+                None => match subquery::range_function(ev, function, args, grid)? {
                     Some(batch) => Some(batch),
-                    None => functions::eval(ev, call, grid)?,
+                    None => functions::eval(ev, function, args, grid)?,
                 },
             };
             match batch {
                 Some(batch) => batch,
                 None => {
-                    let name = call.func.name;
-                    return Err(Error::exec(if crate::range_functions::handles(name) {
+                    let name = function.name();
+                    return Err(Error::exec(if function.range_arg().is_some() {
                         format!("missing range vector argument for {name}")
                     } else {
                         format!("function {name:?} is not supported")
@@ -221,42 +223,29 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, expr: &Expr, grid: Grid) -> Result<Ba
                 }
             }
         }
-        Expr::Aggregate(aggregate) => match aggregate::eval(ev, aggregate, grid)? {
+        NodeKind::Aggregate(aggregate) => match aggregate::eval(ev, aggregate, grid)? {
             Some(batch) => batch,
             None => {
                 return Err(Error::exec(format!(
                     "aggregation {:?} is not supported",
-                    aggregate.op.to_string()
+                    aggregate.op.name()
                 )));
             }
         },
-        Expr::Binary(binary) => match binary::eval(ev, binary, grid)? {
-            Some(batch) => batch,
-            None => {
-                // Only an operator `binary::Op` does not know is left out.
-                crate::binary::Op::parse(&binary.op.to_string())?;
-                return Err(Error::exec(format!(
-                    "binary operator {} is not supported",
-                    binary.op
-                )));
-            }
-        },
-        Expr::MatrixSelector(_) | Expr::Subquery(_) => {
+        NodeKind::Binary(binary) => binary::eval(ev, binary, grid)?,
+        NodeKind::MatrixSelector { .. } | NodeKind::Subquery(_) => {
             return Err(Error::exec(
                 "expected scalar, string or instant vector, got matrix",
             ));
-        }
-        Expr::Extension(_) => {
-            return Err(Error::exec("extension expressions are not supported"));
         }
     };
     ev.add_samples(batch.samples())?;
     Ok(batch)
 }
 
-/// Evaluates `expr`, which must yield an instant vector.
-pub(crate) fn eval_vector(ev: &mut Evaluator<'_>, expr: &Expr, grid: Grid) -> Result<Vec<Row>> {
-    eval(ev, expr, grid)?.into_vector()
+/// Evaluates `node`, which must yield an instant vector.
+pub(crate) fn eval_vector(ev: &mut Evaluator<'_>, node: &Node, grid: Grid) -> Result<Vec<Row>> {
+    eval(ev, node, grid)?.into_vector()
 }
 
 /// Stops counting the samples of `batch` as held.

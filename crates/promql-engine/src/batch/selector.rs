@@ -2,7 +2,6 @@
 //! functions over range selectors, each series walked once with cursors that only move forward.
 
 use prom_model::{Labels, is_stale_nan};
-use promql_parser::parser::{Call, Expr, VectorSelector};
 
 use std::borrow::Cow;
 
@@ -12,10 +11,9 @@ use crate::annotations;
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, LoadedSeries, RangeVector};
 use crate::functions::absent_labels;
-use crate::parse::{duration_ms, unwrap_parens};
+use crate::plan::{Function, Node, NodeKind, Selector};
 use crate::range_functions::{
-    check_smoothing_factors, compute, handles, matrix_index, note_possible_non_counter,
-    start_time_overlap,
+    check_smoothing_factors, compute, note_possible_non_counter, start_time_overlap,
 };
 use crate::value::Point;
 
@@ -29,11 +27,7 @@ pub(super) const BLOCK: usize = 1024;
 pub(crate) type Sink<'s> = dyn FnMut(&mut Evaluator<'_>, Row) -> Result<()> + 's;
 
 /// The newest sample of each series within the lookback window, at every step.
-pub(super) fn instant(
-    ev: &mut Evaluator<'_>,
-    selector: &VectorSelector,
-    grid: Grid,
-) -> Result<Batch> {
+pub(super) fn instant(ev: &mut Evaluator<'_>, selector: &Selector, grid: Grid) -> Result<Batch> {
     let mut rows = Vec::new();
     instant_each(ev, selector, grid, &mut |_, row| {
         rows.push(row);
@@ -45,7 +39,7 @@ pub(super) fn instant(
 /// [`instant`], handing rows to `sink` block by block instead of returning them.
 pub(super) fn instant_each(
     ev: &mut Evaluator<'_>,
-    selector: &VectorSelector,
+    selector: &Selector,
     grid: Grid,
     sink: &mut Sink<'_>,
 ) -> Result<()> {
@@ -65,7 +59,7 @@ pub(super) fn instant_each(
 /// once is decoded one block at a time, and each block is dropped once its rows are made.
 fn instant_values(
     ev: &mut Evaluator<'_>,
-    selector: &VectorSelector,
+    selector: &Selector,
     grid: Grid,
     value: &(dyn Fn(&LoadedSeries, usize) -> f64 + Sync),
     sink: &mut Sink<'_>,
@@ -73,7 +67,7 @@ fn instant_values(
     let lookback = ev.settings.lookback_delta;
     let references: Vec<i64> = grid
         .timestamps()
-        .map(|ts| ev.reference_time(selector.at.as_ref(), selector.offset.as_ref(), ts))
+        .map(|ts| selector.reference_time(ts))
         .collect();
     let each = |series: &LoadedSeries| -> Option<Row> {
         let points = &series.points;
@@ -158,67 +152,72 @@ pub(crate) struct Windows {
     pub(crate) ends: Vec<i64>,
 }
 
-/// `f(selector[range])` for a range function `f`; `None` when `call` is something else.
+/// `f(selector[range])` for a range function `f`; `None` when the call is something else.
 pub(super) fn range_function(
     ev: &mut Evaluator<'_>,
-    call: &Call,
+    function: Function,
+    args: &[Node],
     grid: Grid,
 ) -> Result<Option<Batch>> {
-    if !is_over_selector(call) {
+    if !is_over_selector(function, args) {
         return Ok(None);
     }
     let mut rows = Vec::new();
-    range_function_each(ev, call, grid, &mut |_, row| {
+    range_function_each(ev, function, args, grid, &mut |_, row| {
         rows.push(row);
         Ok(())
     })?;
     Ok(Some(Batch::Vector(rows)))
 }
 
-/// Whether `call` is a range function over a range selector.
-pub(super) fn is_over_selector(call: &Call) -> bool {
-    let name = call.func.name;
-    handles(name)
-        && call
-            .args
-            .args
-            .get(matrix_index(name))
-            .is_some_and(|arg| matches!(unwrap_parens(arg), Expr::MatrixSelector(_)))
+/// The range selector a call of `function` reads, if it is a range function over one.
+pub(super) fn range_selector(function: Function, args: &[Node]) -> Option<(&Node, &Selector)> {
+    let arg = args.get(function.range_arg()?)?;
+    match &arg.kind {
+        NodeKind::MatrixSelector { selector, .. } => Some((arg, selector)),
+        _ => None,
+    }
+}
+
+/// Whether a call of `function` is a range function over a range selector.
+pub(super) fn is_over_selector(function: Function, args: &[Node]) -> bool {
+    range_selector(function, args).is_some()
 }
 
 /// [`range_function`] for a call [`is_over_selector`] accepts, handing rows to `sink` block by
 /// block instead of returning them.
 pub(super) fn range_function_each(
     ev: &mut Evaluator<'_>,
-    call: &Call,
+    function: Function,
+    args: &[Node],
     grid: Grid,
     sink: &mut Sink<'_>,
 ) -> Result<()> {
-    let name = call.func.name;
-    let args: Vec<&Expr> = call.args.args.iter().map(|arg| arg.as_ref()).collect();
-    let Some(arg) = args.get(matrix_index(name)).copied() else {
-        return Err(Error::exec(format!(
-            "missing range vector argument for {name}"
-        )));
-    };
-    let Expr::MatrixSelector(matrix) = unwrap_parens(arg) else {
+    let name = function.name();
+    let Some((arg, selector)) = range_selector(function, args) else {
         return Err(Error::exec(format!(
             "expected a range selector as the argument of {name}"
         )));
     };
-    let scalars = scalar_args(ev, name, &args, grid)?;
-    let selector = &matrix.vs;
-    let range = duration_ms(&matrix.range);
+    let NodeKind::MatrixSelector {
+        range_ms: range, ..
+    } = arg.kind
+    else {
+        return Err(Error::exec(format!(
+            "expected a range selector as the argument of {name}"
+        )));
+    };
+    let scalars = scalar_args(ev, function, args, grid)?;
     let windows = Windows {
         range,
         ends: grid
             .timestamps()
-            .map(|ts| ev.reference_time(selector.at.as_ref(), selector.offset.as_ref(), ts))
+            .map(|ts| selector.reference_time(ts))
             .collect(),
     };
     let call = RangeCall {
-        name,
-        args: &args,
+        function,
+        args,
         arg,
         from_selector: true,
     };
@@ -241,18 +240,19 @@ pub(super) fn range_function_each(
     finish_range(ev, &call, &scalars, state, sink)
 }
 
-/// The scalar arguments of range function `name` at each step (`quantile_over_time`'s φ,
+/// The scalar arguments of range function `function` at each step (`quantile_over_time`'s φ,
 /// `predict_linear`'s t, the smoothing factors), as `[argument][step]`.
 pub(crate) fn scalar_args(
     ev: &mut Evaluator<'_>,
-    name: &str,
-    args: &[&Expr],
+    function: Function,
+    args: &[Node],
     grid: Grid,
 ) -> Result<Vec<Vec<f64>>> {
-    let indexes: &[usize] = match name {
-        "quantile_over_time" => &[0],
-        "predict_linear" => &[1],
-        "double_exponential_smoothing" | "holt_winters" => &[1, 2],
+    let name = function.name();
+    let indexes: &[usize] = match function {
+        Function::QuantileOverTime => &[0],
+        Function::PredictLinear => &[1],
+        Function::DoubleExponentialSmoothing => &[1, 2],
         _ => &[],
     };
     let mut out = Vec::with_capacity(indexes.len());
@@ -270,12 +270,12 @@ pub(crate) fn scalar_args(
 /// A call of a range function.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RangeCall<'e> {
-    /// The function's name.
-    pub(crate) name: &'e str,
+    /// The function.
+    pub(crate) function: Function,
     /// All its arguments.
-    pub(crate) args: &'e [&'e Expr],
+    pub(crate) args: &'e [Node],
     /// The range-vector argument (for annotations and `absent_over_time`'s labels).
-    pub(crate) arg: &'e Expr,
+    pub(crate) arg: &'e Node,
     /// Whether `arg` is a range selector (as opposed to a subquery).
     pub(crate) from_selector: bool,
 }
@@ -430,9 +430,9 @@ fn apply_block(
     grid: Grid,
     state: &mut RangeState,
 ) -> Result<Vec<SeriesOutcome>> {
-    let name = call.name;
-    let keeps_name = name == "last_over_time" || name == "first_over_time";
-    let counter_function = name == "rate" || name == "increase";
+    let name = call.function.name();
+    let keeps_name = call.function.keeps_name();
+    let counter_function = matches!(call.function, Function::Rate | Function::Increase);
     let each = |totals: &mut StepTotals, index: usize| -> SeriesOutcome {
         let one = view(index);
         let points: &[Point] = &one.points;
@@ -464,7 +464,7 @@ fn apply_block(
             }
             totals.non_empty[step] = true;
             totals.in_windows[step] += to - from;
-            if name == "absent_over_time" {
+            if call.function == Function::AbsentOverTime {
                 continue;
             }
             if counter_function && counter_note.is_none() {
@@ -479,7 +479,7 @@ fn apply_block(
             let value = match previous {
                 Some((previous_step, previous_end, value))
                     if previous_end == end
-                        && name != "predict_linear"
+                        && call.function != Function::PredictLinear
                         && scalars.iter().all(|values| {
                             values.get(step).map(|v| v.to_bits())
                                 == values.get(previous_step).map(|v| v.to_bits())
@@ -545,13 +545,14 @@ fn take_outcomes(
     for outcome in outcomes {
         if let Some((metric, overlap)) = &outcome.counter_note {
             if *overlap {
-                let anchor = call.arg.to_string();
                 let metric = metric.as_deref().unwrap_or("");
-                ev.annotations
-                    .warn(annotations::start_time_overlap(metric), Some(&anchor));
+                ev.annotations.warn(
+                    annotations::start_time_overlap(metric),
+                    call.arg.anchor.as_deref(),
+                );
             }
             if call.from_selector {
-                note_possible_non_counter(ev, metric.as_deref(), call.arg);
+                note_possible_non_counter(ev, metric.as_deref(), call.arg.anchor.as_deref());
             }
         }
         rows.extend(outcome.row);
@@ -568,7 +569,7 @@ fn finish_range(
     sink: &mut Sink<'_>,
 ) -> Result<()> {
     check_steps(ev, call, scalars, &state.non_empty)?;
-    if call.name == "absent_over_time" {
+    if call.function == Function::AbsentOverTime {
         let values = state
             .non_empty
             .iter()
@@ -578,7 +579,7 @@ fn finish_range(
             sink(
                 ev,
                 Row {
-                    labels: absent_labels(unwrap_parens(call.arg)),
+                    labels: absent_labels(call.arg),
                     drop_name: true,
                     values,
                 },
@@ -612,16 +613,16 @@ fn check_steps(
                 .copied()
                 .unwrap_or(f64::NAN)
         };
-        match call.name {
-            "quantile_over_time" => {
+        match call.function {
+            Function::QuantileOverTime => {
                 let q = at(0);
                 if q.is_nan() || !(0.0..=1.0).contains(&q) {
-                    let anchor = call.args.first().map(|arg| arg.to_string());
+                    let anchor = call.args.first().and_then(|arg| arg.anchor.as_deref());
                     ev.annotations
-                        .warn(annotations::invalid_quantile(q), anchor.as_deref());
+                        .warn(annotations::invalid_quantile(q), anchor);
                 }
             }
-            "double_exponential_smoothing" | "holt_winters" => {
+            Function::DoubleExponentialSmoothing => {
                 check_smoothing_factors(&[at(0), at(1)], &not_empty)?;
             }
             _ => return Ok(()),
@@ -635,7 +636,7 @@ fn check_steps(
 /// `start_timestamp(selector)`, which report when the sample was taken, not the step.
 pub(super) fn instant_times(
     ev: &mut Evaluator<'_>,
-    selector: &VectorSelector,
+    selector: &Selector,
     grid: Grid,
     value: impl Fn(i64, i64) -> f64 + Sync,
 ) -> Result<Vec<Row>> {

@@ -35,14 +35,12 @@ mod tests;
 use std::collections::{BTreeMap, HashSet};
 
 use prom_model::Labels;
-use promql_parser::parser::{Call, Expr, SubqueryExpr};
 
 use super::selector::{RangeCall, WindowSeries, Windows, apply, scalar_args};
 use super::{Batch, Grid, Row};
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
-use crate::parse::{duration_ms, unwrap_parens};
-use crate::range_functions::{handles, matrix_index};
+use crate::plan::{Function, Node, NodeKind, Subquery};
 use crate::value::Point;
 
 /// Fewest inner steps evaluated at once (unless the run is shorter).
@@ -55,25 +53,21 @@ const INTERRUPT_EVERY: usize = 256;
 /// `f(<expr>[range:step])` for a range function `f`; `None` when `call` is something else.
 pub(super) fn range_function(
     ev: &mut Evaluator<'_>,
-    call: &Call,
+    function: Function,
+    args: &[Node],
     grid: Grid,
 ) -> Result<Option<Batch>> {
-    let name = call.func.name;
-    if !handles(name) {
-        return Ok(None);
-    }
-    let args: Vec<&Expr> = call.args.args.iter().map(|arg| arg.as_ref()).collect();
-    let Some(arg) = args.get(matrix_index(name)).copied() else {
+    let Some(arg) = function.range_arg().and_then(|index| args.get(index)) else {
         return Ok(None);
     };
-    let Expr::Subquery(subquery) = unwrap_parens(arg) else {
+    let NodeKind::Subquery(subquery) = &arg.kind else {
         return Ok(None);
     };
-    let scalars = scalar_args(ev, name, &args, grid)?;
-    let plan = Plan::new(ev, subquery, grid);
+    let scalars = scalar_args(ev, function, args, grid)?;
+    let plan = Plan::new(subquery, grid);
     let call = RangeCall {
-        name,
-        args: &args,
+        function,
+        args,
         arg,
         from_selector: false,
     };
@@ -120,12 +114,12 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(ev: &Evaluator<'_>, subquery: &SubqueryExpr, grid: Grid) -> Self {
-        let range = duration_ms(&subquery.range);
-        let step = ev.subquery_step(subquery);
+    fn new(subquery: &Subquery, grid: Grid) -> Self {
+        let range = subquery.range_ms;
+        let step = subquery.step_ms;
         let ends: Vec<i64> = grid
             .timestamps()
-            .map(|ts| ev.reference_time(subquery.at.as_ref(), subquery.offset.as_ref(), ts))
+            .map(|ts| subquery.reference_time(ts))
             .collect();
         let firsts = ends
             .iter()
@@ -208,7 +202,7 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// Computes every outer step, segment by segment.
-    fn all(&mut self, ev: &mut Evaluator<'_>, inner: &Expr) -> Result<()> {
+    fn all(&mut self, ev: &mut Evaluator<'_>, inner: &Node) -> Result<()> {
         let plan = self.plan;
         let n = plan.ends.len();
         let mut evaluated: Option<i64> = None;
@@ -339,7 +333,7 @@ impl Run<'_> {
         let plan = self.plan;
         let ends = &plan.ends[done..ready];
         let (after, upto) = (ends[0].saturating_sub(plan.range), ends[ends.len() - 1]);
-        let keeps_name = matches!(self.call.name, "last_over_time" | "first_over_time");
+        let keeps_name = self.call.function.keeps_name();
         let mut mixed: HashSet<Labels> = HashSet::new();
         let mut series = Vec::new();
         for (index, (labels, buffered)) in self.buffer.iter().enumerate() {

@@ -11,13 +11,13 @@
 
 use std::sync::Arc;
 
-use promql_parser::parser::Expr;
-
 use crate::batch::{self, Batch, Grid, Row};
 use crate::budget::Reservation;
 use crate::engine::EvalSettings;
+use crate::engine::build_plan;
 use crate::eval::Evaluator;
 use crate::parse::parse_expr;
+use crate::plan::Node;
 use crate::storage::MemoryStorage;
 
 /// Evaluation settings of the tests: 5m lookback, 1m default subquery step, no deadline, no
@@ -86,7 +86,7 @@ pub(crate) fn evaluate<T>(
     settings: &EvalSettings,
     query: &str,
     grid: Grid,
-    eval: impl FnOnce(&mut Evaluator<'_>, &Expr) -> crate::error::Result<T>,
+    eval: impl FnOnce(&mut Evaluator<'_>, &Node) -> crate::error::Result<T>,
 ) -> Outcome<T> {
     let range = (grid.start, grid.ts(grid.len - 1), grid.step);
     evaluate_between(storage, settings, query, range, eval)
@@ -99,13 +99,15 @@ pub(crate) fn evaluate_between<T>(
     settings: &EvalSettings,
     query: &str,
     (start, end, step): (i64, i64, i64),
-    eval: impl FnOnce(&mut Evaluator<'_>, &Expr) -> crate::error::Result<T>,
+    eval: impl FnOnce(&mut Evaluator<'_>, &Node) -> crate::error::Result<T>,
 ) -> Outcome<T> {
     let expr = parse_expr(query).unwrap_or_else(|error| panic!("{query}: {error}"));
+    let plan = build_plan(&expr, settings, (start, end, step))
+        .unwrap_or_else(|error| panic!("{query}: plan: {error}"));
     let mut ev = Evaluator::new(storage, settings, start, end, step);
-    ev.prefetch(&expr)
+    ev.prefetch(&plan)
         .unwrap_or_else(|error| panic!("{query}: prefetch: {error}"));
-    let result = eval(&mut ev, &expr);
+    let result = eval(&mut ev, plan.root());
     let (warnings, infos) = ev.annotations.render(query);
     Outcome {
         result: result.map_err(|error| error.to_string()),
@@ -142,7 +144,7 @@ pub(crate) fn run(
 /// released before the next; its first error.
 pub(crate) fn single_steps(
     ev: &mut Evaluator<'_>,
-    expr: &Expr,
+    expr: &Node,
     grid: Grid,
 ) -> crate::error::Result<Vec<Step>> {
     grid.timestamps()
@@ -160,7 +162,7 @@ pub(crate) fn single_steps(
 /// each step in its order).
 pub(crate) fn single_step_rows(
     ev: &mut Evaluator<'_>,
-    expr: &Expr,
+    expr: &Node,
     grid: Grid,
 ) -> crate::error::Result<Vec<Row>> {
     let mut rows: Vec<Row> = Vec::new();

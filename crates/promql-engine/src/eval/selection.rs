@@ -14,16 +14,16 @@
 //! the whole query when decoded; a pass's blocks as the most bytes of blocks held at once.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::rc::Rc;
 
 use prom_model::{Labels, Matcher};
-use promql_parser::parser::VectorSelector;
 
 use super::{Evaluator, LoadedSeries};
 use crate::budget::labels_bytes;
 use crate::error::{Error, Result};
+use crate::plan::Selector;
 use crate::storage::{SelectHints, SelectedSeries};
 use crate::value::Point;
 
@@ -54,12 +54,22 @@ struct Entry<'a> {
     data: Data<'a>,
 }
 
-/// The selections of a query, by selector node address.
+/// The selections of a query, indexed by [`Selector::id`].
 #[derive(Default)]
 pub(crate) struct Selections<'a> {
-    entries: RefCell<HashMap<usize, Entry<'a>>>,
+    entries: RefCell<Vec<Option<Entry<'a>>>>,
     /// Bytes of decoded pass blocks held now, and the most held at once (what is reserved).
     blocks: Cell<(usize, usize)>,
+}
+
+impl Selections<'_> {
+    /// Makes room for the selections of `selectors` selectors.
+    pub(super) fn reserve(&self, selectors: usize) {
+        let mut entries = self.entries.borrow_mut();
+        if entries.len() < selectors {
+            entries.resize_with(selectors, || None);
+        }
+    }
 }
 
 /// One read of a selector's series in order, block by block ([`Evaluator::next_block`]).
@@ -96,25 +106,17 @@ impl Block {
     }
 }
 
-fn key_of(selector: &VectorSelector) -> usize {
-    selector as *const VectorSelector as usize
-}
-
 impl<'a> Evaluator<'a> {
     /// Selects the series of `selector` (samples not decoded) and records how.
-    pub(super) fn select_pending(
-        &mut self,
-        selector: &VectorSelector,
-        plan: SelectPlan,
-    ) -> Result<()> {
+    pub(super) fn select_pending(&mut self, selector: &Selector, plan: SelectPlan) -> Result<()> {
         let series = self.select_series(&plan)?;
-        self.selections.entries.borrow_mut().insert(
-            key_of(selector),
-            Entry {
+        self.selections.reserve(selector.id + 1);
+        if let Some(slot) = self.selections.entries.borrow_mut().get_mut(selector.id) {
+            *slot = Some(Entry {
                 plan,
                 data: Data::Pending(series),
-            },
-        );
+            });
+        }
         Ok(())
     }
 
@@ -193,11 +195,11 @@ impl<'a> Evaluator<'a> {
 
     /// The decoded series of `selector` for the whole query (decoded on first use, selected
     /// again if a pass consumed them).
-    pub(super) fn materialized(&self, selector: &VectorSelector) -> Result<Rc<Vec<LoadedSeries>>> {
-        let key = key_of(selector);
+    pub(super) fn materialized(&self, selector: &Selector) -> Result<Rc<Vec<LoadedSeries>>> {
+        let key = selector.id;
         let (pending, plan) = {
             let mut entries = self.selections.entries.borrow_mut();
-            let Some(entry) = entries.get_mut(&key) else {
+            let Some(entry) = entries.get_mut(key).and_then(Option::as_mut) else {
                 return Err(Error::exec("selector evaluated without prefetched data"));
             };
             match std::mem::replace(&mut entry.data, Data::Taken) {
@@ -221,7 +223,13 @@ impl<'a> Evaluator<'a> {
             loaded.push(series);
         }
         let loaded = Rc::new(loaded);
-        if let Some(entry) = self.selections.entries.borrow_mut().get_mut(&key) {
+        if let Some(entry) = self
+            .selections
+            .entries
+            .borrow_mut()
+            .get_mut(key)
+            .and_then(Option::as_mut)
+        {
             entry.data = Data::Loaded(Rc::clone(&loaded));
         }
         Ok(loaded)
@@ -229,10 +237,10 @@ impl<'a> Evaluator<'a> {
 
     /// Starts a read of `selector`'s series in label order: lazily decoded when the selector is
     /// read once and not decoded yet, else over the data decoded for the query.
-    pub(crate) fn pass(&self, selector: &VectorSelector) -> Result<Pass<'a>> {
+    pub(crate) fn pass(&self, selector: &Selector) -> Result<Pass<'a>> {
         {
             let mut entries = self.selections.entries.borrow_mut();
-            if let Some(entry) = entries.get_mut(&key_of(selector))
+            if let Some(entry) = entries.get_mut(selector.id).and_then(Option::as_mut)
                 && entry.plan.single_pass
                 && matches!(entry.data, Data::Pending(_))
                 && let Data::Pending(series) = std::mem::replace(&mut entry.data, Data::Taken)
@@ -301,11 +309,11 @@ impl<'a> Evaluator<'a> {
     /// decoding samples; false (nothing called) when a pass has consumed the selection.
     pub(crate) fn selector_label_sets(
         &self,
-        selector: &VectorSelector,
+        selector: &Selector,
         each: &mut dyn FnMut(&Labels),
     ) -> Result<bool> {
         let entries = self.selections.entries.borrow();
-        let Some(entry) = entries.get(&key_of(selector)) else {
+        let Some(entry) = entries.get(selector.id).and_then(Option::as_ref) else {
             return Err(Error::exec("selector evaluated without prefetched data"));
         };
         match &entry.data {

@@ -17,13 +17,11 @@ use crate::binary::{Card, Op};
 use crate::error::{Error, Result};
 use crate::parse::{at_ms, duration_ms, matcher_sets, offset_ms};
 
-/// Builds nodes for one query; numbers selectors and subqueries in tree order.
+/// Builds nodes for one query; numbers selectors in tree order.
 pub(super) struct Builder<'a> {
     context: &'a PlanContext,
     /// Selectors numbered so far.
     pub(super) selectors: usize,
-    /// Subqueries numbered so far.
-    pub(super) subqueries: usize,
 }
 
 impl<'a> Builder<'a> {
@@ -31,7 +29,6 @@ impl<'a> Builder<'a> {
         Self {
             context,
             selectors: 0,
-            subqueries: 0,
         }
     }
 
@@ -171,8 +168,6 @@ impl<'a> Builder<'a> {
     }
 
     fn subquery(&mut self, subquery: &SubqueryExpr) -> Result<(NodeKind, bool)> {
-        let id = self.subqueries;
-        self.subqueries += 1;
         let expr = self.node(&subquery.expr)?;
         let at = at_ms(subquery.at.as_ref(), self.context.start, self.context.end);
         let step_ms = subquery
@@ -183,7 +178,6 @@ impl<'a> Builder<'a> {
             .unwrap_or(self.context.default_subquery_step)
             .max(1);
         let node = Subquery {
-            id,
             expr,
             range_ms: duration_ms(&subquery.range),
             step_ms,

@@ -224,7 +224,7 @@ impl Function {
 
     /// Whether the value depends on the evaluation time or on the samples' own timestamps, so
     /// the call is not step invariant even when all its arguments are (Prometheus'
-    /// `AtModifierUnsafeFunctions`, plus `start_timestamp` and `info`, as `src/invariant.rs`).
+    /// `AtModifierUnsafeFunctions`, plus `start_timestamp` and `info`).
     pub(crate) fn is_time_dependent(self) -> bool {
         matches!(
             self,
@@ -232,7 +232,16 @@ impl Function {
                 | Function::Timestamp
                 | Function::StartTimestamp
                 | Function::PredictLinear
-                | Function::DaysInMonth
+                | Function::Info
+        ) || self.is_date()
+    }
+
+    /// Whether the function reads a date field (`year()`, `hour(v)`, ...) of its argument or,
+    /// without one, of the evaluation time.
+    pub(crate) fn is_date(self) -> bool {
+        matches!(
+            self,
+            Function::DaysInMonth
                 | Function::DayOfMonth
                 | Function::DayOfWeek
                 | Function::DayOfYear
@@ -240,8 +249,13 @@ impl Function {
                 | Function::Minute
                 | Function::Month
                 | Function::Year
-                | Function::Info
         )
+    }
+
+    /// Whether a range function keeps its input's metric name (`last_over_time`,
+    /// `first_over_time`); every other one drops it.
+    pub(crate) fn keeps_name(self) -> bool {
+        matches!(self, Function::LastOverTime | Function::FirstOverTime)
     }
 
     /// For a function over a range vector, the index of that argument (`quantile_over_time`

@@ -16,37 +16,22 @@
 //! function or aggregation the engine does not evaluate (`integral`), with the `execution`
 //! error evaluation raised for it before.
 //!
-//! # How `batch` consumes it (the switch-over)
+//! # How the evaluator reads it
 //!
-//! `batch::eval(ev, &Node, grid)` replaces `batch::eval(ev, &Expr, grid)`; every `Expr` match
-//! arm maps to a `NodeKind` arm:
+//! `batch::eval(ev, &Node, grid)` matches on [`NodeKind`]: selectors read the data
+//! `Evaluator::prefetch` selected for them, kept in a vector indexed by [`Selector::id`], at
+//! [`Selector::reference_time`]; calls dispatch on [`Function`] (a range function's argument is
+//! found by [`Function::range_arg`]); aggregations on [`AggregateOp`] and their [`Grouping`];
+//! binary operators on [`Binary::op`], [`Binary::return_bool`] and [`Binary::matching`];
+//! subqueries place their inner steps with [`Subquery::step_ms`] and
+//! [`Subquery::reference_time`]. Annotations quote a node's [`Node::anchor`]. A node for which
+//! [`Node::evaluated_once`] holds is computed at one step of a range query and repeated (not
+//! every `step_invariant` node: literals are as cheap to repeat, and an aggregation over
+//! `x > bool 0.7` keeps streaming its input).
 //!
-//! - `Expr::NumberLiteral` / `StringLiteral` -> [`NodeKind::Number`] / [`NodeKind::String`];
-//!   `Expr::Paren` disappears (and with it `unwrap_parens`);
-//! - `Expr::VectorSelector` -> [`NodeKind::VectorSelector`]: `selector::instant` takes a
-//!   [`Selector`]; `ev.reference_time(selector.at, selector.offset, ts)` becomes
-//!   [`Selector::reference_time`]; loaded data is keyed by [`Selector::id`] instead of the
-//!   node's address;
-//! - `Expr::Unary` -> [`NodeKind::Neg`];
-//! - `Expr::Call` -> [`NodeKind::Call`]: `call.func.name` string matches become [`Function`]
-//!   matches; "is the argument a matrix selector / subquery" is a match on the argument's
-//!   `kind` ([`Function::range_arg`] says which argument); `arg.to_string()` anchors become
-//!   `arg.anchor`;
-//! - `Expr::Aggregate` -> [`NodeKind::Aggregate`]: `op.to_string()` becomes [`AggregateOp`],
-//!   `Grouping::of` becomes [`Aggregate::grouping`];
-//! - `Expr::Binary` -> [`NodeKind::Binary`]: `Op::parse(&op.to_string())` becomes
-//!   [`Binary::op`], `return_bool()` [`Binary::return_bool`], `Matching::from_expr`
-//!   [`Binary::matching`];
-//! - `Expr::Subquery` -> [`NodeKind::Subquery`]: `ev.subquery_step` becomes
-//!   [`Subquery::step_ms`], the cache is keyed by [`Subquery::id`];
-//! - `ev.is_invariant(expr)` becomes [`Node::evaluated_once`] (on a grid of more than one
-//!   step such a node is evaluated at one step and repeated); not `step_invariant`, which is
-//!   also true for literals (`aggregate::stream_source` would stop streaming `x > bool 0.7`).
-//!
-//! The selector prefetch (`Evaluator::prefetch`) walks the plan the same way.
-
-// Nothing uses the plan yet: the evaluator switches over to it next, and this goes then.
-#![allow(dead_code)]
+//! `Evaluator::prefetch` walks the plan the same way to select every selector's series.
+//! The only modules that read `promql-parser`'s types are this module's `build`, `parse`,
+//! `syntax`, `depth` and the engine's entry points.
 
 mod build;
 mod function;
@@ -56,13 +41,10 @@ mod tests;
 
 use promql_parser::parser::Expr;
 
-// Used by the evaluator after the switch-over (and by the tests until then).
-#[allow(unused_imports)]
 pub(crate) use function::Function;
-#[allow(unused_imports)]
 pub(crate) use node::{
-    ANCHOR_MAX_HEIGHT, Aggregate, AggregateOp, Binary, Grouping, Node, NodeKind, ResultType,
-    SampleType, Selector, Subquery, VectorMatching,
+    Aggregate, AggregateOp, Binary, Grouping, Node, NodeKind, ResultType, SampleType, Selector,
+    Subquery, VectorMatching, project,
 };
 
 use crate::depth::{expr_depth, with_stack};
@@ -83,7 +65,7 @@ pub(crate) struct PlanContext {
     pub(crate) default_subquery_step: i64,
 }
 
-/// A query's plan: the root node and what was numbered while building it.
+/// A query's plan: the root node and how many selectors were numbered while building it.
 ///
 /// A plan as deep as the query's nesting is built and dropped where the stack has room for
 /// its depth (see `depth`), as the AST is.
@@ -91,12 +73,8 @@ pub(crate) struct PlanContext {
 pub(crate) struct Plan {
     root: Option<Node>,
     depth: usize,
-    /// The context the plan was built with.
-    pub(crate) context: PlanContext,
     /// How many selectors (vector and matrix) the plan has; their ids are `0..selectors`.
     pub(crate) selectors: usize,
-    /// How many subqueries the plan has; their ids are `0..subqueries`.
-    pub(crate) subqueries: usize,
 }
 
 impl Plan {
@@ -113,6 +91,7 @@ impl Plan {
     }
 
     /// The nesting depth of the tree (as `depth::expr_depth` of the AST it was built from).
+    #[cfg(test)]
     pub(crate) fn depth(&self) -> usize {
         self.depth
     }
@@ -134,8 +113,6 @@ pub(crate) fn build(expr: &Expr, context: &PlanContext) -> Result<Plan> {
     Ok(Plan {
         root: Some(root),
         depth,
-        context: *context,
         selectors: builder.selectors,
-        subqueries: builder.subqueries,
     })
 }

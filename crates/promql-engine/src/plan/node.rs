@@ -1,6 +1,6 @@
 //! The plan's node types.
 
-use prom_model::Matcher;
+use prom_model::{Label, Labels, METRIC_NAME, Matcher};
 
 use super::function::Function;
 use crate::binary::{Card, Op};
@@ -16,18 +16,6 @@ pub(crate) enum ResultType {
     Matrix,
     /// A string literal.
     String,
-}
-
-impl ResultType {
-    /// The name PromQL's error messages use (`scalar`, `instant vector`, ...).
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            ResultType::Scalar => "scalar",
-            ResultType::Vector => "instant vector",
-            ResultType::Matrix => "range vector",
-            ResultType::String => "string",
-        }
-    }
 }
 
 /// What kind of sample values a node produces.
@@ -214,6 +202,7 @@ impl AggregateOp {
     }
 
     /// Whether the operator takes a parameter before the vector.
+    #[cfg(test)]
     pub(crate) fn has_param(self) -> bool {
         matches!(
             self,
@@ -228,15 +217,36 @@ impl AggregateOp {
 }
 
 /// The grouping clause of an aggregation.
-///
-/// Same shape as `aggregate::Grouping`, which has no derives; the switch-over moves its
-/// `key()` here and deletes that one.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Grouping {
     /// `without` (else `by`).
     pub(crate) without: bool,
     /// The labels named in the clause.
     pub(crate) labels: Vec<String>,
+}
+
+impl Grouping {
+    /// The output labels of the group `labels` belongs to.
+    pub(crate) fn key(&self, labels: &Labels) -> Labels {
+        project(labels, &self.labels, !self.without)
+    }
+}
+
+/// `labels` restricted to `names` (`by`, `on`), or without them and the metric name
+/// (`without`, `ignoring`).
+pub(crate) fn project(labels: &Labels, names: &[String], keep_named: bool) -> Labels {
+    let kept: Vec<Label> = labels
+        .iter()
+        .filter(|label| {
+            if keep_named {
+                names.contains(&label.name)
+            } else {
+                label.name != METRIC_NAME && !names.contains(&label.name)
+            }
+        })
+        .cloned()
+        .collect();
+    Labels::from_sorted(kept)
 }
 
 /// An aggregation `op by|without (labels) (param, expr)`.
@@ -289,9 +299,6 @@ pub(crate) struct VectorMatching {
 /// A subquery with its modifiers resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Subquery {
-    /// Position among the plan's subqueries (tree order, dense from 0), so per-query caches can
-    /// be kept in a vector indexed by it.
-    pub(crate) id: usize,
     /// The inner expression.
     pub(crate) expr: Node,
     /// The window's length (ms).
@@ -341,7 +348,7 @@ impl Node {
     /// Whether the evaluator computes this node at one step and repeats the value over a grid
     /// of several steps: a step-invariant node other than a literal or a negation (which are
     /// as cheap to compute at every step, a negation's operand being repeated itself). These
-    /// are the nodes `invariant::invariant_roots` records, and their descendants.
+    /// are the largest step-invariant subtrees that read data, and their descendants.
     pub(crate) fn evaluated_once(&self) -> bool {
         self.step_invariant && !self.is_literal() && !matches!(self.kind, NodeKind::Neg(_))
     }

@@ -3,14 +3,12 @@
 //! blocks and parallel chunks, and what each holds.
 
 use prom_model::{Labels, STALE_NAN_BITS, Sample};
-use promql_parser::parser::Expr;
 
 use super::{Fold, Reduce, Source, fold_stream, group_rows, reduce_groups, stream_source};
-use crate::aggregate::Grouping;
 use crate::batch::testing::{RowCells, evaluate, row_cells, settings, settings_with_max_samples};
 use crate::batch::{self, Batch, Grid, Row};
 use crate::eval::Evaluator;
-use crate::parse::unwrap_parens;
+use crate::plan::{Aggregate, Node, NodeKind};
 use crate::storage::MemoryStorage;
 
 const START: i64 = 1_700_000_000_000;
@@ -108,18 +106,18 @@ const CHILDREN: &[&str] = &[
 ];
 
 /// The aggregation node of `expr`.
-fn aggregation(expr: &Expr) -> &promql_parser::parser::AggregateExpr {
-    match unwrap_parens(expr) {
-        Expr::Aggregate(aggregate) => aggregate,
-        other => panic!("not an aggregation: {other}"),
+fn aggregation(node: &Node) -> &Aggregate {
+    match &node.kind {
+        NodeKind::Aggregate(aggregate) => aggregate,
+        other => panic!("not an aggregation: {other:?}"),
     }
 }
 
 /// The input rows reduced after all of them are held, as the non-streaming path does.
-fn materialised(ev: &mut Evaluator<'_>, expr: &Expr, grid: Grid) -> crate::Result<Vec<Row>> {
+fn materialised(ev: &mut Evaluator<'_>, expr: &Node, grid: Grid) -> crate::Result<Vec<Row>> {
     let aggregate = aggregation(expr);
-    let reduce = Reduce::parse(&aggregate.op.to_string()).expect("a reduction");
-    let grouping = Grouping::of(aggregate);
+    let reduce = Reduce::parse(aggregate.op.name()).expect("a reduction");
+    let grouping = &aggregate.grouping;
     let rows = batch::eval_vector(ev, &aggregate.expr, grid)?;
     let (groups, keys) = group_rows(ev, &rows, |labels| grouping.key(labels))?;
     reduce_groups(
@@ -134,19 +132,19 @@ fn materialised(ev: &mut Evaluator<'_>, expr: &Expr, grid: Grid) -> crate::Resul
 }
 
 /// The rows folded as they are produced.
-fn streamed(ev: &mut Evaluator<'_>, expr: &Expr, grid: Grid) -> crate::Result<Vec<Row>> {
+fn streamed(ev: &mut Evaluator<'_>, expr: &Node, grid: Grid) -> crate::Result<Vec<Row>> {
     let aggregate = aggregation(expr);
-    let reduce = Reduce::parse(&aggregate.op.to_string()).expect("a reduction");
-    let grouping = Grouping::of(aggregate);
+    let reduce = Reduce::parse(aggregate.op.name()).expect("a reduction");
+    let grouping = &aggregate.grouping;
     let source: Source<'_> = stream_source(ev, &aggregate.expr, grid).expect("streamable");
-    fold_stream(ev, reduce, &grouping, source, grid)
+    fold_stream(ev, reduce, grouping, source, grid)
 }
 
 fn run(
     storage: &MemoryStorage,
     query: &str,
     grid: Grid,
-    how: fn(&mut Evaluator<'_>, &Expr, Grid) -> crate::Result<Vec<Row>>,
+    how: fn(&mut Evaluator<'_>, &Node, Grid) -> crate::Result<Vec<Row>>,
 ) -> (Vec<RowCells>, Vec<String>) {
     let outcome = evaluate(storage, &settings(), query, grid, |ev, expr| {
         how(ev, expr, grid).map(|rows| row_cells(&rows))
@@ -329,7 +327,7 @@ fn a_selection_read_once_is_selected_again_when_read_again() {
     let outcome = evaluate(&storage, &settings(), query, grid, |ev, expr| {
         let first = batch::eval(ev, expr, grid)?;
         batch::release(ev, &first);
-        let Expr::VectorSelector(selector) = unwrap_parens(&aggregation(expr).expr) else {
+        let NodeKind::VectorSelector(selector) = &aggregation(expr).expr.kind else {
             panic!("not a selector");
         };
         // The pass consumed the selection: reading it again selects it again.

@@ -2,11 +2,10 @@
 //! instants against the first steps of range grids, on generated data.
 
 use prom_model::{Labels, STALE_NAN_BITS, Sample};
-use promql_parser::parser::Expr;
 
 use crate::batch::testing::{Outcome, RowCells, evaluate, row_cells, settings, single_step_rows};
 use crate::batch::{Batch, Grid};
-use crate::parse::unwrap_parens;
+use crate::plan::{Aggregate, Node, NodeKind};
 use crate::storage::MemoryStorage;
 
 const START: i64 = 1_700_000_000_000;
@@ -84,10 +83,10 @@ fn storage() -> MemoryStorage {
     storage
 }
 
-fn aggregate_of(expr: &Expr) -> &promql_parser::parser::AggregateExpr {
-    match unwrap_parens(expr) {
-        Expr::Aggregate(aggregate) => aggregate,
-        other => panic!("not an aggregation: {other}"),
+fn aggregate_of(node: &Node) -> &Aggregate {
+    match &node.kind {
+        NodeKind::Aggregate(aggregate) => aggregate,
+        other => panic!("not an aggregation: {other:?}"),
     }
 }
 

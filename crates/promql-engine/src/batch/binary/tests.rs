@@ -279,8 +279,14 @@ fn a_series_matched_by_successive_partners_is_one_row() {
         grid.ts(grid.len - 1),
         SCRAPE,
     );
-    ev.prefetch(&expr).expect("prefetch");
-    let Batch::Vector(rows) = batch::eval(&mut ev, &expr, grid).expect("evaluates") else {
+    let plan = crate::engine::build_plan(
+        &expr,
+        &settings,
+        (grid.start, grid.ts(grid.len - 1), SCRAPE),
+    )
+    .expect("plan");
+    ev.prefetch(&plan).expect("prefetch");
+    let Batch::Vector(rows) = batch::eval(&mut ev, plan.root(), grid).expect("evaluates") else {
         panic!("{query}: not a vector");
     };
     assert_eq!(rows.len(), 6, "{rows:?}");

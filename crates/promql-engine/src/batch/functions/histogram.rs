@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 
 use prom_model::Labels;
-use promql_parser::parser::Expr;
 
 use super::{Batch, Grid, Row, scalar, vector};
 use crate::annotations;
@@ -17,6 +16,7 @@ use crate::functions::string_arg;
 use crate::histogram::{
     Anchors, Bucket, bucket_fraction, bucket_quantile, openmetrics_float, parse_le,
 };
+use crate::plan::Node;
 
 /// The bucket rows of one histogram: output labels and `(row index, upper bound)` per bucket.
 struct Group {
@@ -124,7 +124,7 @@ fn group_rows(groups: &Groups, values: Vec<Vec<Option<f64>>>) -> Batch {
 }
 
 /// `histogram_quantile(φ, buckets)`.
-pub(super) fn quantile(ev: &mut Evaluator<'_>, args: &[&Expr], grid: Grid) -> Result<Batch> {
+pub(super) fn quantile(ev: &mut Evaluator<'_>, args: &[Node], grid: Grid) -> Result<Batch> {
     let qs = scalar(ev, args, 0, grid)?;
     let rows = vector(ev, args, 1, grid)?;
     let anchors = Anchors::of(args, 0, 1);
@@ -151,7 +151,7 @@ pub(super) fn quantile(ev: &mut Evaluator<'_>, args: &[&Expr], grid: Grid) -> Re
 }
 
 /// `histogram_fraction(lower, upper, buckets)`.
-pub(super) fn fraction(ev: &mut Evaluator<'_>, args: &[&Expr], grid: Grid) -> Result<Batch> {
+pub(super) fn fraction(ev: &mut Evaluator<'_>, args: &[Node], grid: Grid) -> Result<Batch> {
     let lower = scalar(ev, args, 0, grid)?;
     let upper = scalar(ev, args, 1, grid)?;
     let rows = vector(ev, args, 2, grid)?;
@@ -175,7 +175,7 @@ pub(super) fn fraction(ev: &mut Evaluator<'_>, args: &[&Expr], grid: Grid) -> Re
 /// `histogram_quantiles(buckets, "label", φ0, φ1, ...)`: per histogram, one row per quantile,
 /// labelled with the quantile's value (a quantile that changes between steps gives a row per
 /// value).
-pub(super) fn quantiles(ev: &mut Evaluator<'_>, args: &[&Expr], grid: Grid) -> Result<Batch> {
+pub(super) fn quantiles(ev: &mut Evaluator<'_>, args: &[Node], grid: Grid) -> Result<Batch> {
     let rows = vector(ev, args, 0, grid)?;
     let label = string_arg(args, 1)?;
     let mut qs: Vec<Vec<f64>> = Vec::new();

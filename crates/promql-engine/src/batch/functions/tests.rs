@@ -195,13 +195,17 @@ fn batch_functions_are_used_natively() {
         "label_join(x, \"a\", \"-\", \"job\")",
     ] {
         let expr = parse_expr(query).unwrap_or_else(|error| panic!("{query}: {error}"));
-        let promql_parser::parser::Expr::Call(call) = &*expr else {
+        let plan =
+            crate::engine::build_plan(&expr, &settings, (grid.start, T0 + 600_000, grid.step))
+                .unwrap_or_else(|error| panic!("{query}: {error}"));
+        let crate::plan::NodeKind::Call { function, args } = &plan.root().kind else {
             panic!("{query}: not a call");
         };
         let mut ev = Evaluator::new(&storage, &settings, grid.start, T0 + 600_000, grid.step);
-        ev.prefetch(&expr)
+        ev.prefetch(&plan)
             .unwrap_or_else(|error| panic!("{query}: {error}"));
-        let batch = super::eval(&mut ev, call, grid).unwrap_or_else(|error| panic!("{error}"));
+        let batch =
+            super::eval(&mut ev, *function, args, grid).unwrap_or_else(|error| panic!("{error}"));
         assert!(batch.is_some(), "{query} fell back");
     }
 }

@@ -5,14 +5,12 @@
 
 use prom_model::{Labels, STALE_NAN_BITS, Sample};
 
-use promql_parser::parser::Expr;
-
 use super::segment_len;
 use crate::batch::Grid;
 use crate::batch::testing::{
     Outcome, Step, evaluate_between, settings_with_max_samples, single_steps, steps_of,
 };
-use crate::parse::unwrap_parens;
+use crate::plan::NodeKind;
 use crate::storage::MemoryStorage;
 
 const MIN: i64 = 60_000;
@@ -96,10 +94,10 @@ fn run(
         if !batched {
             return single_steps(ev, expr, grid);
         }
-        let Expr::Call(call) = unwrap_parens(expr) else {
+        let NodeKind::Call { function, args } = &expr.kind else {
             panic!("{query}: not a call")
         };
-        let batch = super::range_function(ev, call, grid)?;
+        let batch = super::range_function(ev, *function, args, grid)?;
         // Everything held while computing was released; the caller counts the result.
         assert_eq!(ev.step_samples, 0, "{query}: samples left counted");
         Ok(steps_of(batch.expect("handled natively"), grid))
