@@ -11,7 +11,9 @@
 //! selected again for it.
 //!
 //! **Budget.** Label sets are reserved from the memory budget when selected; samples decoded for
-//! the whole query when decoded; a pass's blocks as the most bytes of blocks held at once.
+//! the whole query when decoded; a pass's blocks as the most bytes of blocks held at once,
+//! counted series by series as a block is decoded (so a refused query stops one series over
+//! its share, not a block over it).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -275,20 +277,29 @@ impl<'a> Evaluator<'a> {
                 let mut block = Vec::new();
                 let mut bytes = 0usize;
                 for one in series.by_ref().take(max.max(1)) {
-                    self.check_interrupt("query execution")?;
-                    let (one, size) = self.decode(one)?;
+                    // Each series is charged as soon as it is decoded, not once the block is
+                    // complete: a query refused by the budget then stops one series over it
+                    // instead of a whole block over it.
+                    let decoded = self
+                        .check_interrupt("query execution")
+                        .and_then(|()| self.decode(one))
+                        .and_then(|(one, size)| {
+                            self.hold_block_bytes(size)?;
+                            Ok((one, size))
+                        });
+                    let (one, size) = match decoded {
+                        Ok(decoded) => decoded,
+                        Err(error) => {
+                            self.release_block_bytes(bytes);
+                            return Err(error);
+                        }
+                    };
                     bytes = bytes.saturating_add(size);
                     block.push(one);
                 }
                 if block.is_empty() {
                     return Ok(None);
                 }
-                let (held, peak) = self.selections.blocks.get();
-                let held = held.saturating_add(bytes);
-                if held > peak {
-                    self.reservation.grow(held - peak)?;
-                }
-                self.selections.blocks.set((held, held.max(peak)));
                 Ok(Some(Block {
                     series: BlockSeries::Owned(block),
                     bytes,
@@ -297,12 +308,29 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// Frees a block of a [`Pass`].
-    pub(crate) fn drop_block(&self, block: Block) {
+    /// Counts `bytes` more of decoded pass blocks as held, reserving a new peak from the
+    /// budget (nothing counted when the reservation fails).
+    fn hold_block_bytes(&self, bytes: usize) -> Result<()> {
+        let (held, peak) = self.selections.blocks.get();
+        let held = held.saturating_add(bytes);
+        if held > peak {
+            self.reservation.grow(held - peak)?;
+        }
+        self.selections.blocks.set((held, held.max(peak)));
+        Ok(())
+    }
+
+    /// Stops counting `bytes` of decoded pass blocks as held.
+    fn release_block_bytes(&self, bytes: usize) {
         let (held, peak) = self.selections.blocks.get();
         self.selections
             .blocks
-            .set((held.saturating_sub(block.bytes), peak));
+            .set((held.saturating_sub(bytes), peak));
+    }
+
+    /// Frees a block of a [`Pass`].
+    pub(crate) fn drop_block(&self, block: Block) {
+        self.release_block_bytes(block.bytes);
     }
 
     /// Calls `each` with the label set of every series of `selector`, in order, without
