@@ -55,6 +55,9 @@ struct Inner {
     /// Objects larger than this are uploaded in parts; `None` = always one request.
     part_size: Option<u64>,
     put_attributes: Attributes,
+    /// The directory of a FILESYSTEM bucket without prefix: its range reads go to the files
+    /// directly ([`crate::local`]).
+    local_root: Option<std::path::PathBuf>,
 }
 
 /// What [`Bucket::assemble`] needs.
@@ -65,6 +68,7 @@ struct Parts<'a> {
     options: BucketOptions,
     part_size: Option<u64>,
     put_attributes: Attributes,
+    local_root: Option<std::path::PathBuf>,
     registry: &'a Registry,
 }
 
@@ -94,6 +98,7 @@ impl Bucket {
         let mut options = options;
         let mut multipart = true;
         let mut put_attributes = Attributes::new();
+        let mut local_root = None;
         let (name, store): (String, Arc<dyn ObjectStore>) = match &config.provider {
             ProviderConfig::S3(s3) => {
                 let store = s3.build(&options)?;
@@ -130,6 +135,9 @@ impl Bucket {
                         source: Box::new(source),
                     })?
                     .with_automatic_cleanup(true);
+                if config.prefix.is_empty() {
+                    local_root = Some(directory.clone());
+                }
                 (directory.display().to_string(), Arc::new(store))
             }
         };
@@ -152,6 +160,7 @@ impl Bucket {
             options,
             part_size,
             put_attributes,
+            local_root,
             registry,
         })
     }
@@ -166,6 +175,7 @@ impl Bucket {
             options,
             part_size,
             put_attributes: Attributes::new(),
+            local_root: None,
             registry,
         })
     }
@@ -185,6 +195,7 @@ impl Bucket {
             options,
             part_size,
             put_attributes: Attributes::new(),
+            local_root: None,
             registry,
         })
     }
@@ -201,6 +212,7 @@ impl Bucket {
                 options: parts.options,
                 part_size: parts.part_size.map(|size| size.max(1)),
                 put_attributes: parts.put_attributes,
+                local_root: parts.local_root,
             }),
         })
     }
@@ -289,6 +301,20 @@ impl Bucket {
             return Ok(Bytes::new());
         }
         self.observe(op::GET_RANGE, name, async {
+            if let Some(path) = self
+                .inner
+                .local_root
+                .as_deref()
+                .and_then(|root| crate::local::object_path(root, name))
+            {
+                let wanted = range.clone();
+                let read =
+                    tokio::task::spawn_blocking(move || crate::local::read_range(&path, wanted));
+                if let Ok(Some(data)) = read.await {
+                    self.inner.metrics.fetched(op::GET_RANGE, data.len() as u64);
+                    return Ok(data);
+                }
+            }
             let options = GetOptions::new().with_range(Some(range.clone()));
             let result = self.inner.store.get_opts(&Path::from(name), options).await;
             let fetched = match result {

@@ -33,6 +33,7 @@ pub mod bucket;
 pub mod config;
 mod error;
 pub mod layout;
+mod local;
 mod metrics;
 mod options;
 mod ranges;
