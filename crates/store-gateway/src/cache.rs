@@ -27,7 +27,7 @@ use bytes::Bytes;
 use prom_model::{MatchType, Matcher};
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
-pub(crate) use codec::{decode_postings, encode_postings, series_body, series_entry};
+pub(crate) use codec::{decode_postings, encode_postings};
 pub use config::IndexCacheConfig;
 pub(crate) use memory::InMemoryCache;
 
@@ -40,8 +40,9 @@ pub(crate) const SERIES: &str = "Series";
 /// expanded postings keys: diff+varint, streamed snappy.
 pub(crate) const COMPRESSION: &str = "dss";
 
-/// A cache key: the item type and the key string, spelled as Thanos' shared index cache spells
-/// it (`pkg/store/cache`, `CacheKey.String()` with the `dss` compression of
+/// A cache key: the item type, the block and the item's identity within the block. Its text
+/// ([`CacheKey::text`], what memcached and redis see) is spelled as Thanos' shared index cache
+/// spells it (`pkg/store/cache`, `CacheKey.String()` with the `dss` compression of
 /// `RemoteIndexCache`), so that a memcached or redis shared with Thanos stores gateways is
 /// consistent:
 ///
@@ -50,19 +51,29 @@ pub(crate) const COMPRESSION: &str = "dss";
 ///   sorted by type, name, value and printed as Prometheus prints them, joined by `;`
 /// * series: `S:<block ULID>:<byte offset of the series entry in the index>`
 ///
-/// At most 3 + 26 + 1 + 43 + 4 = 77 bytes, well within memcached's 250-byte key limit. (Thanos'
-/// in-memory cache leaves out the `:dss` tag; ours keeps one spelling for every backend.)
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// The text is at most 3 + 26 + 1 + 43 + 4 = 77 bytes, well within memcached's 250-byte key
+/// limit. (Thanos' in-memory cache leaves out the `:dss` tag; ours keeps one spelling for every
+/// backend.) The key itself is typed and fixed-size: the in-memory cache hashes and compares it
+/// without formatting a string per series, and it takes no heap of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct CacheKey {
     pub(crate) item: &'static str,
-    pub(crate) key: String,
+    block: ulid::Ulid,
+    id: KeyId,
 }
 
-fn hashed(text: &str) -> String {
-    use base64::Engine as _;
+/// What identifies an item within its block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum KeyId {
+    /// The blake2b-256 digest of the postings' label pair or of the expanded postings' matchers.
+    Digest([u8; 32]),
+    /// The byte offset of a series entry in the index.
+    Offset(u64),
+}
+
+fn digest(text: &str) -> [u8; 32] {
     use blake2::{Blake2b256, Digest};
-    let digest = Blake2b256::digest(text.as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+    Blake2b256::digest(text.as_bytes()).into()
 }
 
 /// A matcher as Prometheus' `Matcher.String()` prints it: the name (quoted unless it is a
@@ -115,10 +126,8 @@ impl CacheKey {
     pub(crate) fn postings(block: &ulid::Ulid, name: &str, value: &str) -> Self {
         Self {
             item: POSTINGS,
-            key: format!(
-                "P:{block}:{}:{COMPRESSION}",
-                hashed(&format!("{name}:{value}"))
-            ),
+            block: *block,
+            id: KeyId::Digest(digest(&format!("{name}:{value}"))),
         }
     }
 
@@ -127,10 +136,8 @@ impl CacheKey {
     pub(crate) fn expanded_postings(block: &ulid::Ulid, matchers: &[Matcher]) -> Self {
         Self {
             item: EXPANDED_POSTINGS,
-            key: format!(
-                "EP:{block}:{}:{COMPRESSION}",
-                hashed(&matchers_string(matchers))
-            ),
+            block: *block,
+            id: KeyId::Digest(digest(&matchers_string(matchers))),
         }
     }
 
@@ -139,7 +146,26 @@ impl CacheKey {
     pub(crate) fn series(block: &ulid::Ulid, offset: u64) -> Self {
         Self {
             item: SERIES,
-            key: format!("S:{block}:{offset}"),
+            block: *block,
+            id: KeyId::Offset(offset),
+        }
+    }
+
+    /// The key as Thanos' shared index cache spells it (see [`CacheKey`]).
+    pub(crate) fn text(&self) -> String {
+        use base64::Engine as _;
+        let block = self.block;
+        match self.id {
+            KeyId::Offset(offset) => format!("S:{block}:{offset}"),
+            KeyId::Digest(digest) => {
+                let prefix = if self.item == EXPANDED_POSTINGS {
+                    "EP"
+                } else {
+                    "P"
+                };
+                let digest = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+                format!("{prefix}:{block}:{digest}:{COMPRESSION}")
+            }
         }
     }
 }
@@ -242,25 +268,25 @@ mod tests {
         let block: ulid::Ulid = BLOCK.parse().unwrap();
         let key = CacheKey::postings(&block, "__name__", "up");
         assert_eq!(
-            key.key,
+            key.text(),
             "P:01HQZ8X3M6V2T6J9R1K4W5Y7AB:4BTtibLpOZUR1aJHkCHmvdmBQ8Kv8TnO9fkCf4ZBaOs:dss"
         );
         assert_eq!(key.item, "Postings");
         // The all-postings list (empty name and value) hashes ":".
         assert_eq!(
-            CacheKey::postings(&block, "", "").key,
+            CacheKey::postings(&block, "", "").text(),
             "P:01HQZ8X3M6V2T6J9R1K4W5Y7AB:DcQKMLmxz9NRLFUvIYH7xHEXCRQCie5wnCttjitdnqw:dss"
         );
         // Long label values still give a short key.
         let long = "v".repeat(10_000);
-        assert_eq!(CacheKey::postings(&block, "name", &long).key.len(), 76);
+        assert_eq!(CacheKey::postings(&block, "name", &long).text().len(), 76);
     }
 
     #[test]
     fn series_keys_use_the_byte_offset() {
         let block: ulid::Ulid = BLOCK.parse().unwrap();
         let key = CacheKey::series(&block, 7 * 16);
-        assert_eq!(key.key, "S:01HQZ8X3M6V2T6J9R1K4W5Y7AB:112");
+        assert_eq!(key.text(), "S:01HQZ8X3M6V2T6J9R1K4W5Y7AB:112");
         assert_eq!(key.item, "Series");
     }
 
@@ -279,7 +305,7 @@ mod tests {
         );
         let key = CacheKey::expanded_postings(&block, &matchers);
         assert_eq!(
-            key.key,
+            key.text(),
             "EP:01HQZ8X3M6V2T6J9R1K4W5Y7AB:z30kY3fXwz5H-QBG-1gMC10kfPI6HxMKNMqRvMaLsLU:dss"
         );
         assert_eq!(key.item, "ExpandedPostings");

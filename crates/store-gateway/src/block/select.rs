@@ -13,9 +13,7 @@ use tsdb_block::index::{ChunkMeta, SERIES_ALIGNMENT};
 
 use super::Block;
 use super::aggr::StoredChunk;
-use crate::cache::{
-    CacheKey, IndexCache, decode_postings, encode_postings, series_body, series_entry,
-};
+use crate::cache::{CacheKey, IndexCache, decode_postings, encode_postings};
 use crate::error::{Error, Result};
 use crate::header::{IndexHeader, SymbolMemo, decode_postings as decode_postings_list};
 use crate::limits::Limiter;
@@ -248,7 +246,7 @@ impl Block {
                     touched += size as u64;
                     lists.insert(entry.2, refs);
                 }
-                None => missing.push((entry.2, key.clone())),
+                None => missing.push((entry.2, *key)),
             }
         }
         reads.limiter.add_bytes(touched, "postings")?;
@@ -294,7 +292,9 @@ impl Block {
             .unwrap_or(toc.postings_table)
     }
 
-    /// Raw series entries (`uvarint len | body | crc`) for `refs` (sorted).
+    /// The bodies of the series entries of `refs` (sorted): fetched entries (`uvarint len |
+    /// body | crc`) are checked against their checksum, cached bodies were checked when they
+    /// were fetched.
     pub(super) async fn fetch_series(
         &self,
         header: &IndexHeader,
@@ -338,10 +338,8 @@ impl Block {
             reads.limiter.add_ranges(&ranges, "series")?;
             self.get_ranges("index", &ranges).await?
         };
-        let mut entries: Vec<Option<Bytes>> = keys
-            .iter()
-            .map(|key| cached.get(key).map(|body| series_entry(body)))
-            .collect();
+        let mut entries: Vec<Option<Bytes>> =
+            keys.iter().map(|key| cached.get(key).cloned()).collect();
         let mut to_cache = Vec::new();
         for ((position, range), bytes) in missing.into_iter().zip(fetched) {
             let entry = match entry_length(&bytes) {
@@ -354,12 +352,11 @@ impl Block {
                 }
                 None => return Err(self.corrupt_series(range.start, "series entry length")),
             };
+            let body = self.checked_body(&entry)?;
             // A copy: the fetched entry shares the buffer of a whole coalesced read, which a
             // cached slice would keep alive.
-            if let Some(body) = series_body(&entry) {
-                to_cache.push((keys[position].clone(), Bytes::copy_from_slice(&body)));
-            }
-            entries[position] = Some(entry);
+            to_cache.push((keys[position], Bytes::copy_from_slice(&body)));
+            entries[position] = Some(body);
         }
         reads.cache.store(to_cache).await;
         Ok(entries.into_iter().flatten().collect())
@@ -378,17 +375,17 @@ impl Block {
         }
     }
 
-    /// Decodes a series entry into its index labels (without external labels) and chunk metas.
-    pub(super) fn decode_entry(
-        &self,
-        symbols: &mut SymbolMemo<'_>,
-        entry: &[u8],
-    ) -> Result<(Labels, Vec<ChunkMeta>)> {
-        let fail = |error: tsdb_block::encoding::DecodeError| Error::Block {
+    fn series_decode_error(&self, error: tsdb_block::encoding::DecodeError) -> Error {
+        Error::Block {
             block: self.id,
             action: "read series",
             source: error.in_section("index", "series"),
-        };
+        }
+    }
+
+    /// The body of a series entry (`uvarint len | body | crc`), checked against its checksum.
+    fn checked_body(&self, entry: &Bytes) -> Result<Bytes> {
+        let fail = |error| self.series_decode_error(error);
         let mut decoder = Decoder::new(entry, 0);
         let length = decoder.uvarint_len().map_err(fail)?;
         let body = decoder.bytes(length).map_err(fail)?;
@@ -396,12 +393,23 @@ impl Block {
         if stored != crc32c(body) {
             return Err(self.corrupt_series(0, "checksum mismatch"));
         }
+        Ok(entry.slice_ref(body))
+    }
+
+    /// Decodes the body of a series entry into its index labels (without external labels) and
+    /// chunk metas. The labels have room for the block's external labels.
+    pub(super) fn decode_entry(
+        &self,
+        symbols: &mut SymbolMemo<'_>,
+        body: &[u8],
+    ) -> Result<(Labels, Vec<ChunkMeta>)> {
+        let fail = |error| self.series_decode_error(error);
         let mut decoder = Decoder::new(body, 0);
         let label_count = decoder.uvarint().map_err(fail)?;
         if label_count > body.len() as u64 {
             return Err(self.corrupt_series(0, "too many labels"));
         }
-        let mut labels = Vec::with_capacity(label_count as usize);
+        let mut labels = Vec::with_capacity(label_count as usize + self.external.len());
         for _ in 0..label_count {
             let name = decoder.uvarint().map_err(fail)?;
             let value = decoder.uvarint().map_err(fail)?;

@@ -94,38 +94,6 @@ pub(crate) fn decode_postings(value: &[u8]) -> Option<Vec<u64>> {
     )
 }
 
-/// The cached form of a series entry read from the index (`uvarint len | body | crc32`): the
-/// body alone. `None` when the entry is cut.
-pub(crate) fn series_body(entry: &Bytes) -> Option<Bytes> {
-    let mut length = 0u64;
-    let mut shift = 0u32;
-    let mut position = 0;
-    loop {
-        let byte = *entry.get(position)?;
-        position += 1;
-        if shift >= 64 {
-            return None;
-        }
-        length |= u64::from(byte & 0x7f) << shift;
-        if byte < 0x80 {
-            break;
-        }
-        shift += 7;
-    }
-    let end = position.checked_add(usize::try_from(length).ok()?)?;
-    (end <= entry.len()).then(|| entry.slice(position..end))
-}
-
-/// A series entry as the index frames it (`uvarint len | body | crc32c(body)`), rebuilt from a
-/// cached body so that cached and fetched entries are decoded alike.
-pub(crate) fn series_entry(body: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(body.len() + 14);
-    put_uvarint(&mut out, body.len() as u64);
-    out.extend_from_slice(body);
-    out.extend_from_slice(&tsdb_block::encoding::crc32c(body).to_be_bytes());
-    Bytes::from(out)
-}
-
 /// Whether Go's `unicode.IsPrint` holds for a non-ASCII character, approximated without
 /// Unicode category tables: control, separator (other than the ASCII space) and the common
 /// format characters are not printable; everything else is.
@@ -226,20 +194,6 @@ mod tests {
         assert_eq!(decode_postings(&raw).unwrap(), vec![9, 256]);
         assert!(decode_postings(&[0, 0, 0, 3, 0, 0, 0, 1]).is_none());
         assert!(decode_postings(b"dss garbage").is_none());
-    }
-
-    #[test]
-    fn series_body_strips_length_and_crc_and_reframes() {
-        let body = b"\x02\x01\x02\x03\x04".to_vec();
-        let entry = series_entry(&body);
-        assert_eq!(entry[0], 5);
-        assert_eq!(&entry[1..6], &body[..]);
-        assert_eq!(
-            &entry[6..],
-            &tsdb_block::encoding::crc32c(&body).to_be_bytes()
-        );
-        assert_eq!(series_body(&entry).unwrap(), Bytes::from(body));
-        assert!(series_body(&Bytes::from_static(&[9, 1, 2])).is_none());
     }
 
     #[test]

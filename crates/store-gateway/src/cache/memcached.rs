@@ -210,7 +210,7 @@ impl MemcachedCache {
         let ttl = self.ttl.as_secs();
         let replies = tokio::time::timeout(self.timeout, async {
             for (key, value) in items {
-                let header = format!("set {} 0 {ttl} {}\r\n", key.key, value.len());
+                let header = format!("set {} 0 {ttl} {}\r\n", key.text(), value.len());
                 connection.write_all(header.as_bytes()).await?;
                 connection.write_all(value).await?;
                 connection.write_all(b"\r\n").await?;
@@ -293,16 +293,20 @@ async fn get_on(
     connection: &mut Connection,
     keys: &[&CacheKey],
 ) -> std::io::Result<HashMap<CacheKey, Bytes>> {
+    let texts: Vec<String> = keys.iter().map(|key| key.text()).collect();
     let mut request = String::from("get");
-    for key in keys {
+    for text in &texts {
         request.push(' ');
-        request.push_str(&key.key);
+        request.push_str(text);
     }
     request.push_str("\r\n");
     connection.write_all(request.as_bytes()).await?;
     connection.flush().await?;
-    let by_name: HashMap<&str, &CacheKey> =
-        keys.iter().map(|key| (key.key.as_str(), *key)).collect();
+    let by_name: HashMap<&str, &CacheKey> = texts
+        .iter()
+        .map(String::as_str)
+        .zip(keys.iter().copied())
+        .collect();
     let mut found = HashMap::new();
     loop {
         let mut line = String::new();
@@ -329,7 +333,7 @@ async fn get_on(
         connection.read_exact(&mut data).await?;
         data.truncate(length);
         if let Some(key) = by_name.get(name) {
-            found.insert((*key).clone(), Bytes::from(data));
+            found.insert(**key, Bytes::from(data));
         }
     }
 }
@@ -340,7 +344,7 @@ impl IndexCache for MemcachedCache {
         let mut by_server: HashMap<usize, Vec<&CacheKey>> = HashMap::new();
         for key in keys {
             by_server
-                .entry(self.server_of(&key.key))
+                .entry(self.server_of(&key.text()))
                 .or_default()
                 .push(key);
         }
@@ -375,7 +379,7 @@ impl IndexCache for MemcachedCache {
                 continue;
             }
             by_server
-                .entry(self.server_of(&item.0.key))
+                .entry(self.server_of(&item.0.text()))
                 .or_default()
                 .push(item);
         }

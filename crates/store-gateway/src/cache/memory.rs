@@ -19,16 +19,17 @@ use super::{CacheKey, CacheMetrics, IndexCache};
 /// "No entry" in the recency chain.
 const NONE: u32 = u32::MAX;
 
-/// What the heap holds for one entry besides its key and value bytes, so that `max_size` bounds
-/// the memory the cache really takes: its place in the entry vector (which grows by doubling:
-/// two places are counted), its hash-table slots (a table is between 7/16 and 7/8 full, and
-/// tombstones of removed entries make it grow early: five 4-byte slots with their control bytes
-/// are counted), the shared-buffer header a value gets once [`Bytes::clone`] shares it, and the
-/// allocator's header of each of the three heap blocks (key, value, sharing header).
+/// What the heap holds for one entry besides its value bytes, so that `max_size` bounds the
+/// memory the cache really takes: its place in the entry vector, which holds the (fixed-size)
+/// key too and grows by doubling (two places are counted), its hash-table slots (a table is
+/// between 7/16 and 7/8 full, and tombstones of removed entries make it grow early: five 4-byte
+/// slots with their control bytes are counted), the shared-buffer header a value gets once
+/// [`Bytes::clone`] shares it, and the allocator's header of each of the two heap blocks (value,
+/// sharing header).
 const ENTRY_OVERHEAD: u64 = (2 * size_of::<Entry>()
     + 5 * (size_of::<u32>() + 1)
     + BYTES_SHARED_HEADER
-    + 3 * ALLOCATION_HEADER) as u64;
+    + 2 * ALLOCATION_HEADER) as u64;
 
 /// The heap block `bytes` allocates when a vector-backed `Bytes` is first cloned.
 const BYTES_SHARED_HEADER: usize = 3 * size_of::<usize>();
@@ -48,8 +49,8 @@ struct Entry {
 }
 
 /// The bytes an entry is counted for.
-fn entry_size(key: &CacheKey, value: &Bytes) -> u64 {
-    key.key.capacity() as u64 + value.len() as u64 + ENTRY_OVERHEAD
+fn entry_size(value: &Bytes) -> u64 {
+    value.len() as u64 + ENTRY_OVERHEAD
 }
 
 #[derive(Debug, Default)]
@@ -140,7 +141,7 @@ impl Lru {
         if at == NONE {
             return;
         }
-        let hash = self.hasher.hash_one(&key);
+        let hash = self.hasher.hash_one(key);
         self.entries.push(Entry {
             key,
             value,
@@ -149,7 +150,7 @@ impl Lru {
         });
         let (entries, hasher) = (&self.entries, &self.hasher);
         self.index.insert_unique(hash, at, |&slot| {
-            hasher.hash_one(&entries[slot as usize].key)
+            hasher.hash_one(entries[slot as usize].key)
         });
         self.link_newest(at);
     }
@@ -157,7 +158,7 @@ impl Lru {
     /// Removes entry `at` and returns its key and value; the last entry moves into its place.
     fn remove(&mut self, at: u32) -> (CacheKey, Bytes) {
         self.unlink(at);
-        let hash = self.hasher.hash_one(&self.entries[at as usize].key);
+        let hash = self.hasher.hash_one(self.entries[at as usize].key);
         if let Ok(slot) = self.index.find_entry(hash, |&slot| slot == at) {
             slot.remove();
         }
@@ -166,7 +167,7 @@ impl Lru {
         if at != last {
             // The entry that was last now sits at `at`: repoint its neighbours and its slot.
             self.point(self.neighbours(at), at, at);
-            let hash = self.hasher.hash_one(&self.entries[at as usize].key);
+            let hash = self.hasher.hash_one(self.entries[at as usize].key);
             if let Some(slot) = self.index.find_mut(hash, |&slot| slot == last) {
                 *slot = at;
             }
@@ -207,7 +208,7 @@ impl InMemoryCache {
     /// Removes entry `at`, keeping the size and the metrics right.
     fn evict(&self, lru: &mut Lru, at: u32, counted_as_eviction: bool) {
         let (key, value) = lru.remove(at);
-        let freed = entry_size(&key, &value);
+        let freed = entry_size(&value);
         lru.size -= freed;
         if counted_as_eviction {
             self.metrics.evicted.with_label_values(&[key.item]).inc();
@@ -220,7 +221,7 @@ impl InMemoryCache {
     }
 
     fn insert(&self, lru: &mut Lru, key: CacheKey, value: Bytes) {
-        let size = entry_size(&key, &value);
+        let size = entry_size(&value);
         if size > self.max_item_size || size > self.max_size {
             return;
         }
@@ -250,7 +251,7 @@ impl IndexCache for InMemoryCache {
             let mut lru = self.lock();
             for key in keys {
                 if let Some(value) = lru.get(key) {
-                    found.insert(key.clone(), value);
+                    found.insert(*key, value);
                 }
             }
         }
@@ -270,6 +271,16 @@ impl IndexCache for InMemoryCache {
 mod tests {
     use super::*;
 
+    /// A series key of one test block; distinct `id`s give distinct keys.
+    fn key_of(id: u64) -> CacheKey {
+        CacheKey::series(&ulid::Ulid::from_parts(1, 2), id * 16)
+    }
+
+    /// The key a test names with a short string.
+    fn named(name: &str) -> CacheKey {
+        key_of(name.bytes().fold(0, |id, byte| id * 256 + u64::from(byte)))
+    }
+
     fn check(max_size: u64, inserts: &[(&str, usize)], expect_present: &[&str]) {
         let registry = prometheus::Registry::new();
         let cache = InMemoryCache::new(max_size, CacheMetrics::register(&registry).unwrap());
@@ -277,21 +288,17 @@ mod tests {
             .build()
             .unwrap();
         for (name, size) in inserts {
-            let key = CacheKey {
-                item: super::super::SERIES,
-                key: (*name).to_owned(),
-            };
+            let key = named(name);
             runtime.block_on(cache.store(vec![(key, Bytes::from(vec![0u8; *size]))]));
         }
-        let all: Vec<CacheKey> = inserts
-            .iter()
-            .map(|(name, _)| CacheKey {
-                item: super::super::SERIES,
-                key: (*name).to_owned(),
-            })
-            .collect();
+        let all: Vec<CacheKey> = inserts.iter().map(|(name, _)| named(name)).collect();
         let found = runtime.block_on(cache.fetch(&all));
-        let mut present: Vec<&str> = found.keys().map(|key| key.key.as_str()).collect();
+        let mut present: Vec<&str> = inserts
+            .iter()
+            .map(|(name, _)| *name)
+            .filter(|name| found.contains_key(&named(name)))
+            .collect();
+        present.dedup();
         present.sort_unstable();
         assert_eq!(present, expect_present);
         assert!(cache.lock().size <= max_size);
@@ -299,13 +306,7 @@ mod tests {
 
     #[test]
     fn evicts_least_recently_used_within_the_byte_bound() {
-        let each = entry_size(
-            &CacheKey {
-                item: super::super::SERIES,
-                key: "a".to_owned(),
-            },
-            &Bytes::from(vec![0u8; 100]),
-        );
+        let each = entry_size(&Bytes::from(vec![0u8; 100]));
         check(
             3 * each,
             &[("a", 100), ("b", 100), ("c", 100)],
@@ -327,16 +328,13 @@ mod tests {
     fn agrees_with_a_model_lru_under_random_operations() {
         use rand::rngs::StdRng;
         use rand::{Rng, SeedableRng};
-        let key = |id: u32| CacheKey {
-            item: super::super::SERIES,
-            key: format!("k{id}"),
-        };
+        let key = |id: u32| key_of(u64::from(id));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         for seed in 0..20 {
             let mut random = StdRng::seed_from_u64(seed);
-            let max_size = 8 * entry_size(&key(10), &Bytes::from(vec![0u8; 32]));
+            let max_size = 8 * entry_size(&Bytes::from(vec![0u8; 32]));
             let registry = prometheus::Registry::new();
             let cache = InMemoryCache::new(max_size, CacheMetrics::register(&registry).unwrap());
             // (key, counted size), most recently used last.
@@ -345,7 +343,7 @@ mod tests {
                 let id = random.random_range(0..30);
                 if random.random_bool(0.5) {
                     let value = Bytes::from(vec![id as u8; random.random_range(0..64)]);
-                    let size = entry_size(&key(id), &value);
+                    let size = entry_size(&value);
                     runtime.block_on(cache.store(vec![(key(id), value)]));
                     if size <= max_size / 2 {
                         model.retain(|(present, _)| *present != key(id));
@@ -372,10 +370,10 @@ mod tests {
                 let mut chain = Vec::new();
                 let mut at = lru.oldest;
                 while at != NONE {
-                    chain.push(lru.entries[at as usize].key.clone());
+                    chain.push(lru.entries[at as usize].key);
                     at = lru.entries[at as usize].newer;
                 }
-                let expected: Vec<CacheKey> = model.iter().map(|(key, _)| key.clone()).collect();
+                let expected: Vec<CacheKey> = model.iter().map(|(key, _)| *key).collect();
                 assert_eq!(chain, expected, "seed {seed}");
                 assert_eq!(lru.index.len(), lru.entries.len());
                 assert_eq!(lru.size, model.iter().map(|(_, size)| size).sum::<u64>());
@@ -400,17 +398,11 @@ mod tests {
         for batch in 0..200u64 {
             let items: Vec<(CacheKey, Bytes)> = (0..512u64)
                 .map(|index| {
-                    let key = CacheKey {
-                        item: super::super::SERIES,
-                        key: format!(
-                            "S:01JD5W2Q3X8Y9Z0A1B2C3D4E5F:{}",
-                            (batch * 512 + index) * 16
-                        ),
-                    };
+                    let key = key_of(batch * 512 + index);
                     (key, Bytes::from(vec![7u8; 40 + (index % 64) as usize]))
                 })
                 .collect();
-            let keys: Vec<CacheKey> = items.iter().map(|(key, _)| key.clone()).collect();
+            let keys: Vec<CacheKey> = items.iter().map(|(key, _)| *key).collect();
             runtime.block_on(cache.store(items));
             drop(runtime.block_on(cache.fetch(&keys)));
         }

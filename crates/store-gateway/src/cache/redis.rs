@@ -145,8 +145,9 @@ impl RedisCache {
 
     async fn mget(&self, keys: &[CacheKey]) -> std::io::Result<HashMap<CacheKey, Bytes>> {
         let mut connection = self.connection().await?;
+        let texts: Vec<String> = keys.iter().map(CacheKey::text).collect();
         let mut parts: Vec<&[u8]> = vec![b"MGET"];
-        parts.extend(keys.iter().map(|key| key.key.as_bytes()));
+        parts.extend(texts.iter().map(|text| text.as_bytes()));
         connection.write_all(&command(&parts)).await?;
         connection.flush().await?;
         let Reply::Array(values) = read_reply(&mut connection).await? else {
@@ -156,7 +157,7 @@ impl RedisCache {
         let mut found = HashMap::new();
         for (key, value) in keys.iter().zip(values) {
             if let Reply::Bulk(Some(data)) = value {
-                found.insert(key.clone(), Bytes::from(data));
+                found.insert(*key, Bytes::from(data));
             }
         }
         Ok(found)
@@ -169,7 +170,7 @@ impl RedisCache {
             connection
                 .write_all(&command(&[
                     b"SET",
-                    key.key.as_bytes(),
+                    key.text().as_bytes(),
                     value,
                     b"EX",
                     ttl.as_bytes(),
