@@ -232,10 +232,30 @@ impl CacheMetrics {
 
     /// Counts requests and hits per item type.
     pub(crate) fn observe(&self, keys: &[CacheKey], found: &HashMap<CacheKey, Bytes>) {
+        // Counted per item type first: one metric lookup per type, not per key.
+        let mut counts: [(&str, u64, u64); 3] =
+            [(POSTINGS, 0, 0), (EXPANDED_POSTINGS, 0, 0), (SERIES, 0, 0)];
         for key in keys {
-            self.requests.with_label_values(&[key.item]).inc();
-            if found.contains_key(key) {
-                self.hits.with_label_values(&[key.item]).inc();
+            let hit = u64::from(found.contains_key(key));
+            match counts.iter_mut().find(|(item, _, _)| *item == key.item) {
+                Some((_, requests, hits)) => {
+                    *requests += 1;
+                    *hits += hit;
+                }
+                None => {
+                    self.requests.with_label_values(&[key.item]).inc();
+                    if hit > 0 {
+                        self.hits.with_label_values(&[key.item]).inc();
+                    }
+                }
+            }
+        }
+        for (item, requests, hits) in counts {
+            if requests > 0 {
+                self.requests.with_label_values(&[item]).inc_by(requests);
+                if hits > 0 {
+                    self.hits.with_label_values(&[item]).inc_by(hits);
+                }
             }
         }
     }

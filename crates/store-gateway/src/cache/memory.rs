@@ -246,7 +246,7 @@ impl InMemoryCache {
 #[tonic::async_trait]
 impl IndexCache for InMemoryCache {
     async fn fetch(&self, keys: &[CacheKey]) -> HashMap<CacheKey, Bytes> {
-        let mut found = HashMap::new();
+        let mut found = HashMap::with_capacity(keys.len());
         {
             let mut lru = self.lock();
             for key in keys {
