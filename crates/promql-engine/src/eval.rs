@@ -8,6 +8,7 @@
 //! are counted against the sample limit ([`Evaluator::add_samples`]).
 
 mod selection;
+pub(crate) use selection::decode_points;
 
 use std::rc::Rc;
 

@@ -24,7 +24,7 @@ use prom_model::{Labels, METRIC_NAME, MatchType, Matcher, is_stale_nan};
 
 use super::{Batch, Grid, Row};
 use crate::error::{Error, Result};
-use crate::eval::Evaluator;
+use crate::eval::{Evaluator, decode_points};
 use crate::plan::{Node, NodeKind};
 use crate::storage::SelectHints;
 use crate::value::Point;
@@ -395,17 +395,7 @@ fn select_infos(
             ev.check_interrupt("query execution")?;
         }
         let series = series?;
-        let mut points = Vec::new();
-        for sample in series.samples {
-            let sample = sample?;
-            points.push(Point {
-                t: sample.t,
-                v: sample.v,
-            });
-        }
-        if !points.is_sorted_by_key(|p| p.t) {
-            points.sort_by_key(|p| p.t);
-        }
+        let points = decode_points(series.samples)?;
         let name = series.labels.metric_name().unwrap_or("").to_string();
         infos.push(InfoSeries {
             signature: signature(&name, &series.labels),

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use prom_model::{Labels, is_stale_nan};
 
-use super::{Batch, Grid, Row};
+use super::Grid;
 use crate::error::{Error, Result};
 use crate::eval::Evaluator;
 use crate::plan::{Node, NodeKind, ResultType, Selector, Subquery};
@@ -106,20 +106,7 @@ fn subquery(ev: &mut Evaluator<'_>, subquery: &Subquery, ts: i64) -> Result<Vec<
         };
         // The segment's samples stay counted: they are the result's points.
         let batch = super::eval(ev, &subquery.expr, segment)?;
-        let rows = match batch {
-            Batch::Scalar(values) => vec![Row {
-                labels: Labels::empty(),
-                drop_name: false,
-                values: values.into_iter().map(Some).collect(),
-            }],
-            Batch::Vector(rows) => rows,
-            other => {
-                return Err(Error::exec(format!(
-                    "subquery is only allowed on instant vector, got {}",
-                    other.type_name()
-                )));
-            }
-        };
+        let rows = super::subquery::inner_rows(batch)?;
         for row in rows {
             let series = by_labels.entry(row.labels).or_default();
             series.drop_name |= row.drop_name;

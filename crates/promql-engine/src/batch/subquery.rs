@@ -146,6 +146,22 @@ impl Plan {
     }
 }
 
+/// A subquery's inner result over a segment as rows: a scalar becomes one row without labels.
+pub(super) fn inner_rows(batch: Batch) -> Result<Vec<Row>> {
+    match batch {
+        Batch::Scalar(values) => Ok(vec![Row {
+            labels: Labels::empty(),
+            drop_name: false,
+            values: values.into_iter().map(Some).collect(),
+        }]),
+        Batch::Vector(rows) => Ok(rows),
+        other => Err(Error::exec(format!(
+            "subquery is only allowed on instant vector, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
 /// The first inner timestamp after `window_start`: the first multiple of the subquery step
 /// after it.
 pub(super) fn first_inner(window_start: i64, step: i64) -> i64 {
@@ -269,20 +285,7 @@ impl Run<'_> {
 
     /// Adds a segment's inner result to the buffer.
     fn absorb(&mut self, ev: &mut Evaluator<'_>, batch: Batch, segment: Grid) -> Result<()> {
-        let rows = match batch {
-            Batch::Scalar(values) => vec![Row {
-                labels: Labels::empty(),
-                drop_name: false,
-                values: values.into_iter().map(Some).collect(),
-            }],
-            Batch::Vector(rows) => rows,
-            other => {
-                return Err(Error::exec(format!(
-                    "subquery is only allowed on instant vector, got {}",
-                    other.type_name()
-                )));
-            }
-        };
+        let rows = inner_rows(batch)?;
         // Label sets met more than once in this segment (rows differing only in name removal)
         // get their new points sorted by time.
         let mut unsorted: Vec<Labels> = Vec::new();

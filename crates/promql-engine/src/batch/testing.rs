@@ -11,6 +11,8 @@
 
 use std::sync::Arc;
 
+use prom_model::{Labels, Sample};
+
 use crate::batch::{self, Batch, Grid, Row};
 use crate::budget::Reservation;
 use crate::engine::EvalSettings;
@@ -36,6 +38,26 @@ pub(crate) fn settings_with_max_samples(max_samples: usize) -> EvalSettings {
         default_subquery_step: 60_000,
         reservation: Arc::new(Reservation::new(None)),
     }
+}
+
+/// First scrape of the fixtures' series (ms).
+pub(crate) const START: i64 = 1_700_000_000_000;
+/// Scrape interval of the fixtures' series (ms).
+pub(crate) const SCRAPE: i64 = 15_000;
+/// Number of scrapes of [`series`].
+pub(crate) const SCRAPES: i64 = 80;
+
+/// Appends a series sampled at each of the [`SCRAPES`] scrapes from [`START`] for which `value`
+/// gives a value.
+pub(crate) fn series(
+    storage: &mut MemoryStorage,
+    pairs: &[(&str, &str)],
+    value: impl Fn(i64) -> Option<f64>,
+) {
+    let samples: Vec<Sample> = (0..SCRAPES)
+        .filter_map(|scrape| Some(Sample::new(START + scrape * SCRAPE, value(scrape)?)))
+        .collect();
+    storage.append(Labels::from_pairs(pairs.iter().copied()), samples);
 }
 
 /// One element of a step: labels, name-dropping mark, value bits (a scalar has no labels).

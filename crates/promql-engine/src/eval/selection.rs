@@ -26,7 +26,7 @@ use super::{Evaluator, LoadedSeries};
 use crate::budget::labels_bytes;
 use crate::error::{Error, Result};
 use crate::plan::Selector;
-use crate::storage::{SelectHints, SelectedSeries};
+use crate::storage::{SampleStream, SelectHints, SelectedSeries};
 use crate::value::Point;
 
 /// How a selector's series are selected, kept to select them again.
@@ -163,20 +163,7 @@ impl<'a> Evaluator<'a> {
 
     /// Decodes one selected series: points in time order, start timestamps aligned.
     fn decode(&self, series: SelectedSeries<'a>) -> Result<(LoadedSeries, usize)> {
-        // Sized once when the source knows its length (no regrowth, no slack).
-        let mut points = Vec::with_capacity(series.samples.size_hint().0);
-        for sample in series.samples {
-            let sample = sample?;
-            points.push(Point {
-                t: sample.t,
-                v: sample.v,
-            });
-        }
-        if !points.is_sorted_by_key(|p| p.t) {
-            // Sources should stream in time order; tolerate one that does not.
-            points.sort_by_key(|p| p.t);
-            points.dedup_by_key(|p| p.t);
-        }
+        let points = decode_points(series.samples)?;
         let start_timestamps: Option<Vec<i64>> = series.start_timestamps.map(|known| {
             points
                 .iter()
@@ -363,4 +350,23 @@ impl<'a> Evaluator<'a> {
     pub(crate) fn block_bytes_held(&self) -> (usize, usize) {
         self.selections.blocks.get()
     }
+}
+
+/// A series' samples as points in time order, each timestamp once (sources should stream in
+/// time order; one that does not is tolerated).
+pub(crate) fn decode_points(samples: SampleStream<'_>) -> Result<Vec<Point>> {
+    // Sized once when the source knows its length (no regrowth, no slack).
+    let mut points = Vec::with_capacity(samples.size_hint().0);
+    for sample in samples {
+        let sample = sample?;
+        points.push(Point {
+            t: sample.t,
+            v: sample.v,
+        });
+    }
+    if !points.is_sorted_by_key(|p| p.t) {
+        points.sort_by_key(|p| p.t);
+        points.dedup_by_key(|p| p.t);
+    }
+    Ok(points)
 }

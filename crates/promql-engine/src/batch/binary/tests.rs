@@ -2,26 +2,15 @@
 //! step by step and element by element (labels, name marking, value bits and order), including
 //! the errors.
 
-use prom_model::{Labels, STALE_NAN_BITS, Sample};
+use prom_model::STALE_NAN_BITS;
 
 use crate::batch::testing::{
-    Outcome, Path, Step, assert_same_outcome, evaluate, run, settings, steps_of,
+    Outcome, Path, SCRAPE, SCRAPES, START, Step, assert_same_outcome, evaluate, run, series,
+    settings, steps_of,
 };
 use crate::batch::{self, Batch, Grid};
 use crate::eval::Evaluator;
 use crate::storage::MemoryStorage;
-
-const START: i64 = 1_700_000_000_000;
-const SCRAPE: i64 = 15_000;
-const SCRAPES: i64 = 80;
-
-/// Appends a series sampled at the scrapes for which `value` gives a value.
-fn series(storage: &mut MemoryStorage, pairs: &[(&str, &str)], value: impl Fn(i64) -> Option<f64>) {
-    let samples: Vec<Sample> = (0..SCRAPES)
-        .filter_map(|scrape| Some(Sample::new(START + scrape * SCRAPE, value(scrape)?)))
-        .collect();
-    storage.append(Labels::from_pairs(pairs.iter().copied()), samples);
-}
 
 fn storage() -> MemoryStorage {
     let mut storage = MemoryStorage::new();

@@ -1,22 +1,13 @@
 //! `info()` over grids: range grids against evaluations one step at a time, and enriched labels
 //! checked by hand.
 
-use prom_model::{Labels, STALE_NAN_BITS, Sample};
+use prom_model::STALE_NAN_BITS;
 
-use crate::batch::testing::{Path, assert_same_outcome, run, settings};
+use crate::batch::testing::{
+    Path, SCRAPE, SCRAPES, START, assert_same_outcome, run, series, settings,
+};
 use crate::batch::{Grid, Row};
 use crate::storage::MemoryStorage;
-
-const START: i64 = 1_700_000_000_000;
-const SCRAPE: i64 = 15_000;
-const SCRAPES: i64 = 80;
-
-fn series(storage: &mut MemoryStorage, pairs: &[(&str, &str)], value: impl Fn(i64) -> Option<f64>) {
-    let samples: Vec<Sample> = (0..SCRAPES)
-        .filter_map(|scrape| Some(Sample::new(START + scrape * SCRAPE, value(scrape)?)))
-        .collect();
-    storage.append(Labels::from_pairs(pairs.iter().copied()), samples);
-}
 
 /// `m` (three instances of job `a`, one of job `b`, one without `instance`), `target_info` for
 /// some of them (one changing its data label mid-range, one going stale), `build_info` for one
