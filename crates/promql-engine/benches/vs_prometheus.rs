@@ -37,8 +37,8 @@
 //! decoding, `MemoryStorage` postings; the step-wise interpreter gone), full matrix, default
 //! steps and runs (3, or 1 after a warm-up over 5 s), load average 3.2-4.4 (other builds
 //! running). All 133 answers equal. Geometric mean of ours/Prometheus: 15s 0.138, 60s 0.131,
-//! instant 0.244, all 0.164; **0 of 133 slower**; the slowest ratios are `unless` instant 0.72,
-//! `at_end` 15s 0.61, `offset` instant 0.40. Memory: our peak RSS (storage included, ~350 MiB)
+//! instant 0.244, all 0.164; **0 of 133 slower**; the highest ratios are `sel_nre` instant 0.92,
+//! `stddev_over_time` 15s 0.79, `predict_linear` 60s 0.63. Memory: our peak RSS (storage included, ~350 MiB)
 //! above Prometheus' in 10 of 133 cases, all where Prometheus' RSS had shrunk after its garbage
 //! collector returned memory while ours stayed at the floor left by earlier cases (631-665 MiB:
 //! `quantile_over_time` 60s/instant, `last_over_time`, `count_values` instant, `subquery`
