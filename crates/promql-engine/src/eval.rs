@@ -145,8 +145,8 @@ impl<'a> Evaluator<'a> {
             }
             NodeKind::Subquery(subquery) => {
                 let mut inner = path.clone();
-                inner.subquery_offset += subquery.offset_ms;
-                inner.subquery_range += subquery.range_ms;
+                inner.subquery_offset = inner.subquery_offset.saturating_add(subquery.offset_ms);
+                inner.subquery_range = inner.subquery_range.saturating_add(subquery.range_ms);
                 if let Some(at) = subquery.at_ms {
                     inner.subquery_offset = subquery.offset_ms;
                     inner.subquery_range = subquery.range_ms;

@@ -213,6 +213,9 @@ fn extreme_times_do_not_panic() {
         "absent(nonexistent{job=\"x\"}) * -1",
         "topk(1e300, requests_total)",
         "quantile(NaN, requests_total)",
+        "max_over_time(max_over_time(requests_total[1m:1m] offset 200000000y)[1m:1m] offset 200000000y)",
+        "max_over_time(max_over_time(requests_total[200000000y:100000000y])[200000000y:100000000y])",
+        "info(max_over_time(max_over_time(requests_total[1m:1m] offset 200000000y)[1m:1m] offset 200000000y))",
     ] {
         let outcome = engine.instant_query(&storage(), query, 600_000, &options);
         if let Err(error) = outcome {

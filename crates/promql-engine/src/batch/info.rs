@@ -420,7 +420,7 @@ fn lookup_time(node: &Node) -> Option<(Option<i64>, i64)> {
             if at.is_some() {
                 return Some((at, offset));
             }
-            Some((subquery.at_ms, offset + subquery.offset_ms))
+            Some((subquery.at_ms, offset.saturating_add(subquery.offset_ms)))
         }
         NodeKind::Binary(binary) => lookup_time(&binary.lhs).or_else(|| lookup_time(&binary.rhs)),
         NodeKind::Aggregate(aggregate) => lookup_time(&aggregate.expr),
