@@ -1,9 +1,9 @@
 //! Aggregation operators over a grid.
 //!
 //! The group of every input series is computed once; per-step work only touches numbers. The
-//! update rules are the step-wise evaluator's ([`crate::aggregate::Acc`]): each group's values
-//! at a step are folded in row order, which is the order the step-wise evaluator sees them in,
-//! so compensated sums and means are bit-identical.
+//! update rules are Prometheus' ([`crate::aggregate::Acc`]): each group's values at a step are
+//! folded in row order, which is the order Prometheus' evaluator sees them in at that step, so
+//! compensated sums and means are bit-identical.
 //!
 //! Over a selector or a range function over a selector, a reduction (not `quantile`) with few
 //! groups is folded as the input rows are produced, block by block ([`fold_stream`]), instead of
@@ -11,9 +11,9 @@
 //! them over in series order, and the fold runs in that order on this thread, so each group still
 //! sees its values in row order and the results are the same bits.
 //!
-//! Output rows are listed in the order the step-wise evaluator's results, step after step, first
-//! show them: by the first step a row has a value, then by its position at that step. For an
-//! instant query that is exactly the step-wise order.
+//! Output rows are listed in the order per-step results (instant queries at each step), step
+//! after step, first show them: by the first step a row has a value, then by its position at
+//! that step. For an instant query that is exactly Prometheus' order.
 
 use std::collections::HashMap;
 
@@ -32,7 +32,8 @@ use crate::plan::{Aggregate, AggregateOp, Binary, Function, Grouping, Node, Node
 /// How often (in groups or rows) long loops check for cancellation.
 const INTERRUPT_EVERY: usize = 256;
 
-/// Evaluates an aggregation at every step of `grid`; `None` leaves it to the step-wise path.
+/// Evaluates an aggregation at every step of `grid`; `None` for an operator it does not know
+/// (the caller reports it as not supported).
 pub(super) fn eval(ev: &mut Evaluator<'_>, expr: &Aggregate, grid: Grid) -> Result<Option<Batch>> {
     let op = expr.op.name();
     let grouping = &expr.grouping;
@@ -379,7 +380,7 @@ fn group_rows(
     Ok((members, keys))
 }
 
-/// An output row with the position where the step-wise results first show it: its first step
+/// An output row with the position where the per-step results first show it: its first step
 /// with a value, then its rank at that step.
 struct Placed {
     first: (usize, usize, usize),
@@ -454,7 +455,7 @@ fn reduce_groups(
 }
 
 /// Adds a group's output: one row, or two when its name-dropping mark differs between steps
-/// (the step-wise results then hold two series with the same labels).
+/// (the per-step results then hold two series with the same labels).
 fn place_split(
     placed: &mut Vec<Placed>,
     labels: Labels,
@@ -579,7 +580,7 @@ struct Counted {
     group: usize,
     /// A value it counts (all its values format the same).
     value: f64,
-    /// Where the step-wise results first show it.
+    /// Where the per-step results first show it.
     first: (usize, usize, usize),
     /// The count at each step.
     counts: Vec<Option<f64>>,

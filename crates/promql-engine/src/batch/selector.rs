@@ -366,7 +366,7 @@ struct SeriesOutcome {
 struct StepTotals {
     /// Whether any series has a sample in the window, per step.
     non_empty: Vec<bool>,
-    /// Samples in all series' windows, per step: what a step-wise evaluation holds then.
+    /// Samples in all series' windows, per step: what Prometheus' evaluator holds then.
     in_windows: Vec<usize>,
 }
 
@@ -527,7 +527,7 @@ fn apply_block(
             state.in_windows[step] += held;
         }
     }
-    // What a step-wise evaluation holds at its fullest step, with every window of the series.
+    // What Prometheus' evaluator holds at its fullest step, with every window of the series.
     let peak = state.in_windows.iter().copied().max().unwrap_or(0);
     ev.add_samples(peak)?;
     ev.release_samples(peak);
@@ -589,7 +589,7 @@ fn finish_range(
     Ok(())
 }
 
-/// The per-step checks the step-wise evaluator makes on a non-empty range vector: an invalid
+/// The per-step checks Prometheus makes on a non-empty range vector: an invalid
 /// `quantile_over_time` φ warns, invalid smoothing factors fail.
 fn check_steps(
     ev: &mut Evaluator<'_>,

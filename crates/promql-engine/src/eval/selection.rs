@@ -352,8 +352,8 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-/// A series' samples as points in time order, each timestamp once (sources should stream in
-/// time order; one that does not is tolerated).
+/// A series' samples as points in time order. Sources should stream in time order; the samples
+/// of one that does not are sorted and a repeated timestamp kept once.
 pub(crate) fn decode_points(samples: SampleStream<'_>) -> Result<Vec<Point>> {
     // Sized once when the source knows its length (no regrowth, no slack).
     let mut points = Vec::with_capacity(samples.size_hint().0);
