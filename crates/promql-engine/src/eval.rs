@@ -10,8 +10,6 @@
 mod selection;
 pub(crate) use selection::decode_points;
 
-use std::rc::Rc;
-
 use prom_model::Labels;
 
 use crate::annotations::Annotations;
@@ -236,10 +234,5 @@ impl<'a> Evaluator<'a> {
     /// Stops counting `count` samples as held (a batch was consumed).
     pub(crate) fn release_samples(&mut self, count: usize) {
         self.step_samples = self.step_samples.saturating_sub(count);
-    }
-
-    /// The series of `selector`, decoded for the whole query.
-    pub(crate) fn loaded(&self, selector: &Selector) -> Result<Rc<Vec<LoadedSeries>>> {
-        self.materialized(selector)
     }
 }

@@ -53,7 +53,7 @@ fn selector(
     range_ms: i64,
     ts: i64,
 ) -> Result<Vec<Series>> {
-    let loaded = ev.loaded(selector)?;
+    let loaded = ev.materialized(selector)?;
     let end = selector.reference_time(ts);
     let start = end.saturating_sub(range_ms);
     let mut out = Vec::new();

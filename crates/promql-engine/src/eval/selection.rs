@@ -6,7 +6,7 @@
 //! read once ([`SelectPlan::single_pass`]: not inside a subquery, whose inner expression is
 //! evaluated segment by segment) is read through a [`Pass`]: its series are decoded one block at
 //! a time and each block is dropped once consumed, so a query holds the decoded samples of one
-//! block, not of every selected series. Any other reader ([`Evaluator::loaded`]) decodes the
+//! block, not of every selected series. Any other reader ([`Evaluator::materialized`]) decodes the
 //! whole selection once and keeps it for the query; a selection already consumed by a pass is
 //! selected again for it.
 //!
@@ -184,7 +184,7 @@ impl<'a> Evaluator<'a> {
 
     /// The decoded series of `selector` for the whole query (decoded on first use, selected
     /// again if a pass consumed them).
-    pub(super) fn materialized(&self, selector: &Selector) -> Result<Rc<Vec<LoadedSeries>>> {
+    pub(crate) fn materialized(&self, selector: &Selector) -> Result<Rc<Vec<LoadedSeries>>> {
         let key = selector.id;
         let (pending, plan) = {
             let mut entries = self.selections.entries.borrow_mut();

@@ -331,7 +331,7 @@ fn a_selection_read_once_is_selected_again_when_read_again() {
             panic!("not a selector");
         };
         // The pass consumed the selection: reading it again selects it again.
-        let loaded = ev.loaded(selector)?;
+        let loaded = ev.materialized(selector)?;
         let second = batch::eval(ev, expr, grid)?;
         batch::release(ev, &second);
         Ok((loaded.len(), first.into_vector()?, second.into_vector()?))
