@@ -5,6 +5,8 @@
 //! (Rust's shortest round-trip `Display` produces the same digits) with `NaN`, `+Inf`, `-Inf`,
 //! and timestamps as seconds with up to three decimals.
 
+use std::fmt::Write as _;
+
 use service_core::PromDuration;
 
 /// Form values from a query string and an optional urlencoded body; body values come first,
@@ -120,30 +122,51 @@ pub fn parse_bool_param(form: &Form, name: &str, default: bool) -> Result<bool, 
     }
 }
 
-/// A sample value as Prometheus writes it in JSON (a string).
+/// A sample value as Prometheus writes it in JSON (the text inside the JSON string).
 pub fn format_value(value: f64) -> String {
+    let mut out = String::new();
+    write_value(&mut out, value);
+    out
+}
+
+/// Appends [`format_value`]'s text to `out` without allocating.
+pub fn write_value(out: &mut String, value: f64) {
     if value.is_nan() {
-        "NaN".to_owned()
+        out.push_str("NaN");
     } else if value == f64::INFINITY {
-        "+Inf".to_owned()
+        out.push_str("+Inf");
     } else if value == f64::NEG_INFINITY {
-        "-Inf".to_owned()
+        out.push_str("-Inf");
     } else {
-        format!("{value}")
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{value}");
     }
 }
 
 /// A timestamp as Prometheus writes it in JSON: seconds with up to three decimals.
 pub fn format_timestamp(ms: i64) -> String {
-    let sign = if ms < 0 { "-" } else { "" };
+    let mut out = String::new();
+    write_timestamp(&mut out, ms);
+    out
+}
+
+/// Appends [`format_timestamp`]'s text to `out` without allocating.
+pub fn write_timestamp(out: &mut String, ms: i64) {
+    if ms < 0 {
+        out.push('-');
+    }
     let magnitude = ms.unsigned_abs();
     let (seconds, millis) = (magnitude / 1000, magnitude % 1000);
-    if millis == 0 {
-        format!("{sign}{seconds}")
+    // Writing to a String cannot fail.
+    let _ = if millis == 0 {
+        write!(out, "{seconds}")
+    } else if millis.is_multiple_of(100) {
+        write!(out, "{seconds}.{}", millis / 100)
+    } else if millis.is_multiple_of(10) {
+        write!(out, "{seconds}.{:02}", millis / 10)
     } else {
-        let fraction = format!("{millis:03}");
-        format!("{sign}{seconds}.{}", fraction.trim_end_matches('0'))
-    }
+        write!(out, "{seconds}.{millis:03}")
+    };
 }
 
 #[cfg(test)]
@@ -224,5 +247,11 @@ mod tests {
         assert_eq!(format_timestamp(1_435_781_451_000), "1435781451");
         assert_eq!(format_timestamp(1_500), "1.5");
         assert_eq!(format_timestamp(-1_500), "-1.5");
+        assert_eq!(format_timestamp(1_050), "1.05");
+        assert_eq!(format_timestamp(1_005), "1.005");
+        assert_eq!(format_timestamp(100), "0.1");
+        assert_eq!(format_timestamp(-1), "-0.001");
+        assert_eq!(format_timestamp(0), "0");
+        assert_eq!(format_timestamp(i64::MIN), "-9223372036854775.808");
     }
 }

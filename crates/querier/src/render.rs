@@ -1,10 +1,10 @@
 //! JSON bodies of Prometheus' HTTP API, written by hand so numbers come out exactly as
 //! Prometheus writes them (timestamps as JSON numbers in seconds, values as strings).
 
-use std::fmt::Write as _;
-
 use prom_model::Labels;
 use promql_engine::Value;
+
+use crate::params::{write_timestamp, write_value};
 
 /// Appends `text` as a JSON string literal, escaped as `serde_json` escapes it: `"` and `\\`,
 /// the short forms `\b \f \n \r \t`, other control characters as `\u00xx`; everything else
@@ -40,45 +40,16 @@ fn push_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
-/// Appends a timestamp as Prometheus writes it in JSON: seconds with up to three decimals
-/// ([`crate::params::format_timestamp`] without the allocations).
-fn push_timestamp(out: &mut String, ms: i64) {
-    if ms < 0 {
-        out.push('-');
-    }
-    let magnitude = ms.unsigned_abs();
-    let (seconds, millis) = (magnitude / 1000, magnitude % 1000);
-    // Writing to a String cannot fail.
-    let _ = if millis == 0 {
-        write!(out, "{seconds}")
-    } else if millis.is_multiple_of(100) {
-        write!(out, "{seconds}.{}", millis / 100)
-    } else if millis.is_multiple_of(10) {
-        write!(out, "{seconds}.{:02}", millis / 10)
-    } else {
-        write!(out, "{seconds}.{millis:03}")
-    };
-}
-
-/// Appends a sample value as a JSON string, as [`crate::params::format_value`] spells it.
+/// Appends a sample value as a JSON string.
 fn push_value(out: &mut String, value: f64) {
     out.push('"');
-    if value.is_nan() {
-        out.push_str("NaN");
-    } else if value == f64::INFINITY {
-        out.push_str("+Inf");
-    } else if value == f64::NEG_INFINITY {
-        out.push_str("-Inf");
-    } else {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{value}");
-    }
+    write_value(out, value);
     out.push('"');
 }
 
 fn push_point(out: &mut String, t: i64, v: f64) {
     out.push('[');
-    push_timestamp(out, t);
+    write_timestamp(out, t);
     out.push(',');
     push_value(out, v);
     out.push(']');
@@ -122,7 +93,7 @@ fn push_query_data(out: &mut String, value: &Value) {
         Value::Scalar { t, v } => push_point(out, *t, *v),
         Value::String { t, v } => {
             out.push('[');
-            push_timestamp(out, *t);
+            write_timestamp(out, *t);
             out.push(',');
             push_string(out, v);
             out.push(']');
