@@ -3,6 +3,8 @@
 
 use std::ops::Range;
 
+use bytes::Bytes;
+
 /// The requests to send and where each requested range lies in their answers.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct RangePlan {
@@ -11,6 +13,38 @@ pub(crate) struct RangePlan {
     /// For each requested range, in request order: the fetch holding it (`None` for an empty
     /// range, which needs no request) and its offset within that fetch.
     pub(crate) parts: Vec<Option<(usize, u64)>>,
+}
+
+impl RangePlan {
+    /// Each requested range's bytes, cut from `fetched` (the answers to [`Self::fetches`], in
+    /// order; an answer may stop short at the object's end). A range starting past the end of
+    /// its fetch's answer is an error: the range and the object size the answer shows.
+    pub(crate) fn place(
+        &self,
+        ranges: &[Range<u64>],
+        fetched: &[Bytes],
+    ) -> Result<Vec<Bytes>, (Range<u64>, u64)> {
+        let mut parts = Vec::with_capacity(ranges.len());
+        for (range, placement) in ranges.iter().zip(&self.parts) {
+            let Some((fetch_index, offset)) = *placement else {
+                parts.push(Bytes::new());
+                continue;
+            };
+            let (Some(data), Some(fetch)) =
+                (fetched.get(fetch_index), self.fetches.get(fetch_index))
+            else {
+                return Err((range.clone(), 0));
+            };
+            let available = data.len() as u64;
+            if offset >= available {
+                return Err((range.clone(), fetch.start + available));
+            }
+            let end = (offset + (range.end - range.start)).min(available);
+            // Offsets are within `data`, checked above, so they fit in usize.
+            parts.push(data.slice(offset as usize..end as usize));
+        }
+        Ok(parts)
+    }
 }
 
 /// Merges `ranges` whose gap is below `max_gap` bytes (touching and overlapping ranges always

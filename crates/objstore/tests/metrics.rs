@@ -197,6 +197,71 @@ async fn coalescing_reduces_requests() {
     );
 }
 
+/// `thanos_objstore_bucket_operations_total{operation="get_range"}` of the one bucket on
+/// `registry`, whatever its name.
+fn get_range_operations(registry: &Registry) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|family| family.name() == "thanos_objstore_bucket_operations_total")
+        .flat_map(|family| family.get_metric())
+        .filter(|metric| {
+            metric
+                .get_label()
+                .iter()
+                .any(|label| label.name() == "operation" && label.value() == "get_range")
+        })
+        .map(|metric| metric.get_counter().get_value())
+        .sum()
+}
+
+/// A FILESYSTEM bucket reads ranges from its files: it merges only ranges less than a page
+/// apart, however large the configured gap, and the parts are the same.
+#[tokio::test]
+async fn filesystem_ranges_merge_only_across_small_gaps() {
+    let data = objstore::testing::pseudo_random(1_000_000, 7);
+    // 100 ranges of 100 bytes: gaps of 900 bytes, then of 9,900 bytes.
+    let near: Vec<Range<u64>> = (0..100u64).map(|i| i * 1000..i * 1000 + 100).collect();
+    let far: Vec<Range<u64>> = (0..100u64).map(|i| i * 10_000..i * 10_000 + 100).collect();
+    let mut requests = Vec::new();
+    for ranges in [&near, &far] {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::new();
+        let yaml = format!(
+            "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+            dir.path().display()
+        );
+        let config = objstore::ObjstoreConfig::parse(&yaml).unwrap();
+        let options = BucketOptions {
+            ranges: RangeOptions {
+                max_gap: 1 << 20,
+                ..RangeOptions::default()
+            },
+            ..BucketOptions::default()
+        };
+        let bucket = Bucket::from_config(&config, options, &registry)
+            .await
+            .unwrap();
+        bucket.upload("dir/object", data.clone()).await.unwrap();
+        let mut asked = ranges.clone();
+        // One range past the end stops there.
+        asked.push(999_990..1_000_100);
+        let parts = bucket.get_ranges("dir/object", &asked).await.unwrap();
+        for (range, part) in asked.iter().zip(&parts) {
+            let end = range.end.min(1_000_000) as usize;
+            assert_eq!(*part, data.slice(range.start as usize..end), "{range:?}");
+        }
+        requests.push(get_range_operations(&registry));
+        // A range starting past the end is still an invalid range.
+        let error = bucket
+            .get_ranges("dir/object", &[0..10, 1_000_000..1_000_010])
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), objstore::ErrorKind::InvalidRange, "{error}");
+    }
+    assert_eq!(requests, vec![2.0, 101.0], "reads of near and far ranges");
+}
+
 #[tokio::test]
 async fn two_buckets_share_a_registry_but_not_a_name() {
     let registry = Registry::new();
