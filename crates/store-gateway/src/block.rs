@@ -2,6 +2,9 @@
 //! label names and label values with coalesced ranged reads of postings, series and chunks.
 
 mod aggr;
+mod bounds;
+#[cfg(test)]
+mod chunk_read_tests;
 mod select;
 mod series;
 

@@ -108,6 +108,12 @@ impl Limiter {
         Ok(())
     }
 
+    /// Bytes counted so far.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
     /// Counts the lengths of `ranges` about to be read.
     pub(crate) fn add_ranges(&self, ranges: &[std::ops::Range<u64>], what: &str) -> Result<()> {
         let total = ranges

@@ -13,6 +13,7 @@ use tsdb_block::index::{ChunkMeta, SERIES_ALIGNMENT};
 
 use super::Block;
 use super::aggr::StoredChunk;
+use super::bounds::{SelectedChunk, with_read_lengths};
 use crate::cache::{CacheKey, IndexCache, decode_postings, encode_postings};
 use crate::error::{Error, Result};
 use crate::header::{IndexHeader, SymbolMemo, decode_postings as decode_postings_list};
@@ -32,6 +33,23 @@ pub(crate) struct BlockQuery {
     pub(crate) skip_chunks: bool,
 }
 
+impl BlockQuery {
+    /// The chunks of one series (all of them, in index order) that overlap the query's time
+    /// range, with the bytes to read for each (measured on all of them, see
+    /// [`with_read_lengths`]).
+    pub(crate) fn chunks_in_range(
+        &self,
+        chunks: Vec<ChunkMeta>,
+        estimate: u64,
+    ) -> Vec<SelectedChunk> {
+        let mut selected = with_read_lengths(chunks, estimate);
+        selected.retain(|chunk| {
+            chunk.meta.max_time >= self.min_time && chunk.meta.min_time <= self.max_time
+        });
+        selected
+    }
+}
+
 /// Where one request's index reads come from (the index cache, then the bucket) and what
 /// counts them (its limits).
 #[derive(Debug, Clone, Copy)]
@@ -40,11 +58,12 @@ pub(crate) struct Reads<'a> {
     pub(crate) limiter: &'a Limiter,
 }
 
-/// A series selected from one block, external labels added, with its chunks in range.
+/// A series selected from one block, external labels added, with its chunks in range and the
+/// bytes to read for each.
 #[derive(Debug)]
 pub(crate) struct SelectedSeries {
     pub(crate) labels: Labels,
-    pub(crate) chunks: Vec<ChunkMeta>,
+    pub(crate) chunks: Vec<SelectedChunk>,
 }
 
 /// Sorted-set helpers over series references.
@@ -476,17 +495,13 @@ impl Block {
         let entries = self.fetch_series(&header, &refs, reads).await?;
         let mut selected = Vec::with_capacity(entries.len());
         let mut symbols = header.symbol_memo();
+        let estimate = self.chunk_size_estimate();
         for entry in entries {
             let (mut labels, chunks) = self.decode_entry(&mut symbols, &entry)?;
             for label in &self.external {
                 labels.set(label.name.clone(), label.value.clone());
             }
-            let chunks: Vec<ChunkMeta> = chunks
-                .into_iter()
-                .filter(|chunk| {
-                    chunk.max_time >= query.min_time && chunk.min_time <= query.max_time
-                })
-                .collect();
+            let chunks = query.chunks_in_range(chunks, estimate);
             if !chunks.is_empty() {
                 selected.push(SelectedSeries { labels, chunks });
             }
@@ -495,55 +510,78 @@ impl Block {
         Ok(selected)
     }
 
-    /// The chunks of `metas`, as stored: raw chunks with Thanos encoding numbers, downsampled
-    /// chunks as their aggregate data; data without encoding byte.
-    pub(crate) async fn load_chunks(
-        &self,
-        metas: &[ChunkMeta],
-        limiter: &Limiter,
-    ) -> Result<HashMap<u64, StoredChunk>> {
-        let mut by_segment: HashMap<u32, Vec<u64>> = HashMap::new();
-        for meta in metas {
-            by_segment
-                .entry((meta.chunk_ref >> 32) as u32)
-                .or_default()
-                .push(meta.chunk_ref & 0xFFFF_FFFF);
-        }
-        let estimate = self
-            .meta
+    /// Bytes read for a chunk whose length nothing else bounds: `chunk_max_size` + 16 from
+    /// the meta's `index_stats` when known, else [`CHUNK_SIZE_ESTIMATE`].
+    pub(crate) fn chunk_size_estimate(&self) -> u64 {
+        self.meta
             .thanos
             .as_ref()
             .map(|thanos| thanos.index_stats.chunk_max_size)
             .and_then(|size| u64::try_from(size).ok())
             .filter(|size| *size > 0)
-            .map_or(CHUNK_SIZE_ESTIMATE, |size| size + 16);
-        let mut chunks = HashMap::with_capacity(metas.len());
-        for (segment, mut offsets) in by_segment {
-            offsets.sort_unstable();
-            offsets.dedup();
+            .map_or(CHUNK_SIZE_ESTIMATE, |size| size + 16)
+    }
+
+    /// The chunks of `selected`, as stored: raw chunks with Thanos encoding numbers,
+    /// downsampled chunks as their aggregate data; data without encoding byte. A chunk is read
+    /// up to the next selected chunk of its segment, its read length or the block-wide
+    /// estimate, whichever comes first; one found longer is read again, exactly.
+    pub(crate) async fn load_chunks(
+        &self,
+        selected: &[SelectedChunk],
+        limiter: &Limiter,
+    ) -> Result<HashMap<u64, StoredChunk>> {
+        let estimate = self.chunk_size_estimate();
+        let mut by_segment: HashMap<u32, Vec<(u64, u64)>> = HashMap::new();
+        for chunk in selected {
+            let length = chunk.read_length.unwrap_or(estimate).min(estimate);
+            by_segment
+                .entry(chunk.segment())
+                .or_default()
+                .push((chunk.offset(), length));
+        }
+        let mut chunks = HashMap::with_capacity(selected.len());
+        for (segment, mut reads) in by_segment {
+            // The same chunk twice: the longer read length.
+            reads.sort_unstable_by(|left, right| left.0.cmp(&right.0).then(right.1.cmp(&left.1)));
+            reads.dedup_by_key(|(offset, _)| *offset);
             let size = self.segment_size(segment).await?;
             let file = format!("chunks/{}", tsdb_block::chunks::segment_file_name(segment));
-            let ranges: Vec<Range<u64>> = offsets
+            let ranges: Vec<Range<u64>> = reads
                 .iter()
                 .enumerate()
-                .map(|(position, offset)| {
-                    let next = offsets.get(position + 1).copied().unwrap_or(size);
-                    *offset..next.min(offset + estimate).min(size).max(*offset)
+                .map(|(position, (offset, length))| {
+                    let next = reads.get(position + 1).map_or(size, |(next, _)| *next);
+                    *offset
+                        ..next
+                            .min(offset.saturating_add(*length))
+                            .min(size)
+                            .max(*offset)
                 })
                 .collect();
             limiter.add_ranges(&ranges, "chunks")?;
-            let fetched = self.get_ranges(&file, &ranges).await?;
-            for ((offset, range), bytes) in offsets.iter().zip(ranges).zip(fetched) {
-                let bytes = match entry_length(&bytes) {
-                    // length field + encoding byte + data + CRC
-                    Some(length) if length + 1 > bytes.len() => {
-                        let exact = range.start..(range.start + length as u64 + 1).min(size);
-                        let refetch = [exact];
-                        limiter.add_ranges(&refetch, "chunks")?;
-                        self.get_ranges(&file, &refetch).await?.remove(0)
-                    }
-                    _ => bytes,
-                };
+            let mut fetched = self.get_ranges(&file, &ranges).await?;
+            // length field + encoding byte + data + CRC
+            let (short, exact): (Vec<usize>, Vec<Range<u64>>) = fetched
+                .iter()
+                .zip(&ranges)
+                .enumerate()
+                .filter_map(|(position, (bytes, range))| match entry_length(bytes) {
+                    Some(length) if length >= bytes.len() => Some((
+                        position,
+                        range.start..range.start.saturating_add(length as u64 + 1).min(size),
+                    )),
+                    _ => None,
+                })
+                .unzip();
+            if !exact.is_empty() {
+                limiter.add_ranges(&exact, "chunks")?;
+                let refetched = self.get_ranges(&file, &exact).await?;
+                for (position, bytes) in short.into_iter().zip(refetched) {
+                    fetched[position] = bytes;
+                }
+            }
+            for ((offset, _), bytes) in reads.iter().zip(fetched) {
                 let framed =
                     tsdb_block::chunks::parse_chunk(&bytes, *offset, &file).map_err(|source| {
                         Error::Block {

@@ -20,9 +20,9 @@ use prom_model::Labels;
 use storeapi::convert::{compare_labels, labels_into_proto, labels_to_proto};
 use storeapi::proto::thanos::{self, Aggr};
 use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
-use tsdb_block::index::ChunkMeta;
 
 use super::aggr::wire_chunk;
+use super::bounds::SelectedChunk;
 use super::{Block, BlockQuery, Reads, SelectedSeries};
 use crate::cache::IndexCache;
 use crate::error::{Error, Result};
@@ -94,7 +94,7 @@ pub(crate) type BlockBatch = Result<Vec<BlockSeries>>;
 struct Pending {
     labels: Vec<thanos::Label>,
     identity: Option<Vec<thanos::Label>>,
-    metas: Vec<ChunkMeta>,
+    chunks: Vec<SelectedChunk>,
 }
 
 impl Pending {
@@ -209,6 +209,7 @@ impl Block {
         let mut sorted_later: Vec<Pending> = Vec::new();
         let mut last: Option<(Vec<thanos::Label>, Vec<thanos::Label>)> = None;
         let mut symbols = header.symbol_memo();
+        let estimate = self.chunk_size_estimate();
         let batches = refs.chunks(SERIES_BATCH);
         let batch_count = batches.len();
         for (batch_index, batch) in batches.enumerate() {
@@ -218,10 +219,8 @@ impl Block {
             };
             let mut ready = Vec::with_capacity(entries.len());
             for entry in &entries {
-                let (labels, mut chunks) = self.decode_entry(&mut symbols, entry)?;
-                chunks.retain(|chunk| {
-                    chunk.max_time >= query.min_time && chunk.min_time <= query.max_time
-                });
+                let (labels, chunks) = self.decode_entry(&mut symbols, entry)?;
+                let chunks = query.chunks_in_range(chunks, estimate);
                 if chunks.is_empty() {
                     continue;
                 }
@@ -282,7 +281,7 @@ impl Block {
         Pending {
             labels: labels_into_proto(labels),
             identity,
-            metas: series.chunks,
+            chunks: series.chunks,
         }
     }
 
@@ -324,24 +323,24 @@ impl Block {
         }
         *last = Some((tail.labels.clone(), tail.identity().to_vec()));
         context.limiter.add_series(kept.len() as u64)?;
-        let chunk_count: usize = kept.iter().map(|series| series.metas.len()).sum();
+        let chunk_count: usize = kept.iter().map(|series| series.chunks.len()).sum();
         context.limiter.add_chunks(chunk_count as u64)?;
         let loaded = if context.query.skip_chunks {
             Default::default()
         } else {
-            let metas: Vec<ChunkMeta> = kept
+            let selected: Vec<SelectedChunk> = kept
                 .iter()
-                .flat_map(|series| series.metas.iter().copied())
+                .flat_map(|series| series.chunks.iter().copied())
                 .collect();
             let _permit = fetch_permit(&context.fetches).await?;
-            self.load_chunks(&metas, &context.limiter).await?
+            self.load_chunks(&selected, &context.limiter).await?
         };
         let mut batch = Vec::with_capacity(kept.len());
         for series in kept {
             let mut chunks = Vec::new();
             if !context.query.skip_chunks {
-                chunks.reserve_exact(series.metas.len());
-                for meta in &series.metas {
+                chunks.reserve_exact(series.chunks.len());
+                for SelectedChunk { meta, .. } in &series.chunks {
                     let Some(stored) = loaded.get(&meta.chunk_ref) else {
                         return Err(Error::Internal(format!(
                             "block {}: chunk {} was not loaded",
