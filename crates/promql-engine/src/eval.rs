@@ -2,10 +2,11 @@
 //!
 //! The batch path (`crate::batch`) evaluates the query's plan (`crate::plan`) over an
 //! [`Evaluator`]. Every selector's series are selected from the [`Queryable`] once per query
-//! (see [`Evaluator::prefetch`]), before evaluation; their samples are decoded only when read:
-//! a selector read once block by block, each block dropped once consumed, any other for the
-//! whole query (see [`selection`]). Evaluation never goes back to storage; the samples held
-//! are counted against the sample limit ([`Evaluator::add_samples`]).
+//! (see [`Evaluator::prefetch`]), before evaluation, except that a selector read once from a
+//! store streaming in label order is selected when its read starts and read as the store
+//! streams it; their samples are decoded only when read: a selector read once block by block,
+//! each block dropped once consumed, any other for the whole query (see [`selection`]). The
+//! samples held are counted against the sample limit ([`Evaluator::add_samples`]).
 
 mod selection;
 pub(crate) use selection::decode_points;
@@ -105,8 +106,9 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// Selects the series of every selector of `plan` for the whole query; their samples are
-    /// decoded when read (see [`selection`]).
+    /// Selects the series of every selector of `plan` for the whole query (or defers the
+    /// selection to the selector's read, see [`selection`]); their samples are decoded when
+    /// read.
     pub(crate) fn prefetch(&mut self, plan: &Plan) -> Result<()> {
         self.selections.reserve(plan.selectors);
         self.plan(plan.root(), &PlanPath::default(), 0)

@@ -71,7 +71,8 @@ impl fmt::Debug for SelectedSeries<'_> {
     }
 }
 
-/// A lazy stream of selected series, sorted by labels.
+/// A lazy stream of selected series, sorted by labels (relied on only when the source says so:
+/// [`Queryable::streams_sorted`]).
 pub type SeriesStream<'a> = Box<dyn Iterator<Item = Result<SelectedSeries<'a>, StorageError>> + 'a>;
 
 /// A source of series: everything the evaluator needs from storage.
@@ -82,4 +83,13 @@ pub trait Queryable {
         matchers: &[Matcher],
         hints: &SelectHints,
     ) -> Result<SeriesStream<'a>, StorageError>;
+
+    /// Whether every stream [`select`](Self::select) returns is sorted by labels (a label set
+    /// may repeat, adjacent). The engine then reads a selector it reads once as the series
+    /// arrive, one block at a time, instead of collecting the whole selection first, and fails
+    /// the query if a series arrives out of order. False (the default): every selection is
+    /// collected and sorted before the query is evaluated.
+    fn streams_sorted(&self) -> bool {
+        false
+    }
 }

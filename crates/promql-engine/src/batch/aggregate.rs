@@ -189,6 +189,12 @@ fn folds_smaller(
     let Some(selector) = source_selector(ev, source, grid) else {
         return Ok(false);
     };
+    if !grouping.without && grouping.labels.is_empty() {
+        // One group at most: its accumulators hold no more than a few rows would, so the
+        // label sets need not be read first (a selection read as the store streams it has
+        // none before it is read).
+        return Ok(true);
+    }
     let mut keys: std::collections::HashSet<Labels> = std::collections::HashSet::new();
     let mut series = 0usize;
     let known = ev.selector_label_sets(selector, &mut |labels| {

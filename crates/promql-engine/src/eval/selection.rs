@@ -1,19 +1,31 @@
-//! Selector data: selected from the [`Queryable`](crate::storage::Queryable) once per query,
-//! decoded only when and as far as it is read.
+//! Selector data: selected from the [`Queryable`] once per query, decoded only when and as far
+//! as it is read.
 //!
-//! [`Evaluator::prefetch`] selects every selector's series (label sets sorted and de-duplicated
-//! across matcher sets) but keeps each series' samples as the store's lazy stream. A selector
-//! read once ([`SelectPlan::single_pass`]: not inside a subquery, whose inner expression is
-//! evaluated segment by segment) is read through a [`Pass`]: its series are decoded one block at
-//! a time and each block is dropped once consumed, so a query holds the decoded samples of one
-//! block, not of every selected series. Any other reader ([`Evaluator::materialized`]) decodes the
-//! whole selection once and keeps it for the query; a selection already consumed by a pass is
-//! selected again for it.
+//! A selector read once ([`SelectPlan::single_pass`]: not inside a subquery, whose inner
+//! expression is evaluated segment by segment) is read through a [`Pass`]: its series are
+//! decoded one block at a time and each block is dropped once consumed, so a query holds the
+//! decoded samples of one block, not of every selected series.
 //!
-//! **Budget.** Label sets are reserved from the memory budget when selected; samples decoded for
-//! the whole query when decoded; a pass's blocks as the most bytes of blocks held at once,
-//! counted series by series as a block is decoded (so a refused query stops one series over
-//! its share, not a block over it).
+//! **Streamed selections.** When the store streams in label order
+//! ([`Queryable::streams_sorted`]), a selector read once with one matcher set is not selected by
+//! [`Evaluator::prefetch`]: it stays deferred until its pass starts, which selects it and pulls
+//! its series from the store's stream as blocks are read (adjacent repeats of a label set
+//! skipped; a series out of label order fails the query). The store's work of producing the
+//! series then overlaps the engine's work on the blocks already read. A reader that needs the
+//! whole selection first (the label sets an aggregation counts its groups over,
+//! [`Evaluator::selector_label_sets`], or [`Evaluator::materialized`]) selects a deferred
+//! selection then, as prefetch would have.
+//!
+//! **Collected selections.** [`Evaluator::prefetch`] selects every other selector's series
+//! (label sets sorted and de-duplicated across matcher sets) but keeps each series' samples as
+//! the store's lazy stream. Any reader other than a pass ([`Evaluator::materialized`]) decodes
+//! the whole selection once and keeps it for the query; a selection already consumed by a pass
+//! is selected again for it.
+//!
+//! **Budget.** Label sets are reserved from the memory budget when selected (or pulled from a
+//! stream); samples decoded for the whole query when decoded; a pass's blocks as the most bytes
+//! of blocks held at once, counted series by series as a block is decoded (so a refused query
+//! stops one series over its share, not a block over it).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -26,7 +38,7 @@ use super::{Evaluator, LoadedSeries};
 use crate::budget::labels_bytes;
 use crate::error::{Error, Result};
 use crate::plan::Selector;
-use crate::storage::{SampleStream, SelectHints, SelectedSeries};
+use crate::storage::{Queryable, SampleStream, SelectHints, SelectedSeries, SeriesStream};
 use crate::value::Point;
 
 /// How a selector's series are selected, kept to select them again.
@@ -40,8 +52,18 @@ pub(crate) struct SelectPlan {
     pub(crate) single_pass: bool,
 }
 
+impl SelectPlan {
+    /// Whether a pass may read the selection as the store streams it (read once, one matcher
+    /// set: no merge across streams).
+    fn streamable(&self) -> bool {
+        self.single_pass && self.matcher_sets.len() == 1
+    }
+}
+
 /// The state of one selector's data.
 enum Data<'a> {
+    /// Not selected yet: selected when a pass starts and read as the store streams it.
+    Deferred,
     /// Selected, samples not decoded; in label order.
     Pending(Vec<SelectedSeries<'a>>),
     /// Decoded for the whole query.
@@ -84,6 +106,17 @@ enum PassSource<'a> {
     Loaded(Rc<Vec<LoadedSeries>>, usize),
     /// Decoded block by block as the pass goes.
     Lazy(std::vec::IntoIter<SelectedSeries<'a>>),
+    /// Pulled from the store's stream and decoded block by block as the pass goes.
+    Stream(Box<StreamPass<'a>>),
+}
+
+/// A pass over a selection as the store streams it.
+struct StreamPass<'a> {
+    series: std::iter::Fuse<SeriesStream<'a>>,
+    /// The labels of the last series of the previous block, to check the order against.
+    last: Option<Labels>,
+    /// The selector's matchers, to name it in an error.
+    matchers: Vec<Matcher>,
 }
 
 /// Consecutive series of a [`Pass`]; give it back with [`Evaluator::drop_block`].
@@ -109,15 +142,17 @@ impl Block {
 }
 
 impl<'a> Evaluator<'a> {
-    /// Selects the series of `selector` (samples not decoded) and records how.
+    /// Selects the series of `selector` (samples not decoded), or defers it to its pass when
+    /// the pass can read it as the store streams it, and records how.
     pub(super) fn select_pending(&mut self, selector: &Selector, plan: SelectPlan) -> Result<()> {
-        let series = self.select_series(&plan)?;
+        let data = if plan.streamable() && self.storage.streams_sorted() {
+            Data::Deferred
+        } else {
+            Data::Pending(self.select_series(&plan)?)
+        };
         self.selections.reserve(selector.id + 1);
         if let Some(slot) = self.selections.entries.borrow_mut().get_mut(selector.id) {
-            *slot = Some(Entry {
-                plan,
-                data: Data::Pending(series),
-            });
+            *slot = Some(Entry { plan, data });
         }
         Ok(())
     }
@@ -197,7 +232,7 @@ impl<'a> Evaluator<'a> {
                     return Ok(loaded);
                 }
                 Data::Pending(series) => (Some(series), entry.plan.clone()),
-                Data::Taken => (None, entry.plan.clone()),
+                Data::Deferred | Data::Taken => (None, entry.plan.clone()),
             }
         };
         let pending = match pending {
@@ -225,29 +260,118 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Starts a read of `selector`'s series in label order: lazily decoded when the selector is
-    /// read once and not decoded yet, else over the data decoded for the query.
+    /// read once and not decoded yet (selected now and read as the store streams it when
+    /// deferred), else over the data decoded for the query.
     pub(crate) fn pass(&self, selector: &Selector) -> Result<Pass<'a>> {
-        {
+        let deferred = {
             let mut entries = self.selections.entries.borrow_mut();
-            if let Some(entry) = entries.get_mut(selector.id).and_then(Option::as_mut)
-                && entry.plan.single_pass
-                && matches!(entry.data, Data::Pending(_))
-                && let Data::Pending(series) = std::mem::replace(&mut entry.data, Data::Taken)
-            {
-                return Ok(Pass {
-                    source: PassSource::Lazy(series.into_iter()),
-                });
+            match entries.get_mut(selector.id).and_then(Option::as_mut) {
+                Some(entry) if entry.plan.single_pass => {
+                    match std::mem::replace(&mut entry.data, Data::Taken) {
+                        Data::Pending(series) => {
+                            return Ok(Pass {
+                                source: PassSource::Lazy(series.into_iter()),
+                            });
+                        }
+                        Data::Deferred => Some(entry.plan.clone()),
+                        other => {
+                            entry.data = other;
+                            None
+                        }
+                    }
+                }
+                _ => None,
             }
+        };
+        if let Some(plan) = deferred {
+            return self.stream_pass(plan);
         }
         Ok(Pass {
             source: PassSource::Loaded(self.materialized(selector)?, 0),
         })
     }
 
+    /// A pass over a deferred selection: selects it now, to be read as the store streams it.
+    fn stream_pass(&self, plan: SelectPlan) -> Result<Pass<'a>> {
+        let storage: &'a dyn Queryable = self.storage;
+        let matchers = plan.matcher_sets.into_iter().next().unwrap_or_default();
+        let series = storage.select(&matchers, &plan.hints)?;
+        Ok(Pass {
+            source: PassSource::Stream(Box::new(StreamPass {
+                series: series.fuse(),
+                last: None,
+                matchers,
+            })),
+        })
+    }
+
+    /// Pulls the series of the next block of `stream` into `block` (up to `max`), decoding and
+    /// charging each as it comes; `bytes` counts the bytes held for the block so far.
+    fn pull_block(
+        &self,
+        stream: &mut StreamPass<'a>,
+        max: usize,
+        block: &mut Vec<LoadedSeries>,
+        bytes: &mut usize,
+    ) -> Result<()> {
+        while block.len() < max {
+            self.check_interrupt("query execution")?;
+            let Some(series) = stream.series.next() else {
+                break;
+            };
+            let series = series?;
+            let previous = block
+                .last()
+                .map(|last| &last.labels)
+                .or(stream.last.as_ref());
+            match previous {
+                Some(previous) if *previous == series.labels => continue,
+                Some(previous) if *previous > series.labels => {
+                    return Err(Error::exec(format!(
+                        "store returned series out of label order for selector {{{}}}: {} after {}",
+                        stream
+                            .matchers
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        series.labels,
+                        previous
+                    )));
+                }
+                _ => {}
+            }
+            self.reservation.grow(labels_bytes(&series.labels))?;
+            let (one, size) = self.decode(series)?;
+            self.hold_block_bytes(size)?;
+            *bytes = bytes.saturating_add(size);
+            block.push(one);
+        }
+        if let Some(last) = block.last() {
+            stream.last = Some(last.labels.clone());
+        }
+        Ok(())
+    }
+
     /// The next block of at most `max` series of `pass` (`None` once it is done). Decoded
     /// bytes count against the memory budget as long as the block is held.
     pub(crate) fn next_block(&self, pass: &mut Pass<'a>, max: usize) -> Result<Option<Block>> {
         match &mut pass.source {
+            PassSource::Stream(stream) => {
+                let mut block = Vec::new();
+                let mut bytes = 0usize;
+                if let Err(error) = self.pull_block(stream, max.max(1), &mut block, &mut bytes) {
+                    self.release_block_bytes(bytes);
+                    return Err(error);
+                }
+                if block.is_empty() {
+                    return Ok(None);
+                }
+                Ok(Some(Block {
+                    series: BlockSeries::Owned(block),
+                    bytes,
+                }))
+            }
             PassSource::Loaded(all, next) => {
                 if *next >= all.len() {
                     return Ok(None);
@@ -321,12 +445,33 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Calls `each` with the label set of every series of `selector`, in order, without
-    /// decoding samples; false (nothing called) when a pass has consumed the selection.
+    /// decoding samples (a deferred selection is selected now); false (nothing called) when a
+    /// pass has consumed the selection.
     pub(crate) fn selector_label_sets(
         &self,
         selector: &Selector,
         each: &mut dyn FnMut(&Labels),
     ) -> Result<bool> {
+        let deferred = self
+            .selections
+            .entries
+            .borrow()
+            .get(selector.id)
+            .and_then(Option::as_ref)
+            .filter(|entry| matches!(entry.data, Data::Deferred))
+            .map(|entry| entry.plan.clone());
+        if let Some(plan) = deferred {
+            let series = self.select_series(&plan)?;
+            if let Some(entry) = self
+                .selections
+                .entries
+                .borrow_mut()
+                .get_mut(selector.id)
+                .and_then(Option::as_mut)
+            {
+                entry.data = Data::Pending(series);
+            }
+        }
         let entries = self.selections.entries.borrow();
         let Some(entry) = entries.get(selector.id).and_then(Option::as_ref) else {
             return Err(Error::exec("selector evaluated without prefetched data"));
@@ -334,7 +479,7 @@ impl<'a> Evaluator<'a> {
         match &entry.data {
             Data::Pending(series) => series.iter().for_each(|series| each(&series.labels)),
             Data::Loaded(series) => series.iter().for_each(|series| each(&series.labels)),
-            Data::Taken => return Ok(false),
+            Data::Deferred | Data::Taken => return Ok(false),
         }
         Ok(true)
     }

@@ -170,6 +170,11 @@ impl Queryable for MemoryStorage {
         });
         Ok(Box::new(iter))
     }
+
+    /// Series come out in rank order, which is label order.
+    fn streams_sorted(&self) -> bool {
+        true
+    }
 }
 
 /// How many samples (a prefix, as samples are in time order) satisfy `before`, a predicate on
