@@ -6,8 +6,8 @@
 //! answers and errors stay those of every other read.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -29,17 +29,25 @@ pub(crate) fn object_path(root: &Path, name: &str) -> Option<PathBuf> {
 /// The bytes of `range` of the file at `path` (fewer at the end of the file), or `None` when
 /// the read is not the plain case (see the [module docs](self)).
 pub(crate) fn read_range(path: &Path, range: Range<u64>) -> Option<Bytes> {
-    let mut file = File::open(path).ok()?;
+    let file = File::open(path).ok()?;
     let metadata = file.metadata().ok()?;
     if !metadata.is_file() || range.start >= metadata.len() {
         return None;
     }
-    let wanted = range.end.min(metadata.len()) - range.start;
-    let mut data = Vec::with_capacity(usize::try_from(wanted).ok()?);
-    file.seek(SeekFrom::Start(range.start)).ok()?;
-    // `read_to_end` reads into the vector's spare capacity: nothing is zero-filled first.
-    file.take(wanted).read_to_end(&mut data).ok()?;
-    (data.len() as u64 == wanted).then(|| Bytes::from(data))
+    read_exact(
+        &file,
+        range.start,
+        range.end.min(metadata.len()) - range.start,
+    )
+}
+
+/// `length` bytes at `offset` of `file` with one positioned read (a few for a large range):
+/// `read_to_end` into spare capacity would probe with reads of 8 KiB, doubling, each a system
+/// call; zero-filling the buffer first costs far less.
+fn read_exact(file: &File, offset: u64, length: u64) -> Option<Bytes> {
+    let mut data = vec![0; usize::try_from(length).ok()?];
+    file.read_exact_at(&mut data, offset).ok()?;
+    Some(Bytes::from(data))
 }
 
 /// Ranges of one file closer than this are read together: below a page, the gap's bytes cost
@@ -49,7 +57,7 @@ pub(crate) const COALESCE_GAP: u64 = 4096;
 /// The bytes of each of `ranges` (sorted, each starting inside the file; one reaching past the
 /// end stops there) from one open file, or `None` when any read is not the plain case.
 pub(crate) fn read_ranges(path: &Path, ranges: &[Range<u64>]) -> Option<Vec<Bytes>> {
-    let mut file = File::open(path).ok()?;
+    let file = File::open(path).ok()?;
     let metadata = file.metadata().ok()?;
     if !metadata.is_file() {
         return None;
@@ -60,14 +68,11 @@ pub(crate) fn read_ranges(path: &Path, ranges: &[Range<u64>]) -> Option<Vec<Byte
         if range.start >= size {
             return None;
         }
-        let wanted = range.end.min(size) - range.start;
-        let mut data = Vec::with_capacity(usize::try_from(wanted).ok()?);
-        file.seek(SeekFrom::Start(range.start)).ok()?;
-        (&mut file).take(wanted).read_to_end(&mut data).ok()?;
-        if data.len() as u64 != wanted {
-            return None;
-        }
-        fetched.push(Bytes::from(data));
+        fetched.push(read_exact(
+            &file,
+            range.start,
+            range.end.min(size) - range.start,
+        )?);
     }
     Some(fetched)
 }
