@@ -2,33 +2,33 @@
 //!
 //! A request goes only to the healthy stores that can match it ([`storeapi::store_matches`]),
 //! all at once; each store's answer is bounded by `--store.response-timeout`. Series answers
-//! have replica labels removed (by the store when it advertises support, and again here for
-//! the others), are re-sorted per store, and are merged with [`storeapi::merge_series`], which
-//! joins series with equal labels. A failing store becomes a warning naming it (partial
-//! response) or fails the request.
+//! have replica labels removed (by the store when it advertises support, and again here), are
+//! merged with [`storeapi::merge_series`], which joins series with equal labels, and are
+//! streamed to the reader as they arrive ([`Proxy::series_stream`], see [`stream`]). A failing
+//! store becomes a warning naming it (partial response) or fails the request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use prom_model::{Labels, Matcher};
 use promql_engine::Reservation;
 use storeapi::convert::matchers_to_proto;
-use storeapi::proto::thanos::{self, series_response};
+use storeapi::proto::thanos;
 use storeapi::{StoreRange, store_matches};
 
 use crate::endpoints::{StoreHandle, StoreSet, StoreStatus};
 use crate::error::{Error, Result};
+
+mod stream;
+
+pub use stream::{BATCH_SERIES, SeriesBatch, SeriesReceiver};
 
 /// Warning added when no store could match a request.
 pub const NO_STORE_MATCHED: &str = "No StoreAPIs matched for this query";
 
 /// The label `storeMatch[]` selectors match a store's address with.
 pub const ADDRESS_LABEL: &str = "__address__";
-
-/// Series per response frame asked of stores (v0.41+ stores batch; older ones ignore it).
-const RESPONSE_BATCH_SIZE: i64 = 64;
 
 /// Per-query limits on what is fetched from stores (0 = no limit):
 /// `--query.max-fetched-series` and `--query.max-fetched-bytes`.
@@ -226,150 +226,18 @@ impl Proxy {
             .collect()
     }
 
+    /// Waits for `call`, at most `--store.response-timeout`.
     async fn bounded<T>(
         &self,
         call: impl Future<Output = Result<T, tonic::Status>>,
     ) -> Result<T, String> {
-        let outcome = if self.response_timeout.is_zero() {
-            call.await
-        } else {
-            match tokio::time::timeout(self.response_timeout, call).await {
-                Ok(outcome) => outcome,
-                Err(_) => return Err("context deadline exceeded".to_owned()),
-            }
-        };
-        outcome.map_err(|status| {
-            format!(
-                "rpc error: code = {:?} desc = {}",
-                status.code(),
-                status.message()
-            )
-        })
+        stream::bounded(self.response_timeout, call).await
     }
 
-    /// Series from every matching store, merged; see the [module docs](self).
+    /// Series from every matching store, merged; see the [module docs](self). The whole
+    /// answer of [`series_stream`](Self::series_stream).
     pub async fn series(&self, query: &SeriesQuery) -> Result<Fetched<Vec<thanos::Series>>> {
-        let stores = self.matching(
-            query.min_time,
-            query.max_time,
-            &query.matchers,
-            &query.store_matchers,
-        );
-        if stores.is_empty() {
-            return Ok(Fetched {
-                data: Vec::new(),
-                warnings: vec![NO_STORE_MATCHED.to_owned()],
-            });
-        }
-        let calls = stores.iter().map(|store| self.store_series(store, query));
-        let answers = futures_util::future::join_all(calls).await;
-        // Over the memory budget or a fetch limit is the query's failure, never a partial
-        // answer.
-        if let Some(error) = query.budget.as_ref().and_then(|budget| budget.refusal()) {
-            return Err(error);
-        }
-        let mut warnings = Vec::new();
-        let mut inputs = Vec::new();
-        for (store, answer) in stores.iter().zip(answers) {
-            match answer {
-                Ok((series, store_warnings)) => {
-                    warnings.extend(store_warnings);
-                    inputs.push(series);
-                }
-                Err(message) => {
-                    let text = format!(
-                        "fetch series for {} {}: {message}",
-                        label_sets_text(store),
-                        store.status.name
-                    );
-                    if !query.partial_response {
-                        return Err(Error::StoreFailed(text));
-                    }
-                    tracing::warn!(store = %store.status.name, error = %message, "partial response");
-                    warnings.push(text);
-                }
-            }
-        }
-        let streams = inputs.into_iter().map(|series| {
-            futures_util::stream::iter(
-                series
-                    .into_iter()
-                    .map(|one| Ok::<_, tonic::Status>(storeapi::merge::series_frame(one))),
-            )
-        });
-        let mut merged = storeapi::merge_series(streams);
-        let mut data = Vec::new();
-        while let Some(frame) = merged.next().await {
-            if let Ok(thanos::SeriesResponse {
-                result: Some(series_response::Result::Series(series)),
-            }) = frame
-            {
-                data.push(series);
-            }
-        }
-        Ok(Fetched { data, warnings })
-    }
-
-    async fn store_series(
-        &self,
-        store: &StoreHandle,
-        query: &SeriesQuery,
-    ) -> Result<(Vec<thanos::Series>, Vec<String>), String> {
-        let strategy = if query.partial_response {
-            thanos::PartialResponseStrategy::Warn
-        } else {
-            thanos::PartialResponseStrategy::Abort
-        };
-        let request = thanos::SeriesRequest {
-            min_time: query.min_time,
-            max_time: query.max_time,
-            matchers: matchers_to_proto(&query.matchers),
-            max_resolution_window: query.max_resolution_window,
-            aggregates: query
-                .aggregates
-                .iter()
-                .map(|aggr| i32::from(*aggr))
-                .collect(),
-            partial_response_strategy: strategy.into(),
-            skip_chunks: query.skip_chunks,
-            without_replica_labels: if store.status.supports_without_replica_labels {
-                query.replica_labels.clone()
-            } else {
-                Vec::new()
-            },
-            limit: query.limit,
-            response_batch_size: RESPONSE_BATCH_SIZE,
-            ..Default::default()
-        };
-        let mut client = store.client.clone();
-        let budget = query.budget.clone();
-        let call = async move {
-            let mut stream = client.series(request).await?.into_inner();
-            let mut series = Vec::new();
-            let mut warnings = Vec::new();
-            while let Some(frame) = stream.message().await? {
-                if let Some(budget) = &budget {
-                    let series = match &frame.result {
-                        Some(series_response::Result::Series(_)) => 1,
-                        Some(series_response::Result::Batch(batch)) => batch.series.len(),
-                        _ => 0,
-                    };
-                    budget.take(prost::Message::encoded_len(&frame), series)?;
-                }
-                match frame.result {
-                    Some(series_response::Result::Series(one)) => series.push(one),
-                    Some(series_response::Result::Batch(batch)) => series.extend(batch.series),
-                    Some(series_response::Result::Warning(warning)) => warnings.push(warning),
-                    Some(series_response::Result::Hints(_)) | None => {}
-                }
-            }
-            Ok((series, warnings))
-        };
-        let (series, warnings) = self.bounded(call).await?;
-        Ok((
-            storeapi::replica::without_replica_labels(series, &query.replica_labels),
-            warnings,
-        ))
+        self.series_stream(query.clone()).collect().await
     }
 
     /// Label names from every matching store, sorted and distinct.

@@ -1,10 +1,12 @@
 //! The engine's synchronous [`Queryable`] over the async store fan-out.
 //!
 //! Evaluation runs on a blocking thread (`spawn_blocking`); each `select` the engine makes
-//! (once per selector, for the whole range it can touch) blocks that thread on the runtime
-//! handle while the fan-out runs on the async workers; each series' samples are decoded and
-//! de-duplicated when the engine takes the series. Store warnings and partial-response failures
-//! are collected for the API response.
+//! (once per selector, for the whole range it can touch) starts the store fan-out on the async
+//! workers ([`Proxy::series_stream`]) and returns at once; the engine's thread waits on the
+//! runtime handle only for the next batch of merged series, so it works on the first series
+//! while the stores still send the rest. Each series' samples are decoded and de-duplicated
+//! when the engine reads them. Store warnings and partial-response failures are collected for
+//! the API response; they are complete once a selection has yielded its last series.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +19,7 @@ use tokio::runtime::Handle;
 
 use crate::dedup::series_samples;
 use crate::downsample::Aggregate;
-use crate::proxy::{FetchAccount, Proxy, SeriesQuery};
+use crate::proxy::{FetchAccount, Proxy, SeriesQuery, SeriesReceiver};
 use storeapi::proto::thanos;
 
 /// Per-request settings of a [`StoreQueryable`].
@@ -102,54 +104,126 @@ impl Queryable for StoreQueryable {
             budget: self.options.budget.clone(),
             ..Default::default()
         };
-        let deadline = tokio::time::Instant::from_std(self.options.deadline);
-        let proxy = Arc::clone(&self.proxy);
-        let fetched = self
+        // The fan-out runs on the runtime while the engine reads: its first series arrive
+        // before the stores are done.
+        let receiver = {
+            let _entered = self.runtime.enter();
+            self.proxy.series_stream(query)
+        };
+        Ok(Box::new(Selected {
+            owner: self,
+            receiver,
+            current: Vec::new().into_iter(),
+            done: false,
+            start: hints.start,
+            end: hints.end,
+            dedup: !self.options.replica_labels.is_empty(),
+            aggregate,
+        }))
+    }
+}
+
+/// The series of one `select`, taken from the fan-out batch by batch.
+struct Selected<'a> {
+    owner: &'a StoreQueryable,
+    receiver: SeriesReceiver,
+    /// The rest of the last batch.
+    current: std::vec::IntoIter<thanos::Series>,
+    /// The fan-out ended (or failed, or timed out).
+    done: bool,
+    start: i64,
+    end: i64,
+    dedup: bool,
+    aggregate: Aggregate,
+}
+
+impl Selected<'_> {
+    /// Takes the next batch's series (its warnings go to the queryable's); `false` when the
+    /// fan-out is done.
+    fn next_batch(&mut self) -> Result<bool, StorageError> {
+        let deadline = tokio::time::Instant::from_std(self.owner.options.deadline);
+        let receiver = &mut self.receiver;
+        let next = self
+            .owner
             .runtime
-            .block_on(async move { tokio::time::timeout_at(deadline, proxy.series(&query)).await })
-            .map_err(|_| {
-                self.timed_out.store(true, Ordering::Relaxed);
-                StorageError::new("query timed out in fetching series")
-            })?
-            .map_err(|error| StorageError::new(error.to_string()))?;
-        self.warn(fetched.warnings);
-        let dedup = !self.options.replica_labels.is_empty();
-        let (start, end) = (hints.start, hints.end);
+            .block_on(async { tokio::time::timeout_at(deadline, receiver.recv()).await });
+        match next {
+            Ok(Some(Ok(batch))) => {
+                self.owner.warn(batch.warnings);
+                self.current = batch.series.into_iter();
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Ok(Some(Err(error))) => Err(StorageError::new(error.to_string())),
+            Err(_) => {
+                self.owner.timed_out.store(true, Ordering::Relaxed);
+                Err(StorageError::new("query timed out in fetching series"))
+            }
+        }
+    }
+
+    /// One received series as the engine takes it; `None` when it has no sample in range.
+    fn select(
+        &self,
+        series: thanos::Series,
+    ) -> Option<Result<SelectedSeries<'static>, StorageError>> {
+        let labels = match storeapi::convert::labels_from_proto(series.labels) {
+            Ok(labels) => labels,
+            Err(error) => return Some(Err(StorageError::new(error.to_string()))),
+        };
+        let decode = Decode {
+            chunks: series.chunks,
+            start: self.start,
+            end: self.end,
+            dedup: self.dedup,
+            aggregate: self.aggregate,
+        };
         // A series' chunks are decoded when the engine first reads its samples, not when it
-        // takes the series: the engine takes every series of a selector before it reads any,
-        // so decoding here held the decoded samples of all of them at once beside the raw
-        // chunks. A series decodes here only when its chunks alone cannot tell whether it
-        // has a sample in range (whether to leave it out): no chunk lies wholly inside it.
-        let selected = fetched.data.into_iter().filter_map(move |series| {
-            let labels = match storeapi::convert::labels_from_proto(series.labels) {
-                Ok(labels) => labels,
-                Err(error) => return Some(Err(StorageError::new(error.to_string()))),
-            };
-            let decode = Decode {
-                chunks: series.chunks,
-                start,
-                end,
-                dedup,
-                aggregate,
-            };
-            if decode.has_sample_in_range() {
-                return Some(Ok(SelectedSeries {
-                    samples: Box::new(LazySamples::new(decode, labels.clone())),
-                    labels,
-                    start_timestamps: None,
-                }));
+        // takes the series: the engine may take many series of a selector before it reads
+        // any, so decoding here held the decoded samples of all of them at once beside the
+        // raw chunks. A series decodes here only when its chunks alone cannot tell whether
+        // it has a sample in range (whether to leave it out): no chunk lies wholly inside it.
+        if decode.has_sample_in_range() {
+            return Some(Ok(SelectedSeries {
+                samples: Box::new(LazySamples::new(decode, labels.clone())),
+                labels,
+                start_timestamps: None,
+            }));
+        }
+        match decode.samples(&labels) {
+            Ok(samples) if samples.is_empty() => None,
+            Ok(samples) => Some(Ok(SelectedSeries {
+                labels,
+                samples: Box::new(samples.into_iter().map(Ok)),
+                start_timestamps: None,
+            })),
+            Err(error) => Some(Err(error)),
+        }
+    }
+}
+
+impl<'a> Iterator for Selected<'a> {
+    type Item = Result<SelectedSeries<'a>, StorageError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(series) = self.current.next() {
+                match self.select(series) {
+                    Some(selected) => return Some(selected),
+                    None => continue,
+                }
             }
-            match decode.samples(&labels) {
-                Ok(samples) if samples.is_empty() => None,
-                Ok(samples) => Some(Ok(SelectedSeries {
-                    labels,
-                    samples: Box::new(samples.into_iter().map(Ok)),
-                    start_timestamps: None,
-                })),
-                Err(error) => Some(Err(error)),
+            if self.done {
+                return None;
             }
-        });
-        Ok(Box::new(selected))
+            let next = self.next_batch();
+            if !matches!(next, Ok(true)) {
+                // Done, failed or out of time: the fan-out stops.
+                self.done = true;
+                self.receiver.close();
+                return next.err().map(Err);
+            }
+        }
     }
 }
 
