@@ -86,6 +86,13 @@ impl StoreQueryable {
 }
 
 impl Queryable for StoreQueryable {
+    /// The fan-out merges the stores' answers in label order (a store's answer that needed
+    /// replica labels stripped here is sorted before it is merged), so the engine may read a
+    /// selection as it arrives.
+    fn streams_sorted(&self) -> bool {
+        true
+    }
+
     fn select<'a>(
         &'a self,
         matchers: &[Matcher],

@@ -7,6 +7,45 @@
 //! peak with the default and 260 MiB with two arenas (and ran 20% faster). One arena per core,
 //! one per async worker thread, keeps resident memory near the heap.
 
+/// Whether a [`release_free_memory`] call is running (others skip rather than queue).
+static RELEASING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Returns the pages of memory freed since the last call to the system, off the caller's path.
+///
+/// glibc keeps freed memory for reuse: after one large query a querier kept 46 MiB of freed
+/// heap resident (58 MiB in all; 17 MiB after `malloc_trim`), so every later query's peak
+/// started from there. Go's runtime returns such memory in the background; a service calls this
+/// once a request that allocated much is answered. The trim runs on a blocking thread; while
+/// one runs, further calls do nothing.
+pub fn release_free_memory() {
+    use std::sync::atomic::Ordering;
+    if RELEASING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let trim = || {
+        trim_heap();
+        RELEASING.store(false, Ordering::Release);
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            drop(runtime.spawn_blocking(trim));
+        }
+        Err(_) => trim(),
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: `malloc_trim` only hands free pages of malloc's own arenas back to the kernel; it
+    // takes the arenas' locks and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
+
 /// Limits glibc's malloc to one arena per available core, unless the operator chose a limit
 /// (`MALLOC_ARENA_MAX` or `GLIBC_TUNABLES` set). Call at start-up, before any thread starts.
 pub fn limit_arenas() {
@@ -31,3 +70,39 @@ fn set_arena_max(arenas: i32) {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn set_arena_max(_arenas: i32) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn anonymous_resident_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("RssAnon:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Freed small allocations stay resident until released; afterwards they are gone.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn releasing_returns_freed_heap_pages() {
+        // Many small blocks (below the mmap threshold) touched, then freed except every 64th,
+        // so the heap's top cannot simply shrink.
+        let mut blocks: Vec<Vec<u8>> = (0..40_000).map(|_| vec![1u8; 4000]).collect();
+        let kept: Vec<Vec<u8>> = blocks.iter_mut().step_by(64).map(std::mem::take).collect();
+        drop(blocks);
+        let before = anonymous_resident_kib();
+        release_free_memory();
+        // Without a runtime the trim runs at once; the flag is clear again.
+        assert!(!RELEASING.load(std::sync::atomic::Ordering::Acquire));
+        let after = anonymous_resident_kib();
+        assert!(
+            after + 50_000 < before,
+            "resident anonymous memory {before} KiB before, {after} KiB after"
+        );
+        drop(kept);
+    }
+}

@@ -436,6 +436,8 @@ impl Store for BucketStore {
                     let _ = sender.send(Err(Status::from(error))).await;
                 }
             }
+            // The call's buffers are freed: hand their pages back before the next call.
+            service_core::malloc::release_free_memory();
         });
         let mut frames = futures_util::stream::unfold(frames, |mut frames| async move {
             frames.recv().await.map(|frame| (frame, frames))
