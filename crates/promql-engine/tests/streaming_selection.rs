@@ -249,6 +249,39 @@ fn an_unsorted_store_is_collected_first_as_before() {
 }
 
 #[test]
+fn an_instant_grouped_aggregation_folds_the_selection_as_it_arrives() {
+    // With one step a fold holds a few bytes per group whatever the groups: `by`, `without`
+    // and many groups alike are folded without reading the label sets first.
+    for query in [
+        "sum by (job) (rate(x[5m]))",
+        "count without (instance) (x)",
+        "max by (instance) (x)",
+    ] {
+        let store = store(
+            MANY,
+            Serve {
+                sorted: true,
+                ..Serve::default()
+            },
+        );
+        let result = instant(&store, query).unwrap_or_else(|error| panic!("{query}: {error}"));
+        let seen = &store.seen;
+        assert_eq!(seen.selects.get(), 1, "{query}: selected once");
+        assert!(
+            seen.lead.get() <= BLOCK,
+            "{query}: {} series pulled ahead of the one decoded",
+            seen.lead.get()
+        );
+        let collected = self::store(MANY, Serve::default());
+        assert_eq!(
+            text(&result),
+            text(&instant(&collected, query).unwrap()),
+            "{query}"
+        );
+    }
+}
+
+#[test]
 fn grouping_by_labels_reads_a_streamed_selection_first_then_once() {
     // `sum by (job)` counts its groups over the label sets before choosing how to aggregate:
     // the deferred selection is selected then, and read from that selection (not again).

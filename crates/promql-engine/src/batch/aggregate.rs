@@ -178,6 +178,10 @@ const FOLD_SLOT_BYTES: usize =
 /// Bytes a materialised input row takes per step.
 const ROW_SLOT_BYTES: usize = std::mem::size_of::<Option<f64>>();
 
+/// Up to this many steps (an instant query has one) a fold is taken without counting groups:
+/// its worst case, one group per series, holds `FOLD_SLOT_BYTES` per step and series.
+const FOLD_UNCOUNTED_STEPS: usize = 16;
+
 /// Whether folding `source` into its groups holds less than its rows would: the groups (counted
 /// over the selector's series, which a range function keeps the labels of) are few enough.
 fn folds_smaller(
@@ -189,10 +193,10 @@ fn folds_smaller(
     let Some(selector) = source_selector(ev, source, grid) else {
         return Ok(false);
     };
-    if !grouping.without && grouping.labels.is_empty() {
-        // One group at most: its accumulators hold no more than a few rows would, so the
-        // label sets need not be read first (a selection read as the store streams it has
-        // none before it is read).
+    if (!grouping.without && grouping.labels.is_empty()) || grid.len <= FOLD_UNCOUNTED_STEPS {
+        // One group at most, or few steps: even one group per series would hold no more
+        // than a few bytes per series beside its label set, so the label sets need not be
+        // read first (a selection read as the store streams it has none before it is read).
         return Ok(true);
     }
     let mut keys: std::collections::HashSet<Labels> = std::collections::HashSet::new();
