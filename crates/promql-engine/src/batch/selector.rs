@@ -519,7 +519,8 @@ fn apply_block(
         non_empty: vec![false; grid.len],
         in_windows: vec![0; grid.len],
     };
-    let work = count.saturating_mul(grid.len);
+    let points: usize = (0..count).map(|index| view(index).points.len()).sum();
+    let work = range_work(count, grid.len, points, windows);
     let (outcomes, parts) = chunked(ev.settings, count, work, init, each)?;
     for part in parts {
         for (step, (some, held)) in part.non_empty.iter().zip(&part.in_windows).enumerate() {
@@ -532,6 +533,26 @@ fn apply_block(
     ev.add_samples(peak)?;
     ev.release_samples(peak);
     Ok(outcomes)
+}
+
+/// The work of a range function over `count` series holding `points` samples: series times
+/// steps times the samples a window holds (at least one), since most functions read every sample
+/// of each window (`predict_linear` over 30m at a 15s step reads 120 per step).
+fn range_work(count: usize, steps: usize, points: usize, windows: &Windows) -> usize {
+    let (Some(first), Some(last)) = (windows.ends.first(), windows.ends.last()) else {
+        return count.saturating_mul(steps);
+    };
+    let span = last
+        .saturating_sub(*first)
+        .saturating_add(windows.range)
+        .max(1);
+    let per_series = points / count.max(1);
+    let per_window = i64::try_from(per_series)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(windows.range)
+        / span;
+    let per_window = usize::try_from(per_window).unwrap_or(usize::MAX).max(1);
+    count.saturating_mul(steps).saturating_mul(per_window)
 }
 
 /// Makes a block's annotations in series order and hands its rows to `sink`.
@@ -654,4 +675,40 @@ pub(super) fn instant_times(
         Ok(())
     })?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::parallel::MIN_PARALLEL_WORK;
+
+    /// Windows of `range` ms ending every `step` ms over 8h.
+    fn windows(range: i64, step: i64) -> Windows {
+        Windows {
+            range,
+            ends: (0..=8 * 3_600_000 / step).map(|k| k * step).collect(),
+        }
+    }
+
+    #[test]
+    fn range_work_weighs_the_samples_each_window_reads() {
+        // 10 series scraped every 15s over 8h: 1,920 samples each.
+        let (count, points) = (10, 19_200);
+        let long = windows(30 * 60_000, 15_000);
+        let short = windows(60_000, 15_000);
+        let steps = long.ends.len();
+        // 30m windows hold ~113 samples: worth both cores, though series x steps is not.
+        assert!(count * steps < MIN_PARALLEL_WORK);
+        assert!(range_work(count, steps, points, &long) >= MIN_PARALLEL_WORK);
+        // 1m windows hold ~4: still below.
+        assert!(range_work(count, steps, points, &short) < MIN_PARALLEL_WORK);
+        // A window holds at least one sample's work; no windows, no weighting.
+        assert_eq!(range_work(5, 3, 0, &long), 15);
+        let none = Windows {
+            range: 60_000,
+            ends: Vec::new(),
+        };
+        assert_eq!(range_work(5, 0, 100, &none), 0);
+        assert_eq!(range_work(0, 0, 0, &none), 0);
+    }
 }
