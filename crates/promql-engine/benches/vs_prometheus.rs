@@ -33,6 +33,15 @@
 //!
 //! # Last runs
 //!
+//! 2026-12-08, commit 5793373 (selections read as `MemoryStorage` streams them, instant
+//! aggregations folded without counting groups, range-function work weighted by window
+//! samples), full matrix, default runs, load 1.0-1.2, nothing else running. All 133 answers
+//! equal; **0 of 133 slower**. Geometric mean: 15s 0.108, 60s 0.114, instant 0.230, all
+//! 0.142. Highest ratios: `group_left` instant 0.59, `topk` instant 0.53, `stddev_over_time`
+//! 15s 0.40. Growth over the query's start above Prometheus' in 17 cases, the operators that
+//! hold their input rows (`quantile` 15s +264 vs +86 MiB, `unless` 15s +241 vs +0,
+//! `label_replace` 15s +257 vs +0); peak RSS (storage included) above Prometheus' in 48.
+//!
 //! 2026-12-07 (later), the tree of commit f977cee (streaming aggregations, lazy selector
 //! decoding, `MemoryStorage` postings; the step-wise interpreter gone), full matrix, default
 //! steps and runs (3, or 1 after a warm-up over 5 s), load average 3.2-4.4 (other builds
