@@ -29,16 +29,7 @@ pub(crate) fn object_path(root: &Path, name: &str) -> Option<PathBuf> {
 /// The bytes of `range` of the file at `path` (fewer at the end of the file), or `None` when
 /// the read is not the plain case (see the [module docs](self)).
 pub(crate) fn read_range(path: &Path, range: Range<u64>) -> Option<Bytes> {
-    let file = File::open(path).ok()?;
-    let metadata = file.metadata().ok()?;
-    if !metadata.is_file() || range.start >= metadata.len() {
-        return None;
-    }
-    read_exact(
-        &file,
-        range.start,
-        range.end.min(metadata.len()) - range.start,
-    )
+    read_ranges(path, std::slice::from_ref(&range))?.pop()
 }
 
 /// `length` bytes at `offset` of `file` with one positioned read (a few for a large range):

@@ -316,7 +316,6 @@ impl Api {
         .await
         .map_err(|error| Error::Task(error.to_string()))?;
         drop(cancel);
-        drop(queryable.take_warnings());
         // The evaluation's memory is freed: hand its pages back while the answer is sent.
         service_core::malloc::release_free_memory();
         if rendered.is_err() && queryable.timed_out() {

@@ -57,8 +57,23 @@ pub fn release_free_memory() {
 fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // Linux pages are 4 KiB on the platforms the services ship for.
-    Some(pages.saturating_mul(4096))
+    Some(pages.saturating_mul(page_size()))
+}
+
+/// The system's page size (4 KiB where it cannot be asked).
+#[cfg(unix)]
+fn page_size() -> u64 {
+    // SAFETY: `sysconf` only reads a configuration value.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size)
+        .ok()
+        .filter(|size| *size > 0)
+        .unwrap_or(4096)
+}
+
+#[cfg(not(unix))]
+fn page_size() -> u64 {
+    4096
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
